@@ -1,0 +1,188 @@
+//! Server configuration: the command line as parsed by clap ([`Args`]), then checked into a [`Config`]
+//! that cannot hold an invalid value.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use pushbench_common::Topic;
+
+use crate::feed::{BatchLimits, ReplayLimits};
+
+/// Command line of `pushbench-server`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "pushbench-server", version, about = "One event feed over interval polling, long-polling, chunked streaming, SSE and WebSocket")]
+pub struct Args {
+    /// Address to listen on (port 0 picks a free port; the address is printed once ready).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Replay buffer: most events held for resume.
+    #[arg(long, default_value_t = 10_000)]
+    pub replay_events: usize,
+    /// Replay buffer: most bytes held (encoded events plus bookkeeping).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub replay_bytes: usize,
+    /// Largest accepted event body in bytes (larger publishes get 413).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_payload: usize,
+    /// When set, publishing requires `Authorization: Bearer <token>` (or `"token"` in a WebSocket publish frame).
+    #[arg(long, env = "PUSHBENCH_PUBLISH_TOKEN", hide_env_values = true)]
+    pub publish_token: Option<String>,
+    /// Most subscriber requests served at once over all transports (open streams, SSE and WebSocket
+    /// connections, polls in flight); past it, 503. Keep it under the process's file-descriptor limit.
+    #[arg(long, default_value_t = 19_000)]
+    pub max_connections: usize,
+    /// Idle interval after which streams send a heartbeat line, SSE a comment and WebSocket a ping
+    /// (a WebSocket peer that misses two pings is disconnected).
+    #[arg(long, default_value_t = 15_000)]
+    pub heartbeat_ms: u64,
+    /// Longest `timeout_ms` a long-poll may ask for (the default hold is 30,000 ms).
+    #[arg(long, default_value_t = 120_000)]
+    pub longpoll_max_ms: u64,
+    /// Most events in one poll answer or one streamed batch; a client further behind continues from `next`.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_batch_events: usize,
+    /// Most bytes of events in one poll answer or streamed batch (always at least one event).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_batch_bytes: usize,
+    /// A WebSocket send blocked this long (the client does not read) disconnects the client as a slow consumer.
+    #[arg(long, default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+    /// On SIGINT/SIGTERM, how long to wait for open connections to close before exiting anyway.
+    #[arg(long, default_value_t = 5_000)]
+    pub shutdown_grace_ms: u64,
+    /// Publish synthetic events at this rate (events/s) to `--generate-topic`; 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub generate: f64,
+    /// Topic of the synthetic events.
+    #[arg(long, default_value = "demo")]
+    pub generate_topic: String,
+    /// Size of each synthetic event's data, in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub generate_bytes: usize,
+}
+
+/// Synthetic publisher settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorConfig {
+    /// Events per second (> 0).
+    pub rate: f64,
+    /// Where they go.
+    pub topic: Topic,
+    /// Data size in bytes.
+    pub bytes: usize,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Replay buffer bounds.
+    pub replay: ReplayLimits,
+    /// Batch bounds.
+    pub batch: BatchLimits,
+    /// Largest event body.
+    pub max_payload: usize,
+    /// Required bearer token for publishing, if any.
+    pub publish_token: Option<String>,
+    /// Most concurrent subscriber requests.
+    pub max_connections: usize,
+    /// Heartbeat / ping interval.
+    pub heartbeat: Duration,
+    /// Default long-poll hold.
+    pub longpoll_default: Duration,
+    /// Longest long-poll hold a client may ask for.
+    pub longpoll_max: Duration,
+    /// WebSocket send timeout before a slow consumer is disconnected.
+    pub write_timeout: Duration,
+    /// Grace period for open connections at shutdown.
+    pub shutdown_grace: Duration,
+    /// Synthetic publisher, when enabled.
+    pub generator: Option<GeneratorConfig>,
+}
+
+/// A command-line value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("--{flag}: {reason}")]
+pub struct ConfigError {
+    flag: &'static str,
+    reason: String,
+}
+
+fn positive<T: PartialOrd + Default>(flag: &'static str, value: T) -> Result<T, ConfigError> {
+    if value > T::default() { Ok(value) } else { Err(ConfigError { flag, reason: "must be greater than 0".into() }) }
+}
+
+impl TryFrom<&Args> for Config {
+    type Error = ConfigError;
+
+    fn try_from(args: &Args) -> Result<Self, ConfigError> {
+        let longpoll_default = Duration::from_secs(30);
+        let longpoll_max = Duration::from_millis(positive("longpoll-max-ms", args.longpoll_max_ms)?);
+        let generator = if args.generate == 0.0 {
+            None
+        } else {
+            if !(args.generate.is_finite() && args.generate > 0.0 && args.generate <= 1_000_000.0) {
+                return Err(ConfigError { flag: "generate", reason: "must be between 0 and 1,000,000 events/s".into() });
+            }
+            let topic = Topic::parse(&args.generate_topic)
+                .map_err(|e| ConfigError { flag: "generate-topic", reason: e.to_string() })?;
+            if args.generate_bytes > args.max_payload {
+                return Err(ConfigError { flag: "generate-bytes", reason: "must not exceed --max-payload".into() });
+            }
+            Some(GeneratorConfig { rate: args.generate, topic, bytes: args.generate_bytes })
+        };
+        Ok(Self {
+            replay: ReplayLimits {
+                max_events: positive("replay-events", args.replay_events)?,
+                max_bytes: positive("replay-bytes", args.replay_bytes)?,
+            },
+            batch: BatchLimits {
+                max_events: positive("max-batch-events", args.max_batch_events)?,
+                max_bytes: positive("max-batch-bytes", args.max_batch_bytes)?,
+            },
+            max_payload: positive("max-payload", args.max_payload)?,
+            publish_token: args.publish_token.clone().filter(|t| !t.is_empty()),
+            max_connections: positive("max-connections", args.max_connections)?,
+            heartbeat: Duration::from_millis(positive("heartbeat-ms", args.heartbeat_ms)?),
+            longpoll_default: longpoll_default.min(longpoll_max),
+            longpoll_max,
+            write_timeout: Duration::from_millis(positive("write-timeout-ms", args.write_timeout_ms)?),
+            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+            generator,
+        })
+    }
+}
+
+impl Default for Config {
+    /// The documented defaults, as `pushbench-server` with no flags.
+    fn default() -> Self {
+        Self::try_from(&Args::parse_from(["pushbench-server"])).expect("the defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(flags: &[&str]) -> Result<Config, ConfigError> {
+        Config::try_from(&Args::try_parse_from(std::iter::once("pushbench-server").chain(flags.iter().copied())).unwrap())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.replay, ReplayLimits { max_events: 10_000, max_bytes: 64 << 20 });
+        assert_eq!(c.max_payload, 65_536);
+        assert_eq!(c.longpoll_default, Duration::from_secs(30));
+        assert!(c.generator.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        assert_eq!(config(&["--replay-events", "0"]).unwrap_err().to_string(), "--replay-events: must be greater than 0");
+        assert!(config(&["--generate=-1"]).unwrap_err().to_string().starts_with("--generate:"));
+        assert!(config(&["--generate", "5", "--generate-topic", "a b"]).unwrap_err().to_string().starts_with("--generate-topic:"));
+        let generator = config(&["--generate", "5"]).unwrap().generator.unwrap();
+        assert_eq!((generator.rate, generator.topic.as_str()), (5.0, "demo"));
+    }
+}

@@ -1,0 +1,365 @@
+//! The replay log: a bounded, id-ordered buffer of encoded events, indexed by topic.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use pushbench_common::Topic;
+use pushbench_common::wire::{Event, Gap};
+use slab::Slab;
+use tokio::sync::Notify;
+
+use super::{Batch, BatchLimits};
+
+/// Bookkeeping cost of one held event beyond its encoding (the `Arc`, the struct, two deque slots),
+/// counted against the byte budget so that tiny events cannot exceed it by orders of magnitude.
+const EVENT_OVERHEAD_BYTES: usize = 128;
+
+/// How much the replay buffer may hold; the oldest events are evicted past either bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayLimits {
+    /// Most events held (at least 1).
+    pub max_events: usize,
+    /// Most bytes held, counting each event's encodings and bookkeeping.
+    pub max_bytes: usize,
+}
+
+/// One event as the server holds it: encoded once, shared by every subscriber and transport.
+#[derive(Debug)]
+pub struct StoredEvent {
+    /// Server-wide, strictly increasing id.
+    pub id: u64,
+    /// Topic it was published to.
+    pub topic: Topic,
+    /// Unix nanoseconds at which it was accepted.
+    pub ts: u64,
+    /// The wire JSON followed by `\n` (the NDJSON line); [`StoredEvent::json`] is a view without the newline.
+    line: Bytes,
+    /// The event framed for `text/event-stream`, built by the first SSE subscriber to send it. Cached here
+    /// so that a broadcast to N SSE subscribers formats it once, not N times.
+    pub sse_frame: OnceLock<Bytes>,
+}
+
+impl StoredEvent {
+    fn new(id: u64, topic: Topic, ts: u64, data: &str) -> Self {
+        let event = Event { id, topic: topic.as_str().into(), ts, data: data.into() };
+        let mut line = serde_json::to_vec(&event).expect("serializing strings and integers cannot fail");
+        line.push(b'\n');
+        Self { id, topic, ts, line: line.into(), sse_frame: OnceLock::new() }
+    }
+
+    /// The event's wire JSON.
+    pub fn json(&self) -> Bytes {
+        self.line.slice(..self.line.len() - 1)
+    }
+
+    /// The wire JSON plus a trailing newline.
+    pub fn json_line(&self) -> Bytes {
+        self.line.clone()
+    }
+
+    /// Bytes this event is charged against the replay budget: its line, room for one framed copy
+    /// (the SSE frame, built lazily) and the bookkeeping.
+    fn charged_bytes(&self) -> usize {
+        2 * self.line.len() + EVENT_OVERHEAD_BYTES
+    }
+}
+
+/// Per-topic index into the log.
+struct TopicLog {
+    /// This topic's held events, a subsequence of the global log (so also in id order).
+    events: VecDeque<Arc<StoredEvent>>,
+    /// Highest id of this topic that has been evicted: a cursor below it has missed something.
+    evicted_upto: u64,
+    /// Wake-ups of the subscriptions reading this topic.
+    waiters: Slab<Arc<Notify>>,
+}
+
+impl TopicLog {
+    fn is_unused(&self) -> bool {
+        self.events.is_empty() && self.waiters.is_empty()
+    }
+}
+
+/// Occupancy of the replay buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Events held.
+    pub events: usize,
+    /// Bytes charged for them.
+    pub bytes: usize,
+    /// Topics with held events or subscribers.
+    pub topics: usize,
+    /// Id of the newest event (0 before the first).
+    pub head: u64,
+}
+
+/// The bounded log and its topic index. Not synchronized: [`super::Feed`] wraps it in a lock.
+pub struct ReplayLog {
+    limits: ReplayLimits,
+    /// Every held event, oldest first.
+    events: VecDeque<Arc<StoredEvent>>,
+    bytes: usize,
+    topics: HashMap<Topic, TopicLog>,
+    /// Id of the newest event; the next one gets `head + 1`.
+    head: u64,
+    /// Highest `evicted_upto` of topics dropped from the index (no held events, no subscribers). A topic
+    /// not in the index may have had events up to here, so cursors below it get a gap notice: never a
+    /// silent skip, at the price of a possibly spurious notice for a long-quiet topic.
+    forgotten_upto: u64,
+}
+
+impl ReplayLog {
+    /// An empty log.
+    pub fn new(limits: ReplayLimits) -> Self {
+        Self {
+            limits,
+            events: VecDeque::new(),
+            bytes: 0,
+            topics: HashMap::new(),
+            head: 0,
+            forgotten_upto: 0,
+        }
+    }
+
+    /// The id of the newest event.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// Occupancy, for metrics.
+    pub fn stats(&self) -> ReplayStats {
+        ReplayStats { events: self.events.len(), bytes: self.bytes, topics: self.topics.len(), head: self.head }
+    }
+
+    fn topic_entry(&mut self, topic: &Topic) -> &mut TopicLog {
+        let forgotten_upto = self.forgotten_upto;
+        self.topics.entry(topic.clone()).or_insert_with(|| TopicLog {
+            events: VecDeque::new(),
+            evicted_upto: forgotten_upto,
+            waiters: Slab::new(),
+        })
+    }
+
+    fn forget_if_unused(&mut self, topic: &Topic) {
+        if let Some(log) = self.topics.get(topic)
+            && log.is_unused()
+        {
+            self.forgotten_upto = self.forgotten_upto.max(log.evicted_upto);
+            self.topics.remove(topic);
+        }
+    }
+
+    /// Appends an event, evicts past the limits and wakes the topic's subscribers.
+    pub fn append(&mut self, topic: Topic, data: &str) -> Arc<StoredEvent> {
+        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        self.head += 1;
+        let event = Arc::new(StoredEvent::new(self.head, topic, ts, data));
+        self.bytes += event.charged_bytes();
+        self.events.push_back(event.clone());
+        let entry = self.topic_entry(&event.topic);
+        entry.events.push_back(event.clone());
+        for (_, waiter) in &entry.waiters {
+            waiter.notify_one();
+        }
+        self.evict();
+        event
+    }
+
+    fn evict(&mut self) {
+        while self.events.len() > self.limits.max_events.max(1)
+            || (self.bytes > self.limits.max_bytes && self.events.len() > 1)
+        {
+            let Some(oldest) = self.events.pop_front() else { break };
+            self.bytes -= oldest.charged_bytes();
+            if let Some(topic) = self.topics.get_mut(&oldest.topic) {
+                let popped = topic.events.pop_front();
+                debug_assert_eq!(popped.map(|e| e.id), Some(oldest.id), "topic index out of step with the log");
+                topic.evicted_upto = oldest.id;
+            }
+            self.forget_if_unused(&oldest.topic);
+        }
+    }
+
+    /// Events on `topics` with ids above `after`, at most one batch, with a gap notice when some of them
+    /// were already evicted.
+    pub fn read(&self, topics: &[Topic], after: u64, limits: BatchLimits) -> Batch {
+        let evicted_upto = topics
+            .iter()
+            .map(|t| self.topics.get(t).map_or(self.forgotten_upto, |log| log.evicted_upto))
+            .max()
+            .unwrap_or(0);
+        let (gap, cursor) = if evicted_upto > after {
+            (Some(Gap { after, resume: evicted_upto + 1 }), evicted_upto)
+        } else {
+            (None, after)
+        };
+
+        // Each topic's events after the cursor; the batch is the `max_events` lowest ids among them.
+        // Every one of those lies within the first `max_events` of its own topic, so taking that many per
+        // topic and sorting is exact. `more` records whether anything was left out.
+        let mut events: Vec<Arc<StoredEvent>> = Vec::new();
+        let mut more = false;
+        for log in topics.iter().filter_map(|t| self.topics.get(t)) {
+            let start = log.events.partition_point(|e| e.id <= cursor);
+            more |= log.events.len() - start > limits.max_events;
+            events.extend(log.events.range(start..).take(limits.max_events).cloned());
+        }
+        if topics.len() > 1 {
+            events.sort_unstable_by_key(|e| e.id);
+        }
+        let mut bytes = 0;
+        let keep = events
+            .iter()
+            .take(limits.max_events)
+            .position(|e| {
+                bytes += e.line.len();
+                bytes > limits.max_bytes
+            })
+            .map_or(events.len().min(limits.max_events), |i| i.max(1));
+        more |= keep < events.len();
+        events.truncate(keep);
+
+        // When everything available was returned, no event on these topics exists up to the head, so the
+        // cursor may jump there: a quiet subscriber's cursor stays fresh and will not fall off the buffer.
+        let next = match events.last() {
+            Some(last) if more => last.id,
+            _ => cursor.max(self.head),
+        };
+        Batch { gap, events, next }
+    }
+
+    /// Registers `notify` in each topic; returns its keys (in `topics` order) and the current head.
+    pub fn register(&mut self, topics: &[Topic], notify: &Arc<Notify>) -> (Vec<usize>, u64) {
+        let keys = topics.iter().map(|t| self.topic_entry(t).waiters.insert(notify.clone())).collect();
+        (keys, self.head)
+    }
+
+    /// Undoes [`ReplayLog::register`].
+    pub fn unregister(&mut self, topics: &[Topic], keys: &[usize]) {
+        for (topic, &key) in topics.iter().zip(keys) {
+            if let Some(log) = self.topics.get_mut(topic) {
+                log.waiters.try_remove(key);
+            }
+            self.forget_if_unused(topic);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    const BIG: BatchLimits = BatchLimits { max_events: usize::MAX, max_bytes: usize::MAX };
+
+    fn topic(name: &str) -> Topic {
+        Topic::parse(name).unwrap()
+    }
+
+    fn ids(batch: &Batch) -> Vec<u64> {
+        batch.events.iter().map(|e| e.id).collect()
+    }
+
+    fn log(max_events: usize) -> ReplayLog {
+        ReplayLog::new(ReplayLimits { max_events, max_bytes: usize::MAX })
+    }
+
+    #[test]
+    fn encodes_the_wire_form_once() {
+        let mut log = log(10);
+        let ev = log.append(topic("room.42"), "hi \"there\"");
+        let expected = format!(r#"{{"id":1,"topic":"room.42","ts":{},"data":"hi \"there\""}}"#, ev.ts);
+        assert_eq!(ev.json(), expected.as_bytes());
+        assert_eq!(ev.json_line(), format!("{expected}\n").as_bytes());
+    }
+
+    #[test]
+    fn ids_increase_across_topics_and_reads_merge_in_order() {
+        let mut log = log(100);
+        for i in 0..30 {
+            log.append(topic(["a", "b", "c"][i % 3]), "x");
+        }
+        let batch = log.read(&[topic("a"), topic("c")], 0, BIG);
+        let expected: Vec<u64> = (1..=30).filter(|id| id % 3 != 2).collect();
+        assert_eq!(ids(&batch), expected);
+        assert_eq!(batch.next, 30);
+        assert!(batch.gap.is_none());
+        assert_eq!(ids(&log.read(&[topic("a"), topic("c")], 25, BIG)), vec![27, 28, 30]);
+    }
+
+    #[test]
+    fn batch_limits_cut_and_next_continues() {
+        let mut log = log(100);
+        for _ in 0..10 {
+            log.append(topic("a"), "x");
+        }
+        log.append(topic("b"), "x");
+        let limits = BatchLimits { max_events: 4, max_bytes: usize::MAX };
+        let first = log.read(&[topic("a")], 0, limits);
+        assert_eq!((ids(&first), first.next), (vec![1, 2, 3, 4], 4));
+        let last = log.read(&[topic("a")], 8, limits);
+        assert_eq!((ids(&last), last.next), (vec![9, 10], 11), "cursor jumps to the head when drained");
+        let one_event_min = log.read(&[topic("a")], 0, BatchLimits { max_events: 10, max_bytes: 1 });
+        assert_eq!(ids(&one_event_min), vec![1]);
+    }
+
+    #[test]
+    fn cursor_older_than_the_buffer_gets_a_gap_notice() {
+        let mut log = log(5);
+        for _ in 0..12 {
+            log.append(topic("a"), "x");
+        }
+        let batch = log.read(&[topic("a")], 3, BIG);
+        assert_eq!(batch.gap, Some(Gap { after: 3, resume: 8 }));
+        assert_eq!(ids(&batch), vec![8, 9, 10, 11, 12]);
+        assert!(log.read(&[topic("a")], 7, BIG).gap.is_none(), "cursor exactly at the eviction edge");
+    }
+
+    #[test]
+    fn eviction_of_other_topics_does_not_signal_a_gap() {
+        let mut log = log(3);
+        log.append(topic("quiet"), "x"); // id 1
+        let notify = Arc::new(Notify::new());
+        log.register(&[topic("quiet")], &notify);
+        for _ in 0..2 {
+            log.append(topic("busy"), "x"); // ids 2, 3
+        }
+        let batch = log.read(&[topic("quiet")], 1, BIG);
+        assert!(batch.gap.is_none());
+        log.append(topic("busy"), "x"); // evicts id 1 (quiet)
+        assert_eq!(log.read(&[topic("quiet")], 0, BIG).gap, Some(Gap { after: 0, resume: 2 }));
+        assert!(log.read(&[topic("quiet")], 1, BIG).gap.is_none());
+    }
+
+    #[test]
+    fn byte_budget_evicts_and_unused_topics_are_forgotten() {
+        let mut log = ReplayLog::new(ReplayLimits { max_events: 1000, max_bytes: 1000 });
+        for i in 0..100 {
+            log.append(topic(&format!("user.{i}")), "payload");
+        }
+        let stats = log.stats();
+        assert!(stats.bytes <= 1000 && stats.events >= 1, "{stats:?}");
+        assert_eq!(stats.topics, stats.events, "topics with no held events and no subscribers are dropped");
+        let gap = log.read(&[topic("user.0")], 0, BIG).gap.expect("a forgotten topic's old cursor gets a gap");
+        assert!(gap.resume > 1);
+    }
+
+    #[test]
+    fn append_wakes_only_that_topics_waiters() {
+        let mut log = log(10);
+        let (a, b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (keys, head) = log.register(&[topic("a")], &a);
+        log.register(&[topic("b")], &b);
+        assert_eq!(head, 0);
+        log.append(topic("a"), "x");
+        let woken = |n: &Notify| n.notified().now_or_never().is_some();
+        assert!(woken(&a));
+        assert!(!woken(&b));
+        log.unregister(&[topic("a")], &keys);
+        log.append(topic("a"), "x");
+        assert!(!woken(&a));
+    }
+}

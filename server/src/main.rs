@@ -1,0 +1,52 @@
+//! `pushbench-server`: parses the command line, binds, prints the address, serves until SIGINT/SIGTERM.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Parser;
+use pushbench_server::{Args, Config};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match serve().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pushbench-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,pushbench_server=info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::try_from(&args)?;
+    // Each subscriber is a file descriptor: use all the hard limit allows.
+    let fds = rlimit::increase_nofile_limit(u64::MAX).context("raising the open-file limit")?;
+    if (fds as usize) < config.max_connections {
+        tracing::warn!(fds, max_connections = config.max_connections, "open-file limit is below --max-connections");
+    }
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // The one line on stdout: scripts and the load generator wait for it.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "pushbench-server listening on http://{addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+    pushbench_server::run(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

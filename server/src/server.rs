@@ -1,0 +1,87 @@
+//! Accepting connections and shutting down cleanly.
+//!
+//! Each TCP connection is served by hyper's HTTP/1 connection driver (HTTP/1.1 is what every transport
+//! here is about; upgrades are enabled for WebSocket). Shutdown happens in this order:
+//!
+//! 1. the shutdown future completes (SIGINT/SIGTERM in the binary, anything in tests);
+//! 2. the listener is dropped: no new connections;
+//! 3. the shared [`CancellationToken`](tokio_util::sync::CancellationToken) is cancelled: long-polls answer,
+//!    streams and SSE end their bodies, WebSockets send a close frame, and every HTTP connection is told
+//!    to finish its current response and close;
+//! 4. we wait for all tracked tasks (connections, WebSocket sessions, the generator), at most
+//!    `--shutdown-grace-ms`; anything still open after that (a peer that stopped reading) is abandoned.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::state::AppState;
+use crate::{generator, transport};
+
+/// How long a client may take to send its request head before the connection is closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after an accept error such as EMFILE (out of file descriptors), so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves the feed on `listener` until `shutdown` completes, then closes every connection.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let state = AppState::new(config);
+    let router = transport::router(state.clone());
+    if let Some(generator) = state.config.generator.clone() {
+        state.tasks.spawn(generator::run(state.clone(), generator));
+    }
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        // Pushed events are small writes that must leave now, not wait for Nagle's algorithm.
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(error = %e, "set_nodelay failed");
+        }
+        let connection = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone())).with_upgrades();
+        let shutdown = state.shutdown.clone();
+        let open = state.metrics.tcp_connection();
+        state.tasks.spawn(async move {
+            let _open = open;
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    info!(tcp_connections = state.metrics.tcp_connections_open(), "shutting down");
+    state.shutdown.cancel();
+    state.tasks.close();
+    if tokio::time::timeout(state.config.shutdown_grace, state.tasks.wait()).await.is_err() {
+        warn!(remaining = state.tasks.len(), "shutdown grace period over; abandoning connections still open");
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! What every handler shares: the feed, the counters, the limits and the shutdown signal.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::feed::Feed;
+use crate::metrics::Metrics;
+
+/// Application state, cloned into every handler (all fields are shared handles).
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// The event feed.
+    pub(crate) feed: Feed,
+    /// Counters for `/metrics` and `/stats`.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Validated configuration.
+    pub(crate) config: Arc<Config>,
+    /// Cancelled at shutdown: every long-lived response (long-poll, stream, SSE, WebSocket) selects on it
+    /// and ends cleanly, because hyper's graceful shutdown alone would wait for them forever.
+    pub(crate) shutdown: CancellationToken,
+    /// Tracks tasks that outlive their HTTP request (upgraded WebSockets, the generator) so shutdown can
+    /// wait for them.
+    pub(crate) tasks: TaskTracker,
+}
+
+impl AppState {
+    /// Fresh state for `config`.
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            feed: Feed::new(config.replay, config.batch),
+            metrics: Arc::new(Metrics::new(config.max_connections)),
+            config: Arc::new(config),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! `POST /publish/{topic}`: the body becomes one event. The checks here are shared with WebSocket publish
+//! frames so that both paths accept exactly the same events.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::routing::post;
+use pushbench_common::Topic;
+use pushbench_common::wire::PublishAck;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/publish/{topic}", post(publish))
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    topic: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<PublishAck>, ApiError> {
+    authorize(&state, bearer_token(&headers))?;
+    let Path(topic) = topic.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = state.config.max_payload;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large { ApiError::PayloadTooLarge { limit } } else { ApiError::BodyRead }
+    })?;
+    let data = std::str::from_utf8(&body).map_err(|_| ApiError::NotUtf8)?;
+    accept(&state, &topic, data).map(Json)
+}
+
+/// The token from `Authorization: Bearer <token>`, if present.
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+/// Checks the publish token when one is configured.
+pub(super) fn authorize(state: &AppState, given: Option<&str>) -> Result<(), ApiError> {
+    match (&state.config.publish_token, given) {
+        (None, _) => Ok(()),
+        (Some(expected), Some(given)) if constant_time_eq(expected.as_bytes(), given.as_bytes()) => Ok(()),
+        (Some(_), _) => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Validates and appends one event; the single entry point for every publish path.
+pub(super) fn accept(state: &AppState, topic: &str, data: &str) -> Result<PublishAck, ApiError> {
+    let topic = Topic::parse(topic).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if data.len() > state.config.max_payload {
+        return Err(ApiError::PayloadTooLarge { limit: state.config.max_payload });
+    }
+    let event = state.feed.publish(topic, data);
+    state.metrics.published();
+    Ok(PublishAck { id: event.id, ts: event.ts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

@@ -1,0 +1,76 @@
+//! `GET /sse`: Server-Sent Events (`text/event-stream`). Browsers' `EventSource` reconnects by itself and
+//! sends the last `id:` it saw as `Last-Event-ID`, which is exactly our cursor, so resume needs no client
+//! code. Events carry `id:` + `data:`; control messages are named (`event: subscribed`, `event: gap`) and
+//! set the id too, so a reconnect resumes from the right place; heartbeats are comments.
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use bytes::Bytes;
+use pushbench_common::Transport;
+use pushbench_common::wire::{Control, Gap};
+
+use super::streaming::{Framing, respond};
+use super::{SubscribeQuery, parse_number};
+use crate::error::ApiError;
+use crate::feed::StoredEvent;
+use crate::state::AppState;
+
+/// Client reconnection delay announced with `retry:` (milliseconds).
+const RETRY_MS: u64 = 1_000;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/sse", get(sse))
+}
+
+async fn sse(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Result<Response, ApiError> {
+    let query = SubscribeQuery::parse(query.as_deref(), false)?;
+    // A reconnecting EventSource keeps its original URL (and `after=`) but sends the newer cursor here.
+    let last_event_id = match headers.get("last-event-id").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(id)) if id.is_empty() => None,
+        Some(Ok(id)) => Some(parse_number("Last-Event-ID", id)?),
+        Some(Err(_)) => return Err(ApiError::BadRequest("`Last-Event-ID` must be a non-negative integer".into())),
+    };
+    respond::<EventStream>(&state, query.topics, last_event_id.or(query.after))
+}
+
+/// `text/event-stream` framing.
+struct EventStream;
+
+/// A named event that also moves the client's `Last-Event-ID` to `id`.
+fn named(name: &str, id: u64, message: &Control) -> String {
+    let json = serde_json::to_string(message).expect("control messages serialize");
+    format!("event: {name}\nid: {id}\ndata: {json}\n\n")
+}
+
+impl Framing for EventStream {
+    const TRANSPORT: Transport = Transport::Sse;
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+
+    fn subscribed(next: u64) -> Bytes {
+        format!("retry: {RETRY_MS}\n{}", named("subscribed", next, &Control::Subscribed { next })).into()
+    }
+
+    fn event(event: &StoredEvent) -> Bytes {
+        event.sse_frame.get_or_init(|| {
+            let json = event.json();
+            let mut frame = Vec::with_capacity(json.len() + 32);
+            frame.extend_from_slice(format!("id: {}\ndata: ", event.id).as_bytes());
+            frame.extend_from_slice(&json);
+            frame.extend_from_slice(b"\n\n");
+            frame.into()
+        })
+        .clone()
+    }
+
+    fn gap(gap: Gap) -> Bytes {
+        named("gap", gap.resume - 1, &Control::Gap(gap)).into()
+    }
+
+    fn heartbeat() -> Bytes {
+        Bytes::from_static(b": heartbeat\n\n")
+    }
+}

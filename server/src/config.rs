@@ -51,9 +51,14 @@ pub struct Args {
     /// On SIGINT/SIGTERM, how long to wait for open connections to close before exiting anyway.
     #[arg(long, default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
-    /// Publish synthetic events at this rate (events/s) to `--generate-topic`; 0 = off.
+    /// Publish synthetic events at this rate (events/s) to `--generate-topic`; 0 = off. The demo page can
+    /// change rate and size at run time (`PUT /generator`).
     #[arg(long, default_value_t = 0.0)]
     pub generate: f64,
+    /// Teaching demo: the page at `/` shows the feed over all five transports; starts the synthetic
+    /// publisher at 5 events/s unless `--generate` says otherwise.
+    #[arg(long)]
+    pub demo: bool,
     /// Topic of the synthetic events.
     #[arg(long, default_value = "demo")]
     pub generate_topic: String,
@@ -62,15 +67,41 @@ pub struct Args {
     pub generate_bytes: usize,
 }
 
-/// Synthetic publisher settings.
+/// Rate of `--demo` when `--generate` is not given.
+const DEMO_RATE: f64 = 5.0;
+/// Highest synthetic publish rate accepted, from the command line or `PUT /generator`.
+pub const MAX_GENERATE_RATE: f64 = 1_000_000.0;
+
+/// Synthetic publisher: where it publishes, and its initial settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneratorConfig {
-    /// Events per second (> 0).
-    pub rate: f64,
-    /// Where they go.
+    /// Where the events go.
     pub topic: Topic,
-    /// Data size in bytes.
+    /// Rate and size at start (rate 0 = idle until changed).
+    pub initial: GeneratorSettings,
+}
+
+/// What the synthetic publisher does now; adjustable at run time.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSettings {
+    /// Events per second, 0 to [`MAX_GENERATE_RATE`]; 0 = off.
+    pub rate: f64,
+    /// Data size of each event in bytes.
     pub bytes: usize,
+}
+
+impl GeneratorSettings {
+    /// Checks the settings against the payload limit.
+    pub fn validate(self, max_payload: usize) -> Result<Self, String> {
+        if !(self.rate.is_finite() && (0.0..=MAX_GENERATE_RATE).contains(&self.rate)) {
+            return Err(format!("rate must be between 0 and {MAX_GENERATE_RATE} events/s"));
+        }
+        if self.bytes > max_payload {
+            return Err(format!("bytes must not exceed the payload limit of {max_payload}"));
+        }
+        Ok(self)
+    }
 }
 
 /// Validated configuration.
@@ -96,8 +127,8 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Grace period for open connections at shutdown.
     pub shutdown_grace: Duration,
-    /// Synthetic publisher, when enabled.
-    pub generator: Option<GeneratorConfig>,
+    /// Synthetic publisher.
+    pub generator: GeneratorConfig,
 }
 
 /// A command-line value that cannot be used.
@@ -118,18 +149,13 @@ impl TryFrom<&Args> for Config {
     fn try_from(args: &Args) -> Result<Self, ConfigError> {
         let longpoll_default = Duration::from_secs(30);
         let longpoll_max = Duration::from_millis(positive("longpoll-max-ms", args.longpoll_max_ms)?);
-        let generator = if args.generate == 0.0 {
-            None
-        } else {
-            if !(args.generate.is_finite() && args.generate > 0.0 && args.generate <= 1_000_000.0) {
-                return Err(ConfigError { flag: "generate", reason: "must be between 0 and 1,000,000 events/s".into() });
-            }
-            let topic = Topic::parse(&args.generate_topic)
-                .map_err(|e| ConfigError { flag: "generate-topic", reason: e.to_string() })?;
-            if args.generate_bytes > args.max_payload {
-                return Err(ConfigError { flag: "generate-bytes", reason: "must not exceed --max-payload".into() });
-            }
-            Some(GeneratorConfig { rate: args.generate, topic, bytes: args.generate_bytes })
+        let rate = if args.demo && args.generate == 0.0 { DEMO_RATE } else { args.generate };
+        let generator = GeneratorConfig {
+            topic: Topic::parse(&args.generate_topic)
+                .map_err(|e| ConfigError { flag: "generate-topic", reason: e.to_string() })?,
+            initial: GeneratorSettings { rate, bytes: args.generate_bytes }
+                .validate(args.max_payload)
+                .map_err(|reason| ConfigError { flag: "generate", reason })?,
         };
         Ok(Self {
             replay: ReplayLimits {
@@ -174,15 +200,16 @@ mod tests {
         assert_eq!(c.replay, ReplayLimits { max_events: 10_000, max_bytes: 64 << 20 });
         assert_eq!(c.max_payload, 65_536);
         assert_eq!(c.longpoll_default, Duration::from_secs(30));
-        assert!(c.generator.is_none());
+        assert_eq!(c.generator.initial.rate, 0.0);
     }
 
     #[test]
     fn bad_values_name_their_flag() {
         assert_eq!(config(&["--replay-events", "0"]).unwrap_err().to_string(), "--replay-events: must be greater than 0");
         assert!(config(&["--generate=-1"]).unwrap_err().to_string().starts_with("--generate:"));
-        assert!(config(&["--generate", "5", "--generate-topic", "a b"]).unwrap_err().to_string().starts_with("--generate-topic:"));
-        let generator = config(&["--generate", "5"]).unwrap().generator.unwrap();
-        assert_eq!((generator.rate, generator.topic.as_str()), (5.0, "demo"));
+        assert!(config(&["--generate-topic", "a b"]).unwrap_err().to_string().starts_with("--generate-topic:"));
+        let generator = config(&["--generate", "7"]).unwrap().generator;
+        assert_eq!((generator.initial.rate, generator.topic.as_str()), (7.0, "demo"));
+        assert_eq!(config(&["--demo"]).unwrap().generator.initial.rate, DEMO_RATE);
     }
 }

@@ -16,7 +16,7 @@ pub enum ApiError {
     #[error("publishing requires `Authorization: Bearer <token>`")]
     Unauthorized,
     /// No such endpoint.
-    #[error("no such endpoint; see /healthz, /metrics, /stats, /publish/{{topic}}, /poll, /longpoll, /stream, /sse, /ws")]
+    #[error("no such endpoint; see /, /healthz, /metrics, /stats, /publish/{{topic}}, /poll, /longpoll, /stream, /sse, /ws")]
     NotFound,
     /// The endpoint exists, the method does not.
     #[error("method not allowed on this endpoint")]

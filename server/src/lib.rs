@@ -9,6 +9,7 @@
 //! - [`metrics`]: counters behind `/metrics` (Prometheus) and `/stats` (JSON).
 //! - `server`: the accept loop and the shutdown sequence; [`run`] is the whole server, which the binary
 //!   and the tests both call.
+//! - `demo`: the teaching page at `/` and the synthetic publisher's controls (`/generator`).
 //! - [`config`]: the command line and its validation.
 //!
 //! # Semantics, on every transport
@@ -18,6 +19,7 @@
 //! than the replay buffer yields an explicit gap notice first. See `common/src/wire.rs` for the wire forms.
 
 pub mod config;
+mod demo;
 mod error;
 pub mod feed;
 mod generator;

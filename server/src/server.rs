@@ -34,9 +34,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let state = AppState::new(config);
     let router = transport::router(state.clone());
-    if let Some(generator) = state.config.generator.clone() {
-        state.tasks.spawn(generator::run(state.clone(), generator));
-    }
+    state.tasks.spawn(generator::run(state.clone(), state.config.generator.clone(), state.generator.subscribe()));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
 

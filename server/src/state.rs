@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, GeneratorSettings};
 use crate::feed::Feed;
 use crate::metrics::Metrics;
 
@@ -24,6 +25,8 @@ pub(crate) struct AppState {
     /// Tracks tasks that outlive their HTTP request (upgraded WebSockets, the generator) so shutdown can
     /// wait for them.
     pub(crate) tasks: TaskTracker,
+    /// Current settings of the synthetic publisher; `PUT /generator` sends new ones.
+    pub(crate) generator: watch::Sender<GeneratorSettings>,
 }
 
 impl AppState {
@@ -32,6 +35,7 @@ impl AppState {
         Self {
             feed: Feed::new(config.replay, config.batch),
             metrics: Arc::new(Metrics::new(config.max_connections)),
+            generator: watch::Sender::new(config.generator.initial),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

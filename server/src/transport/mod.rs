@@ -19,6 +19,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use pushbench_common::Topic;
 
+pub(crate) use publish::{authorize, bearer_token};
+
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -34,6 +36,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(stream::routes())
         .merge(sse::routes())
         .merge(ws::routes())
+        .merge(crate::demo::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/stats", get(stats))

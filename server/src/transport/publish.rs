@@ -41,12 +41,12 @@ async fn publish(
 }
 
 /// The token from `Authorization: Bearer <token>`, if present.
-pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
 /// Checks the publish token when one is configured.
-pub(super) fn authorize(state: &AppState, given: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn authorize(state: &AppState, given: Option<&str>) -> Result<(), ApiError> {
     match (&state.config.publish_token, given) {
         (None, _) => Ok(()),
         (Some(expected), Some(given)) if constant_time_eq(expected.as_bytes(), given.as_bytes()) => Ok(()),

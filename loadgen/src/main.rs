@@ -1,2 +1,5 @@
-//! placeholder
-fn main() {}
+//! `pushbench`: see [`pushbench::cli`].
+
+fn main() -> std::process::ExitCode {
+    pushbench::cli::main()
+}

@@ -1,0 +1,216 @@
+//! Connections whose every byte is counted at the socket.
+//!
+//! Wire cost must include what the transport really puts on the wire: HTTP headers, chunk framing, SSE
+//! field names, WebSocket frame headers, heartbeats. A pooled HTTP client (reqwest, goose's client)
+//! hides its sockets, so every subscriber here owns its connection: [`Counted`] wraps the `TcpStream`
+//! and adds what each read and write syscall moved to shared atomic [`WireCounters`] (one atomic add
+//! per syscall, not per event). [`HttpConn`] speaks HTTP/1.1 over such a stream with hyper; the
+//! WebSocket client wraps the same stream with tokio-tungstenite.
+//!
+//! Owning the connection also lets us time the steps separately: TCP connect, then first response byte
+//! (or WebSocket upgrade), then the transport's `subscribed` message.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// Bytes moved through counted sockets, shared by every connection of one role.
+#[derive(Debug, Default)]
+pub struct WireCounters {
+    /// Bytes read from sockets.
+    pub read: AtomicU64,
+    /// Bytes written to sockets.
+    pub written: AtomicU64,
+}
+
+impl WireCounters {
+    /// `(read, written)` so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.read.load(Ordering::Relaxed), self.written.load(Ordering::Relaxed))
+    }
+}
+
+/// A stream that counts the bytes read from and written to it.
+#[derive(Debug)]
+pub struct Counted<S> {
+    inner: S,
+    counters: Arc<WireCounters>,
+}
+
+impl<S> Counted<S> {
+    /// Wraps `inner`; its traffic is added to `counters`.
+    pub fn new(inner: S, counters: Arc<WireCounters>) -> Self {
+        Self { inner, counters }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.counters.read.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            self.counters.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = result {
+            self.counters.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Why a connection or request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// TCP connect failed.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// The server.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The HTTP exchange failed.
+    #[error("http: {0}")]
+    Http(#[from] hyper::Error),
+    /// The server answered with an error status.
+    #[error("{path}: HTTP {status}: {body}")]
+    Status {
+        /// Request path.
+        path: String,
+        /// Status code.
+        status: u16,
+        /// Start of the body (the server's `{"error":..}`).
+        body: String,
+    },
+    /// The body was not what the protocol says.
+    #[error("{path}: unexpected body: {reason}")]
+    Protocol {
+        /// Request path.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The WebSocket handshake or stream failed.
+    #[error("websocket: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    /// The server did not answer in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Opens a counted TCP connection; returns it with the time the connect took.
+pub async fn connect(addr: SocketAddr, counters: &Arc<WireCounters>) -> Result<(Counted<TcpStream>, Duration), ConnError> {
+    let started = Instant::now();
+    let tcp = TcpStream::connect(addr).await.map_err(|source| ConnError::Connect { addr, source })?;
+    let took = started.elapsed();
+    tcp.set_nodelay(true).map_err(|source| ConnError::Connect { addr, source })?;
+    Ok((Counted::new(tcp, counters.clone()), took))
+}
+
+/// One HTTP/1.1 keep-alive connection owned by one subscriber or publisher worker.
+#[derive(Debug)]
+pub struct HttpConn {
+    send: http1::SendRequest<Full<Bytes>>,
+    /// hyper's connection driver; aborted when the connection is dropped (churn, shutdown).
+    driver: JoinHandle<()>,
+    /// `Host` header value.
+    host: Arc<str>,
+}
+
+impl Drop for HttpConn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl HttpConn {
+    /// Connects and performs the (trivial) HTTP/1 handshake. Returns the TCP connect time too.
+    pub async fn open(addr: SocketAddr, host: Arc<str>, counters: &Arc<WireCounters>) -> Result<(Self, Duration), ConnError> {
+        let (stream, connect_time) = connect(addr, counters).await?;
+        // hyper's read buffer starts at 8 KiB and grows only for large responses: bounded per subscriber.
+        let (send, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
+        let driver = tokio::spawn(async move {
+            // Errors surface on the request or the body; the driver's own result adds nothing.
+            let _ = conn.await;
+        });
+        Ok((Self { send, driver, host }, connect_time))
+    }
+
+    /// Sends one request and waits for the response head.
+    pub async fn send(&mut self, method: hyper::Method, path_and_query: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Response<Incoming>, ConnError> {
+        let mut builder = Request::builder().method(method).uri(path_and_query).header(hyper::header::HOST, &*self.host);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(body)).expect("request parts are valid");
+        self.send.ready().await?;
+        Ok(self.send.send_request(request).await?)
+    }
+
+    /// `GET` with no body.
+    pub async fn get(&mut self, path_and_query: &str, headers: &[(&str, &str)]) -> Result<Response<Incoming>, ConnError> {
+        self.send(hyper::Method::GET, path_and_query, headers, Bytes::new()).await
+    }
+}
+
+/// Reads a whole response body, failing on an error status.
+pub async fn body_of(path: &str, response: Response<Incoming>) -> Result<Bytes, ConnError> {
+    use http_body_util::BodyExt;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        return Err(ConnError::Status { path: path.to_owned(), status: status.as_u16(), body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned() });
+    }
+    Ok(body)
+}
+
+/// Fails on an error status, reading the error body first so the message says why.
+pub async fn expect_success(path: &str, response: Response<Incoming>) -> Result<Response<Incoming>, ConnError> {
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(body_of(path, response).await.expect_err("an error status always yields an error"))
+    }
+}

@@ -1,0 +1,34 @@
+//! pushbench's load generator: runs a declarative scenario against every push transport of a pushbench
+//! server and measures what an engineer choosing a transport needs to know — delivery latency (HDR, µs,
+//! open loop), completeness, wire cost at the socket, connection cost, server memory and CPU, and its own
+//! cost, with a loud warning when it was itself the bottleneck.
+//!
+//! goose drives the subscribers (one goose scenario per transport, one user per subscriber, launch rate,
+//! its request metrics); the clients of each transport, the publisher and all accounting are ours.
+//!
+//! # Layout
+//! - [`scenario`]: scenario TOML, raw → validated.
+//! - [`run`]: one run: server per transport, goose attack, publisher, accounting into a result.
+//! - [`subscriber`]: the life of one subscriber, shared by the transport clients
+//!   [`poll`], [`longpoll`], [`stream`], [`sse`], [`ws`].
+//! - [`publisher`]: the open-loop publisher.
+//! - [`conn`]: connections counted at the socket; HTTP/1 over them.
+//! - [`metrics`]: recorders, histograms, completeness accounting.
+//! - [`server_proc`]: spawning and sampling the server.
+//! - [`report`]: `result.json` (and its schema), `report.md`, `report.html`, the terminal table.
+//! - [`cli`]: commands and exit codes; `main.rs` only calls [`cli::main`].
+
+pub mod cli;
+pub mod conn;
+pub mod longpoll;
+pub mod metrics;
+pub mod poll;
+pub mod publisher;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod server_proc;
+pub mod sse;
+pub mod stream;
+pub mod subscriber;
+pub mod ws;

@@ -1,0 +1,478 @@
+//! What subscribers record while they run, and how it is aggregated afterwards.
+//!
+//! Three kinds of measurement, each kept where it is cheapest:
+//! - **Latency** of every delivered event, in µs, against the server's `ts` and against the publisher's
+//!   *intended* send time (embedded in the event's data; see [`crate::publisher`]). Each subscriber fills a
+//!   small [`LatencyBatch`] and merges it into the run's shared [`Histograms`] when full, so the shared lock
+//!   is taken once per [`BATCH`] events, never per event, and 20,000 subscribers do not each carry a
+//!   histogram.
+//! - **Completeness**: each subscriber keeps the ids it received in arrival order and the cursor it
+//!   subscribed at ([`SubscriberLog`]). After the run, [`account`] compares them with what the publisher
+//!   was acknowledged ([`PublishedLog`]): expected = events on the subscriber's topics with an id above its
+//!   first cursor. Exact, and cheap: 8 bytes per delivery.
+//! - **Counters** (requests, empty polls, gaps, reconnects, failed connects) are plain fields summed at the
+//!   end; wire bytes are counted at the socket ([`crate::conn`]).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use pushbench_common::wire::{Event, Gap};
+use serde::Serialize;
+
+/// Events buffered per subscriber before its latencies are merged into the shared histograms.
+pub const BATCH: usize = 64;
+/// Highest latency the histograms track (one hour, in µs); larger values are clamped.
+const MAX_US: u64 = 3_600_000_000;
+
+/// Unix time in nanoseconds.
+pub fn unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A histogram of µs values with three significant digits, 1 µs to one hour.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("static bounds are valid")
+}
+
+/// The shared histograms of one transport run.
+#[derive(Debug)]
+pub struct Histograms {
+    /// Receive time minus the publisher's intended send time (includes any publisher lateness: no
+    /// coordinated omission).
+    pub latency: Histogram<u64>,
+    /// Receive time minus the server's accept timestamp `ts`.
+    pub latency_from_server: Histogram<u64>,
+    /// TCP connect time.
+    pub connect: Histogram<u64>,
+    /// Request sent → response head (HTTP) or upgrade completed (WebSocket), first request of a connection.
+    pub first_byte: Histogram<u64>,
+    /// Connect start → the subscription's cursor is known (`subscribed` message, or first poll answer).
+    pub subscribed: Histogram<u64>,
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Self {
+            latency: new_histogram(),
+            latency_from_server: new_histogram(),
+            connect: new_histogram(),
+            first_byte: new_histogram(),
+            subscribed: new_histogram(),
+        }
+    }
+}
+
+/// Locks the shared histograms. The lock guards plain arithmetic with no `.await` inside, so a
+/// `std::sync::Mutex` is right; a poisoned lock only means another subscriber panicked mid-merge.
+pub fn lock(histograms: &Mutex<Histograms>) -> std::sync::MutexGuard<'_, Histograms> {
+    histograms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Per-subscriber buffer of `(from_intended_us, from_server_us)` pairs.
+#[derive(Debug, Default)]
+pub struct LatencyBatch {
+    samples: Vec<(u64, u64)>,
+}
+
+impl LatencyBatch {
+    /// Adds one sample; merges into `shared` when the batch is full.
+    pub fn push(&mut self, sample: (u64, u64), shared: &Mutex<Histograms>) {
+        if self.samples.capacity() == 0 {
+            self.samples.reserve_exact(BATCH);
+        }
+        self.samples.push(sample);
+        if self.samples.len() >= BATCH {
+            self.flush(shared);
+        }
+    }
+
+    /// Merges buffered samples into `shared`.
+    pub fn flush(&mut self, shared: &Mutex<Histograms>) {
+        if self.samples.is_empty() {
+            return;
+        }
+        let mut h = lock(shared);
+        for &(intended, server) in &self.samples {
+            h.latency.saturating_record(intended.clamp(1, MAX_US));
+            h.latency_from_server.saturating_record(server.clamp(1, MAX_US));
+        }
+        drop(h);
+        self.samples.clear();
+    }
+}
+
+/// Counters one subscriber keeps; summed over subscribers at the end.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SubscriberCounters {
+    /// HTTP requests sent (polls, long-polls, stream/SSE GETs, WebSocket upgrades).
+    pub requests: u64,
+    /// Poll or long-poll answers that carried no event.
+    pub empty_polls: u64,
+    /// Gap notices received.
+    pub gaps: u64,
+    /// Heartbeats received (NDJSON heartbeat lines; SSE comments are not surfaced by the parser).
+    pub heartbeats: u64,
+    /// Connections opened after the first (churn or error recovery).
+    pub reconnects: u64,
+    /// Connects or subscribe requests that failed.
+    pub failed_connects: u64,
+    /// Errors on an established connection (protocol errors, resets).
+    pub errors: u64,
+}
+
+impl SubscriberCounters {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Self) {
+        self.requests += other.requests;
+        self.empty_polls += other.empty_polls;
+        self.gaps += other.gaps;
+        self.heartbeats += other.heartbeats;
+        self.reconnects += other.reconnects;
+        self.failed_connects += other.failed_connects;
+        self.errors += other.errors;
+    }
+}
+
+/// What one subscriber hands back at the end: enough to account for every event exactly.
+#[derive(Debug, Default)]
+pub struct SubscriberLog {
+    /// Topic indices this subscriber named.
+    pub topics: Vec<u64>,
+    /// Cursor of its first subscription: it is owed every event on its topics above this id.
+    pub first_cursor: Option<u64>,
+    /// Event ids in arrival order.
+    pub received: Vec<u64>,
+    /// Counters.
+    pub counters: SubscriberCounters,
+    /// Last error seen, for the report.
+    pub last_error: Option<String>,
+}
+
+/// Live state of one subscriber while it runs; every transport client drives one.
+#[derive(Debug)]
+pub struct Recorder {
+    /// What will be handed back.
+    pub log: SubscriberLog,
+    /// Where to resume: the highest id received, or the subscription's `next`.
+    pub cursor: Option<u64>,
+    latency: LatencyBatch,
+}
+
+impl Recorder {
+    /// A recorder for a subscriber of `topics`.
+    pub fn new(topics: Vec<u64>) -> Self {
+        Self { log: SubscriberLog { topics, ..SubscriberLog::default() }, cursor: None, latency: LatencyBatch::default() }
+    }
+
+    /// The subscription is live at `next` (a `subscribed` message or a poll answer's `next`).
+    pub fn on_subscribed(&mut self, next: u64) {
+        if self.log.first_cursor.is_none() {
+            self.log.first_cursor = Some(next);
+        }
+        self.cursor = Some(self.cursor.map_or(next, |c| c.max(next)));
+    }
+
+    /// A gap notice: events before `gap.resume` on this subscription were evicted unread. Counted (the
+    /// missing events also show as lost); the events from `gap.resume` on follow, so a reconnect resumes
+    /// after the gap rather than asking for it again.
+    pub fn on_gap(&mut self, gap: Gap) {
+        self.log.counters.gaps += 1;
+        let resumed = gap.resume.saturating_sub(1);
+        self.cursor = Some(self.cursor.map_or(resumed, |c| c.max(resumed)));
+        self.log.last_error = Some(format!("gap notice: events after {} before {} were evicted", gap.after, gap.resume));
+    }
+
+    /// One delivered event. Latency is recorded only for events intended after `measure_start_ns`.
+    pub fn on_event(&mut self, event: &Event<'_>, shared: &RunMeters) {
+        let now = unix_ns();
+        self.log.received.push(event.id);
+        self.cursor = Some(self.cursor.map_or(event.id, |c| c.max(event.id)));
+        shared.delivered.fetch_add(1, Ordering::Relaxed);
+        if let Some(intended) = intended_send_ns(&event.data)
+            && intended >= shared.measure_start_ns.load(Ordering::Relaxed)
+        {
+            let us = |from: u64| now.saturating_sub(from) / 1000;
+            self.latency.push((us(intended), us(event.ts)), &shared.histograms);
+        }
+    }
+
+    /// Records a failure to connect or subscribe.
+    pub fn on_failed_connect(&mut self, error: &dyn std::fmt::Display) {
+        self.log.counters.failed_connects += 1;
+        self.log.last_error = Some(error.to_string());
+    }
+
+    /// Records an error on an established connection.
+    pub fn on_error(&mut self, error: &dyn std::fmt::Display) {
+        self.log.counters.errors += 1;
+        self.log.last_error = Some(error.to_string());
+    }
+
+    /// Flushes buffered latencies and returns the log.
+    pub fn finish(mut self, shared: &RunMeters) -> SubscriberLog {
+        self.latency.flush(&shared.histograms);
+        self.log
+    }
+}
+
+/// The run-wide meters every subscriber writes to.
+#[derive(Debug)]
+pub struct RunMeters {
+    /// Latency and connection histograms.
+    pub histograms: Mutex<Histograms>,
+    /// Events with an intended send time before this are warm-up: counted, not timed.
+    pub measure_start_ns: AtomicU64,
+    /// Events received so far (live progress).
+    pub delivered: AtomicU64,
+    /// Subscribers whose first subscription is live (the publisher waits for all of them).
+    pub subscribed: AtomicU64,
+}
+
+impl Default for RunMeters {
+    fn default() -> Self {
+        Self {
+            histograms: Mutex::new(Histograms::default()),
+            measure_start_ns: AtomicU64::new(u64::MAX),
+            delivered: AtomicU64::new(0),
+            subscribed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RunMeters {
+    /// Records the timings of one new connection.
+    pub fn record_connection(&self, connect: Duration, first_byte: Duration, subscribed: Option<Duration>) {
+        let us = |d: Duration| (d.as_micros() as u64).clamp(1, MAX_US);
+        let mut h = lock(&self.histograms);
+        h.connect.saturating_record(us(connect));
+        h.first_byte.saturating_record(us(first_byte));
+        if let Some(s) = subscribed {
+            h.subscribed.saturating_record(us(s));
+        }
+    }
+}
+
+/// The intended send time the publisher put at the start of an event's data (`"<unix_ns> xxx…"`).
+pub fn intended_send_ns(data: &str) -> Option<u64> {
+    let end = data.find(' ').unwrap_or(data.len());
+    data[..end].parse().ok()
+}
+
+/// Every event the publisher got an acknowledgement for, by topic.
+#[derive(Debug, Default)]
+pub struct PublishedLog {
+    /// Ascending ids per topic index.
+    pub by_topic: Vec<Vec<u64>>,
+}
+
+impl PublishedLog {
+    /// Builds the log from `(id, topic index)` acknowledgements in any order.
+    pub fn new(topic_count: usize, acks: impl IntoIterator<Item = (u64, u64)>) -> Self {
+        let mut by_topic = vec![Vec::new(); topic_count];
+        for (id, topic) in acks {
+            by_topic[topic as usize].push(id);
+        }
+        for ids in &mut by_topic {
+            ids.sort_unstable();
+        }
+        Self { by_topic }
+    }
+
+    /// Number of events published.
+    pub fn total(&self) -> u64 {
+        self.by_topic.iter().map(|ids| ids.len() as u64).sum()
+    }
+
+    /// Ids on `topics` above `after`, ascending.
+    fn expected(&self, topics: &[u64], after: u64) -> Vec<u64> {
+        let mut ids: Vec<u64> = topics
+            .iter()
+            .flat_map(|&t| {
+                let list = &self.by_topic[t as usize];
+                list[list.partition_point(|&id| id <= after)..].iter().copied()
+            })
+            .collect();
+        if topics.len() > 1 {
+            ids.sort_unstable();
+        }
+        ids
+    }
+}
+
+/// Delivery accounting, for one subscriber or summed over many.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Completeness {
+    /// Events the subscribers were owed.
+    pub expected: u64,
+    /// Owed events received at least once.
+    pub delivered: u64,
+    /// Owed events never received.
+    pub lost: u64,
+    /// Repeated receipts of an event already received.
+    pub duplicates: u64,
+    /// First receipts of an event whose id is below one received earlier.
+    pub out_of_order: u64,
+    /// Received events that were not owed (wrong topic, at or below the first cursor, or unknown id).
+    pub unexpected: u64,
+    /// Subscribers that never got a live subscription (everything on their topics counts as lost).
+    pub never_subscribed: u64,
+}
+
+impl Completeness {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Self) {
+        self.expected += other.expected;
+        self.delivered += other.delivered;
+        self.lost += other.lost;
+        self.duplicates += other.duplicates;
+        self.out_of_order += other.out_of_order;
+        self.unexpected += other.unexpected;
+        self.never_subscribed += other.never_subscribed;
+    }
+}
+
+/// Accounts one subscriber's receipts against what was published.
+pub fn account(log: &SubscriberLog, published: &PublishedLog) -> Completeness {
+    let mut c = Completeness::default();
+    let after = match log.first_cursor {
+        Some(cursor) => cursor,
+        None => {
+            c.never_subscribed = 1;
+            0
+        }
+    };
+    let expected = published.expected(&log.topics, after);
+    c.expected = expected.len() as u64;
+
+    let strictly_increasing = log.received.windows(2).all(|w| w[0] < w[1]);
+    let distinct: Vec<u64> = if strictly_increasing {
+        log.received.clone()
+    } else {
+        let mut seen = HashSet::with_capacity(log.received.len());
+        let mut highest = 0;
+        for &id in &log.received {
+            if !seen.insert(id) {
+                c.duplicates += 1;
+            } else if id < highest {
+                c.out_of_order += 1;
+            }
+            highest = highest.max(id);
+        }
+        let mut distinct: Vec<u64> = seen.into_iter().collect();
+        distinct.sort_unstable();
+        distinct
+    };
+
+    // Merge two ascending lists: matches are deliveries, leftovers are lost or unexpected.
+    let (mut i, mut j) = (0, 0);
+    while i < expected.len() && j < distinct.len() {
+        match expected[i].cmp(&distinct[j]) {
+            std::cmp::Ordering::Equal => {
+                c.delivered += 1;
+                i += 1;
+                j += 1;
+            }
+            std::cmp::Ordering::Less => {
+                c.lost += 1;
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                c.unexpected += 1;
+                j += 1;
+            }
+        }
+    }
+    c.lost += (expected.len() - i) as u64;
+    c.unexpected += (distinct.len() - j) as u64;
+    c
+}
+
+/// Percentiles of a µs histogram, as `result.json` carries them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Percentiles {
+    /// Number of values.
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// 50th percentile.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest value.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Summarizes `h`; all zero when empty.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(topics: Vec<u64>, first: Option<u64>, received: Vec<u64>) -> SubscriberLog {
+        SubscriberLog { topics, first_cursor: first, received, ..SubscriberLog::default() }
+    }
+
+    #[test]
+    fn accounting_is_exact() {
+        // topic 0: ids 1,3,5,7; topic 1: ids 2,4,6
+        let published = PublishedLog::new(2, [(1, 0), (2, 1), (3, 0), (4, 1), (5, 0), (6, 1), (7, 0)]);
+        assert_eq!(published.total(), 7);
+
+        let perfect = account(&log(vec![0], Some(2), vec![3, 5, 7]), &published);
+        assert_eq!(perfect, Completeness { expected: 3, delivered: 3, ..Completeness::default() });
+
+        // Both topics from cursor 3: owed 4,5,6,7. Received 4, 6 twice, 5 late, 2 (before cursor); 7 lost.
+        let messy = account(&log(vec![0, 1], Some(3), vec![4, 6, 6, 5, 2]), &published);
+        assert_eq!(
+            messy,
+            Completeness { expected: 4, delivered: 3, lost: 1, duplicates: 1, out_of_order: 2, unexpected: 1, never_subscribed: 0 }
+        );
+
+        let absent = account(&log(vec![1], None, vec![]), &published);
+        assert_eq!(absent, Completeness { expected: 3, lost: 3, never_subscribed: 1, ..Completeness::default() });
+    }
+
+    #[test]
+    fn intended_time_is_read_from_data() {
+        assert_eq!(intended_send_ns("1763870000123456789 xxxx"), Some(1_763_870_000_123_456_789));
+        assert_eq!(intended_send_ns("42"), Some(42));
+        assert_eq!(intended_send_ns("hello world"), None);
+    }
+
+    #[test]
+    fn batches_merge_into_shared_histograms() {
+        let shared = Mutex::new(Histograms::default());
+        let mut batch = LatencyBatch::default();
+        for i in 0..BATCH as u64 + 3 {
+            batch.push((1000 + i, 500), &shared);
+        }
+        assert_eq!(lock(&shared).latency.len(), BATCH as u64);
+        batch.flush(&shared);
+        let h = lock(&shared);
+        assert_eq!(h.latency.len(), BATCH as u64 + 3);
+        assert_eq!(Percentiles::of(&h.latency_from_server).p50, 500);
+    }
+}

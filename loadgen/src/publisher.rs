@@ -1,0 +1,165 @@
+//! The open-loop publisher.
+//!
+//! Event `i` is due at `start + i / publish_rate`, fixed before the run: the schedule never waits for the
+//! server. Its intended send time (Unix ns) is written at the start of the event's data
+//! (`"<intended_ns> xxxx…"`, padded to `payload_bytes`), so a subscriber measures latency from when the
+//! event *should* have been sent. If the publisher or the server falls behind, late sends show up as
+//! latency instead of silently thinning the load: no coordinated omission.
+//!
+//! Several workers, each on its own keep-alive connection, share the schedule (worker `w` sends events
+//! `i ≡ w mod workers`), so one slow answer delays only that worker's next event. Every acknowledgement
+//! `(id, topic)` is kept: it is the ground truth the subscribers are accounted against.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use pushbench_common::Topic;
+use pushbench_common::wire::PublishAck;
+use tokio::time::Instant;
+
+use crate::conn::{ConnError, HttpConn, WireCounters, body_of};
+use crate::metrics::new_histogram;
+
+/// What to publish.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Events per second.
+    pub rate: f64,
+    /// Number of events.
+    pub count: u64,
+    /// Data size of each event.
+    pub payload_bytes: usize,
+    /// Topic of event `i` is `topics[i % topics.len()]`.
+    pub topics: Vec<Topic>,
+    /// When event 0 is due.
+    pub start: Instant,
+    /// The same moment as Unix ns (intended send times are written in wall-clock time).
+    pub start_unix_ns: u64,
+}
+
+impl Schedule {
+    /// Offset of event `i` from the start.
+    pub fn offset(&self, i: u64) -> Duration {
+        Duration::from_secs_f64(i as f64 / self.rate)
+    }
+
+    /// Intended send time of event `i`, Unix ns.
+    pub fn intended_unix_ns(&self, i: u64) -> u64 {
+        self.start_unix_ns + self.offset(i).as_nanos() as u64
+    }
+
+    /// Workers needed so that one round trip per event per worker keeps up (≈1,000 events/s each).
+    pub fn workers(&self) -> usize {
+        ((self.rate / 1000.0).ceil() as usize).clamp(1, 16)
+    }
+}
+
+/// What the publisher did.
+#[derive(Debug)]
+pub struct Published {
+    /// `(id, topic index)` of every acknowledged event.
+    pub acks: Vec<(u64, u64)>,
+    /// Publishes that failed (no acknowledgement).
+    pub failures: u64,
+    /// Last failure, for the report.
+    pub last_error: Option<String>,
+    /// Actual send start minus intended send time, µs.
+    pub lateness: Histogram<u64>,
+}
+
+/// The event data for intended send time `intended_ns`: the time, a space, padding to `size` bytes.
+pub fn event_data(intended_ns: u64, size: usize) -> String {
+    let mut data = format!("{intended_ns} ");
+    let pad = size.saturating_sub(data.len());
+    data.extend(std::iter::repeat_n('x', pad));
+    data
+}
+
+/// Publishes the schedule to the server at `addr`; `sent` counts acknowledged events live.
+pub async fn publish(addr: SocketAddr, host: Arc<str>, schedule: Arc<Schedule>, wire: Arc<WireCounters>, sent: Arc<AtomicU64>) -> Published {
+    let workers = schedule.workers();
+    let mut tasks = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let (host, schedule, wire, sent) = (host.clone(), schedule.clone(), wire.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move { worker(w, workers, addr, host, &schedule, &wire, &sent).await }));
+    }
+    let mut total = Published { acks: Vec::with_capacity(schedule.count as usize), failures: 0, last_error: None, lateness: new_histogram() };
+    for task in tasks {
+        match task.await {
+            Ok(part) => {
+                total.acks.extend(part.acks);
+                total.failures += part.failures;
+                total.last_error = part.last_error.or(total.last_error);
+                total.lateness.add(&part.lateness).expect("same bounds");
+            }
+            Err(e) => {
+                total.failures += 1;
+                total.last_error = Some(format!("publisher worker panicked: {e}"));
+            }
+        }
+    }
+    total
+}
+
+async fn worker(w: usize, workers: usize, addr: SocketAddr, host: Arc<str>, schedule: &Schedule, wire: &Arc<WireCounters>, sent: &AtomicU64) -> Published {
+    let mut out = Published { acks: Vec::new(), failures: 0, last_error: None, lateness: new_histogram() };
+    let mut conn: Option<HttpConn> = None;
+    let topics: Vec<String> = schedule.topics.iter().map(|t| format!("/publish/{t}")).collect();
+    for i in (w as u64..schedule.count).step_by(workers) {
+        tokio::time::sleep_until(schedule.start + schedule.offset(i)).await;
+        let late = Instant::now().saturating_duration_since(schedule.start + schedule.offset(i));
+        out.lateness.saturating_record((late.as_micros() as u64).max(1));
+        let topic = i % topics.len() as u64;
+        let data = Bytes::from(event_data(schedule.intended_unix_ns(i), schedule.payload_bytes));
+        match publish_one(&mut conn, addr, &host, wire, &topics[topic as usize], data).await {
+            Ok(ack) => {
+                out.acks.push((ack.id, topic));
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                conn = None;
+                out.failures += 1;
+                out.last_error = Some(e.to_string());
+            }
+        }
+    }
+    out
+}
+
+async fn publish_one(conn: &mut Option<HttpConn>, addr: SocketAddr, host: &Arc<str>, wire: &Arc<WireCounters>, path: &str, data: Bytes) -> Result<PublishAck, ConnError> {
+    if conn.is_none() {
+        *conn = Some(HttpConn::open(addr, host.clone(), wire).await?.0);
+    }
+    let c = conn.as_mut().expect("opened above");
+    let exchange = async {
+        let response = c.send(hyper::Method::POST, path, &[("content-type", "text/plain; charset=utf-8")], data).await?;
+        body_of(path, response).await
+    };
+    let body = tokio::time::timeout(Duration::from_secs(10), exchange).await.map_err(|_| ConnError::Timeout(Duration::from_secs(10)))??;
+    serde_json::from_slice(&body).map_err(|e| ConnError::Protocol { path: path.to_owned(), reason: format!("publish answer: {e}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::intended_send_ns;
+
+    #[test]
+    fn data_carries_intended_time_and_has_exact_size() {
+        let data = event_data(1_763_870_000_123_456_789, 64);
+        assert_eq!(data.len(), 64);
+        assert_eq!(intended_send_ns(&data), Some(1_763_870_000_123_456_789));
+    }
+
+    #[test]
+    fn schedule_is_fixed_in_advance() {
+        let schedule = Schedule { rate: 200.0, count: 10, payload_bytes: 64, topics: vec![Topic::parse("all").unwrap()], start: Instant::now(), start_unix_ns: 1_000_000_000 };
+        assert_eq!(schedule.offset(3), Duration::from_millis(15));
+        assert_eq!(schedule.intended_unix_ns(200), 2_000_000_000);
+        assert_eq!(schedule.workers(), 1);
+    }
+}

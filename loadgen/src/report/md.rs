@@ -1,0 +1,121 @@
+//! `report.md`: the comparison table, the reading, and the detail tables behind them.
+
+use std::io::{self, Write};
+
+use super::{RunResult, ms, opt, reading, table};
+
+/// A one-line description of the workload, from the scenario as stored in the result.
+pub fn workload(result: &RunResult) -> String {
+    let s = &result.scenario;
+    let num = |k: &str| s.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let fanout = s.get("fanout").map(|f| match f.get("mode").and_then(|m| m.as_str()) {
+        Some("multicast") => format!("multicast to {} topics, {} per subscriber", f["topics"], f["per_subscriber"]),
+        Some(mode) => mode.to_owned(),
+        None => "?".to_owned(),
+    });
+    let churn = s.get("churn").filter(|c| !c.is_null()).map_or_else(String::new, |c| format!(", churn: {} of the subscribers reconnect every {} s", c["share"], c["every_s"]));
+    format!(
+        "{} subscribers (launched at {}/s), {} events/s of {} B ({}), warm-up {} s, measured {} s, drain {} s, poll interval {} ms, long-poll timeout {} ms{churn}",
+        num("subscribers"),
+        num("launch_rate"),
+        num("publish_rate"),
+        num("payload_bytes"),
+        fanout.unwrap_or_default(),
+        num("warmup_s"),
+        num("duration_s"),
+        num("drain_s"),
+        num("poll_interval_ms"),
+        num("longpoll_timeout_ms"),
+    )
+}
+
+/// Writes the Markdown report.
+pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
+    let name = result.scenario.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+    writeln!(w, "# pushbench: `{name}`\n")?;
+    if let Some(d) = result.scenario.get("description").and_then(|d| d.as_str()).filter(|d| !d.is_empty()) {
+        writeln!(w, "{d}\n")?;
+    }
+    writeln!(w, "Workload: {}.\n", workload(result))?;
+    writeln!(w, "Run {} → {} on {} CPUs; server: {}; {}.\n", result.started_at, result.finished_at, result.cpus, result.server, result.tool)?;
+    for warning in &result.warnings {
+        writeln!(w, "> **Warning:** {warning}\n")?;
+    }
+    writeln!(w, "## Comparison\n")?;
+    table::write_markdown(result, &mut w)?;
+    writeln!(w, "\nLatency is measured from the publisher's intended send time (open loop) to receipt; bytes are counted at the socket in both directions; server memory is RSS growth per connected subscriber.\n")?;
+    writeln!(w, "## Reading\n")?;
+    for finding in reading::findings(result) {
+        writeln!(w, "- {finding}")?;
+    }
+    writeln!(w, "\n## Latency detail (ms)\n")?;
+    writeln!(w, "| transport | p50 | p90 | p99 | p99.9 | max | mean | from server ts p50 / p99 | publish lateness p99 |")?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    for r in &result.transports {
+        let l = &r.latency_us;
+        writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
+            r.transport,
+            ms(l.p50 as f64),
+            ms(l.p90 as f64),
+            ms(l.p99 as f64),
+            ms(l.p999 as f64),
+            ms(l.max as f64),
+            ms(l.mean),
+            ms(r.latency_from_server_us.p50 as f64),
+            ms(r.latency_from_server_us.p99 as f64),
+            ms(r.publish_lateness_us.p99 as f64)
+        )?;
+    }
+    writeln!(w, "\n## Connection cost\n")?;
+    writeln!(w, "| transport | TCP connect p50 / p99 ms | first byte or upgrade p50 / p99 ms | subscribed p50 / p99 ms | failed connects | reconnects | errors | server fds | loadgen fds |")?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    for r in &result.transports {
+        writeln!(
+            w,
+            "| {} | {} / {} | {} / {} | {} / {} | {} | {} | {} | {} | {} |",
+            r.transport,
+            ms(r.connect_us.p50 as f64),
+            ms(r.connect_us.p99 as f64),
+            ms(r.first_byte_us.p50 as f64),
+            ms(r.first_byte_us.p99 as f64),
+            ms(r.subscribed_us.p50 as f64),
+            ms(r.subscribed_us.p99 as f64),
+            r.failed_connects,
+            r.reconnects,
+            r.errors,
+            r.server_fds.map_or("–".into(), |n| n.to_string()),
+            r.loadgen_fds
+        )?;
+    }
+    writeln!(w, "\n## Wire and resources\n")?;
+    writeln!(w, "| transport | requests | empty polls | bytes received | bytes sent | heartbeats | gaps | server RSS before / connected MiB | server CPU ms | loadgen RSS MiB | loadgen B/subscriber | loadgen lag p99 ms |")?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    let mib = |b: Option<u64>| b.map_or("–".into(), |b| format!("{:.1}", b as f64 / 1048576.0));
+    for r in &result.transports {
+        writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |",
+            r.transport,
+            r.requests,
+            r.empty_polls,
+            r.bytes_received,
+            r.bytes_sent,
+            r.heartbeats,
+            r.gaps,
+            mib(r.server_rss_before_bytes),
+            mib(r.server_rss_connected_bytes),
+            opt(r.server_cpu_ms, 0),
+            mib(Some(r.loadgen_rss_bytes)),
+            opt(r.loadgen_rss_per_subscriber_bytes, 0),
+            ms(r.loadgen_lag_p99_us as f64)
+        )?;
+    }
+    let errors: Vec<String> = result.transports.iter().filter_map(|r| r.last_error.as_ref().map(|e| format!("- `{}`: {e}", r.transport))).collect();
+    if !errors.is_empty() {
+        writeln!(w, "\n## Last error seen per transport\n")?;
+        writeln!(w, "{}", errors.join("\n"))?;
+    }
+    Ok(())
+}

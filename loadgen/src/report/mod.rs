@@ -1,0 +1,245 @@
+//! The result of a run and its three renderings: `result.json` ([`json`]), `report.md` ([`md`]) and
+//! `report.html` ([`html`]), plus the terminal summary table ([`table`]) and the plain-language reading all
+//! of them share ([`reading`]).
+//!
+//! [`RunResult`] *is* the `result.json` format: its field names are the contract described by the checked-in
+//! `results/result.schema.json` (bump [`SCHEMA_VERSION`] on any incompatible change). Every rendering is
+//! computed from a `RunResult` alone, so a result read back from disk (or merged from several runs) renders
+//! the same way. Latency histograms travel inside it in HdrHistogram's V2 deflate form, base64-encoded, so
+//! that runs merge exactly instead of averaging percentiles.
+
+pub mod html;
+pub mod json;
+pub mod md;
+pub mod reading;
+pub mod table;
+
+use base64::Engine;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use pushbench_common::Transport;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Percentiles;
+
+/// Version of the `result.json` format.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One run of a scenario over its transports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Format version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// Tool name and version.
+    pub tool: String,
+    /// The validated scenario, as run.
+    pub scenario: serde_json::Value,
+    /// Start of the run, UTC, RFC 3339.
+    pub started_at: String,
+    /// End of the run, UTC, RFC 3339.
+    pub finished_at: String,
+    /// CPUs available to the load generator (server and load generator share them when local).
+    pub cpus: usize,
+    /// How the server was provided: `spawned <path>` or `target <url>`.
+    pub server: String,
+    /// One entry per transport, in run order.
+    pub transports: Vec<TransportResult>,
+    /// Run-wide warnings (saturation, losses, failures), also printed.
+    pub warnings: Vec<String>,
+}
+
+/// Everything measured for one transport.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransportResult {
+    /// Transport name.
+    pub transport: Transport,
+    /// Subscribers started.
+    pub subscribers: u64,
+    /// Subscribers that got a live subscription.
+    pub subscribers_connected: u64,
+    /// Events acknowledged by the server.
+    pub published: u64,
+    /// Publishes that failed.
+    pub publish_failures: u64,
+    /// Events owed to subscribers (per subscriber: events on its topics after its first cursor).
+    pub expected: u64,
+    /// Owed events received at least once.
+    pub delivered: u64,
+    /// Owed events never received.
+    pub lost: u64,
+    /// Repeated receipts.
+    pub duplicates: u64,
+    /// First receipts below an id already received.
+    pub out_of_order: u64,
+    /// Receipts not owed.
+    pub unexpected: u64,
+    /// Gap notices received.
+    pub gaps: u64,
+    /// Latency from the intended send time, µs (measured window only).
+    pub latency_us: Percentiles,
+    /// Latency from the server's accept timestamp, µs (measured window only).
+    pub latency_from_server_us: Percentiles,
+    /// TCP connect time, µs.
+    pub connect_us: Percentiles,
+    /// Request → response head or WebSocket upgrade, µs.
+    pub first_byte_us: Percentiles,
+    /// Connect start → cursor known (`subscribed` or first poll answer), µs.
+    pub subscribed_us: Percentiles,
+    /// Failed connects or subscribe requests.
+    pub failed_connects: u64,
+    /// Connections opened after the first (churn, errors).
+    pub reconnects: u64,
+    /// Errors on established connections.
+    pub errors: u64,
+    /// Heartbeat messages seen (NDJSON only; SSE comments and WebSocket pings are counted in bytes).
+    pub heartbeats: u64,
+    /// HTTP requests sent by subscribers.
+    pub requests: u64,
+    /// Poll answers without events.
+    pub empty_polls: u64,
+    /// `requests / delivered`.
+    pub requests_per_delivery: Option<f64>,
+    /// Bytes subscribers read, at the socket.
+    pub bytes_received: u64,
+    /// Bytes subscribers wrote, at the socket.
+    pub bytes_sent: u64,
+    /// `(bytes_received + bytes_sent) / delivered`.
+    pub bytes_per_delivery: Option<f64>,
+    /// Publisher bytes written (not part of the per-delivery cost).
+    pub publisher_bytes_sent: u64,
+    /// Publisher bytes read.
+    pub publisher_bytes_received: u64,
+    /// Server RSS before subscribers connected.
+    pub server_rss_before_bytes: Option<u64>,
+    /// Server RSS once subscribers were connected, before publishing.
+    pub server_rss_connected_bytes: Option<u64>,
+    /// Largest server RSS sampled during the run.
+    pub server_rss_peak_bytes: Option<u64>,
+    /// `(connected − before) / subscribers_connected`.
+    pub server_rss_per_connection_bytes: Option<f64>,
+    /// Server CPU time over publishing and drain, ms.
+    pub server_cpu_ms: Option<f64>,
+    /// `server_cpu_ms / delivered × 1000`.
+    pub server_cpu_ms_per_1k_deliveries: Option<f64>,
+    /// Server open file descriptors with subscribers connected.
+    pub server_fds: Option<u64>,
+    /// Load generator CPU over publishing and drain, percent of one core.
+    pub loadgen_cpu_percent: f64,
+    /// Load generator RSS with subscribers connected.
+    pub loadgen_rss_bytes: u64,
+    /// Load generator RSS growth per connected subscriber.
+    pub loadgen_rss_per_subscriber_bytes: Option<f64>,
+    /// Load generator open file descriptors with subscribers connected.
+    pub loadgen_fds: u64,
+    /// 99th percentile of the load generator's scheduling lag (a 5 ms timer's oversleep), µs.
+    pub loadgen_lag_p99_us: u64,
+    /// Whether the load generator (or the machine) was saturated: the figures then describe it.
+    pub loadgen_saturated: bool,
+    /// Why it counts as saturated.
+    pub loadgen_saturation_reasons: Vec<String>,
+    /// Publisher send start minus intended send time, µs.
+    pub publish_lateness_us: Percentiles,
+    /// Seconds from the first intended send to the end of the drain.
+    pub window_s: f64,
+    /// Figures of the simple models the report checks against.
+    pub model: Model,
+    /// Serialized latency histograms (HdrHistogram V2 deflate, base64).
+    pub histograms: SerializedHistograms,
+    /// goose's request metrics for this transport.
+    pub goose: Vec<GooseRow>,
+    /// The server's `/stats` at the end (its own counters), when readable.
+    pub server_stats: Option<serde_json::Value>,
+    /// Last error any subscriber or the publisher saw.
+    pub last_error: Option<String>,
+}
+
+/// Model figures, computed from the scenario.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Model {
+    /// Events each subscriber receives per second.
+    pub events_per_subscriber_per_s: f64,
+    /// Poll interval, ms.
+    pub poll_interval_ms: f64,
+    /// Polling's expected extra latency: half an interval, ms.
+    pub poll_wait_ms: f64,
+    /// Polling's expected requests per delivery: poll rate / event rate per subscriber.
+    pub poll_requests_per_delivery: f64,
+}
+
+/// Latency histograms in HdrHistogram V2 deflate form, base64 (standard alphabet).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SerializedHistograms {
+    /// From intended send time, µs.
+    pub latency_us: String,
+    /// From server timestamp, µs.
+    pub latency_from_server_us: String,
+}
+
+/// One row of goose's request metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GooseRow {
+    /// goose's key, `METHOD name`.
+    pub name: String,
+    /// Successful requests.
+    pub success: u64,
+    /// Failed requests.
+    pub fail: u64,
+    /// Mean time, µs.
+    pub mean_us: f64,
+    /// Largest time, µs.
+    pub max_us: u64,
+}
+
+/// Why a serialized histogram could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("bad serialized histogram: {0}")]
+pub struct HistogramError(String);
+
+/// Serializes `h` as base64 of its V2 deflate encoding.
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new().serialize(h, &mut bytes).expect("serializing into a Vec cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads a histogram written by [`encode_histogram`].
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, HistogramError> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| HistogramError(e.to_string()))?;
+    Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| HistogramError(format!("{e:?}")))
+}
+
+/// Formats µs as milliseconds with sensible precision.
+pub fn ms(us: f64) -> String {
+    let ms = us / 1000.0;
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else if ms >= 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.2}")
+    }
+}
+
+/// Formats an optional figure, `–` when absent.
+pub fn opt(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::new_histogram;
+
+    #[test]
+    fn histograms_round_trip_exactly() {
+        let mut h = new_histogram();
+        for v in [1, 10, 100, 1000, 123_456] {
+            h.record(v).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back.len(), 5);
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+        assert_eq!(back.max(), h.max());
+        assert!(decode_histogram("not base64!").is_err());
+    }
+}

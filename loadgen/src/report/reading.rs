@@ -1,0 +1,129 @@
+//! The plain-language reading of a result: which transport won what, and why, checked against the simple
+//! models (polling waits half an interval; polling pays requests per interval, long-polling per answer,
+//! streaming per connection). Every sentence is computed from the figures, none is canned.
+
+use pushbench_common::Transport;
+
+use super::{RunResult, TransportResult, ms};
+
+/// One finding per paragraph, Markdown inline syntax (backticks, bold).
+pub fn findings(result: &RunResult) -> Vec<String> {
+    let t = &result.transports;
+    let mut out = Vec::new();
+    if t.is_empty() {
+        return out;
+    }
+    out.push(completeness(t));
+    if let Some(line) = latency(t) {
+        out.push(line);
+    }
+    if let Some(line) = polling_model(t) {
+        out.push(line);
+    }
+    if let Some(line) = requests(t) {
+        out.push(line);
+    }
+    if let Some(line) = best_of(t, "Wire cost", "bytes per delivery (both directions, at the socket: headers, framing and heartbeats included)", |r| r.bytes_per_delivery, |v| format!("{v:.0} B")) {
+        out.push(line);
+    }
+    if let Some(line) = best_of(t, "Server memory", "per connection (server RSS after − before the subscribers connected)", |r| r.server_rss_per_connection_bytes, |v| format!("{:.1} KiB", v / 1024.0)) {
+        out.push(line);
+    }
+    if let Some(line) = best_of(t, "Server CPU", "per 1,000 deliveries (server CPU over publishing and drain, idle work such as heartbeats and empty polls included)", |r| r.server_cpu_ms_per_1k_deliveries, |v| format!("{v:.2} ms")) {
+        out.push(line);
+    }
+    let saturated: Vec<&str> = t.iter().filter(|r| r.loadgen_saturated).map(|r| r.transport.as_str()).collect();
+    if saturated.is_empty() {
+        let worst = t.iter().map(|r| r.loadgen_cpu_percent).fold(0.0, f64::max);
+        out.push(format!(
+            "The load generator was not saturated (highest CPU {worst:.0}% of one core, scheduling lag p99 at most {} ms), so the figures describe the transports.",
+            ms(t.iter().map(|r| r.loadgen_lag_p99_us).max().unwrap_or(0) as f64)
+        ));
+    } else {
+        out.push(format!("**Warning: the load generator was saturated during {}**: those figures describe the load generator, not the transport. Lower the rates or subscribers.", saturated.join(", ")));
+    }
+    out
+}
+
+fn completeness(t: &[TransportResult]) -> String {
+    let bad: Vec<String> = t
+        .iter()
+        .filter(|r| r.lost + r.duplicates + r.out_of_order + r.unexpected > 0)
+        .map(|r| format!("`{}` lost {}, duplicated {}, reordered {}, unexpected {} (gap notices {})", r.transport, r.lost, r.duplicates, r.out_of_order, r.unexpected, r.gaps))
+        .collect();
+    let reconnects: u64 = t.iter().map(|r| r.reconnects).sum();
+    let churn = if reconnects > 0 { format!(", across {reconnects} reconnects that resumed from their cursors") } else { String::new() };
+    if bad.is_empty() {
+        let delivered: u64 = t.iter().map(|r| r.delivered).sum();
+        format!("**Completeness**: every transport delivered every owed event exactly once and in order ({delivered} deliveries{churn}).")
+    } else {
+        format!("**Completeness problems**: {}.", bad.join("; "))
+    }
+}
+
+fn latency(t: &[TransportResult]) -> Option<String> {
+    let timed: Vec<&TransportResult> = t.iter().filter(|r| r.latency_us.count > 0).collect();
+    let p50 = timed.iter().min_by_key(|r| r.latency_us.p50)?;
+    let p99 = timed.iter().min_by_key(|r| r.latency_us.p99)?;
+    let list = timed.iter().map(|r| format!("`{}` {} / {} ms", r.transport, ms(r.latency_us.p50 as f64), ms(r.latency_us.p99 as f64))).collect::<Vec<_>>().join(", ");
+    Some(format!(
+        "**Latency** (p50 / p99 from the intended send time): {list}. Lowest median: `{}`; lowest p99: `{}`.",
+        p50.transport, p99.transport
+    ))
+}
+
+/// Delivery time without any waiting: the mean latency of the fastest push transport in the run (none when
+/// no push transport ran; the model then uses 0).
+fn delivery_time_us(t: &[TransportResult]) -> Option<f64> {
+    t.iter().filter(|r| r.transport.is_streaming() && r.latency_us.count > 0).map(|r| r.latency_us.mean).reduce(f64::min)
+}
+
+fn polling_model(t: &[TransportResult]) -> Option<String> {
+    let poll = t.iter().find(|r| r.transport == Transport::Poll && r.latency_us.count > 0)?;
+    let wait_ms = poll.model.poll_wait_ms;
+    let delivery_ms = delivery_time_us(t).map_or(0.0, |us| us / 1000.0);
+    let model_ms = wait_ms + delivery_ms;
+    let measured_ms = poll.latency_us.mean / 1000.0;
+    Some(format!(
+        "**Polling follows its model**: mean latency {measured_ms:.1} ms against interval/2 + delivery = {wait_ms:.1} + {delivery_ms:.2} = {model_ms:.1} ms (ratio {:.2}). An event waits on average half of the {} ms interval for the next poll, whatever the server does; only a shorter interval, paid for in requests, lowers it.",
+        measured_ms / model_ms,
+        poll.model.poll_interval_ms
+    ))
+}
+
+fn requests(t: &[TransportResult]) -> Option<String> {
+    let with: Vec<&TransportResult> = t.iter().filter(|r| r.requests_per_delivery.is_some()).collect();
+    if with.is_empty() {
+        return None;
+    }
+    let list = with.iter().map(|r| format!("`{}` {:.3}", r.transport, r.requests_per_delivery.unwrap_or(0.0))).collect::<Vec<_>>().join(", ");
+    let mut line = format!("**Requests per delivery**: {list}.");
+    if let Some(poll) = with.iter().find(|r| r.transport == Transport::Poll) {
+        let empty = if poll.requests > 0 { poll.empty_polls as f64 / poll.requests as f64 * 100.0 } else { 0.0 };
+        line.push_str(&format!(
+            " Polling pays per interval, not per event: model {:.2} requests per delivery ({:.1} polls/s per subscriber for {:.2} events/s), and {empty:.0}% of its polls came back empty.",
+            poll.model.poll_requests_per_delivery,
+            1000.0 / poll.model.poll_interval_ms,
+            poll.model.events_per_subscriber_per_s
+        ));
+    }
+    if let Some(lp) = with.iter().find(|r| r.transport == Transport::LongPoll) {
+        line.push_str(&format!(
+            " Long-polling pays about one request per answer ({:.2}; below 1 when an answer carries several events).",
+            lp.requests_per_delivery.unwrap_or(0.0)
+        ));
+    }
+    if with.iter().any(|r| r.transport.is_streaming()) {
+        line.push_str(" Streaming transports pay one request per connection, amortized over every event it carries.");
+    }
+    Some(line)
+}
+
+fn best_of(t: &[TransportResult], title: &str, what: &str, value: impl Fn(&TransportResult) -> Option<f64>, show: impl Fn(f64) -> String) -> Option<String> {
+    let with: Vec<(&TransportResult, f64)> = t.iter().filter_map(|r| value(r).map(|v| (r, v))).collect();
+    let (best, best_value) = with.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let (worst, worst_value) = with.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let list = with.iter().map(|(r, v)| format!("`{}` {}", r.transport, show(*v))).collect::<Vec<_>>().join(", ");
+    let factor = if best_value > 0.0 && with.len() > 1 { format!(" ({:.1}× less than `{}`)", worst_value / best_value, worst.transport) } else { String::new() };
+    Some(format!("**{title}** {what}: {list}. Cheapest: `{}`{factor}.", best.transport))
+}

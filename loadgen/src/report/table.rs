@@ -1,0 +1,74 @@
+//! The comparison table, shared by the terminal summary and `report.md`.
+
+use std::io::{self, Write};
+
+use super::{RunResult, TransportResult, ms, opt};
+
+/// Column headers.
+pub const HEADERS: [&str; 14] = [
+    "transport",
+    "subs",
+    "delivered/expected",
+    "lost",
+    "dup",
+    "ooo",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "req/deliv",
+    "B/deliv",
+    "srv KiB/conn",
+    "srv CPU ms/1k",
+    "loadgen CPU%",
+];
+
+/// One row of the table.
+pub fn row(r: &TransportResult) -> [String; 14] {
+    [
+        format!("{}{}", r.transport, if r.loadgen_saturated { " (SATURATED)" } else { "" }),
+        format!("{}/{}", r.subscribers_connected, r.subscribers),
+        format!("{}/{}", r.delivered, r.expected),
+        r.lost.to_string(),
+        r.duplicates.to_string(),
+        r.out_of_order.to_string(),
+        ms(r.latency_us.p50 as f64),
+        ms(r.latency_us.p99 as f64),
+        ms(r.latency_us.max as f64),
+        opt(r.requests_per_delivery, 3),
+        opt(r.bytes_per_delivery, 0),
+        opt(r.server_rss_per_connection_bytes.map(|b| b / 1024.0), 1),
+        opt(r.server_cpu_ms_per_1k_deliveries, 2),
+        format!("{:.0}", r.loadgen_cpu_percent),
+    ]
+}
+
+/// Writes the table with aligned columns for a terminal.
+pub fn write_text<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
+    let rows: Vec<[String; 14]> = result.transports.iter().map(row).collect();
+    let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (i, cell) in r.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        cells.iter().enumerate().map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) }).collect::<Vec<_>>().join("  ")
+    };
+    let headers: Vec<String> = HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    writeln!(w, "{}", line(&headers))?;
+    writeln!(w, "{}", widths.iter().map(|&n| "-".repeat(n)).collect::<Vec<_>>().join("  "))?;
+    for r in &rows {
+        writeln!(w, "{}", line(r))?;
+    }
+    Ok(())
+}
+
+/// Writes the table in Markdown.
+pub fn write_markdown<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
+    writeln!(w, "| {} |", HEADERS.join(" | "))?;
+    writeln!(w, "|{}", HEADERS.iter().enumerate().map(|(i, _)| if i == 0 { "---|" } else { "---:|" }).collect::<String>())?;
+    for r in &result.transports {
+        writeln!(w, "| {} |", row(r).join(" | "))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,624 @@
+//! Scenario files: what workload to run, read from TOML in two stages.
+//!
+//! [`RawScenario`] mirrors the file exactly (serde, unknown fields refused); [`Scenario::validate`] turns it
+//! into a [`Scenario`] that cannot hold an invalid value, or into a [`ScenarioError`] that names the field
+//! and the reason. Everything downstream takes a `&Scenario` and never re-checks.
+//!
+//! A scenario describes one workload run once per transport:
+//! - `subscribers` are started by goose at `launch_rate` per second; once all are subscribed the
+//!   publisher runs for `warmup_s` (correctness counted, latency not) and then `duration_s` (measured);
+//!   after the last publish, subscribers keep reading for `drain_s` so that in-flight events arrive and
+//!   polling subscribers poll again.
+//! - the publisher is open-loop: event `i` is due at `start + i / publish_rate`, whatever the server does.
+//! - `[fanout]` says which topics exist and who subscribes to what (see [`Fanout`]).
+//! - `[churn]`, when present, makes every subscriber drop its connection and resume from its cursor.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pushbench_common::{Topic, Transport};
+use serde::{Deserialize, Serialize};
+
+/// A scenario exactly as written in the TOML file; only syntax and types are checked here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    /// Short name, used in the output directory name.
+    pub name: String,
+    /// Free text shown in the report.
+    #[serde(default)]
+    pub description: String,
+    /// Transports to run, in this order; all five when absent.
+    #[serde(default)]
+    pub transports: Option<Vec<Transport>>,
+    /// Number of subscribers (goose users), each with its own connection.
+    pub subscribers: u64,
+    /// Subscribers started per second.
+    pub launch_rate: f64,
+    /// Seconds of publishing before measurement starts.
+    #[serde(default)]
+    pub warmup_s: f64,
+    /// Seconds of measured publishing.
+    pub duration_s: f64,
+    /// Seconds subscribers keep reading after the last publish.
+    #[serde(default = "default_drain_s")]
+    pub drain_s: f64,
+    /// Events published per second, in total over all topics.
+    pub publish_rate: f64,
+    /// Size of each event's data in bytes.
+    pub payload_bytes: u64,
+    /// Who receives what.
+    #[serde(default)]
+    pub fanout: RawFanout,
+    /// Interval polling settings.
+    #[serde(default)]
+    pub poll: RawPoll,
+    /// Long-polling settings.
+    #[serde(default)]
+    pub longpoll: RawLongPoll,
+    /// Reconnect churn; none when absent.
+    #[serde(default)]
+    pub churn: Option<RawChurn>,
+    /// Options passed to each spawned server.
+    #[serde(default)]
+    pub server: RawServer,
+}
+
+fn default_drain_s() -> f64 {
+    2.0
+}
+
+/// `[fanout]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFanout {
+    /// `broadcast`, `multicast` or `unicast`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Number of topics for `multicast`.
+    #[serde(default)]
+    pub topics: Option<u64>,
+    /// Topics each subscriber names in its one connection (`multicast` only).
+    #[serde(default)]
+    pub topics_per_subscriber: Option<u64>,
+}
+
+fn default_mode() -> String {
+    "broadcast".to_owned()
+}
+
+impl Default for RawFanout {
+    fn default() -> Self {
+        Self { mode: default_mode(), topics: None, topics_per_subscriber: None }
+    }
+}
+
+/// `[poll]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoll {
+    /// Milliseconds between the starts of two polls of one subscriber.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_interval_ms() -> u64 {
+    1000
+}
+
+impl Default for RawPoll {
+    fn default() -> Self {
+        Self { interval_ms: default_interval_ms() }
+    }
+}
+
+/// `[longpoll]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLongPoll {
+    /// How long the server may hold a long-poll (its `timeout_ms` parameter).
+    #[serde(default = "default_longpoll_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_longpoll_timeout_ms() -> u64 {
+    30_000
+}
+
+impl Default for RawLongPoll {
+    fn default() -> Self {
+        Self { timeout_ms: default_longpoll_timeout_ms() }
+    }
+}
+
+/// `[churn]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChurn {
+    /// Length of one churn period in seconds.
+    pub every_s: f64,
+    /// Share of the subscribers (0 < share ≤ 1) that drop and resume in each period.
+    pub share: f64,
+}
+
+/// `[server]` as written: options for the spawned `pushbench-server`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `--heartbeat-ms`.
+    #[serde(default)]
+    pub heartbeat_ms: Option<u64>,
+    /// `--replay-events`.
+    #[serde(default)]
+    pub replay_events: Option<u64>,
+    /// `--max-connections`.
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+}
+
+/// Who receives which events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Fanout {
+    /// One topic, `all`; every subscriber receives every event.
+    Broadcast,
+    /// `topics` topics `room.0`…; each subscriber names `per_subscriber` of them; events go round-robin.
+    Multicast {
+        /// Number of topics.
+        topics: u64,
+        /// Topics per subscriber.
+        per_subscriber: u64,
+    },
+    /// One topic per subscriber, `user.<i>`; events go round-robin over the subscribers.
+    Unicast,
+}
+
+/// Reconnect churn: every subscriber drops its connection every `every / share` and resumes from its
+/// cursor; phases are spread so that in any `every` window about `share` of the subscribers reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Churn {
+    /// Length of one churn period.
+    #[serde(rename = "every_s", with = "secs")]
+    pub every: Duration,
+    /// Share of the subscribers reconnecting per period.
+    pub share: f64,
+}
+
+impl Churn {
+    /// Time between two reconnects of one subscriber.
+    pub fn per_subscriber_interval(&self) -> Duration {
+        self.every.div_f64(self.share)
+    }
+}
+
+/// Options for a spawned server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServerOptions {
+    /// `--heartbeat-ms`.
+    pub heartbeat_ms: Option<u64>,
+    /// `--replay-events`.
+    pub replay_events: Option<u64>,
+    /// `--max-connections`.
+    pub max_connections: Option<u64>,
+}
+
+impl ServerOptions {
+    /// Command-line arguments for `pushbench-server`.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let flags = [
+            ("--heartbeat-ms", self.heartbeat_ms),
+            ("--replay-events", self.replay_events),
+            ("--max-connections", self.max_connections),
+        ];
+        for (flag, value) in flags {
+            if let Some(value) = value {
+                args.push(flag.to_owned());
+                args.push(value.to_string());
+            }
+        }
+        args
+    }
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scenario {
+    /// Short name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Transports to run, in order, without repeats.
+    pub transports: Vec<Transport>,
+    /// Number of subscribers.
+    pub subscribers: u64,
+    /// Subscribers started per second.
+    pub launch_rate: f64,
+    /// Publishing before measurement.
+    #[serde(rename = "warmup_s", with = "secs")]
+    pub warmup: Duration,
+    /// Measured publishing.
+    #[serde(rename = "duration_s", with = "secs")]
+    pub duration: Duration,
+    /// Reading after the last publish.
+    #[serde(rename = "drain_s", with = "secs")]
+    pub drain: Duration,
+    /// Events per second over all topics.
+    pub publish_rate: f64,
+    /// Bytes of data per event.
+    pub payload_bytes: usize,
+    /// Who receives what.
+    pub fanout: Fanout,
+    /// Interval between polls.
+    #[serde(rename = "poll_interval_ms", with = "millis")]
+    pub poll_interval: Duration,
+    /// Long-poll hold.
+    #[serde(rename = "longpoll_timeout_ms", with = "millis")]
+    pub longpoll_timeout: Duration,
+    /// Reconnect churn.
+    pub churn: Option<Churn>,
+    /// Options of each spawned server.
+    pub server: ServerOptions,
+}
+
+/// Smallest payload: the intended send time (19 digits) and a space are embedded in every event.
+pub const MIN_PAYLOAD: usize = 20;
+/// Largest payload: the server's default `--max-payload`.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// Largest long-poll hold the server accepts.
+pub const MAX_LONGPOLL_MS: u64 = 120_000;
+
+/// Why a scenario was refused: always names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or had unknown or mistyped fields.
+    #[error("scenario {path} is not valid TOML for a scenario: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// What toml reported, with the field and line.
+        message: String,
+    },
+    /// A field had a value outside its allowed range.
+    #[error("scenario field `{field}`: {reason}")]
+    Invalid {
+        /// Dotted field name, e.g. `fanout.topics`.
+        field: &'static str,
+        /// Why the value is refused.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid { field, reason: reason.into() }
+}
+
+/// Checks that `value` is a finite number of seconds within `[min, max]`.
+fn seconds(field: &'static str, value: f64, min: f64, max: f64) -> Result<Duration, ScenarioError> {
+    if !value.is_finite() || value < min || value > max {
+        return Err(invalid(field, format!("must be a number of seconds in [{min}, {max}], got {value}")));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: shown.clone(), source })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses and validates scenario TOML; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ScenarioError> {
+        let raw: RawScenario =
+            toml::from_str(text).map_err(|e| ScenarioError::Syntax { path: origin.to_owned(), message: e.to_string() })?;
+        Self::validate(raw)
+    }
+
+    /// Second stage: range and consistency checks.
+    pub fn validate(raw: RawScenario) -> Result<Self, ScenarioError> {
+        let name = raw.name.trim().to_owned();
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if name.is_empty() || name.len() > 64 || !name.chars().all(name_ok) {
+            return Err(invalid("name", "must be 1–64 characters of A-Z a-z 0-9 - _ . (it names the output directory)"));
+        }
+        let transports = match raw.transports {
+            None => Transport::ALL.to_vec(),
+            Some(list) => {
+                if list.is_empty() {
+                    return Err(invalid("transports", "must name at least one transport"));
+                }
+                let mut seen = Vec::new();
+                for t in list {
+                    if seen.contains(&t) {
+                        return Err(invalid("transports", format!("{t} is listed twice")));
+                    }
+                    seen.push(t);
+                }
+                seen
+            }
+        };
+        if raw.subscribers == 0 || raw.subscribers > 100_000 {
+            return Err(invalid("subscribers", format!("must be in 1..=100000, got {}", raw.subscribers)));
+        }
+        if !raw.launch_rate.is_finite() || raw.launch_rate <= 0.0 || raw.launch_rate > 100_000.0 {
+            return Err(invalid("launch_rate", format!("must be in (0, 100000] subscribers per second, got {}", raw.launch_rate)));
+        }
+        let warmup = seconds("warmup_s", raw.warmup_s, 0.0, 3600.0)?;
+        let duration = seconds("duration_s", raw.duration_s, 0.1, 86_400.0)?;
+        let drain = seconds("drain_s", raw.drain_s, 0.0, 600.0)?;
+        if !raw.publish_rate.is_finite() || raw.publish_rate <= 0.0 || raw.publish_rate > 1_000_000.0 {
+            return Err(invalid("publish_rate", format!("must be in (0, 1000000] events per second, got {}", raw.publish_rate)));
+        }
+        let payload_bytes = usize::try_from(raw.payload_bytes).unwrap_or(usize::MAX);
+        if !(MIN_PAYLOAD..=MAX_PAYLOAD).contains(&payload_bytes) {
+            return Err(invalid(
+                "payload_bytes",
+                format!("must be in {MIN_PAYLOAD}..={MAX_PAYLOAD} (each event carries its intended send time), got {}", raw.payload_bytes),
+            ));
+        }
+        let fanout = validate_fanout(&raw.fanout, raw.subscribers)?;
+        if raw.poll.interval_ms == 0 || raw.poll.interval_ms > 600_000 {
+            return Err(invalid("poll.interval_ms", format!("must be in 1..=600000, got {}", raw.poll.interval_ms)));
+        }
+        let poll_interval = Duration::from_millis(raw.poll.interval_ms);
+        if transports.contains(&Transport::Poll) && drain < poll_interval {
+            return Err(invalid(
+                "drain_s",
+                format!("must be at least poll.interval_ms ({} ms) so that every poller polls after the last publish", raw.poll.interval_ms),
+            ));
+        }
+        if raw.longpoll.timeout_ms == 0 || raw.longpoll.timeout_ms > MAX_LONGPOLL_MS {
+            return Err(invalid("longpoll.timeout_ms", format!("must be in 1..={MAX_LONGPOLL_MS}, got {}", raw.longpoll.timeout_ms)));
+        }
+        let churn = match raw.churn {
+            None => None,
+            Some(c) => {
+                let every = seconds("churn.every_s", c.every_s, 0.1, 86_400.0)?;
+                if !c.share.is_finite() || c.share <= 0.0 || c.share > 1.0 {
+                    return Err(invalid("churn.share", format!("must be in (0, 1], got {}", c.share)));
+                }
+                Some(Churn { every, share: c.share })
+            }
+        };
+        if let Some(hb) = raw.server.heartbeat_ms
+            && hb == 0
+        {
+            return Err(invalid("server.heartbeat_ms", "must be at least 1"));
+        }
+        if raw.server.replay_events == Some(0) {
+            return Err(invalid("server.replay_events", "must be at least 1"));
+        }
+        if let Some(max) = raw.server.max_connections
+            && max == 0
+        {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        Ok(Self {
+            name,
+            description: raw.description.trim().to_owned(),
+            transports,
+            subscribers: raw.subscribers,
+            launch_rate: raw.launch_rate,
+            warmup,
+            duration,
+            drain,
+            publish_rate: raw.publish_rate,
+            payload_bytes,
+            fanout,
+            poll_interval,
+            longpoll_timeout: Duration::from_millis(raw.longpoll.timeout_ms),
+            churn,
+            server: ServerOptions {
+                heartbeat_ms: raw.server.heartbeat_ms,
+                replay_events: raw.server.replay_events,
+                max_connections: raw.server.max_connections,
+            },
+        })
+    }
+
+    /// Number of distinct topics events are published to.
+    pub fn topic_count(&self) -> u64 {
+        match self.fanout {
+            Fanout::Broadcast => 1,
+            Fanout::Multicast { topics, .. } => topics,
+            Fanout::Unicast => self.subscribers,
+        }
+    }
+
+    /// Name of topic number `index` (`0..topic_count()`).
+    pub fn topic(&self, index: u64) -> Topic {
+        let name = match self.fanout {
+            Fanout::Broadcast => "all".to_owned(),
+            Fanout::Multicast { .. } => format!("room.{index}"),
+            Fanout::Unicast => format!("user.{index}"),
+        };
+        Topic::parse(&name).expect("generated topic names use the topic charset")
+    }
+
+    /// Indices of the topics subscriber `subscriber` names, ascending and distinct.
+    pub fn topics_of(&self, subscriber: u64) -> Vec<u64> {
+        match self.fanout {
+            Fanout::Broadcast => vec![0],
+            Fanout::Multicast { topics, per_subscriber } => {
+                // Consecutive topics starting at a per-subscriber offset: every topic gets the same number
+                // of subscribers (± 1) and no subscriber names a topic twice (per_subscriber ≤ topics).
+                let mut list: Vec<u64> = (0..per_subscriber).map(|j| (subscriber * per_subscriber + j) % topics).collect();
+                list.sort_unstable();
+                list
+            }
+            Fanout::Unicast => vec![subscriber],
+        }
+    }
+
+    /// Events each subscriber receives per second on average: the model behind requests per delivery.
+    pub fn events_per_subscriber_per_s(&self) -> f64 {
+        match self.fanout {
+            Fanout::Broadcast => self.publish_rate,
+            Fanout::Multicast { topics, per_subscriber } => self.publish_rate * per_subscriber as f64 / topics as f64,
+            Fanout::Unicast => self.publish_rate / self.subscribers as f64,
+        }
+    }
+
+    /// Number of events the publisher sends (warm-up plus measured window).
+    pub fn events_to_publish(&self) -> u64 {
+        ((self.warmup + self.duration).as_secs_f64() * self.publish_rate).round().max(1.0) as u64
+    }
+}
+
+fn validate_fanout(raw: &RawFanout, subscribers: u64) -> Result<Fanout, ScenarioError> {
+    match raw.mode.as_str() {
+        "broadcast" | "unicast" => {
+            if raw.topics.is_some() {
+                return Err(invalid("fanout.topics", format!("only applies to mode = \"multicast\", not {:?}", raw.mode)));
+            }
+            if raw.topics_per_subscriber.is_some_and(|n| n != 1) {
+                return Err(invalid("fanout.topics_per_subscriber", format!("must be 1 with mode = {:?}", raw.mode)));
+            }
+            Ok(if raw.mode == "broadcast" { Fanout::Broadcast } else { Fanout::Unicast })
+        }
+        "multicast" => {
+            let topics = raw.topics.ok_or_else(|| invalid("fanout.topics", "is required with mode = \"multicast\""))?;
+            if !(2..=1_000_000).contains(&topics) {
+                return Err(invalid("fanout.topics", format!("must be in 2..=1000000, got {topics}")));
+            }
+            let per_subscriber = raw.topics_per_subscriber.unwrap_or(1);
+            if per_subscriber == 0 || per_subscriber > topics || per_subscriber > 64 {
+                return Err(invalid(
+                    "fanout.topics_per_subscriber",
+                    format!("must be in 1..=min(fanout.topics, 64), got {per_subscriber}"),
+                ));
+            }
+            if topics > subscribers * per_subscriber {
+                return Err(invalid(
+                    "fanout.topics",
+                    format!("{topics} topics but only {} subscriptions: some topics would have no subscriber", subscribers * per_subscriber),
+                ));
+            }
+            Ok(Fanout::Multicast { topics, per_subscriber })
+        }
+        other => Err(invalid("fanout.mode", format!("must be \"broadcast\", \"multicast\" or \"unicast\", got {other:?}"))),
+    }
+}
+
+/// Serializes a [`Duration`] as fractional seconds.
+mod secs {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// Serializes a [`Duration`] as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        name = "t"
+        subscribers = 10
+        launch_rate = 100
+        duration_s = 1
+        publish_rate = 10
+        payload_bytes = 64
+    "#;
+
+    fn refused(extra: &str) -> String {
+        let text = format!("{GOOD}\n{extra}");
+        Scenario::parse(&text, "test.toml").expect_err("should be refused").to_string()
+    }
+
+    fn refused_replacing(from: &str, to: &str) -> String {
+        Scenario::parse(&GOOD.replace(from, to), "test.toml").expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn minimal_scenario_gets_defaults() {
+        let s = Scenario::parse(GOOD, "test.toml").unwrap();
+        assert_eq!(s.transports, Transport::ALL.to_vec());
+        assert_eq!(s.fanout, Fanout::Broadcast);
+        assert_eq!(s.poll_interval, Duration::from_secs(1));
+        assert_eq!(s.drain, Duration::from_secs(2));
+        assert_eq!(s.events_to_publish(), 10);
+        assert_eq!(s.topic(0).as_str(), "all");
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let cases = [
+            (refused("unknown_field = 1"), "unknown_field"),
+            (refused("transports = [\"carrier-pigeon\"]"), "carrier-pigeon"),
+            (refused("transports = []"), "`transports`"),
+            (refused("transports = [\"ws\", \"ws\"]"), "`transports`"),
+            (refused_replacing("subscribers = 10", "subscribers = 0"), "`subscribers`"),
+            (refused_replacing("launch_rate = 100", "launch_rate = -1"), "`launch_rate`"),
+            (refused_replacing("duration_s = 1", "duration_s = 0"), "`duration_s`"),
+            (refused("warmup_s = -2"), "`warmup_s`"),
+            (refused_replacing("publish_rate = 10", "publish_rate = 0"), "`publish_rate`"),
+            (refused_replacing("payload_bytes = 64", "payload_bytes = 5"), "`payload_bytes`"),
+            (refused_replacing("name = \"t\"", "name = \"a/b\""), "`name`"),
+            (refused("[fanout]\nmode = \"anycast\""), "`fanout.mode`"),
+            (refused("[fanout]\nmode = \"multicast\""), "`fanout.topics`"),
+            (refused("[fanout]\nmode = \"multicast\"\ntopics = 4\ntopics_per_subscriber = 5"), "`fanout.topics_per_subscriber`"),
+            (refused("[fanout]\nmode = \"broadcast\"\ntopics = 3"), "`fanout.topics`"),
+            (refused("[poll]\ninterval_ms = 0"), "`poll.interval_ms`"),
+            (refused("drain_s = 0.5\n[poll]\ninterval_ms = 1000"), "`drain_s`"),
+            (refused("[longpoll]\ntimeout_ms = 999999"), "`longpoll.timeout_ms`"),
+            (refused("[churn]\nevery_s = 1\nshare = 1.5"), "`churn.share`"),
+            (refused("[churn]\nshare = 0.5"), "every_s"),
+            (refused("[server]\nheartbeat_ms = 0"), "`server.heartbeat_ms`"),
+        ];
+        for (message, field) in cases {
+            assert!(message.contains(field), "{message:?} should name {field}");
+        }
+    }
+
+    #[test]
+    fn multicast_spreads_subscribers_over_topics() {
+        let text = format!("{GOOD}\n[fanout]\nmode = \"multicast\"\ntopics = 4\ntopics_per_subscriber = 2");
+        let s = Scenario::parse(&text, "t").unwrap();
+        assert_eq!(s.topics_of(0), vec![0, 1]);
+        assert_eq!(s.topics_of(1), vec![2, 3]);
+        assert_eq!(s.topics_of(2), vec![0, 1]);
+        assert_eq!(s.topic(3).as_str(), "room.3");
+        assert!((s.events_per_subscriber_per_s() - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn churn_interval_follows_share() {
+        let s = Scenario::parse(&format!("{GOOD}\n[churn]\nevery_s = 2\nshare = 0.25"), "t").unwrap();
+        assert_eq!(s.churn.unwrap().per_subscriber_interval(), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn shipped_scenarios_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut count = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                count += 1;
+            }
+        }
+        assert!(count >= 5, "expected at least five shipped scenarios, found {count}");
+    }
+}

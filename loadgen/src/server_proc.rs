@@ -1,0 +1,189 @@
+//! The server under test: spawning a fresh `pushbench-server` per transport, or pointing at one that runs.
+//!
+//! A fresh process per transport attributes memory and CPU cleanly: its RSS before any subscriber is the
+//! baseline, its RSS once all subscribers are connected gives bytes per connection, and its CPU time over
+//! the publishing window divided by deliveries gives CPU per delivery. Samples come from `/proc/<pid>`
+//! ([`ProcSample`], the same reader the server's own `/metrics` uses).
+//!
+//! The binary is found next to our own executable (where `cargo build` puts both), or one directory up
+//! when we run as a test from `target/*/deps`; `--server-bin` / `PUSHBENCH_SERVER_BIN` override that.
+//! Only the child we spawned is ever signalled, by its PID: SIGTERM, then SIGKILL after a grace period.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pushbench_common::ProcSample;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::conn::{HttpConn, WireCounters, body_of};
+
+/// Name of the server binary.
+pub const SERVER_BIN: &str = "pushbench-server";
+/// What the server prints on stdout once it listens.
+const READY_PREFIX: &str = "pushbench-server listening on http://";
+/// How long the server may take to print its address.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why the server could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// No server binary was found.
+    #[error("cannot find {SERVER_BIN}: looked at {0}; build it (`cargo build --release`) or pass --server-bin")]
+    NotFound(String),
+    /// Spawning failed.
+    #[error("cannot start {path}: {source}")]
+    Spawn {
+        /// The binary.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server did not print its address.
+    #[error("{0} did not report its listening address: {1}")]
+    NotReady(String, String),
+    /// `--target` is not a usable `http://host:port` URL.
+    #[error("--target {0:?}: {1}")]
+    BadTarget(String, String),
+}
+
+/// Finds the server binary: `explicit` (from `--server-bin` or the environment) if given, else next to the
+/// current executable or its parent directory.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ServerError> {
+    if let Some(path) = explicit {
+        return if path.is_file() { Ok(path.to_owned()) } else { Err(ServerError::NotFound(path.display().to_string())) };
+    }
+    let exe = std::env::current_exe().map_err(|e| ServerError::NotFound(format!("current executable unknown: {e}")))?;
+    let mut tried = Vec::new();
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let candidate = d.join(SERVER_BIN);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        tried.push(candidate.display().to_string());
+        dir = d.parent();
+    }
+    Err(ServerError::NotFound(tried.join(", ")))
+}
+
+/// A server the load generator talks to.
+#[derive(Debug)]
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its PID, when it runs on this machine and we may sample it.
+    pub pid: Option<u32>,
+    /// The child process, when we spawned it.
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Spawns `bin --listen 127.0.0.1:0 <args>`, its stderr going to `log`, and waits for its address.
+    pub async fn spawn(bin: &Path, args: &[String], log: &Path) -> Result<Self, ServerError> {
+        let shown = bin.display().to_string();
+        let log_file = std::fs::File::create(log).map_err(|source| ServerError::Spawn { path: log.display().to_string(), source })?;
+        let mut child = Command::new(bin)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ServerError::Spawn { path: shown.clone(), source })?;
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(READY_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+                if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
+                    return addr.trim_end_matches('/').parse::<SocketAddr>().map_err(|e| format!("bad address in {line:?}: {e}"));
+                }
+            }
+            Err("it exited".to_owned())
+        })
+        .await;
+        let addr = match ready {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(reason)) => return Err(ServerError::NotReady(shown, format!("{reason} (see {})", log.display()))),
+            Err(_) => return Err(ServerError::NotReady(shown, format!("no address within {READY_TIMEOUT:?}"))),
+        };
+        // Keep draining stdout so that the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { addr, pid, child: Some(child) })
+    }
+
+    /// An already running server at `url` (`http://host:port`), sampled through `pid` if given.
+    pub async fn target(url: &str, pid: Option<u32>) -> Result<Self, ServerError> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| ServerError::BadTarget(url.into(), "must start with http://".into()))?;
+        let authority = rest.trim_end_matches('/');
+        if authority.contains('/') {
+            return Err(ServerError::BadTarget(url.into(), "must not have a path".into()));
+        }
+        let addr = tokio::net::lookup_host(authority)
+            .await
+            .map_err(|e| ServerError::BadTarget(url.into(), e.to_string()))?
+            .next()
+            .ok_or_else(|| ServerError::BadTarget(url.into(), "resolves to no address".into()))?;
+        Ok(Self { addr, pid, child: None })
+    }
+
+    /// RSS and CPU of the server process, when it can be sampled.
+    pub fn sample(&self) -> Option<ProcSample> {
+        self.pid.and_then(|pid| ProcSample::of_pid(pid).ok())
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn fds(&self) -> Option<u64> {
+        self.pid.and_then(count_fds)
+    }
+
+    /// The server's `/stats` JSON (None if it cannot be read).
+    pub async fn stats(&self) -> Option<serde_json::Value> {
+        let counters = Arc::new(WireCounters::default());
+        let (mut conn, _) = HttpConn::open(self.addr, self.addr.to_string().into(), &counters).await.ok()?;
+        let response = tokio::time::timeout(Duration::from_secs(5), conn.get("/stats", &[])).await.ok()?.ok()?;
+        let body = body_of("/stats", response).await.ok()?;
+        serde_json::from_slice(&body).ok()
+    }
+
+    /// Stops a spawned server: SIGTERM, then SIGKILL after `grace`. A target server is left alone.
+    pub async fn stop(mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Some(pid) = child.id() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+                return;
+            }
+        }
+        let _ = child.kill().await;
+    }
+}
+
+/// Number of open file descriptors of process `pid`.
+pub fn count_fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_binary_must_exist() {
+        let err = locate(Some(Path::new("/nonexistent/pushbench-server"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/pushbench-server"));
+    }
+
+    #[test]
+    fn counts_own_fds() {
+        assert!(count_fds(std::process::id()).unwrap() >= 3);
+    }
+}

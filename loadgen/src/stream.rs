@@ -1,0 +1,164 @@
+//! Chunked HTTP streaming client (`GET /stream`, NDJSON), and the streaming-response loop that the SSE
+//! client shares.
+//!
+//! One request per connection: the answer never ends, each line is one message (`subscribed` first,
+//! then events, gap notices and heartbeats). Lines may be split across HTTP chunks and chunks may hold
+//! several lines, so bytes go through a bounded line buffer, not chunk by chunk. On churn or error the
+//! subscriber reconnects with `after=<cursor>` and the server replays what it missed.
+
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use crate::conn::{ConnError, HttpConn, expect_success};
+use crate::subscriber::{End, Subscriber};
+
+/// Longest message line accepted before the connection is treated as broken (bounds memory per
+/// subscriber).
+const MAX_LINE: usize = 1 << 20;
+
+/// Runs an NDJSON stream subscriber until the run stops.
+pub async fn run(sub: &mut Subscriber<'_>) {
+    let mut lines = Vec::new();
+    stream_until_stopped(sub, |sub| (format!("/stream?{}{}", sub.topics_query, sub.after_param()), None), move |sub, chunk| {
+        split_lines(&mut lines, chunk, |line| if line.is_empty() { Ok(false) } else { sub.on_message(line) })
+    })
+    .await;
+}
+
+/// Feeds `chunk` into the partial-line buffer `pending` and calls `on_line` for every complete line.
+/// Returns whether any call returned `true`.
+pub fn split_lines(pending: &mut Vec<u8>, chunk: &[u8], mut on_line: impl FnMut(&[u8]) -> Result<bool, ConnError>) -> Result<bool, ConnError> {
+    let mut any = false;
+    let mut rest = chunk;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let (line, tail) = (&rest[..end], &rest[end + 1..]);
+        if pending.is_empty() {
+            any |= on_line(line)?;
+        } else {
+            pending.extend_from_slice(line);
+            let whole = std::mem::take(pending);
+            any |= on_line(&whole)?;
+            *pending = whole;
+            pending.clear();
+        }
+        rest = tail;
+    }
+    if pending.len() + rest.len() > MAX_LINE {
+        return Err(ConnError::Protocol { path: "/stream".into(), reason: format!("line longer than {MAX_LINE} bytes") });
+    }
+    pending.extend_from_slice(rest);
+    Ok(any)
+}
+
+/// Holds one streaming GET per connection, reconnecting on churn and errors, until the run stops.
+///
+/// `request` gives the path and an optional extra header for the next connection (it sees the current
+/// cursor); `decode` consumes body bytes and returns whether they completed the `subscribed` message.
+pub async fn stream_until_stopped<R, D>(sub: &mut Subscriber<'_>, mut request: R, mut decode: D)
+where
+    R: FnMut(&Subscriber<'_>) -> (String, Option<(&'static str, String)>),
+    D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError>,
+{
+    let mut first = true;
+    while !sub.stopped() {
+        if !first {
+            sub.rec.log.counters.reconnects += 1;
+        }
+        first = false;
+        let (path, header) = request(sub);
+        match session(sub, &path, header, &mut decode).await {
+            Ok(End::Stop) => break,
+            Ok(End::Churn) => sub.churned(),
+            Err(e) => {
+                sub.rec.on_error(&e);
+                if sub.pause_after_error().await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn session<D>(sub: &mut Subscriber<'_>, path: &str, header: Option<(&'static str, String)>, decode: &mut D) -> Result<End, ConnError>
+where
+    D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError>,
+{
+    let started = Instant::now();
+    let (mut conn, connect) = match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            sub.rec.on_failed_connect(&e);
+            return Err(e);
+        }
+    };
+    sub.rec.log.counters.requests += 1;
+    let sent = Instant::now();
+    let headers: Vec<(&str, &str)> = header.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let response = tokio::select! {
+        _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
+        r = conn.get(path, &headers) => r,
+    };
+    let first_byte = sent.elapsed();
+    let response = match response {
+        Ok(r) => expect_success(path, r).await,
+        Err(e) => Err(e),
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            sub.rec.on_failed_connect(&e);
+            sub.report("GET", path_name(path), first_byte, Err(&e)).await;
+            return Err(e);
+        }
+    };
+    let mut connection_reported = false;
+    let mut body = response.into_body();
+    let churn_at = sub.churn_deadline();
+    loop {
+        let frame = tokio::select! {
+            _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
+            _ = tokio::time::sleep_until(churn_at) => return Ok(End::Churn),
+            frame = body.frame() => frame,
+        };
+        let frame = match frame {
+            None => return Err(sub.protocol_error("the server ended the stream".into())),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(frame)) => frame,
+        };
+        let Some(data) = frame.data_ref() else { continue };
+        let subscribed = decode(sub, data)?;
+        if subscribed && !connection_reported {
+            connection_reported = true;
+            sub.report_connection(connect, first_byte, Some(started.elapsed())).await;
+        }
+    }
+}
+
+/// The endpoint part of a path, for goose's request names (`/stream?topic=..` → `/stream`).
+pub fn path_name(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_survive_any_split() {
+        let input = b"{\"a\":1}\n{\"b\":2}\n\n{\"c\":3}\n";
+        for split in 1..input.len() {
+            let mut pending = Vec::new();
+            let mut seen = Vec::new();
+            for chunk in input.chunks(split) {
+                split_lines(&mut pending, chunk, |line| {
+                    seen.push(line.to_vec());
+                    Ok(false)
+                })
+                .unwrap();
+            }
+            let seen: Vec<_> = seen.into_iter().filter(|l| !l.is_empty()).collect();
+            assert_eq!(seen, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec(), b"{\"c\":3}".to_vec()], "split {split}");
+            assert!(pending.is_empty());
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The life of one subscriber, common to every transport: what it subscribes to, when it churns, how it
+//! handles a message, how it reports to goose, and when it stops.
+//!
+//! One goose user is one subscriber, and one goose transaction is its whole life: it connects, reads
+//! until the run's stop signal, reconnecting (and resuming from its cursor) on churn or error, then hands
+//! its [`SubscriberLog`] back. goose checks its own stop signal only between transactions, so every wait
+//! here races the run's [`CancellationToken`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use goose::prelude::GooseUser;
+use pushbench_common::wire::{Control, Message};
+use pushbench_common::Transport;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::{ConnError, WireCounters};
+use crate::metrics::{Recorder, RunMeters, SubscriberLog};
+use crate::scenario::Scenario;
+
+/// Pause after a failed connection before trying again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Everything the subscribers of one transport run share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The workload.
+    pub scenario: Arc<Scenario>,
+    /// The transport under test.
+    pub transport: Transport,
+    /// Server address.
+    pub addr: SocketAddr,
+    /// `Host` header / authority.
+    pub host: Arc<str>,
+    /// Subscriber traffic, counted at the socket.
+    pub wire: Arc<WireCounters>,
+    /// Histograms and live counters.
+    pub meters: RunMeters,
+    /// Cancelled when the drain period ends: every subscriber stops.
+    pub stop: CancellationToken,
+    /// Logs handed back by finished subscribers (pushed once per subscriber; no `.await` under the lock).
+    pub logs: Mutex<Vec<SubscriberLog>>,
+}
+
+/// Why a connection's read loop ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The run is over.
+    Stop,
+    /// Churn: drop this connection and resume on a new one.
+    Churn,
+}
+
+/// When this subscriber next drops its connection.
+#[derive(Debug)]
+struct ChurnClock {
+    interval: Duration,
+    next: Instant,
+}
+
+/// One subscriber.
+pub struct Subscriber<'a> {
+    /// The run.
+    pub shared: &'a Shared,
+    /// Its number in the run (0-based): picks its topics and spreads its timing phases.
+    pub index: u64,
+    /// Its goose user, through which connection and request timings reach goose's metrics.
+    pub user: &'a mut GooseUser,
+    /// Query string naming its topics (`topic=a&topic=b`).
+    pub topics_query: String,
+    /// What it records.
+    pub rec: Recorder,
+    churn: Option<ChurnClock>,
+    /// Whether it has counted itself in `meters.subscribed`.
+    counted_subscribed: bool,
+}
+
+impl std::fmt::Debug for Subscriber<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber").field("topics_query", &self.topics_query).field("cursor", &self.rec.cursor).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Subscriber<'a> {
+    /// Subscriber number `index` of the run.
+    pub fn new(shared: &'a Shared, user: &'a mut GooseUser, index: u64) -> Self {
+        let topics = shared.scenario.topics_of(index);
+        let topics_query = topics.iter().map(|&t| format!("topic={}", shared.scenario.topic(t))).collect::<Vec<_>>().join("&");
+        let churn = shared.scenario.churn.map(|c| {
+            let interval = c.per_subscriber_interval();
+            // Golden-ratio phases spread the subscribers' first drops evenly over one interval.
+            let phase = (index as f64 * 0.618_033_988_749_895).fract();
+            ChurnClock { interval, next: Instant::now() + interval.mul_f64(phase.max(0.05)) }
+        });
+        Self { shared, index, user, topics_query, rec: Recorder::new(topics), churn, counted_subscribed: false }
+    }
+
+    /// Runs the subscriber for its transport until the run stops, then hands its log back.
+    pub async fn run(mut self) {
+        match self.shared.transport {
+            Transport::Poll => crate::poll::run(&mut self).await,
+            Transport::LongPoll => crate::longpoll::run(&mut self).await,
+            Transport::Stream => crate::stream::run(&mut self).await,
+            Transport::Sse => crate::sse::run(&mut self).await,
+            Transport::Ws => crate::ws::run(&mut self).await,
+        }
+        let log = self.rec.finish(&self.shared.meters);
+        self.shared.logs.lock().unwrap_or_else(|p| p.into_inner()).push(log);
+    }
+
+    /// Whether the run is over.
+    pub fn stopped(&self) -> bool {
+        self.shared.stop.is_cancelled()
+    }
+
+    /// `&after=C` when a cursor is known, for resuming.
+    pub fn after_param(&self) -> String {
+        self.rec.cursor.map(|c| format!("&after={c}")).unwrap_or_default()
+    }
+
+    /// Instant of the next churn drop (far away when there is no churn).
+    pub fn churn_deadline(&self) -> Instant {
+        self.churn.as_ref().map_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365), |c| c.next)
+    }
+
+    /// Whether a churn drop is due now; if so, schedules the next one.
+    pub fn churn_due(&mut self) -> bool {
+        match &mut self.churn {
+            Some(clock) if Instant::now() >= clock.next => {
+                while clock.next <= Instant::now() {
+                    clock.next += clock.interval;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks the end of a connection cut by churn: schedules the next drop and counts the reconnect.
+    pub fn churned(&mut self) {
+        self.churn_due();
+        self.rec.log.counters.reconnects += 1;
+    }
+
+    /// Waits after a failure, unless the run stops first. Returns whether the run stopped.
+    pub async fn pause_after_error(&self) -> bool {
+        tokio::select! {
+            _ = self.shared.stop.cancelled() => true,
+            _ = tokio::time::sleep(RETRY_PAUSE) => false,
+        }
+    }
+
+    /// Handles one JSON message of a stream, SSE `data` field or WebSocket frame. Returns `true` when it
+    /// was the `subscribed` message.
+    pub fn on_message(&mut self, json: &[u8]) -> Result<bool, ConnError> {
+        let message = Message::parse(json).map_err(|e| self.protocol_error(format!("{e}: {}", String::from_utf8_lossy(&json[..json.len().min(120)]))))?;
+        match message {
+            Message::Event(event) => self.rec.on_event(&event, &self.shared.meters),
+            Message::Control(Control::Subscribed { next }) => {
+                self.on_subscribed(next);
+                return Ok(true);
+            }
+            Message::Control(Control::Gap(gap)) => self.rec.on_gap(gap),
+            Message::Control(Control::Heartbeat) => self.rec.log.counters.heartbeats += 1,
+            Message::Control(other) => return Err(self.protocol_error(format!("unexpected control message {other:?}"))),
+        }
+        Ok(false)
+    }
+
+    /// The subscription is live at cursor `next`.
+    pub fn on_subscribed(&mut self, next: u64) {
+        self.rec.on_subscribed(next);
+        if !self.counted_subscribed {
+            self.counted_subscribed = true;
+            self.shared.meters.subscribed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// A protocol error naming this transport's endpoint.
+    pub fn protocol_error(&self, reason: String) -> ConnError {
+        ConnError::Protocol { path: format!("/{}", self.shared.transport), reason }
+    }
+
+    /// Reports one timed operation to goose (it appears in goose's request metrics).
+    pub async fn report(&mut self, method: &str, name: &str, took: Duration, outcome: Result<Option<u16>, &ConnError>) {
+        let (success, status, error) = match outcome {
+            Ok(status) => (true, status, None),
+            Err(e) => (false, status_of(e), Some(e.to_string())),
+        };
+        // goose only fails here when its metrics channel is gone at shutdown; nothing to record then.
+        let _ = self.user.record_custom_request_duration(method, name, took, success, status, error.as_deref()).await;
+    }
+
+    /// Reports a new connection's timings to our histograms and to goose.
+    pub async fn report_connection(&mut self, connect: Duration, first_byte: Duration, subscribed: Option<Duration>) {
+        self.shared.meters.record_connection(connect, first_byte, subscribed);
+        self.report("CONNECT", "tcp connect", connect, Ok(None)).await;
+        if let Some(s) = subscribed {
+            let name = format!("{} subscribed", self.shared.transport);
+            self.report("SUBSCRIBE", &name, s, Ok(None)).await;
+        }
+    }
+}
+
+fn status_of(e: &ConnError) -> Option<u16> {
+    match e {
+        ConnError::Status { status, .. } => Some(*status),
+        _ => None,
+    }
+}

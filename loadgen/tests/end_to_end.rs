@@ -1,0 +1,207 @@
+//! End-to-end runs against the real `pushbench-server` binary on loopback.
+//!
+//! Runs are serialized (one at a time) so that their timing figures are not disturbed by each other on
+//! a small machine; every timing assertion is a ratio or an ordering with a wide margin.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use pushbench::report::RunResult;
+use pushbench::run::{RunOptions, ServerSource, run};
+use pushbench::scenario::Scenario;
+use pushbench_common::Transport;
+
+/// One run at a time.
+static RUNS: Mutex<()> = Mutex::new(());
+
+/// The server binary, built on demand with the same profile as this test when it is not there yet.
+fn server_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(path) = pushbench::server_proc::locate(None) {
+            return path;
+        }
+        let release = std::env::current_exe().unwrap().components().any(|c| c.as_os_str() == "release");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "-p", "pushbench-server"]);
+        if release {
+            cargo.arg("--release");
+        }
+        assert!(cargo.status().expect("cargo runs").success(), "building pushbench-server failed");
+        pushbench::server_proc::locate(None).expect("pushbench-server was just built")
+    })
+    .clone()
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `toml` (a scenario) and writes its outputs; returns the result and the output directory.
+fn run_scenario(toml: &str) -> (RunResult, PathBuf) {
+    let scenario = Scenario::parse(toml, "test scenario").expect("test scenario is valid");
+    let dir = out_dir(&scenario.name);
+    let options = RunOptions { server: ServerSource::Spawn(server_bin()), out_dir: dir.clone(), progress: false };
+    let _one_at_a_time = RUNS.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let result = rt.block_on(run(Arc::new(scenario), &options)).expect("run succeeds");
+    pushbench::cli::write_all(&result, &dir).expect("outputs are written");
+    (result, dir)
+}
+
+/// A quick.toml-like broadcast over all five transports: 4 events/s per subscriber, 10 polls/s.
+const QUICK: &str = r#"
+name = "e2e-quick"
+subscribers = 50
+launch_rate = 1000
+warmup_s = 0.5
+duration_s = 4
+drain_s = 1
+publish_rate = 4
+payload_bytes = 64
+[fanout]
+mode = "broadcast"
+[poll]
+interval_ms = 100
+"#;
+
+fn quick() -> &'static (RunResult, PathBuf) {
+    static QUICK_RESULT: OnceLock<(RunResult, PathBuf)> = OnceLock::new();
+    QUICK_RESULT.get_or_init(|| run_scenario(QUICK))
+}
+
+fn by_transport(result: &RunResult, t: Transport) -> &pushbench::report::TransportResult {
+    result.transports.iter().find(|r| r.transport == t).unwrap_or_else(|| panic!("{t} missing"))
+}
+
+fn assert_exact(result: &RunResult) {
+    assert_eq!(result.transports.len(), result.scenario["transports"].as_array().unwrap().len());
+    for r in &result.transports {
+        let t = r.transport;
+        assert!(r.published > 0, "{t}: nothing published");
+        assert_eq!(r.subscribers_connected, r.subscribers, "{t}: not all subscribed ({:?})", r.last_error);
+        assert!(r.expected > 0, "{t}: nothing expected");
+        assert_eq!((r.lost, r.duplicates, r.out_of_order, r.unexpected), (0, 0, 0, 0), "{t}: delivery not exact ({:?})", r.last_error);
+        assert_eq!(r.delivered, r.expected, "{t}");
+        assert!(r.latency_us.count > 0, "{t}: no latency samples");
+        assert!(r.bytes_per_delivery.unwrap() > 64.0, "{t}: a delivery cannot cost less than its payload");
+    }
+}
+
+fn schema() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/result.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn quick_run_is_exact_on_every_transport_and_matches_the_schema() {
+    let (result, dir) = quick();
+    assert_exact(result);
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&written).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "result.json does not match the schema: {errors:#?}");
+
+    // The check can fail: a missing fixed field, a wrong type and an unknown transport are all refused.
+    let mut doctored = written.clone();
+    doctored["transports"][0].as_object_mut().unwrap().remove("lost");
+    assert!(!validator.is_valid(&doctored));
+    let mut doctored = written.clone();
+    doctored["transports"][0]["latency_us"]["p99"] = serde_json::json!("fast");
+    assert!(!validator.is_valid(&doctored));
+    let mut doctored = written;
+    doctored["transports"][0]["transport"] = serde_json::json!("carrier-pigeon");
+    assert!(!validator.is_valid(&doctored));
+
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| poll |") && md.contains("## Reading"), "{md}");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("<script") && !html.contains("src=\"http"), "report.html must be self-contained");
+    // Histograms travel in the result and decode to the same counts.
+    for r in &result.transports {
+        let h = pushbench::report::decode_histogram(&r.histograms.latency_us).unwrap();
+        assert_eq!(h.len(), r.latency_us.count);
+    }
+}
+
+#[test]
+fn polling_latency_follows_half_the_interval() {
+    let (result, _) = quick();
+    let poll = by_transport(result, Transport::Poll);
+    let delivery_ms = [Transport::Stream, Transport::Sse, Transport::Ws].iter().map(|&t| by_transport(result, t).latency_us.mean / 1000.0).fold(f64::MAX, f64::min);
+    let model_ms = poll.model.poll_wait_ms + delivery_ms;
+    let measured_ms = poll.latency_us.mean / 1000.0;
+    // Stated tolerance: within ×0.6..×1.6 of interval/2 + delivery time (a shared, noisy machine).
+    let ratio = measured_ms / model_ms;
+    assert!((0.6..=1.6).contains(&ratio), "poll mean {measured_ms:.1} ms vs model {model_ms:.1} ms (ratio {ratio:.2})");
+    // And polling is clearly slower than any push transport here.
+    assert!(measured_ms > 5.0 * delivery_ms.max(1.0), "poll {measured_ms:.1} ms vs push {delivery_ms:.2} ms");
+}
+
+#[test]
+fn requests_per_delivery_order_poll_longpoll_streaming() {
+    let (result, _) = quick();
+    let rpd = |t| by_transport(result, t).requests_per_delivery.unwrap();
+    let (poll, longpoll) = (rpd(Transport::Poll), rpd(Transport::LongPoll));
+    let streaming = [Transport::Stream, Transport::Sse, Transport::Ws].map(rpd);
+    let model = by_transport(result, Transport::Poll).model.poll_requests_per_delivery;
+    assert!(poll > longpoll, "poll {poll} ≤ longpoll {longpoll}");
+    for s in streaming {
+        assert!(longpoll > s, "longpoll {longpoll} ≤ streaming {s}");
+        // One request per connection, no reconnects: exactly subscribers / deliveries.
+        assert!(s <= 1.0 / 4.0, "streaming {s}");
+    }
+    // The measured figure also counts the polls of the launch and drain periods, hence the upper margin.
+    assert!(poll > 0.7 * model && poll < 2.0 * model, "poll {poll} vs model {model}");
+}
+
+#[test]
+fn churn_loses_nothing_on_any_transport() {
+    let (result, _) = run_scenario(
+        r#"
+        name = "e2e-churn"
+        subscribers = 40
+        launch_rate = 1000
+        warmup_s = 0.5
+        duration_s = 4
+        drain_s = 1
+        publish_rate = 20
+        payload_bytes = 64
+        [fanout]
+        mode = "multicast"
+        topics = 3
+        topics_per_subscriber = 2
+        [poll]
+        interval_ms = 200
+        [churn]
+        every_s = 0.5
+        share = 0.5
+        "#,
+    );
+    assert_exact(&result);
+    for r in &result.transports {
+        assert!(r.reconnects >= r.subscribers, "{}: only {} reconnects", r.transport, r.reconnects);
+    }
+}
+
+#[test]
+fn bad_scenarios_exit_2_naming_the_field() {
+    let dir = out_dir("cli");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\nsubscribers = 0\nlaunch_rate = 1\nduration_s = 1\npublish_rate = 1\npayload_bytes = 64\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pushbench")).arg("run").arg(&bad).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`subscribers`"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_pushbench")).args(["check", "no-such-file.toml"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = Command::new(env!("CARGO_BIN_EXE_pushbench")).args(["run", "--no-such-flag"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/quick.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_pushbench")).arg("check").arg(shipped).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+}

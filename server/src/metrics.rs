@@ -216,7 +216,8 @@ impl Stats {
         gauge("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &self.process.rss_bytes);
         gauge("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", &self.process.cpu_seconds);
 
-        let per_transport: [(&str, &str, &str, fn(&TransportStats) -> u64); 7] = [
+        type Family = (&'static str, &'static str, &'static str, fn(&TransportStats) -> u64);
+        let per_transport: [Family; 7] = [
             ("pushbench_connections_open", "gauge", "Subscriber requests being served: open streams, SSE and WebSocket connections, polls in flight.", |t| t.connections_open),
             ("pushbench_connections_total", "counter", "Subscriber requests admitted.", |t| t.connections_total),
             ("pushbench_deliveries_total", "counter", "Events delivered to subscribers.", |t| t.deliveries),

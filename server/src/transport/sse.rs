@@ -30,7 +30,7 @@ async fn sse(State(state): State<AppState>, RawQuery(query): RawQuery, headers: 
     // A reconnecting EventSource keeps its original URL (and `after=`) but sends the newer cursor here.
     let last_event_id = match headers.get("last-event-id").map(|v| v.to_str()) {
         None => None,
-        Some(Ok(id)) if id.is_empty() => None,
+        Some(Ok("")) => None,
         Some(Ok(id)) => Some(parse_number("Last-Event-ID", id)?),
         Some(Err(_)) => return Err(ApiError::BadRequest("`Last-Event-ID` must be a non-negative integer".into())),
     };

@@ -217,6 +217,11 @@ async function main() {
     expected = await serverIds(topic, start);
     await expectAllPanels(page, expected, "final check after the screenshot");
 
+    // The page's own claim: it never needs more than 5 of the browser's 6 HTTP/1.1 connections per origin.
+    const pool = await page.evaluate(() => window.pushbench.pool);
+    check(pool.peak >= 3 && pool.peak <= 5, `page used ${pool.peak} HTTP connections at its peak (want 3 to 5)`);
+    log(`peak HTTP/1.1 connections held by the page: ${pool.peak} of 6`);
+
     check(pageErrors.length === 0, `the page reported errors:\n  ${pageErrors.join("\n  ")}`);
   } catch (err) {
     if (page) {

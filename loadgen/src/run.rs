@@ -11,8 +11,8 @@
 //!    returns, the server's `/stats` is read and the server is stopped.
 //!
 //! goose runs with one shared client without cookies (no client per user), `--iterations 1` (each user's
-//! single transaction is its life), metrics not reset after launch (connection timings matter), and no
-//! telnet/web controller.
+//! single transaction is its life; with iterations goose never resets its metrics after the launch, so
+//! connection timings are kept, and it refuses an explicit `NoResetMetrics`), and no telnet/web controller.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,7 +79,8 @@ pub enum RunError {
 
 impl From<goose::GooseError> for RunError {
     fn from(e: goose::GooseError) -> Self {
-        Self::Goose(e.to_string())
+        // goose's Display omits which option was refused; its Debug form names it.
+        Self::Goose(format!("{e:?}"))
     }
 }
 
@@ -127,6 +128,9 @@ fn warnings_for(r: &TransportResult) -> Vec<String> {
             r.transport,
             r.loadgen_saturation_reasons.join("; ")
         ));
+    }
+    if let Some(noise) = &r.noise {
+        w.push(format!("{}: {noise}", r.transport));
     }
     if r.lost + r.duplicates + r.out_of_order + r.unexpected > 0 {
         w.push(format!(
@@ -201,12 +205,17 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
     let peak_rss = Arc::new(AtomicU64::new(0));
     let orchestrate = async {
         let progress = spawn_progress(shared.clone(), published_live.clone(), server.pid, peak_rss.clone(), options.progress);
-        let lag_probe = spawn_lag_probe(shared.stop.clone());
 
         // 2. all subscribers subscribed (or the launch deadline passed, or goose gave up).
         let launch_deadline = Instant::now() + Duration::from_secs_f64(n as f64 / scenario.launch_rate) + Duration::from_secs(30);
         while shared.meters.subscribed.load(Ordering::Relaxed) < n && Instant::now() < launch_deadline && !goose_done.is_cancelled() {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if goose_done.is_cancelled() {
+            // goose ended before every subscriber was launched: it failed; its error is reported below.
+            shared.stop.cancel();
+            progress.abort();
+            return None;
         }
         let server_connected = server.sample();
         let server_fds = server.fds();
@@ -228,6 +237,7 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         let publisher_wire = Arc::new(WireCounters::default());
         let server_cpu_start = Sample::of(server.sample());
         let self_cpu_start = Sample::of(ProcSample::of_self().ok());
+        let lag_probe = spawn_lag_probe(shared.stop.clone());
         let published = publish(server.addr, shared.host.clone(), schedule.clone(), publisher_wire.clone(), published_live.clone()).await;
 
         // 4. drain, then stop every subscriber.
@@ -237,7 +247,7 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         shared.stop.cancel();
         progress.abort();
         let lag = lag_probe.await.unwrap_or_else(|_| new_histogram());
-        Orchestrated {
+        Some(Orchestrated {
             server_connected,
             server_fds,
             self_connected,
@@ -248,13 +258,14 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
             self_cpu: self_cpu_start.cpu_until(&self_cpu_end),
             window: start.elapsed(),
             lag_p99_us: lag.value_at_quantile(0.99),
-        }
+        })
     };
     let (goose_metrics, o) = tokio::join!(goose_run, orchestrate);
     if options.progress {
         eprintln!();
     }
     let goose_metrics = goose_metrics?;
+    let o = o.ok_or_else(|| RunError::Goose("goose ended before the subscribers were launched".into()))?;
     let server_stats = server.stats().await;
 
     // Accounting.
@@ -285,7 +296,7 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
     let server_cpu_ms = o.server_cpu.map(|(cpu, _)| cpu.as_secs_f64() * 1000.0);
     let loadgen_cpu_percent = o.self_cpu.map_or(0.0, |(cpu, wall)| cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0);
     let server_cpu_percent = o.server_cpu.map(|(cpu, wall)| cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0);
-    let (saturated, reasons) = saturation(loadgen_cpu_percent, server_cpu_percent, o.lag_p99_us);
+    let (saturated, reasons, noisy) = saturation(loadgen_cpu_percent, server_cpu_percent, o.lag_p99_us);
     let self_rss = rss(o.self_connected).unwrap_or(0);
 
     Ok(TransportResult {
@@ -338,6 +349,7 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         loadgen_lag_p99_us: o.lag_p99_us,
         loadgen_saturated: saturated,
         loadgen_saturation_reasons: reasons,
+        noise: noisy,
         publish_lateness_us: Percentiles::of(&o.published.lateness),
         window_s: o.window.as_secs_f64(),
         model: Model {
@@ -367,17 +379,22 @@ struct Orchestrated {
     lag_p99_us: u64,
 }
 
-/// Decides whether the figures describe the load generator rather than the transport.
+/// Decides whether the figures describe the load generator rather than the transport, and what else
+/// disturbed them.
 ///
-/// Three honest signals, any one is enough: the load generator's own scheduling lag (a task asking to
-/// sleep 5 ms wakes ≥ 10 ms late at p99: events wait in our queue, not the server's); the load
-/// generator using ≥ 90 % of all cores; or load generator plus server using ≥ 90 % of all cores (on a
-/// shared machine they compete, so neither figure is clean).
-pub fn saturation(loadgen_cpu_percent: f64, server_cpu_percent: Option<f64>, lag_p99_us: u64) -> (bool, Vec<String>) {
+/// Saturated, any one is enough: the load generator using ≥ 90 % of all cores; load generator plus server
+/// using ≥ 90 % of all cores (on a shared machine they compete, so neither figure is clean); or the load
+/// generator's own scheduling lag (a task asking to sleep 5 ms wakes ≥ 10 ms late at p99, so events wait
+/// in our queue, not the server's) while it used at least half a core. Lag while the load generator was
+/// nearly idle means something else on the machine took the CPU: that is a separate warning ("noisy
+/// machine"), not saturation.
+pub fn saturation(loadgen_cpu_percent: f64, server_cpu_percent: Option<f64>, lag_p99_us: u64) -> (bool, Vec<String>, Option<String>) {
     let capacity = cpus() as f64 * 100.0;
     let mut reasons = Vec::new();
-    if lag_p99_us >= SATURATION_LAG_US {
-        reasons.push(format!("scheduling lag p99 {:.1} ms ≥ {} ms", lag_p99_us as f64 / 1000.0, SATURATION_LAG_US / 1000));
+    let lagging = lag_p99_us >= SATURATION_LAG_US;
+    let lag = format!("scheduling lag p99 {:.1} ms ≥ {} ms", lag_p99_us as f64 / 1000.0, SATURATION_LAG_US / 1000);
+    if lagging && loadgen_cpu_percent >= 50.0 {
+        reasons.push(format!("{lag} at {loadgen_cpu_percent:.0}% CPU"));
     }
     if loadgen_cpu_percent >= SATURATION_SHARE * capacity {
         reasons.push(format!("load generator CPU {loadgen_cpu_percent:.0}% of {capacity:.0}%"));
@@ -386,7 +403,9 @@ pub fn saturation(loadgen_cpu_percent: f64, server_cpu_percent: Option<f64>, lag
     {
         reasons.push(format!("machine full: load generator {loadgen_cpu_percent:.0}% + server {server:.0}% of {capacity:.0}% CPU"));
     }
-    (!reasons.is_empty(), reasons)
+    let noisy = (lagging && reasons.is_empty())
+        .then(|| format!("{lag} while the load generator used only {loadgen_cpu_percent:.0}% CPU: another process was busy, timings are noisy"));
+    (!reasons.is_empty(), reasons, noisy)
 }
 
 /// Measures how late a 5 ms sleep wakes up, until `stop`: the load generator's own queueing delay.
@@ -465,7 +484,6 @@ fn goose_attack(shared: &Arc<Shared>) -> Result<GooseAttack, RunError> {
         .set_default(GooseDefault::Users, s.subscribers as usize)?
         .set_default(GooseDefault::IncreaseRate, s.launch_rate.to_string().as_str())?
         .set_default(GooseDefault::Iterations, 1)?
-        .set_default(GooseDefault::NoResetMetrics, true)?
         .set_default(GooseDefault::NoTelnet, true)?
         .set_default(GooseDefault::NoPrintMetrics, true)?
         .set_default(GooseDefault::NoErrorSummary, true)?

@@ -137,6 +137,9 @@ pub struct TransportResult {
     pub loadgen_saturated: bool,
     /// Why it counts as saturated.
     pub loadgen_saturation_reasons: Vec<String>,
+    /// Set when the machine was disturbed by something other than this run (lag while the load generator
+    /// was nearly idle).
+    pub noise: Option<String>,
     /// Publisher send start minus intended send time, µs.
     pub publish_lateness_us: Percentiles,
     /// Seconds from the first intended send to the end of the drain.

@@ -100,11 +100,15 @@ fn requests(t: &[TransportResult]) -> Option<String> {
     let mut line = format!("**Requests per delivery**: {list}.");
     if let Some(poll) = with.iter().find(|r| r.transport == Transport::Poll) {
         let empty = if poll.requests > 0 { poll.empty_polls as f64 / poll.requests as f64 * 100.0 } else { 0.0 };
+        let per_subscriber = poll.delivered as f64 / poll.subscribers_connected.max(1) as f64;
+        let poll_rate = 1000.0 / poll.model.poll_interval_ms;
         line.push_str(&format!(
-            " Polling pays per interval, not per event: model {:.2} requests per delivery ({:.1} polls/s per subscriber for {:.2} events/s), and {empty:.0}% of its polls came back empty.",
+            " Polling pays per interval, not per event: {poll_rate:.1} polls/s per subscriber for {:.2} events/s is {:.2} requests per delivery while events flow; over the whole {:.1} s window including the drain, {poll_rate:.1} × {:.1} s ÷ {per_subscriber:.0} deliveries per subscriber = {:.2}. {empty:.0}% of its polls came back empty.",
+            poll.model.events_per_subscriber_per_s,
             poll.model.poll_requests_per_delivery,
-            1000.0 / poll.model.poll_interval_ms,
-            poll.model.events_per_subscriber_per_s
+            poll.window_s,
+            poll.window_s,
+            poll_rate * poll.window_s / per_subscriber.max(1e-9),
         ));
     }
     if let Some(lp) = with.iter().find(|r| r.transport == Transport::LongPoll) {

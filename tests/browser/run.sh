@@ -16,6 +16,7 @@ chromium_bin="${CHROMIUM:-/usr/bin/chromium}"
 export CHROMIUM="$chromium_bin"
 export ARTIFACT_DIR="${ARTIFACT_DIR:-$here/artifacts}"
 mkdir -p "$ARTIFACT_DIR"
+rm -f "$ARTIFACT_DIR/demo-failure.png" # left by an earlier failed run; would mislead
 
 (cd "$here" && timeout 120 npm ci --no-audit --no-fund --loglevel=error)
 

@@ -110,6 +110,13 @@ fn run_command(args: RunArgs) -> Outcome {
         None => ServerSource::Spawn(locate(args.server_bin.as_deref()).map_err(|e| (EXIT_RUNTIME, e.into()))?),
     };
     let out_dir = args.out.unwrap_or_else(|| default_out_dir(&scenario));
+    let files = raise_open_file_limit();
+    if scenario.subscribers + 64 > files {
+        eprintln!(
+            "pushbench: warning: {} subscribers need about as many open files, but this process may open only {files}; the excess will fail to connect",
+            scenario.subscribers
+        );
+    }
     let runtime = || -> anyhow::Result<()> {
         std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
         let options = RunOptions { server, out_dir: out_dir.clone(), progress: !args.no_progress };
@@ -120,6 +127,23 @@ fn run_command(args: RunArgs) -> Outcome {
         Ok(())
     };
     runtime().map_err(|e| (EXIT_RUNTIME, e))
+}
+
+/// Raises this process's soft limit on open files to its hard limit (each subscriber holds a socket; a
+/// spawned server inherits the limit) and returns the limit in force.
+fn raise_open_file_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => u64::MAX,
+    }
 }
 
 fn rerender(path: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {

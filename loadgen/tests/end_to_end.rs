@@ -1,19 +1,18 @@
 //! End-to-end runs against the real `pushbench-server` binary on loopback.
 //!
-//! Runs are serialized (one at a time) so that their timing figures are not disturbed by each other on
-//! a small machine; every timing assertion is a ratio or an ordering with a wide margin.
+//! Runs are serialized, across test processes too (nextest runs each test in its own process), through a
+//! lock file, so that their timing figures are not disturbed by each other on a small machine; every
+//! timing assertion is a ratio or an ordering with a wide margin. One quick run serves several checks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use pushbench::report::RunResult;
 use pushbench::run::{RunOptions, ServerSource, run};
 use pushbench::scenario::Scenario;
 use pushbench_common::Transport;
 
-/// One run at a time.
-static RUNS: Mutex<()> = Mutex::new(());
 
 /// The server binary, built on demand with the same profile as this test when it is not there yet.
 fn server_bin() -> PathBuf {
@@ -45,7 +44,8 @@ fn run_scenario(toml: &str) -> (RunResult, PathBuf) {
     let scenario = Scenario::parse(toml, "test scenario").expect("test scenario is valid");
     let dir = out_dir(&scenario.name);
     let options = RunOptions { server: ServerSource::Spawn(server_bin()), out_dir: dir.clone(), progress: false };
-    let _one_at_a_time = RUNS.lock().unwrap_or_else(|p| p.into_inner());
+    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock")).unwrap();
+    lock.lock().expect("one run at a time");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt.block_on(run(Arc::new(scenario), &options)).expect("run succeeds");
     pushbench::cli::write_all(&result, &dir).expect("outputs are written");
@@ -67,11 +67,6 @@ mode = "broadcast"
 [poll]
 interval_ms = 100
 "#;
-
-fn quick() -> &'static (RunResult, PathBuf) {
-    static QUICK_RESULT: OnceLock<(RunResult, PathBuf)> = OnceLock::new();
-    QUICK_RESULT.get_or_init(|| run_scenario(QUICK))
-}
 
 fn by_transport(result: &RunResult, t: Transport) -> &pushbench::report::TransportResult {
     result.transports.iter().find(|r| r.transport == t).unwrap_or_else(|| panic!("{t} missing"))
@@ -97,9 +92,15 @@ fn schema() -> serde_json::Value {
 }
 
 #[test]
-fn quick_run_is_exact_on_every_transport_and_matches_the_schema() {
-    let (result, dir) = quick();
-    assert_exact(result);
+fn quick_run_is_exact_matches_the_schema_and_follows_the_models() {
+    let (result, dir) = run_scenario(QUICK);
+    assert_exact(&result);
+    check_schema_and_reports(&result, &dir);
+    check_polling_latency_follows_half_the_interval(&result);
+    check_requests_per_delivery_order_poll_longpoll_streaming(&result);
+}
+
+fn check_schema_and_reports(result: &RunResult, dir: &Path) {
     let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
     let errors: Vec<String> = validator.iter_errors(&written).map(|e| format!("{} at {}", e, e.instance_path)).collect();
@@ -127,9 +128,7 @@ fn quick_run_is_exact_on_every_transport_and_matches_the_schema() {
     }
 }
 
-#[test]
-fn polling_latency_follows_half_the_interval() {
-    let (result, _) = quick();
+fn check_polling_latency_follows_half_the_interval(result: &RunResult) {
     let poll = by_transport(result, Transport::Poll);
     let delivery_ms = [Transport::Stream, Transport::Sse, Transport::Ws].iter().map(|&t| by_transport(result, t).latency_us.mean / 1000.0).fold(f64::MAX, f64::min);
     let model_ms = poll.model.poll_wait_ms + delivery_ms;
@@ -141,9 +140,7 @@ fn polling_latency_follows_half_the_interval() {
     assert!(measured_ms > 5.0 * delivery_ms.max(1.0), "poll {measured_ms:.1} ms vs push {delivery_ms:.2} ms");
 }
 
-#[test]
-fn requests_per_delivery_order_poll_longpoll_streaming() {
-    let (result, _) = quick();
+fn check_requests_per_delivery_order_poll_longpoll_streaming(result: &RunResult) {
     let rpd = |t| by_transport(result, t).requests_per_delivery.unwrap();
     let (poll, longpoll) = (rpd(Transport::Poll), rpd(Transport::LongPoll));
     let streaming = [Transport::Stream, Transport::Sse, Transport::Ws].map(rpd);

@@ -29,8 +29,8 @@ pub async fn run(sub: &mut Subscriber<'_>) {
             _ = sub.shared.stop.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        if sub.churn_due() && conn.take().is_some() {
-            sub.rec.log.counters.reconnects += 1;
+        if sub.churn_due() {
+            conn = None;
         }
         let path = format!("/poll?{}{}", sub.topics_query, sub.after_param());
         match poll_once(sub, &mut conn, &path, Duration::ZERO, false).await {
@@ -60,7 +60,10 @@ pub async fn poll_once(sub: &mut Subscriber<'_>, conn: &mut Option<PollConn>, pa
     if conn.is_none() {
         let started = Instant::now();
         match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
-            Ok((http, connect)) => *conn = Some(PollConn { http, started, connect, reported: false }),
+            Ok((http, connect)) => {
+                sub.connection_opened();
+                *conn = Some(PollConn { http, started, connect, reported: false });
+            }
             Err(e) => {
                 sub.rec.on_failed_connect(&e);
                 sub.pause_after_error().await;

@@ -59,12 +59,7 @@ where
     R: FnMut(&Subscriber<'_>) -> (String, Option<(&'static str, String)>),
     D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError>,
 {
-    let mut first = true;
     while !sub.stopped() {
-        if !first {
-            sub.rec.log.counters.reconnects += 1;
-        }
-        first = false;
         let (path, header) = request(sub);
         match session(sub, &path, header, &mut decode).await {
             Ok(End::Stop) => break,
@@ -91,6 +86,7 @@ where
             return Err(e);
         }
     };
+    sub.connection_opened();
     sub.rec.log.counters.requests += 1;
     let sent = Instant::now();
     let headers: Vec<(&str, &str)> = header.iter().map(|(n, v)| (*n, v.as_str())).collect();

@@ -75,6 +75,8 @@ pub struct Subscriber<'a> {
     churn: Option<ChurnClock>,
     /// Whether it has counted itself in `meters.subscribed`.
     counted_subscribed: bool,
+    /// Whether it has opened a connection before (the next one is a reconnect).
+    opened_any: bool,
 }
 
 impl std::fmt::Debug for Subscriber<'_> {
@@ -94,7 +96,7 @@ impl<'a> Subscriber<'a> {
             let phase = (index as f64 * 0.618_033_988_749_895).fract();
             ChurnClock { interval, next: Instant::now() + interval.mul_f64(phase.max(0.05)) }
         });
-        Self { shared, index, user, topics_query, rec: Recorder::new(topics), churn, counted_subscribed: false }
+        Self { shared, index, user, topics_query, rec: Recorder::new(topics), churn, counted_subscribed: false, opened_any: false }
     }
 
     /// Runs the subscriber for its transport until the run stops, then hands its log back.
@@ -138,10 +140,18 @@ impl<'a> Subscriber<'a> {
         }
     }
 
-    /// Marks the end of a connection cut by churn: schedules the next drop and counts the reconnect.
+    /// Marks the end of a connection cut by churn: schedules the next drop.
     pub fn churned(&mut self) {
         self.churn_due();
-        self.rec.log.counters.reconnects += 1;
+    }
+
+    /// Counts a new TCP connection: every one after the subscriber's first is a reconnect (churn or error
+    /// recovery). The one place reconnects are counted.
+    pub fn connection_opened(&mut self) {
+        if self.opened_any {
+            self.rec.log.counters.reconnects += 1;
+        }
+        self.opened_any = true;
     }
 
     /// Waits after a failure, unless the run stops first. Returns whether the run stopped.

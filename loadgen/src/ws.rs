@@ -20,12 +20,7 @@ const READ_BUFFER: usize = 4096;
 
 /// Runs a WebSocket subscriber until the run stops.
 pub async fn run(sub: &mut Subscriber<'_>) {
-    let mut first = true;
     while !sub.stopped() {
-        if !first {
-            sub.rec.log.counters.reconnects += 1;
-        }
-        first = false;
         match session(sub).await {
             Ok(End::Stop) => break,
             Ok(End::Churn) => sub.churned(),
@@ -48,6 +43,7 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
             return Err(e);
         }
     };
+    sub.connection_opened();
     let url = format!("ws://{}/ws?{}{}", sub.shared.host, sub.topics_query, sub.after_param());
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).write_buffer_size(0);
     sub.rec.log.counters.requests += 1;

@@ -180,7 +180,8 @@ fn churn_loses_nothing_on_any_transport() {
     );
     assert_exact(&result);
     for r in &result.transports {
-        assert!(r.reconnects >= r.subscribers, "{}: only {} reconnects", r.transport, r.reconnects);
+        // Each subscriber drops every 1 s (0.5 s ÷ 0.5) over about 5.5 s of publishing and drain.
+        assert!(r.reconnects >= 2 * r.subscribers, "{}: only {} reconnects", r.transport, r.reconnects);
     }
 }
 

@@ -128,6 +128,9 @@ fn best_of(t: &[TransportResult], title: &str, what: &str, value: impl Fn(&Trans
     let (best, best_value) = with.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
     let (worst, worst_value) = with.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
     let list = with.iter().map(|(r, v)| format!("`{}` {}", r.transport, show(*v))).collect::<Vec<_>>().join(", ");
+    if with.len() > 1 && worst_value <= best_value * 1.1 {
+        return Some(format!("**{title}** {what}: {list}. No clear winner: all within 10% of each other."));
+    }
     let factor = if best_value > 0.0 && with.len() > 1 { format!(" ({:.1}× less than `{}`)", worst_value / best_value, worst.transport) } else { String::new() };
     Some(format!("**{title}** {what}: {list}. Cheapest: `{}`{factor}.", best.transport))
 }

@@ -48,7 +48,7 @@ async fn set_generator(
     headers: HeaderMap,
     settings: Result<Json<GeneratorSettings>, JsonRejection>,
 ) -> Result<Json<GeneratorState>, ApiError> {
-    authorize(&state, bearer_token(&headers))?;
+    authorize(&state, bearer_token(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())))?;
     let Json(settings) = settings.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let settings = settings.validate(state.config.max_payload).map_err(ApiError::BadRequest)?;
     state.generator.send_replace(settings);

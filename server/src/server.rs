@@ -55,12 +55,22 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(error = %e, "set_nodelay failed");
         }
-        let connection = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone())).with_upgrades();
-        let shutdown = state.shutdown.clone();
+        let (http, router, state_for_task) = (http.clone(), router.clone(), state.clone());
         let open = state.metrics.tcp_connection();
         state.tasks.spawn(async move {
             let _open = open;
-            tokio::pin!(connection);
+            let state = state_for_task;
+            let io = match transport::accept_direct(&state, tcp, HEADER_READ_TIMEOUT).await {
+                Ok(transport::Accepted::Http(io)) => io,
+                Ok(transport::Accepted::Done) => return,
+                Err(e) => {
+                    debug!(%peer, error = %e, "reading the request head failed");
+                    return;
+                }
+            };
+            let shutdown = state.shutdown.clone();
+            // Boxed so that connections served directly do not carry room for hyper's state in their task.
+            let mut connection = Box::pin(http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router)).with_upgrades());
             let result = tokio::select! {
                 result = connection.as_mut() => result,
                 () = shutdown.cancelled() => {

@@ -2,6 +2,7 @@
 //! plus publishing and the operational endpoints. This module merges their routers and parses the query
 //! that every subscription endpoint shares.
 
+mod direct;
 mod long_poll;
 mod poll;
 mod publish;
@@ -19,6 +20,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use pushbench_common::Topic;
 
+pub(crate) use direct::{Accepted, accept as accept_direct};
 pub(crate) use publish::{authorize, bearer_token};
 
 use crate::error::ApiError;

@@ -24,7 +24,7 @@ async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PublishAck>, ApiError> {
-    authorize(&state, bearer_token(&headers))?;
+    authorize(&state, bearer_token(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())))?;
     let Path(topic) = topic.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = state.config.max_payload;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -40,9 +40,9 @@ async fn publish(
     accept(&state, &topic, data).map(Json)
 }
 
-/// The token from `Authorization: Bearer <token>`, if present.
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+/// The token of an `Authorization: Bearer <token>` header value.
+pub(crate) fn bearer_token(authorization: Option<&[u8]>) -> Option<&str> {
+    std::str::from_utf8(authorization?).ok()?.strip_prefix("Bearer ")
 }
 
 /// Checks the publish token when one is configured.

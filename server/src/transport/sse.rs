@@ -27,18 +27,25 @@ pub(super) fn routes() -> Router<AppState> {
 
 async fn sse(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Result<Response, ApiError> {
     let query = SubscribeQuery::parse(query.as_deref(), false)?;
-    // A reconnecting EventSource keeps its original URL (and `after=`) but sends the newer cursor here.
-    let last_event_id = match headers.get("last-event-id").map(|v| v.to_str()) {
-        None => None,
-        Some(Ok("")) => None,
-        Some(Ok(id)) => Some(parse_number("Last-Event-ID", id)?),
-        Some(Err(_)) => return Err(ApiError::BadRequest("`Last-Event-ID` must be a non-negative integer".into())),
-    };
-    respond::<EventStream>(&state, query.topics, last_event_id.or(query.after))
+    let after = cursor(headers.get("last-event-id").map(|v| v.as_bytes()), query.after)?;
+    respond::<EventStream>(&state, query.topics, after)
+}
+
+/// The cursor to start from. A reconnecting EventSource keeps its original URL (and `after=`) but sends
+/// the newer cursor as `Last-Event-ID`, so the header wins.
+pub(super) fn cursor(last_event_id: Option<&[u8]>, after: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match last_event_id {
+        None | Some(b"") => Ok(after),
+        Some(id) => {
+            let id = std::str::from_utf8(id)
+                .map_err(|_| ApiError::BadRequest("`Last-Event-ID` must be a non-negative integer".into()))?;
+            parse_number("Last-Event-ID", id).map(Some)
+        }
+    }
 }
 
 /// `text/event-stream` framing.
-struct EventStream;
+pub(super) struct EventStream;
 
 /// A named event that also moves the client's `Last-Event-ID` to `id`.
 fn named(name: &str, id: u64, message: &Control) -> String {

@@ -25,7 +25,7 @@ async fn stream(State(state): State<AppState>, RawQuery(query): RawQuery) -> Res
 }
 
 /// One JSON message per line.
-struct NdJson;
+pub(super) struct NdJson;
 
 fn line(control: &Control) -> Bytes {
     let mut line = serde_json::to_vec(control).expect("control messages serialize");

@@ -44,16 +44,7 @@ pub(super) trait Framing: Send + 'static {
 
 /// Admits the subscriber and answers with its never-ending (until shutdown or disconnect) body.
 pub(super) fn respond<F: Framing>(state: &AppState, topics: Arc<[Topic]>, after: Option<u64>) -> Result<Response, ApiError> {
-    let slot = state.metrics.admit(F::TRANSPORT)?;
-    let subscriber = Subscriber::<F> {
-        subscription: state.feed.subscribe(topics, after),
-        pending: VecDeque::new(),
-        state: state.clone(),
-        greeted: false,
-        live: false,
-        _slot: slot,
-        _framing: PhantomData,
-    };
+    let subscriber = Subscriber::<F>::admit(state, topics, after)?;
     let frames = futures_util::stream::unfold(subscriber, |mut subscriber| async move {
         let frame = subscriber.next_frame().await?;
         Some((Ok::<_, Infallible>(frame), subscriber))
@@ -67,10 +58,11 @@ pub(super) fn respond<F: Framing>(state: &AppState, topics: Arc<[Topic]>, after:
     Ok((headers, Body::from_stream(frames)).into_response())
 }
 
-/// One subscriber's position in its stream.
-struct Subscriber<F> {
+/// One subscriber's position in its stream, whoever writes it to the socket (hyper, or
+/// [`super::direct`]).
+pub(super) struct Subscriber<F> {
     subscription: Subscription,
-    /// Events of the current batch not yet handed to hyper.
+    /// Events of the current batch not yet written.
     pending: VecDeque<Arc<StoredEvent>>,
     state: AppState,
     greeted: bool,
@@ -81,8 +73,23 @@ struct Subscriber<F> {
 }
 
 impl<F: Framing> Subscriber<F> {
-    /// The next frame to write, or `None` to end the response (shutdown).
-    async fn next_frame(&mut self) -> Option<Bytes> {
+    /// Takes a `--max-connections` slot and subscribes.
+    pub(super) fn admit(state: &AppState, topics: Arc<[Topic]>, after: Option<u64>) -> Result<Self, ApiError> {
+        let slot = state.metrics.admit(F::TRANSPORT)?;
+        Ok(Self {
+            subscription: state.feed.subscribe(topics, after),
+            pending: VecDeque::new(),
+            state: state.clone(),
+            greeted: false,
+            live: false,
+            _slot: slot,
+            _framing: PhantomData,
+        })
+    }
+
+    /// The next frame to write, waiting for one if needed, or `None` to end the response (shutdown).
+    /// Cancel-safe: nothing is consumed unless a frame is returned.
+    pub(super) async fn next_frame(&mut self) -> Option<Bytes> {
         if !self.greeted {
             self.greeted = true;
             return Some(self.counted(F::subscribed(self.subscription.cursor()), 0));
@@ -102,6 +109,12 @@ impl<F: Framing> Subscriber<F> {
                 () = tokio::time::sleep(self.state.config.heartbeat) => return Some(self.counted(F::heartbeat(), 0)),
             }
         }
+        self.ready_frame()
+    }
+
+    /// The next frame of the current batch, if one is ready without waiting: lets a writer gather a
+    /// whole batch into one write.
+    pub(super) fn ready_frame(&mut self) -> Option<Bytes> {
         let event = self.pending.pop_front()?;
         Some(self.counted(F::event(&event), 1))
     }

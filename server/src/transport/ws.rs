@@ -1,22 +1,30 @@
 //! `GET /ws`: WebSocket. After the upgrade the connection is a full-duplex message pipe: one text frame per
 //! event, pings to detect dead peers, and clients may publish over the same socket.
 //!
-//! The session logic is written over any `Sink + Stream` of messages, not the concrete socket, so tests
-//! could drive it with channels. Upgraded connections leave hyper, so the session runs as a task tracked by
-//! [`AppState::tasks`] and ends with a close frame (1001, going away) at shutdown.
+//! The upgrade is done here rather than by axum so that both ways a connection can arrive end in the same
+//! [`Session`]: a kept-alive connection through hyper's upgrade mechanism, and a connection whose first
+//! request is the upgrade through [`super::direct`], which skips hyper's per-connection buffers. The
+//! session logic is written over any `Sink + Stream` of messages, not the concrete socket. Upgraded
+//! connections run as tasks tracked by [`AppState::tasks`] and end with a close frame (1001, going away)
+//! at shutdown.
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use pushbench_common::Transport;
+use hyper_util::rt::TokioIo;
 use pushbench_common::wire::{ClientMessage, Control};
+use pushbench_common::{Topic, Transport};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes, handshake::derive_accept_key};
 use tracing::debug;
 
 use super::SubscribeQuery;
@@ -26,44 +34,83 @@ use crate::feed::Subscription;
 use crate::metrics::ConnectionGuard;
 use crate::state::AppState;
 
-/// tungstenite's default read buffer is 128 KiB per connection; our clients send only small frames.
-const READ_BUFFER_BYTES: usize = 4096;
+/// tungstenite allocates its read buffer eagerly, 128 KiB by default. Clients send only small frames
+/// (publishes), and a larger frame is still read, in several reads, so a small buffer costs nothing.
+const READ_BUFFER_BYTES: usize = 256;
 /// Room for the publish frame's JSON around its data.
 const PUBLISH_FRAME_OVERHEAD: usize = 1024;
 /// Unanswered pings after which the peer is considered gone.
 const MAX_MISSED_PINGS: u32 = 2;
-/// Close code 1001: the server is going away.
-const GOING_AWAY: u16 = 1001;
-/// Close code 1008: policy violation (used for slow consumers).
-const POLICY_VIOLATION: u16 = 1008;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/ws", get(ws))
 }
 
-async fn ws(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
-    let query = SubscribeQuery::parse(query.as_deref(), false)?;
-    let upgrade = upgrade.map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {}", e.body_text())))?;
-    let slot = state.metrics.admit(Transport::Ws)?;
-    // Subscribing before the upgrade fixes the starting cursor at request time, like the other transports.
-    let subscription = state.feed.subscribe(query.topics, query.after);
-    let may_publish = authorize(&state, bearer_token(&headers)).is_ok();
-    let max_frame = state.config.max_payload + PUBLISH_FRAME_OVERHEAD;
+/// The hyper path: answers 101 and continues the session on the upgraded connection.
+async fn ws(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let query = SubscribeQuery::parse(request.uri().query(), false)?;
+    let (mut parts, _body) = request.into_parts();
+    let headers = &parts.headers;
+    let accept_key = handshake(&parts.method, |name| headers.get(name).map(HeaderValue::as_bytes))?;
+    let on_upgrade = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| ApiError::BadRequest("this connection cannot be upgraded".into()))?;
+    let authorization = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    let session = Session::open(&state, query.topics, query.after, authorization)?;
     let tasks = state.tasks.clone();
-    Ok(upgrade
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(max_frame)
-        .max_frame_size(max_frame)
-        .on_upgrade(move |socket| tasks.track_future(Session { state, subscription, may_publish, _slot: slot }.run(socket))))
+    tasks.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => session.run(websocket(&state, TokioIo::new(upgraded)).await).await,
+            Err(e) => debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key)
+        .body(Body::empty())
+        .expect("static response parts are valid"))
+}
+
+/// Checks an opening handshake (RFC 6455 §4.2.1) and returns the `Sec-WebSocket-Accept` value.
+pub(super) fn handshake<'a>(method: &Method, header: impl Fn(&str) -> Option<&'a [u8]>) -> Result<String, ApiError> {
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|v| v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes())))
+    };
+    let refuse = |what: &str| Err(ApiError::BadRequest(format!("expected a WebSocket upgrade: {what}")));
+    if method != Method::GET {
+        return refuse("the method must be GET");
+    }
+    if !has_token("connection", "upgrade") || !has_token("upgrade", "websocket") {
+        return refuse("`Connection: upgrade` and `Upgrade: websocket` are required");
+    }
+    if header("sec-websocket-version") != Some(b"13") {
+        return refuse("`Sec-WebSocket-Version: 13` is required");
+    }
+    match header("sec-websocket-key") {
+        Some(key) if !key.is_empty() => Ok(derive_accept_key(key)),
+        _ => refuse("`Sec-WebSocket-Key` is required"),
+    }
+}
+
+/// The 101 response head for the direct path.
+pub(super) fn switching_protocols_head(accept_key: &str) -> String {
+    format!("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {accept_key}\r\n\r\n")
+}
+
+/// Wraps an upgraded connection as a server-side WebSocket with our limits.
+pub(super) async fn websocket<S: AsyncRead + AsyncWrite + Unpin>(state: &AppState, io: S) -> WebSocketStream<S> {
+    let max_frame = state.config.max_payload + PUBLISH_FRAME_OVERHEAD;
+    let mut config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    config.max_message_size = Some(max_frame);
+    config.max_frame_size = Some(max_frame);
+    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
 }
 
 /// One WebSocket subscriber.
-struct Session {
+pub(super) struct Session {
     state: AppState,
     subscription: Subscription,
     /// The upgrade request carried a valid publish token (or none is configured).
@@ -82,38 +129,50 @@ fn frame_len(payload: usize) -> u64 {
 }
 
 impl Session {
-    async fn run<S>(mut self, mut socket: S)
+    /// Admits and subscribes before the upgrade, so the starting cursor is fixed at request time like on
+    /// the other transports, and a refusal can still be an HTTP error.
+    pub(super) fn open(state: &AppState, topics: std::sync::Arc<[Topic]>, after: Option<u64>, authorization: Option<&[u8]>) -> Result<Self, ApiError> {
+        let slot = state.metrics.admit(Transport::Ws)?;
+        Ok(Self {
+            subscription: state.feed.subscribe(topics, after),
+            may_publish: authorize(state, bearer_token(authorization)).is_ok(),
+            state: state.clone(),
+            _slot: slot,
+        })
+    }
+
+    /// Runs the session until the peer leaves, stops answering, cannot keep up, or the server shuts down.
+    pub(super) async fn run<S>(mut self, mut socket: S)
     where
-        S: Sink<Message, Error = axum::Error> + Stream<Item = Result<Message, axum::Error>> + Unpin,
+        S: Sink<Message, Error = tungstenite::Error> + Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
     {
-        let transport = Transport::Ws;
         let heartbeat = self.state.config.heartbeat;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         let mut missed_pings = 0;
         let mut live = false;
         let greeting = control_frame(&Control::Subscribed { next: self.subscription.cursor() });
-        if self.send_counted(&mut socket, vec![greeting], 0).await.is_err() {
+        if Box::pin(self.send_counted(&mut socket, vec![greeting], 0)).await.is_err() {
             return;
         }
         loop {
             tokio::select! {
                 biased;
                 () = self.state.shutdown.cancelled() => {
-                    close(&mut socket, GOING_AWAY, "server shutting down").await;
+                    close(&mut socket, CloseCode::Away, "server shutting down").await;
                     return;
                 }
                 incoming = socket.next() => match incoming {
                     Some(Ok(Message::Text(text))) => {
                         let reply = control_frame(&self.client_frame(&text));
-                        if self.send_counted(&mut socket, vec![reply], 0).await.is_err() { return; }
+                        if Box::pin(self.send_counted(&mut socket, vec![reply], 0)).await.is_err() { return; }
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let reply = control_frame(&Control::Error { error: "binary frames are not accepted; send JSON text".into() });
-                        if self.send_counted(&mut socket, vec![reply], 0).await.is_err() { return; }
+                        if Box::pin(self.send_counted(&mut socket, vec![reply], 0)).await.is_err() { return; }
                     }
                     Some(Ok(Message::Pong(_))) => missed_pings = 0,
                     // tungstenite answers pings itself.
-                    Some(Ok(Message::Ping(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | None => return,
                     Some(Err(e)) => {
                         debug!(error = %e, "websocket read failed");
@@ -123,7 +182,7 @@ impl Session {
                 batch = self.subscription.next_batch() => {
                     let mut frames = Vec::with_capacity(batch.events.len() + 1);
                     if let Some(gap) = batch.gap {
-                        self.state.metrics.gap(transport, live);
+                        self.state.metrics.gap(Transport::Ws, live);
                         frames.push(control_frame(&Control::Gap(gap)));
                     }
                     live = true;
@@ -131,7 +190,7 @@ impl Session {
                     frames.extend(batch.events.iter().map(|e| {
                         Message::Text(Utf8Bytes::try_from(e.json()).expect("event JSON is UTF-8"))
                     }));
-                    if self.send_counted(&mut socket, frames, events).await.is_err() { return; }
+                    if Box::pin(self.send_counted(&mut socket, frames, events)).await.is_err() { return; }
                 }
                 _ = ping.tick() => {
                     if missed_pings >= MAX_MISSED_PINGS {
@@ -139,7 +198,7 @@ impl Session {
                         return;
                     }
                     missed_pings += 1;
-                    if self.send_counted(&mut socket, vec![Message::Ping(Default::default())], 0).await.is_err() { return; }
+                    if Box::pin(self.send_counted(&mut socket, vec![Message::Ping(Default::default())], 0)).await.is_err() { return; }
                 }
             }
         }
@@ -164,9 +223,9 @@ impl Session {
     /// timeout is a slow consumer: it is told why and dropped, so it cannot pin a send buffer forever.
     async fn send_counted<S>(&self, socket: &mut S, frames: Vec<Message>, events: u64) -> Result<(), ()>
     where
-        S: Sink<Message, Error = axum::Error> + Unpin,
+        S: Sink<Message, Error = tungstenite::Error> + Unpin,
     {
-        let bytes: u64 = frames.iter().map(|f| frame_len(payload_len(f))).sum();
+        let bytes: u64 = frames.iter().map(|f| frame_len(f.len())).sum();
         let mut all = futures_util::stream::iter(frames.into_iter().map(Ok));
         match tokio::time::timeout(self.state.config.write_timeout, socket.send_all(&mut all)).await {
             Ok(Ok(())) => {
@@ -179,18 +238,10 @@ impl Session {
             }
             Err(_elapsed) => {
                 self.state.metrics.slow_consumer_disconnect(Transport::Ws);
-                close(socket, POLICY_VIOLATION, "slow consumer: writes blocked past the write timeout").await;
+                close(socket, CloseCode::Policy, "slow consumer: writes blocked past the write timeout").await;
                 Err(())
             }
         }
-    }
-}
-
-fn payload_len(message: &Message) -> usize {
-    match message {
-        Message::Text(text) => text.len(),
-        Message::Binary(bytes) | Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
-        Message::Close(frame) => frame.as_ref().map_or(0, |f| 2 + f.reason.len()),
     }
 }
 
@@ -199,14 +250,14 @@ fn control_frame(control: &Control) -> Message {
 }
 
 /// Sends a close frame, giving up quickly if the peer does not read.
-async fn close<S: Sink<Message, Error = axum::Error> + Unpin>(socket: &mut S, code: u16, reason: &'static str) {
+async fn close<S: Sink<Message, Error = tungstenite::Error> + Unpin>(socket: &mut S, code: CloseCode, reason: &'static str) {
     let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(frame)).await;
 }
 
 #[cfg(test)]
 mod tests {
-    use super::frame_len;
+    use super::*;
 
     #[test]
     fn frame_lengths_follow_rfc_6455() {
@@ -214,5 +265,25 @@ mod tests {
         assert_eq!(frame_len(125), 127);
         assert_eq!(frame_len(126), 130);
         assert_eq!(frame_len(70_000), 70_010);
+    }
+
+    #[test]
+    fn handshake_follows_rfc_6455() {
+        let headers = |version: &'static str| {
+            move |name: &str| -> Option<&'static [u8]> {
+                match name {
+                    "connection" => Some(b"keep-alive, Upgrade"),
+                    "upgrade" => Some(b"websocket"),
+                    "sec-websocket-version" => Some(version.as_bytes()),
+                    "sec-websocket-key" => Some(b"dGhlIHNhbXBsZSBub25jZQ=="),
+                    _ => None,
+                }
+            }
+        };
+        // The example of RFC 6455 §1.3.
+        assert_eq!(handshake(&Method::GET, headers("13")).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert!(handshake(&Method::GET, headers("8")).unwrap_err().to_string().contains("Version: 13"));
+        assert!(handshake(&Method::POST, headers("13")).is_err());
+        assert!(handshake(&Method::GET, |_| None).unwrap_err().to_string().contains("Upgrade: websocket"));
     }
 }

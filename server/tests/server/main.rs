@@ -3,6 +3,7 @@
 
 mod client;
 mod errors;
+mod paths;
 mod resume;
 mod shutdown;
 mod transports;

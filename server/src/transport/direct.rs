@@ -1,0 +1,320 @@
+//! Direct streaming: serves a connection whose first request is `GET /stream`, `GET /sse` or a `GET /ws`
+//! upgrade without hyper, so an idle subscriber costs its subscription and a socket, not an HTTP
+//! connection's buffers.
+//!
+//! hyper keeps an 8 KiB read buffer and an 8 KiB header buffer for the life of every HTTP/1 connection
+//! (an upgraded connection keeps the read buffer's allocation alive too); for a stream that is most of
+//! what an idle subscriber costs. Such a connection never serves another HTTP request (its response does
+//! not end until shutdown), so once its head is parsed we can write the response ourselves: a fixed status
+//! line and headers, then chunked frames from the same [`Subscriber`] the hyper path uses, with no buffer
+//! kept between writes — or the 101 answer and the same WebSocket [`Session`](ws::Session). Every other connection — other endpoints, a
+//! request this module does not fully understand, or one with an error to report — is handed to hyper
+//! with the bytes already read put back in front, so it is served exactly as if it had gone there first.
+//! Keep-alive connections that reach `/stream` or `/sse` after another request take the hyper path,
+//! which behaves identically.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes};
+use pushbench_common::Topic;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::SubscribeQuery;
+use super::sse::{self, EventStream};
+use super::stream::NdJson;
+use super::ws;
+use super::streaming::{Framing, Subscriber};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Longest request head read here; anything larger is left to hyper (which allows more).
+const MAX_HEAD_BYTES: usize = 4096;
+/// Headers parsed; a request with more goes to hyper.
+const MAX_HEADERS: usize = 32;
+
+/// What to do with a new connection.
+pub(crate) enum Accepted {
+    /// Served here to the end.
+    Done,
+    /// Serve with hyper: the connection, with what was read from it put back in front.
+    Http(Prefixed),
+}
+
+/// Reads the first request head and serves it here if it is a stream or SSE subscription.
+pub(crate) async fn accept(state: &AppState, mut tcp: TcpStream, head_timeout: Duration) -> io::Result<Accepted> {
+    let mut head = Vec::with_capacity(1024);
+    let end = tokio::time::timeout(head_timeout, async {
+        loop {
+            if tcp.read_buf(&mut head).await? == 0 {
+                return Ok::<_, io::Error>(None);
+            }
+            if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Ok(Some(end + 4));
+            }
+            if head.len() >= MAX_HEAD_BYTES {
+                return Ok(Some(0));
+            }
+        }
+    })
+    .await
+    .unwrap_or(Ok(Some(0)))?; // on timeout, let hyper apply its own header timeout and answer
+    let Some(end) = end else { return Ok(Accepted::Done) }; // closed before a full request
+    // Bytes after the head (pipelining, early frames) are hyper's business.
+    let parsed = if head.len() == end { Subscription::parse(&head[..end]) } else { None };
+    let Some(subscription) = parsed else {
+        return Ok(Accepted::Http(Prefixed { prefix: Bytes::from(head), inner: tcp }));
+    };
+    drop(head);
+    let Subscription { kind, topics, after } = subscription;
+    // Boxed: a task's future is allocated at the size of its largest branch, and the WebSocket session is
+    // much larger than a stream, so unboxed every subscriber would pay for the largest.
+    match kind {
+        Kind::NdJson => Box::pin(serve::<NdJson>(state, tcp, topics, after)).await,
+        Kind::EventStream => Box::pin(serve::<EventStream>(state, tcp, topics, after)).await,
+        Kind::WebSocket { accept_key, authorization } => {
+            Box::pin(serve_websocket(state, tcp, topics, after, accept_key, authorization)).await;
+        }
+    }
+    Ok(Accepted::Done)
+}
+
+/// Which streaming transport the request asked for.
+enum Kind {
+    NdJson,
+    EventStream,
+    WebSocket {
+        /// `Sec-WebSocket-Accept` for the 101 answer.
+        accept_key: String,
+        /// The `Authorization` header, which decides whether the client may publish over the socket.
+        authorization: Option<Vec<u8>>,
+    },
+}
+
+/// A valid subscription request; anything that does not parse into one goes to hyper.
+struct Subscription {
+    kind: Kind,
+    topics: Arc<[Topic]>,
+    after: Option<u64>,
+}
+
+impl Subscription {
+    fn parse(head: &[u8]) -> Option<Self> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        if !matches!(request.parse(head), Ok(httparse::Status::Complete(_))) {
+            return None;
+        }
+        // Chunked responses need HTTP/1.1; upgrades and bodies are hyper's business.
+        if request.method != Some("GET") || request.version != Some(1) {
+            return None;
+        }
+        let header = |name: &str| request.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+        if header("content-length").is_some() || header("transfer-encoding").is_some() {
+            return None;
+        }
+        let (path, query) = request.path?.split_once('?').unwrap_or((request.path?, ""));
+        let kind = match (path, header("upgrade")) {
+            ("/stream", None) => Kind::NdJson,
+            ("/sse", None) => Kind::EventStream,
+            ("/ws", Some(_)) => Kind::WebSocket {
+                accept_key: ws::handshake(&axum::http::Method::GET, header).ok()?,
+                authorization: header("authorization").map(<[u8]>::to_vec),
+            },
+            _ => return None,
+        };
+        let query = SubscribeQuery::parse(Some(query), false).ok()?;
+        let after = match kind {
+            Kind::EventStream => sse::cursor(header("last-event-id"), query.after).ok()?,
+            _ => query.after,
+        };
+        Some(Self { kind, topics: query.topics, after })
+    }
+}
+
+/// Writes the whole response: head, then frames in chunks, then (at shutdown) the last chunk.
+async fn serve<F: Framing>(state: &AppState, mut tcp: TcpStream, topics: Arc<[Topic]>, after: Option<u64>) {
+    let write_timeout = state.config.write_timeout;
+    let mut subscriber = match Subscriber::<F>::admit(state, topics, after) {
+        Ok(subscriber) => subscriber,
+        Err(refused) => {
+            write_within(state, &mut tcp, error_response(&refused)).await;
+            return;
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-store\r\nx-accel-buffering: no\r\n\
+         transfer-encoding: chunked\r\ndate: {}\r\n\r\n",
+        F::CONTENT_TYPE,
+        httpdate::fmt_http_date(SystemTime::now()),
+    );
+    if !write_within(state, &mut tcp, head.into_bytes()).await {
+        return;
+    }
+    let (mut reader, mut writer) = tcp.split();
+    loop {
+        let frame = tokio::select! {
+            frame = subscriber.next_frame() => frame,
+            // Owning the socket lets us notice a client that hangs up even while nothing is sent.
+            () = peer_closed(&mut reader) => return,
+        };
+        let Some(first) = frame else {
+            let _ = tokio::time::timeout(write_timeout, writer.write_all(b"0\r\n\r\n")).await;
+            let _ = writer.shutdown().await;
+            return;
+        };
+        // One chunk per batch: everything ready now goes out in a single write.
+        let mut frames = vec![first];
+        frames.extend(std::iter::from_fn(|| subscriber.ready_frame()));
+        let size: usize = frames.iter().map(Bytes::len).sum();
+        let mut chunk = Vec::with_capacity(size + 12);
+        chunk.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+        frames.iter().for_each(|f| chunk.extend_from_slice(f));
+        chunk.extend_from_slice(b"\r\n");
+        match tokio::time::timeout(write_timeout, writer.write_all(&chunk)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                state.metrics.slow_consumer_disconnect(F::TRANSPORT);
+                return;
+            }
+        }
+    }
+}
+
+/// Answers the upgrade and runs the WebSocket session on the raw socket.
+/// Takes ownership of everything it is given so that nothing but the session outlives the handshake.
+async fn serve_websocket(state: &AppState, mut tcp: TcpStream, topics: Arc<[Topic]>, after: Option<u64>, accept_key: String, authorization: Option<Vec<u8>>) {
+    let (response, session) = match ws::Session::open(state, topics, after, authorization.as_deref()) {
+        Ok(session) => (ws::switching_protocols_head(&accept_key).into_bytes(), Some(session)),
+        Err(refused) => (error_response(&refused), None),
+    };
+    drop((accept_key, authorization));
+    if !write_within(state, &mut tcp, response).await {
+        return;
+    }
+    if let Some(session) = session {
+        session.run(ws::websocket(state, tcp).await).await;
+    }
+}
+
+/// Writes `bytes` within the write timeout, then frees them (a subscriber's connection lives for hours;
+/// its handshake buffers should not). Returns whether it succeeded.
+async fn write_within(state: &AppState, tcp: &mut TcpStream, bytes: Vec<u8>) -> bool {
+    matches!(tokio::time::timeout(state.config.write_timeout, tcp.write_all(&bytes)).await, Ok(Ok(())))
+}
+
+/// Completes when the peer closes its side (or the socket fails); discards anything it sends.
+async fn peer_closed(reader: &mut tokio::net::tcp::ReadHalf<'_>) {
+    let mut scratch = [0u8; 64];
+    while let Ok(1..) = reader.read(&mut scratch).await {}
+}
+
+/// A complete HTTP/1.1 error response with the same JSON body the router would send.
+fn error_response(error: &ApiError) -> Vec<u8> {
+    let body = serde_json::to_string(&pushbench_common::wire::ErrorBody { error: error.to_string() })
+        .expect("error bodies serialize");
+    let status = error.status();
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
+    )
+    .into_bytes()
+}
+
+/// A TCP stream with bytes already read from it put back in front, for hyper.
+pub(crate) struct Prefixed {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.prefix.has_remaining() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            if !self.prefix.has_remaining() {
+                self.prefix = Bytes::new(); // free the head's allocation; the connection may live for hours
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(head: &str) -> Option<Subscription> {
+        Subscription::parse(head.as_bytes())
+    }
+
+    #[test]
+    fn recognizes_stream_and_sse_subscriptions() {
+        let s = parse("GET /sse?topic=b&topic=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 42\r\n\r\n").unwrap();
+        assert!(matches!(s.kind, Kind::EventStream));
+        assert_eq!((s.topics.len(), s.after), (2, Some(42)));
+        let s = parse("GET /stream?topic=a&after=7 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(matches!(s.kind, Kind::NdJson));
+        let upgrade = "GET /ws?topic=a HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                       Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        assert!(matches!(parse(upgrade).unwrap().kind, Kind::WebSocket { .. }));
+        assert_eq!(s.after, Some(7));
+    }
+
+    #[test]
+    fn leaves_everything_else_to_hyper() {
+        for head in [
+            "GET /poll?topic=a HTTP/1.1\r\n\r\n",
+            "GET /stream HTTP/1.1\r\n\r\n",
+            "GET /stream?topic=a&after=x HTTP/1.1\r\n\r\n",
+            "GET /stream?topic=a HTTP/1.0\r\n\r\n",
+            "POST /stream?topic=a HTTP/1.1\r\ncontent-length: 0\r\n\r\n",
+            "GET /sse?topic=a HTTP/1.1\r\nLast-Event-ID: nope\r\n\r\n",
+            "GET /ws?topic=a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", // incomplete handshake
+            "GET /stream?topic=a HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            "GARBAGE\r\n\r\n",
+        ] {
+            assert!(parse(head).is_none(), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn error_responses_are_complete_http() {
+        let text = String::from_utf8(error_response(&ApiError::TooManyConnections { limit: 3 })).unwrap();
+        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(body.contains("limit of 3"));
+    }
+}

@@ -1,16 +1,17 @@
-//! Direct streaming: serves a connection whose first request is `GET /stream`, `GET /sse` or a `GET /ws`
-//! upgrade without hyper, so an idle subscriber costs its subscription and a socket, not an HTTP
-//! connection's buffers.
+//! Direct serving: serves a connection whose first request is `GET /stream`, `GET /sse`, a `GET /ws`
+//! upgrade or `GET /longpoll` (and the long-polls that follow on the same connection) without hyper, so an
+//! idle subscriber costs its subscription and a socket, not an HTTP connection's buffers.
 //!
 //! hyper keeps an 8 KiB read buffer and an 8 KiB header buffer for the life of every HTTP/1 connection
 //! (an upgraded connection keeps the read buffer's allocation alive too); for a stream that is most of
 //! what an idle subscriber costs. Such a connection never serves another HTTP request (its response does
 //! not end until shutdown), so once its head is parsed we can write the response ourselves: a fixed status
 //! line and headers, then chunked frames from the same [`Subscriber`] the hyper path uses, with no buffer
-//! kept between writes — or the 101 answer and the same WebSocket [`Session`](ws::Session). Every other connection — other endpoints, a
+//! kept between writes — or the 101 answer and the same WebSocket [`Session`](ws::Session). A long-poll
+//! answers like the router would and the connection waits, without a buffer, for the next request. Every other connection — other endpoints, a
 //! request this module does not fully understand, or one with an error to report — is handed to hyper
 //! with the bytes already read put back in front, so it is served exactly as if it had gone there first.
-//! Keep-alive connections that reach `/stream` or `/sse` after another request take the hyper path,
+//! Keep-alive connections that reach a subscription after another kind of request take the hyper path,
 //! which behaves identically.
 
 use std::io;
@@ -20,11 +21,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes};
-use pushbench_common::Topic;
+use pushbench_common::{Topic, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::SubscribeQuery;
+use super::{SubscribeQuery, long_poll, poll};
 use super::sse::{self, EventStream};
 use super::stream::NdJson;
 use super::ws;
@@ -45,8 +46,45 @@ pub(crate) enum Accepted {
     Http(Prefixed),
 }
 
-/// Reads the first request head and serves it here if it is a stream or SSE subscription.
+/// Serves the connection here while its requests are subscriptions this module handles; hands it to hyper
+/// at the first request it does not.
 pub(crate) async fn accept(state: &AppState, mut tcp: TcpStream, head_timeout: Duration) -> io::Result<Accepted> {
+    loop {
+        // Wait for the request before allocating a buffer for it: a kept-alive long-poll connection sits
+        // here between requests.
+        tcp.readable().await?;
+        let Some((head, end)) = read_head(&mut tcp, head_timeout).await? else {
+            return Ok(Accepted::Done); // closed before a full request
+        };
+        // Bytes after the head (pipelining, early frames) are hyper's business.
+        let parsed = if head.len() == end { Subscription::parse(state, &head[..end]) } else { None };
+        let Some(Subscription { kind, topics, after }) = parsed else {
+            return Ok(Accepted::Http(Prefixed { prefix: Bytes::from(head), inner: tcp }));
+        };
+        drop(head);
+        // Boxed: a task's future is allocated at the size of its largest branch, and the WebSocket session
+        // is much larger than a stream, so unboxed every subscriber would pay for the largest.
+        match kind {
+            Kind::LongPoll { hold, keep_alive } => {
+                if !Box::pin(serve_long_poll(state, &mut tcp, topics, after, hold)).await || !keep_alive {
+                    return Ok(Accepted::Done);
+                }
+                continue;
+            }
+            Kind::NdJson => Box::pin(serve::<NdJson>(state, tcp, topics, after)).await,
+            Kind::EventStream => Box::pin(serve::<EventStream>(state, tcp, topics, after)).await,
+            Kind::WebSocket { accept_key, authorization } => {
+                Box::pin(serve_websocket(state, tcp, topics, after, accept_key, authorization)).await;
+            }
+        }
+        return Ok(Accepted::Done);
+    }
+}
+
+/// Reads one request head: the bytes read and where the head ends (0 when it was not found within
+/// [`MAX_HEAD_BYTES`] or the timeout, so that hyper applies its own limits and answers), or `None` when
+/// the peer closed first.
+async fn read_head(tcp: &mut TcpStream, head_timeout: Duration) -> io::Result<Option<(Vec<u8>, usize)>> {
     let mut head = Vec::with_capacity(1024);
     let end = tokio::time::timeout(head_timeout, async {
         loop {
@@ -62,29 +100,47 @@ pub(crate) async fn accept(state: &AppState, mut tcp: TcpStream, head_timeout: D
         }
     })
     .await
-    .unwrap_or(Ok(Some(0)))?; // on timeout, let hyper apply its own header timeout and answer
-    let Some(end) = end else { return Ok(Accepted::Done) }; // closed before a full request
-    // Bytes after the head (pipelining, early frames) are hyper's business.
-    let parsed = if head.len() == end { Subscription::parse(&head[..end]) } else { None };
-    let Some(subscription) = parsed else {
-        return Ok(Accepted::Http(Prefixed { prefix: Bytes::from(head), inner: tcp }));
-    };
-    drop(head);
-    let Subscription { kind, topics, after } = subscription;
-    // Boxed: a task's future is allocated at the size of its largest branch, and the WebSocket session is
-    // much larger than a stream, so unboxed every subscriber would pay for the largest.
-    match kind {
-        Kind::NdJson => Box::pin(serve::<NdJson>(state, tcp, topics, after)).await,
-        Kind::EventStream => Box::pin(serve::<EventStream>(state, tcp, topics, after)).await,
-        Kind::WebSocket { accept_key, authorization } => {
-            Box::pin(serve_websocket(state, tcp, topics, after, accept_key, authorization)).await;
-        }
-    }
-    Ok(Accepted::Done)
+    .unwrap_or(Ok(Some(0)))?;
+    Ok(end.map(|end| (head, end)).filter(|(head, _)| !head.is_empty()))
 }
 
-/// Which streaming transport the request asked for.
+/// Answers one long-poll. Returns whether the connection can serve another request.
+async fn serve_long_poll(state: &AppState, tcp: &mut TcpStream, topics: Arc<[Topic]>, after: Option<u64>, hold: Duration) -> bool {
+    let (mut reader, _) = tcp.split();
+    let waited = tokio::select! {
+        waited = long_poll::wait(state, topics, after, hold) => waited,
+        // Owning the socket lets us free the slot as soon as a client gives up.
+        () = peer_closed(&mut reader) => return false,
+    };
+    let response = match waited {
+        Ok(batch) => {
+            let body = poll::body(state, Transport::LongPoll, &batch);
+            let mut response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
+                 content-length: {}\r\ndate: {}\r\n\r\n",
+                body.len(),
+                httpdate::fmt_http_date(SystemTime::now()),
+            )
+            .into_bytes();
+            response.extend_from_slice(&body);
+            response
+        }
+        Err(refused) => {
+            write_within(state, tcp, error_response(&refused)).await;
+            return false;
+        }
+    };
+    write_within(state, tcp, response).await && !state.shutdown.is_cancelled()
+}
+
+/// Which transport the request asked for.
 enum Kind {
+    LongPoll {
+        /// How long to hold the request.
+        hold: Duration,
+        /// The client did not ask to close the connection after the answer.
+        keep_alive: bool,
+    },
     NdJson,
     EventStream,
     WebSocket {
@@ -103,7 +159,7 @@ struct Subscription {
 }
 
 impl Subscription {
-    fn parse(head: &[u8]) -> Option<Self> {
+    fn parse(state: &AppState, head: &[u8]) -> Option<Self> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         if !matches!(request.parse(head), Ok(httparse::Status::Complete(_))) {
@@ -119,6 +175,10 @@ impl Subscription {
         }
         let (path, query) = request.path?.split_once('?').unwrap_or((request.path?, ""));
         let kind = match (path, header("upgrade")) {
+            ("/longpoll", None) => Kind::LongPoll {
+                hold: Duration::ZERO, // from the query, below
+                keep_alive: !header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close")),
+            },
             ("/stream", None) => Kind::NdJson,
             ("/sse", None) => Kind::EventStream,
             ("/ws", Some(_)) => Kind::WebSocket {
@@ -127,7 +187,12 @@ impl Subscription {
             },
             _ => return None,
         };
-        let query = SubscribeQuery::parse(Some(query), false).ok()?;
+        let long_poll = matches!(kind, Kind::LongPoll { .. });
+        let query = SubscribeQuery::parse(Some(query), long_poll).ok()?;
+        let mut kind = kind;
+        if let Kind::LongPoll { hold, .. } = &mut kind {
+            *hold = long_poll::hold_duration(state, query.timeout_ms).ok()?;
+        }
         let after = match kind {
             Kind::EventStream => sse::cursor(header("last-event-id"), query.after).ok()?,
             _ => query.after,
@@ -276,7 +341,7 @@ mod tests {
     use super::*;
 
     fn parse(head: &str) -> Option<Subscription> {
-        Subscription::parse(head.as_bytes())
+        Subscription::parse(&AppState::new(crate::config::Config::default()), head.as_bytes())
     }
 
     #[test]
@@ -289,6 +354,8 @@ mod tests {
         let upgrade = "GET /ws?topic=a HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
         assert!(matches!(parse(upgrade).unwrap().kind, Kind::WebSocket { .. }));
+        let long_poll = parse("GET /longpoll?topic=a&timeout_ms=500 HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(matches!(long_poll.kind, Kind::LongPoll { hold, keep_alive: false } if hold == Duration::from_millis(500)));
         assert_eq!(s.after, Some(7));
     }
 
@@ -301,6 +368,8 @@ mod tests {
             "GET /stream?topic=a HTTP/1.0\r\n\r\n",
             "POST /stream?topic=a HTTP/1.1\r\ncontent-length: 0\r\n\r\n",
             "GET /sse?topic=a HTTP/1.1\r\nLast-Event-ID: nope\r\n\r\n",
+            "GET /longpoll?topic=a&timeout_ms=0 HTTP/1.1\r\n\r\n",
+            "GET /stream?topic=a&timeout_ms=5 HTTP/1.1\r\n\r\n",
             "GET /ws?topic=a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", // incomplete handshake
             "GET /stream?topic=a HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
             "GARBAGE\r\n\r\n",

@@ -7,7 +7,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use pushbench_common::Transport;
 
 use super::SubscribeQuery;
@@ -29,8 +29,14 @@ async fn poll(State(state): State<AppState>, RawQuery(query): RawQuery) -> Resul
     Ok(answer(&state, Transport::Poll, &batch))
 }
 
-/// The `{"events":[...],"next":N,"gap":{...}}` body, assembled from the events' shared encodings.
+/// The JSON answer to a poll or long-poll.
 pub(super) fn answer(state: &AppState, transport: Transport, batch: &Batch) -> Response {
+    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body(state, transport, batch)).into_response()
+}
+
+/// The `{"events":[...],"next":N,"gap":{...}}` body, assembled from the events' shared encodings; counts
+/// the delivery.
+pub(super) fn body(state: &AppState, transport: Transport, batch: &Batch) -> Bytes {
     let capacity: usize = batch.events.iter().map(|e| e.json().len() + 1).sum::<usize>() + 96;
     let mut body = BytesMut::with_capacity(capacity);
     body.put_slice(b"{\"events\":[");
@@ -47,5 +53,5 @@ pub(super) fn answer(state: &AppState, transport: Transport, batch: &Batch) -> R
     }
     body.put_u8(b'}');
     state.metrics.delivered(transport, batch.events.len() as u64, body.len() as u64);
-    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body.freeze()).into_response()
+    body.freeze()
 }

@@ -108,3 +108,46 @@ async fn websocket_upgrades_work_on_fresh_and_reused_connections() {
         assert!(texts[1].starts_with(&format!(r#"{{"id":{},"#, ack.id)), "{texts:?}");
     }
 }
+
+/// Reads one complete response with a `content-length` body and returns its body.
+async fn read_response(socket: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let complete = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+        let length = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap()));
+        length.is_some_and(|n| body.len() >= n)
+    };
+    read_until(socket, &mut bytes, complete).await;
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+#[tokio::test]
+async fn long_polls_follow_each_other_on_one_connection_then_other_requests_still_work() {
+    let server = TestServer::start(&[]).await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    // An empty hold: the answer carries the cursor to continue from.
+    tcp.write_all(b"GET /longpoll?topic=lp&timeout_ms=1 HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    let first: serde_json::Value = serde_json::from_str(&read_response(&mut tcp).await).unwrap();
+    assert_eq!(first["events"], serde_json::json!([]));
+    let cursor = first["next"].as_u64().unwrap();
+    // A held request answered by a publish, on the same connection.
+    tcp.write_all(format!("GET /longpoll?topic=lp&after={cursor}&timeout_ms=20000 HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let ack = server.publish("lp", "held").await;
+    let second: serde_json::Value = serde_json::from_str(&read_response(&mut tcp).await).unwrap();
+    assert_eq!(second["events"][0]["id"], ack.id);
+    assert_eq!(second["next"], ack.id);
+    // Any other request on the same connection is served by the router.
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    read_until(&mut tcp, &mut rest, |b| b.ends_with(b"ok\n")).await;
+    // `Connection: close` is honoured.
+    let mut closing = TcpStream::connect(server.addr).await.unwrap();
+    closing.write_all(b"GET /longpoll?topic=lp&timeout_ms=1 HTTP/1.1\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(PATIENCE, closing.read_to_end(&mut all)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&all).contains(r#""events":[]"#));
+}

@@ -1,14 +1,14 @@
 //! Direct serving: serves a connection whose first request is `GET /stream`, `GET /sse`, a `GET /ws`
-//! upgrade or `GET /longpoll` (and the long-polls that follow on the same connection) without hyper, so an
-//! idle subscriber costs its subscription and a socket, not an HTTP connection's buffers.
+//! upgrade, `GET /poll` or `GET /longpoll` (and the polls that follow on the same connection) without
+//! hyper, so an idle subscriber costs its subscription and a socket, not an HTTP connection's buffers.
 //!
 //! hyper keeps an 8 KiB read buffer and an 8 KiB header buffer for the life of every HTTP/1 connection
 //! (an upgraded connection keeps the read buffer's allocation alive too); for a stream that is most of
 //! what an idle subscriber costs. Such a connection never serves another HTTP request (its response does
 //! not end until shutdown), so once its head is parsed we can write the response ourselves: a fixed status
 //! line and headers, then chunked frames from the same [`Subscriber`] the hyper path uses, with no buffer
-//! kept between writes — or the 101 answer and the same WebSocket [`Session`](ws::Session). A long-poll
-//! answers like the router would and the connection waits, without a buffer, for the next request. Every other connection — other endpoints, a
+//! kept between writes — or the 101 answer and the same WebSocket [`Session`](ws::Session). A poll or
+//! long-poll answers like the router would and the connection waits, without a buffer, for the next request. Every other connection — other endpoints, a
 //! request this module does not fully understand, or one with an error to report — is handed to hyper
 //! with the bytes already read put back in front, so it is served exactly as if it had gone there first.
 //! Keep-alive connections that reach a subscription after another kind of request take the hyper path,
@@ -50,7 +50,7 @@ pub(crate) enum Accepted {
 /// at the first request it does not.
 pub(crate) async fn accept(state: &AppState, mut tcp: TcpStream, head_timeout: Duration) -> io::Result<Accepted> {
     loop {
-        // Wait for the request before allocating a buffer for it: a kept-alive long-poll connection sits
+        // Wait for the request before allocating a buffer for it: a kept-alive polling connection sits
         // here between requests.
         tcp.readable().await?;
         let Some((head, end)) = read_head(&mut tcp, head_timeout).await? else {
@@ -65,8 +65,8 @@ pub(crate) async fn accept(state: &AppState, mut tcp: TcpStream, head_timeout: D
         // Boxed: a task's future is allocated at the size of its largest branch, and the WebSocket session
         // is much larger than a stream, so unboxed every subscriber would pay for the largest.
         match kind {
-            Kind::LongPoll { hold, keep_alive } => {
-                if !Box::pin(serve_long_poll(state, &mut tcp, topics, after, hold)).await || !keep_alive {
+            Kind::Polling { hold, keep_alive } => {
+                if !Box::pin(serve_poll(state, &mut tcp, topics, after, hold)).await || !keep_alive {
                     return Ok(Accepted::Done);
                 }
                 continue;
@@ -104,17 +104,24 @@ async fn read_head(tcp: &mut TcpStream, head_timeout: Duration) -> io::Result<Op
     Ok(end.map(|end| (head, end)).filter(|(head, _)| !head.is_empty()))
 }
 
-/// Answers one long-poll. Returns whether the connection can serve another request.
-async fn serve_long_poll(state: &AppState, tcp: &mut TcpStream, topics: Arc<[Topic]>, after: Option<u64>, hold: Duration) -> bool {
-    let (mut reader, _) = tcp.split();
-    let waited = tokio::select! {
-        waited = long_poll::wait(state, topics, after, hold) => waited,
-        // Owning the socket lets us free the slot as soon as a client gives up.
-        () = peer_closed(&mut reader) => return false,
+/// Answers one poll, or one long-poll when there is a `hold`. Returns whether the connection can serve
+/// another request.
+async fn serve_poll(state: &AppState, tcp: &mut TcpStream, topics: Arc<[Topic]>, after: Option<u64>, hold: Option<Duration>) -> bool {
+    let (transport, answered) = match hold {
+        None => (Transport::Poll, poll::read(state, &topics, after)),
+        Some(hold) => {
+            let (mut reader, _) = tcp.split();
+            let waited = tokio::select! {
+                waited = long_poll::wait(state, topics, after, hold) => waited,
+                // Owning the socket lets us free the slot as soon as a client gives up.
+                () = peer_closed(&mut reader) => return false,
+            };
+            (Transport::LongPoll, waited)
+        }
     };
-    let response = match waited {
+    let response = match answered {
         Ok(batch) => {
-            let body = poll::body(state, Transport::LongPoll, &batch);
+            let body = poll::body(state, transport, &batch);
             let mut response = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
                  content-length: {}\r\ndate: {}\r\n\r\n",
@@ -135,9 +142,10 @@ async fn serve_long_poll(state: &AppState, tcp: &mut TcpStream, topics: Arc<[Top
 
 /// Which transport the request asked for.
 enum Kind {
-    LongPoll {
-        /// How long to hold the request.
-        hold: Duration,
+    /// `/poll` (no hold) or `/longpoll`.
+    Polling {
+        /// How long to hold the request (long-poll).
+        hold: Option<Duration>,
         /// The client did not ask to close the connection after the answer.
         keep_alive: bool,
     },
@@ -175,8 +183,8 @@ impl Subscription {
         }
         let (path, query) = request.path?.split_once('?').unwrap_or((request.path?, ""));
         let kind = match (path, header("upgrade")) {
-            ("/longpoll", None) => Kind::LongPoll {
-                hold: Duration::ZERO, // from the query, below
+            ("/poll" | "/longpoll", None) => Kind::Polling {
+                hold: None, // from the query, below
                 keep_alive: !header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close")),
             },
             ("/stream", None) => Kind::NdJson,
@@ -187,11 +195,11 @@ impl Subscription {
             },
             _ => return None,
         };
-        let long_poll = matches!(kind, Kind::LongPoll { .. });
+        let long_poll = path == "/longpoll";
         let query = SubscribeQuery::parse(Some(query), long_poll).ok()?;
         let mut kind = kind;
-        if let Kind::LongPoll { hold, .. } = &mut kind {
-            *hold = long_poll::hold_duration(state, query.timeout_ms).ok()?;
+        if let (Kind::Polling { hold, .. }, true) = (&mut kind, long_poll) {
+            *hold = Some(long_poll::hold_duration(state, query.timeout_ms).ok()?);
         }
         let after = match kind {
             Kind::EventStream => sse::cursor(header("last-event-id"), query.after).ok()?,
@@ -355,14 +363,16 @@ mod tests {
                        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
         assert!(matches!(parse(upgrade).unwrap().kind, Kind::WebSocket { .. }));
         let long_poll = parse("GET /longpoll?topic=a&timeout_ms=500 HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
-        assert!(matches!(long_poll.kind, Kind::LongPoll { hold, keep_alive: false } if hold == Duration::from_millis(500)));
+        assert!(matches!(long_poll.kind, Kind::Polling { hold: Some(hold), keep_alive: false } if hold == Duration::from_millis(500)));
+        let poll = parse("GET /poll?topic=a&after=3 HTTP/1.1\r\n\r\n").unwrap();
+        assert!(matches!(poll.kind, Kind::Polling { hold: None, keep_alive: true }));
         assert_eq!(s.after, Some(7));
     }
 
     #[test]
     fn leaves_everything_else_to_hyper() {
         for head in [
-            "GET /poll?topic=a HTTP/1.1\r\n\r\n",
+            "GET /poll?topic=a&timeout_ms=5 HTTP/1.1\r\n\r\n",
             "GET /stream HTTP/1.1\r\n\r\n",
             "GET /stream?topic=a&after=x HTTP/1.1\r\n\r\n",
             "GET /stream?topic=a HTTP/1.0\r\n\r\n",

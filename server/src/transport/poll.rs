@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::{BufMut, Bytes, BytesMut};
-use pushbench_common::Transport;
+use pushbench_common::{Topic, Transport};
 
 use super::SubscribeQuery;
 use crate::error::ApiError;
@@ -21,12 +21,17 @@ pub(super) fn routes() -> Router<AppState> {
 
 async fn poll(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let query = SubscribeQuery::parse(query.as_deref(), false)?;
-    let _slot = state.metrics.admit(Transport::Poll)?;
-    let batch = match query.after {
-        Some(after) => state.feed.read(&query.topics, after),
-        None => Batch { next: state.feed.head(), ..Batch::default() },
-    };
+    let batch = read(&state, &query.topics, query.after)?;
     Ok(answer(&state, Transport::Poll, &batch))
+}
+
+/// What is after the cursor now; without a cursor, nothing and the head to continue from.
+pub(super) fn read(state: &AppState, topics: &[Topic], after: Option<u64>) -> Result<Batch, ApiError> {
+    let _slot = state.metrics.admit(Transport::Poll)?;
+    Ok(match after {
+        Some(after) => state.feed.read(topics, after),
+        None => Batch { next: state.feed.head(), ..Batch::default() },
+    })
 }
 
 /// The JSON answer to a poll or long-poll.

@@ -110,8 +110,9 @@ fn run_command(args: RunArgs) -> Outcome {
         None => ServerSource::Spawn(locate(args.server_bin.as_deref()).map_err(|e| (EXIT_RUNTIME, e.into()))?),
     };
     let out_dir = args.out.unwrap_or_else(|| default_out_dir(&scenario));
-    let files = raise_open_file_limit();
-    if scenario.subscribers + 64 > files {
+    let want = scenario.subscribers + 1024;
+    let files = raise_open_file_limit(want);
+    if want > files {
         eprintln!(
             "pushbench: warning: {} subscribers need about as many open files, but this process may open only {files}; the excess will fail to connect",
             scenario.subscribers
@@ -129,21 +130,19 @@ fn run_command(args: RunArgs) -> Outcome {
     runtime().map_err(|e| (EXIT_RUNTIME, e))
 }
 
-/// Raises this process's soft limit on open files to its hard limit (each subscriber holds a socket; a
-/// spawned server inherits the limit) and returns the limit in force.
-fn raise_open_file_limit() -> u64 {
+/// Raises this process's limit on open files so that `want` fit (each subscriber holds a socket, and a
+/// spawned server, which inherits the limit, holds the other end): the soft limit goes up to the hard
+/// limit, and past it when `want` needs more and we may (as root). Returns the limit in force.
+fn raise_open_file_limit(want: u64) -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-                hard
-            } else {
-                soft
-            }
-        }
-        Ok((soft, _)) => soft,
-        Err(_) => u64::MAX,
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return u64::MAX };
+    if want > hard && setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
+        return want;
     }
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
 }
 
 fn rerender(path: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {

@@ -111,6 +111,9 @@ pub struct SubscriberCounters {
     pub requests: u64,
     /// Poll or long-poll answers that carried no event.
     pub empty_polls: u64,
+    /// Requests abandoned before their answer: long-polls still held when churn or the end of the run cut
+    /// them (a stream's single request is not counted here).
+    pub requests_cut: u64,
     /// Gap notices received.
     pub gaps: u64,
     /// Heartbeats received (NDJSON heartbeat lines; SSE comments are not surfaced by the parser).
@@ -128,6 +131,7 @@ impl SubscriberCounters {
     pub fn add(&mut self, other: &Self) {
         self.requests += other.requests;
         self.empty_polls += other.empty_polls;
+        self.requests_cut += other.requests_cut;
         self.gaps += other.gaps;
         self.heartbeats += other.heartbeats;
         self.reconnects += other.reconnects;

@@ -82,8 +82,12 @@ pub async fn poll_once(sub: &mut Subscriber<'_>, conn: &mut Option<PollConn>, pa
     };
     let answer_timeout = hold + Duration::from_secs(10);
     let outcome = tokio::select! {
-        _ = sub.shared.stop.cancelled() => return Ok(Some(End::Stop)),
+        _ = sub.shared.stop.cancelled() => {
+            sub.rec.log.counters.requests_cut += 1;
+            return Ok(Some(End::Stop));
+        }
         _ = tokio::time::sleep_until(churn_at) => {
+            sub.rec.log.counters.requests_cut += 1;
             *conn = None;
             sub.churned();
             return Ok(Some(End::Churn));

@@ -323,6 +323,7 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         heartbeats: counters.heartbeats,
         requests: counters.requests,
         empty_polls: counters.empty_polls,
+        requests_cut: counters.requests_cut,
         requests_per_delivery: per_delivery(counters.requests as f64),
         bytes_received,
         bytes_sent,

@@ -90,16 +90,17 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         )?;
     }
     writeln!(w, "\n## Wire and resources\n")?;
-    writeln!(w, "| transport | requests | empty polls | bytes received | bytes sent | heartbeats | gaps | server RSS before / connected MiB | server CPU ms | loadgen RSS MiB | loadgen B/subscriber | loadgen lag p99 ms |")?;
-    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(w, "| transport | requests | empty polls | cut | bytes received | bytes sent | heartbeats | gaps | server RSS before / connected MiB | server CPU ms | loadgen RSS MiB | loadgen B/subscriber | loadgen lag p99 ms |")?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     let mib = |b: Option<u64>| b.map_or("–".into(), |b| format!("{:.1}", b as f64 / 1048576.0));
     for r in &result.transports {
         writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |",
             r.transport,
             r.requests,
             r.empty_polls,
+            r.requests_cut,
             r.bytes_received,
             r.bytes_sent,
             r.heartbeats,

@@ -97,6 +97,8 @@ pub struct TransportResult {
     pub requests: u64,
     /// Poll answers without events.
     pub empty_polls: u64,
+    /// Poll and long-poll requests abandoned before their answer (held when churn or the end cut them).
+    pub requests_cut: u64,
     /// `requests / delivered`.
     pub requests_per_delivery: Option<f64>,
     /// Bytes subscribers read, at the socket.
@@ -127,7 +129,8 @@ pub struct TransportResult {
     pub loadgen_cpu_percent: f64,
     /// Load generator RSS with subscribers connected.
     pub loadgen_rss_bytes: u64,
-    /// Load generator RSS growth per connected subscriber.
+    /// Load generator RSS growth per connected subscriber; clean for the first transport of a run only
+    /// (later ones reuse memory the allocator kept).
     pub loadgen_rss_per_subscriber_bytes: Option<f64>,
     /// Load generator open file descriptors with subscribers connected.
     pub loadgen_fds: u64,

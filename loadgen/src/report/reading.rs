@@ -103,7 +103,7 @@ fn requests(t: &[TransportResult]) -> Option<String> {
         let per_subscriber = poll.delivered as f64 / poll.subscribers_connected.max(1) as f64;
         let poll_rate = 1000.0 / poll.model.poll_interval_ms;
         line.push_str(&format!(
-            " Polling pays per interval, not per event: {poll_rate:.1} polls/s per subscriber for {:.2} events/s is {:.2} requests per delivery while events flow; over the whole {:.1} s window including the drain, {poll_rate:.1} × {:.1} s ÷ {per_subscriber:.0} deliveries per subscriber = {:.2}. {empty:.0}% of its polls came back empty.",
+            " Polling pays per interval, not per event: {poll_rate:.2} polls/s per subscriber for {:.3} events/s is {:.2} requests per delivery while events flow; over the {:.1} s from the first publish to the end of the drain, {poll_rate:.2} × {:.1} s ÷ {per_subscriber:.2} deliveries per subscriber = {:.2} (polls during the launch come on top). {empty:.0}% of its polls came back empty.",
             poll.model.events_per_subscriber_per_s,
             poll.model.poll_requests_per_delivery,
             poll.window_s,
@@ -112,9 +112,13 @@ fn requests(t: &[TransportResult]) -> Option<String> {
         ));
     }
     if let Some(lp) = with.iter().find(|r| r.transport == Transport::LongPoll) {
+        let answers = lp.requests.saturating_sub(lp.requests_cut);
+        let answers_with_events = answers.saturating_sub(lp.empty_polls);
         line.push_str(&format!(
-            " Long-polling pays about one request per answer ({:.2}; below 1 when an answer carries several events).",
-            lp.requests_per_delivery.unwrap_or(0.0)
+            " Long-polling pays one request per answer: {answers_with_events} of its {answers} answers carried events ({:.2} events each), {} were empty (hold timeouts when nothing happened, and the first `/poll` of each subscriber, which learns the cursor), and {} requests were still held when churn or the end of the run cut them.",
+            lp.delivered as f64 / answers_with_events.max(1) as f64,
+            lp.empty_polls,
+            lp.requests_cut
         ));
     }
     if with.iter().any(|r| r.transport.is_streaming()) {

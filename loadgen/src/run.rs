@@ -235,6 +235,7 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         });
         shared.meters.measure_start_ns.store(start_unix_ns + scenario.warmup.as_nanos() as u64, Ordering::Relaxed);
         let publisher_wire = Arc::new(WireCounters::default());
+        let machine_start = MachineCpu::read();
         let server_cpu_start = Sample::of(server.sample());
         let self_cpu_start = Sample::of(ProcSample::of_self().ok());
         let lag_probe = spawn_lag_probe(shared.stop.clone());
@@ -243,6 +244,7 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         // 4. drain, then stop every subscriber.
         tokio::time::sleep(scenario.drain).await;
         let server_cpu_end = Sample::of(server.sample());
+        let machine_busy = machine_start.zip(MachineCpu::read()).and_then(|(a, b)| a.busy_percent_until(&b));
         let self_cpu_end = Sample::of(ProcSample::of_self().ok());
         shared.stop.cancel();
         progress.abort();
@@ -255,6 +257,7 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
             published,
             publisher_wire: publisher_wire.totals(),
             server_cpu: server_cpu_start.cpu_until(&server_cpu_end),
+            machine_busy,
             self_cpu: self_cpu_start.cpu_until(&self_cpu_end),
             window: start.elapsed(),
             lag_p99_us: lag.value_at_quantile(0.99),
@@ -296,8 +299,8 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
     let server_cpu_ms = o.server_cpu.map(|(cpu, _)| cpu.as_secs_f64() * 1000.0);
     let loadgen_cpu_percent = o.self_cpu.map_or(0.0, |(cpu, wall)| cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0);
     let server_cpu_percent = o.server_cpu.map(|(cpu, wall)| cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0);
-    let (saturated, reasons, noisy) = saturation(loadgen_cpu_percent, server_cpu_percent, o.lag_p99_us);
-    let self_rss = rss(o.self_connected).unwrap_or(0);
+    let (saturated, reasons, noisy) = saturation(loadgen_cpu_percent, server_cpu_percent, o.machine_busy, o.lag_p99_us);
+    let self_rss = rss(o.self_connected);
 
     Ok(TransportResult {
         transport,
@@ -342,12 +345,13 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         server_fds: o.server_fds,
         loadgen_cpu_percent,
         loadgen_rss_bytes: self_rss,
-        loadgen_rss_per_subscriber_bytes: match self_before {
-            Some(before) if connected > 0 => Some((self_rss as f64 - before.rss_bytes as f64) / connected as f64),
+        loadgen_rss_per_subscriber_bytes: match (self_before, self_rss) {
+            (Some(before), Some(after)) if connected > 0 => Some((after as f64 - before.rss_bytes as f64) / connected as f64),
             _ => None,
         },
         loadgen_fds: o.loadgen_fds,
         loadgen_lag_p99_us: o.lag_p99_us,
+        machine_cpu_busy_percent: o.machine_busy,
         loadgen_saturated: saturated,
         loadgen_saturation_reasons: reasons,
         noise: noisy,
@@ -375,6 +379,7 @@ struct Orchestrated {
     published: crate::publisher::Published,
     publisher_wire: (u64, u64),
     server_cpu: Option<(Duration, Duration)>,
+    machine_busy: Option<f64>,
     self_cpu: Option<(Duration, Duration)>,
     window: Duration,
     lag_p99_us: u64,
@@ -384,12 +389,14 @@ struct Orchestrated {
 /// disturbed them.
 ///
 /// Saturated, any one is enough: the load generator using ≥ 90 % of all cores; load generator plus server
-/// using ≥ 90 % of all cores (on a shared machine they compete, so neither figure is clean); or the load
+/// using ≥ 90 % of all cores, or the whole machine ≥ 90 % busy (`/proc/stat`, which also sees the kernel's
+/// loopback network work that neither process is charged for: on a shared machine they compete, so
+/// neither figure is clean); or the load
 /// generator's own scheduling lag (a task asking to sleep 5 ms wakes ≥ 10 ms late at p99, so events wait
 /// in our queue, not the server's) while it used at least half a core. Lag while the load generator was
 /// nearly idle means something else on the machine took the CPU: that is a separate warning ("noisy
 /// machine"), not saturation.
-pub fn saturation(loadgen_cpu_percent: f64, server_cpu_percent: Option<f64>, lag_p99_us: u64) -> (bool, Vec<String>, Option<String>) {
+pub fn saturation(loadgen_cpu_percent: f64, server_cpu_percent: Option<f64>, machine_busy_percent: Option<f64>, lag_p99_us: u64) -> (bool, Vec<String>, Option<String>) {
     let capacity = cpus() as f64 * 100.0;
     let mut reasons = Vec::new();
     let lagging = lag_p99_us >= SATURATION_LAG_US;
@@ -403,10 +410,38 @@ pub fn saturation(loadgen_cpu_percent: f64, server_cpu_percent: Option<f64>, lag
         && loadgen_cpu_percent + server >= SATURATION_SHARE * capacity
     {
         reasons.push(format!("machine full: load generator {loadgen_cpu_percent:.0}% + server {server:.0}% of {capacity:.0}% CPU"));
+    } else if let Some(busy) = machine_busy_percent
+        && busy >= SATURATION_SHARE * 100.0
+    {
+        reasons.push(format!("machine full: all cores {busy:.0}% busy (load generator {loadgen_cpu_percent:.0}%; the server, the kernel and any other process the rest)"));
     }
     let noisy = (lagging && reasons.is_empty())
         .then(|| format!("{lag} while the load generator used only {loadgen_cpu_percent:.0}% CPU: another process was busy, timings are noisy"));
     (!reasons.is_empty(), reasons, noisy)
+}
+
+/// Machine-wide CPU time from the first line of `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+struct MachineCpu {
+    busy: u64,
+    total: u64,
+}
+
+impl MachineCpu {
+    fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal ...: idle and iowait are the idle time.
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        let total: u64 = fields.iter().take(8).sum();
+        Some(Self { busy: total - idle, total })
+    }
+
+    /// Share of all cores busy between `self` and `later`, percent.
+    fn busy_percent_until(&self, later: &Self) -> Option<f64> {
+        let total = later.total.checked_sub(self.total).filter(|&t| t > 0)?;
+        Some(later.busy.saturating_sub(self.busy) as f64 / total as f64 * 100.0)
+    }
 }
 
 /// Measures how late a 5 ms sleep wakes up, until `stop`: the load generator's own queueing delay.

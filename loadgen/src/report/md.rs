@@ -108,7 +108,7 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
             mib(r.server_rss_before_bytes),
             mib(r.server_rss_connected_bytes),
             opt(r.server_cpu_ms, 0),
-            mib(Some(r.loadgen_rss_bytes)),
+            mib(r.loadgen_rss_bytes),
             opt(r.loadgen_rss_per_subscriber_bytes, 0),
             ms(r.loadgen_lag_p99_us as f64)
         )?;

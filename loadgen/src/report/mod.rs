@@ -127,8 +127,9 @@ pub struct TransportResult {
     pub server_fds: Option<u64>,
     /// Load generator CPU over publishing and drain, percent of one core.
     pub loadgen_cpu_percent: f64,
-    /// Load generator RSS with subscribers connected.
-    pub loadgen_rss_bytes: u64,
+    /// Load generator RSS with subscribers connected (None if `/proc` could not be read, e.g. out of
+    /// file descriptors).
+    pub loadgen_rss_bytes: Option<u64>,
     /// Load generator RSS growth per connected subscriber; clean for the first transport of a run only
     /// (later ones reuse memory the allocator kept).
     pub loadgen_rss_per_subscriber_bytes: Option<f64>,
@@ -136,6 +137,9 @@ pub struct TransportResult {
     pub loadgen_fds: u64,
     /// 99th percentile of the load generator's scheduling lag (a 5 ms timer's oversleep), µs.
     pub loadgen_lag_p99_us: u64,
+    /// Share of all cores busy over publishing and drain (`/proc/stat`: load generator, server, kernel and
+    /// anything else), percent.
+    pub machine_cpu_busy_percent: Option<f64>,
     /// Whether the load generator (or the machine) was saturated: the figures then describe it.
     pub loadgen_saturated: bool,
     /// Why it counts as saturated.

@@ -104,12 +104,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
     /// TCP connect failed.
-    #[error("connect to {addr}: {source}")]
+    #[error("connect to {addr}: {error}")]
     Connect {
         /// The server.
         addr: SocketAddr,
         /// The I/O error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The HTTP exchange failed.
     #[error("http: {0}")]
@@ -143,9 +143,9 @@ pub enum ConnError {
 /// Opens a counted TCP connection; returns it with the time the connect took.
 pub async fn connect(addr: SocketAddr, counters: &Arc<WireCounters>) -> Result<(Counted<TcpStream>, Duration), ConnError> {
     let started = Instant::now();
-    let tcp = TcpStream::connect(addr).await.map_err(|source| ConnError::Connect { addr, source })?;
+    let tcp = TcpStream::connect(addr).await.map_err(|error| ConnError::Connect { addr, error })?;
     let took = started.elapsed();
-    tcp.set_nodelay(true).map_err(|source| ConnError::Connect { addr, source })?;
+    tcp.set_nodelay(true).map_err(|error| ConnError::Connect { addr, error })?;
     Ok((Counted::new(tcp, counters.clone()), took))
 }
 

@@ -67,14 +67,6 @@ pub enum RunError {
     /// goose refused its configuration or failed.
     #[error("goose: {0}")]
     Goose(String),
-    /// Output could not be written.
-    #[error("cannot write {path}: {source}")]
-    Write {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
 }
 
 impl From<goose::GooseError> for RunError {

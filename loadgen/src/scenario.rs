@@ -272,12 +272,12 @@ pub const MAX_LONGPOLL_MS: u64 = 120_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("cannot read scenario {path}: {source}")]
+    #[error("cannot read scenario {path}: {error}")]
     Read {
         /// The file.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The TOML did not parse or had unknown or mistyped fields.
     #[error("scenario {path} is not valid TOML for a scenario: {message}")]
@@ -313,7 +313,7 @@ impl Scenario {
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read { path: shown.clone(), error })?;
         Self::parse(&text, &shown)
     }
 

@@ -35,12 +35,12 @@ pub enum ServerError {
     #[error("cannot find {SERVER_BIN}: looked at {0}; build it (`cargo build --release`) or pass --server-bin")]
     NotFound(String),
     /// Spawning failed.
-    #[error("cannot start {path}: {source}")]
+    #[error("cannot start {path}: {error}")]
     Spawn {
         /// The binary.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The server did not print its address.
     #[error("{0} did not report its listening address: {1}")]
@@ -86,7 +86,7 @@ impl Server {
     /// Spawns `bin --listen 127.0.0.1:0 <args>`, its stderr going to `log`, and waits for its address.
     pub async fn spawn(bin: &Path, args: &[String], log: &Path) -> Result<Self, ServerError> {
         let shown = bin.display().to_string();
-        let log_file = std::fs::File::create(log).map_err(|source| ServerError::Spawn { path: log.display().to_string(), source })?;
+        let log_file = std::fs::File::create(log).map_err(|error| ServerError::Spawn { path: log.display().to_string(), error })?;
         let mut child = Command::new(bin)
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -96,7 +96,7 @@ impl Server {
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| ServerError::Spawn { path: shown.clone(), source })?;
+            .map_err(|error| ServerError::Spawn { path: shown.clone(), error })?;
         let pid = child.id();
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();

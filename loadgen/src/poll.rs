@@ -74,7 +74,14 @@ pub async fn poll_once(sub: &mut Subscriber<'_>, conn: &mut Option<PollConn>, pa
     let c = conn.as_mut().expect("opened above");
     sub.rec.log.counters.requests += 1;
     let sent = Instant::now();
-    let churn_at = if churn_cuts { sub.churn_deadline() } else { Instant::now() + Duration::from_secs(86_400 * 365) };
+    let churn = sub.churn_signal();
+    let churn = async move {
+        if churn_cuts {
+            churn.await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
     let exchange = async {
         let response = c.http.get(path, &[]).await?;
         let first_byte = sent.elapsed();
@@ -86,7 +93,7 @@ pub async fn poll_once(sub: &mut Subscriber<'_>, conn: &mut Option<PollConn>, pa
             sub.rec.log.counters.requests_cut += 1;
             return Ok(Some(End::Stop));
         }
-        _ = tokio::time::sleep_until(churn_at) => {
+        () = churn => {
             sub.rec.log.counters.requests_cut += 1;
             *conn = None;
             sub.churned();

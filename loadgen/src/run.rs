@@ -176,6 +176,7 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         host: server.addr.to_string().into(),
         wire: Arc::new(WireCounters::default()),
         meters: RunMeters::default(),
+        draining: CancellationToken::new(),
         stop: CancellationToken::new(),
         logs: Mutex::new(Vec::with_capacity(n as usize)),
     });
@@ -232,6 +233,7 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         let self_cpu_start = Sample::of(ProcSample::of_self().ok());
         let lag_probe = spawn_lag_probe(shared.stop.clone());
         let published = publish(server.addr, shared.host.clone(), schedule.clone(), publisher_wire.clone(), published_live.clone()).await;
+        shared.draining.cancel();
 
         // 4. drain, then stop every subscriber.
         tokio::time::sleep(scenario.drain).await;

@@ -11,7 +11,8 @@
 //!   polling subscribers poll again.
 //! - the publisher is open-loop: event `i` is due at `start + i / publish_rate`, whatever the server does.
 //! - `[fanout]` says which topics exist and who subscribes to what (see [`Fanout`]).
-//! - `[churn]`, when present, makes every subscriber drop its connection and resume from its cursor.
+//! - `[churn]`, when present, makes every subscriber drop its connection and resume from its cursor
+//!   (while events are published; churn stops for the drain, so the last events meet connected subscribers).
 
 use std::path::Path;
 use std::time::Duration;

@@ -109,11 +109,12 @@ where
     };
     let mut connection_reported = false;
     let mut body = response.into_body();
-    let churn_at = sub.churn_deadline();
+    let churn = sub.churn_signal();
+    tokio::pin!(churn);
     loop {
         let frame = tokio::select! {
             _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
-            _ = tokio::time::sleep_until(churn_at) => return Ok(End::Churn),
+            () = &mut churn => return Ok(End::Churn),
             frame = body.frame() => frame,
         };
         let frame = match frame {

@@ -38,6 +38,9 @@ pub struct Shared {
     pub wire: Arc<WireCounters>,
     /// Histograms and live counters.
     pub meters: RunMeters,
+    /// Cancelled when the last event is published: churn stops, so that every subscriber is connected
+    /// while the last events arrive.
+    pub draining: CancellationToken,
     /// Cancelled when the drain period ends: every subscriber stops.
     pub stop: CancellationToken,
     /// Logs handed back by finished subscribers (pushed once per subscriber; no `.await` under the lock).
@@ -122,13 +125,29 @@ impl<'a> Subscriber<'a> {
         self.rec.cursor.map(|c| format!("&after={c}")).unwrap_or_default()
     }
 
-    /// Instant of the next churn drop (far away when there is no churn).
-    pub fn churn_deadline(&self) -> Instant {
-        self.churn.as_ref().map_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365), |c| c.next)
+    /// Resolves when this subscriber should drop its connection: at its next churn time, unless the run
+    /// is draining by then (then never). Without churn it never resolves.
+    pub fn churn_signal(&self) -> impl Future<Output = ()> + use<> {
+        let at = self.churn.as_ref().map(|c| c.next);
+        let draining = self.shared.draining.clone();
+        async move {
+            match at {
+                Some(at) => {
+                    tokio::time::sleep_until(at).await;
+                    if draining.is_cancelled() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        }
     }
 
-    /// Whether a churn drop is due now; if so, schedules the next one.
+    /// Whether a churn drop is due now (never while draining); if so, schedules the next one.
     pub fn churn_due(&mut self) -> bool {
+        if self.shared.draining.is_cancelled() {
+            return false;
+        }
         match &mut self.churn {
             Some(clock) if Instant::now() >= clock.next => {
                 while clock.next <= Instant::now() {

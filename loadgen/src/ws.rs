@@ -63,12 +63,13 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
         }
     };
     sub.report("GET", "/ws upgrade", upgrade, Ok(Some(101))).await;
-    let churn_at = sub.churn_deadline();
+    let churn = sub.churn_signal();
+    tokio::pin!(churn);
     let mut reported = false;
     let end = loop {
         let frame = tokio::select! {
             _ = sub.shared.stop.cancelled() => break End::Stop,
-            _ = tokio::time::sleep_until(churn_at) => break End::Churn,
+            () = &mut churn => break End::Churn,
             frame = ws.next() => frame,
         };
         let subscribed = match frame {

@@ -98,7 +98,13 @@ type Outcome = Result<(), (u8, anyhow::Error)>;
 fn check(paths: &[PathBuf]) -> Outcome {
     for path in paths {
         let scenario = Scenario::load(path).map_err(|e| (EXIT_USAGE, e.into()))?;
-        println!("{}: ok ({} subscribers, {} transports, {} events)", path.display(), scenario.subscribers, scenario.transports.len(), scenario.events_to_publish());
+        println!(
+            "{}: ok ({} subscribers, {} transports, {} events)",
+            path.display(),
+            scenario.subscribers,
+            scenario.transports.len(),
+            scenario.events_to_publish()
+        );
     }
     Ok(())
 }
@@ -106,8 +112,13 @@ fn check(paths: &[PathBuf]) -> Outcome {
 fn run_command(args: RunArgs) -> Outcome {
     let scenario = Arc::new(Scenario::load(&args.scenario).map_err(|e| (EXIT_USAGE, e.into()))?);
     let server = match args.target {
-        Some(url) => ServerSource::Target { url, pid: args.server_pid },
-        None => ServerSource::Spawn(locate(args.server_bin.as_deref()).map_err(|e| (EXIT_RUNTIME, e.into()))?),
+        Some(url) => ServerSource::Target {
+            url,
+            pid: args.server_pid,
+        },
+        None => ServerSource::Spawn(
+            locate(args.server_bin.as_deref()).map_err(|e| (EXIT_RUNTIME, e.into()))?,
+        ),
     };
     let out_dir = args.out.unwrap_or_else(|| default_out_dir(&scenario));
     let want = scenario.subscribers + 1024;
@@ -119,8 +130,13 @@ fn run_command(args: RunArgs) -> Outcome {
         );
     }
     let runtime = || -> anyhow::Result<()> {
-        std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-        let options = RunOptions { server, out_dir: out_dir.clone(), progress: !args.no_progress };
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
+        let options = RunOptions {
+            server,
+            out_dir: out_dir.clone(),
+            progress: !args.no_progress,
+        };
         let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         let result = rt.block_on(run(scenario.clone(), &options))?;
         write_all(&result, &out_dir)?;
@@ -135,7 +151,9 @@ fn run_command(args: RunArgs) -> Outcome {
 /// limit, and past it when `want` needs more and we may (as root). Returns the limit in force.
 fn raise_open_file_limit(want: u64) -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return u64::MAX };
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return u64::MAX;
+    };
     if want > hard && setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
         return want;
     }
@@ -146,7 +164,8 @@ fn raise_open_file_limit(want: u64) -> u64 {
 }
 
 fn rerender(path: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {
-    let result = report::json::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let result =
+        report::json::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let dir = out.unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write_reports(&result, &dir)?;
@@ -157,18 +176,24 @@ fn rerender(path: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> 
 /// Writes `result.json`, `report.md` and `report.html` into `dir`.
 pub fn write_all(result: &RunResult, dir: &std::path::Path) -> anyhow::Result<()> {
     let path = dir.join("result.json");
-    let file = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-    report::json::write(result, std::io::BufWriter::new(file)).with_context(|| format!("cannot write {}", path.display()))?;
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    report::json::write(result, std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     write_reports(result, dir)
 }
 
 fn write_reports(result: &RunResult, dir: &std::path::Path) -> anyhow::Result<()> {
     let md = dir.join("report.md");
-    let file = std::fs::File::create(&md).with_context(|| format!("cannot write {}", md.display()))?;
-    report::md::write(result, std::io::BufWriter::new(file)).with_context(|| format!("cannot write {}", md.display()))?;
+    let file =
+        std::fs::File::create(&md).with_context(|| format!("cannot write {}", md.display()))?;
+    report::md::write(result, std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", md.display()))?;
     let html = dir.join("report.html");
-    let file = std::fs::File::create(&html).with_context(|| format!("cannot write {}", html.display()))?;
-    report::html::write(result, std::io::BufWriter::new(file)).with_context(|| format!("cannot write {}", html.display()))?;
+    let file =
+        std::fs::File::create(&html).with_context(|| format!("cannot write {}", html.display()))?;
+    report::html::write(result, std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", html.display()))?;
     Ok(())
 }
 
@@ -184,5 +209,8 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
     for warning in &result.warnings {
         eprintln!("WARNING: {warning}");
     }
-    println!("\nwrote {0}/result.json, {0}/report.md, {0}/report.html", dir.display());
+    println!(
+        "\nwrote {0}/result.json, {0}/report.md, {0}/report.html",
+        dir.display()
+    );
 }

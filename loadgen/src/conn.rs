@@ -40,7 +40,10 @@ pub struct WireCounters {
 impl WireCounters {
     /// `(read, written)` so far.
     pub fn totals(&self) -> (u64, u64) {
-        (self.read.load(Ordering::Relaxed), self.written.load(Ordering::Relaxed))
+        (
+            self.read.load(Ordering::Relaxed),
+            self.written.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -59,7 +62,11 @@ impl<S> Counted<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
@@ -71,7 +78,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = result {
             self.counters.written.fetch_add(n as u64, Ordering::Relaxed);
@@ -79,7 +90,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         result
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = result {
             self.counters.written.fetch_add(n as u64, Ordering::Relaxed);
@@ -141,11 +156,17 @@ pub enum ConnError {
 }
 
 /// Opens a counted TCP connection; returns it with the time the connect took.
-pub async fn connect(addr: SocketAddr, counters: &Arc<WireCounters>) -> Result<(Counted<TcpStream>, Duration), ConnError> {
+pub async fn connect(
+    addr: SocketAddr,
+    counters: &Arc<WireCounters>,
+) -> Result<(Counted<TcpStream>, Duration), ConnError> {
     let started = Instant::now();
-    let tcp = TcpStream::connect(addr).await.map_err(|error| ConnError::Connect { addr, error })?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|error| ConnError::Connect { addr, error })?;
     let took = started.elapsed();
-    tcp.set_nodelay(true).map_err(|error| ConnError::Connect { addr, error })?;
+    tcp.set_nodelay(true)
+        .map_err(|error| ConnError::Connect { addr, error })?;
     Ok((Counted::new(tcp, counters.clone()), took))
 }
 
@@ -167,10 +188,16 @@ impl Drop for HttpConn {
 
 impl HttpConn {
     /// Connects and performs the (trivial) HTTP/1 handshake. Returns the TCP connect time too.
-    pub async fn open(addr: SocketAddr, host: Arc<str>, counters: &Arc<WireCounters>) -> Result<(Self, Duration), ConnError> {
+    pub async fn open(
+        addr: SocketAddr,
+        host: Arc<str>,
+        counters: &Arc<WireCounters>,
+    ) -> Result<(Self, Duration), ConnError> {
         let (stream, connect_time) = connect(addr, counters).await?;
         // hyper's read buffer starts at 8 KiB and grows only for large responses: bounded per subscriber.
-        let (send, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
+        let (send, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
         let driver = tokio::spawn(async move {
             // Errors surface on the request or the body; the driver's own result adds nothing.
             let _ = conn.await;
@@ -179,19 +206,35 @@ impl HttpConn {
     }
 
     /// Sends one request and waits for the response head.
-    pub async fn send(&mut self, method: hyper::Method, path_and_query: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Response<Incoming>, ConnError> {
-        let mut builder = Request::builder().method(method).uri(path_and_query).header(hyper::header::HOST, &*self.host);
+    pub async fn send(
+        &mut self,
+        method: hyper::Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Response<Incoming>, ConnError> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(hyper::header::HOST, &*self.host);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let request = builder.body(Full::new(body)).expect("request parts are valid");
+        let request = builder
+            .body(Full::new(body))
+            .expect("request parts are valid");
         self.send.ready().await?;
         Ok(self.send.send_request(request).await?)
     }
 
     /// `GET` with no body.
-    pub async fn get(&mut self, path_and_query: &str, headers: &[(&str, &str)]) -> Result<Response<Incoming>, ConnError> {
-        self.send(hyper::Method::GET, path_and_query, headers, Bytes::new()).await
+    pub async fn get(
+        &mut self,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Incoming>, ConnError> {
+        self.send(hyper::Method::GET, path_and_query, headers, Bytes::new())
+            .await
     }
 }
 
@@ -201,16 +244,25 @@ pub async fn body_of(path: &str, response: Response<Incoming>) -> Result<Bytes, 
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     if !status.is_success() {
-        return Err(ConnError::Status { path: path.to_owned(), status: status.as_u16(), body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned() });
+        return Err(ConnError::Status {
+            path: path.to_owned(),
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        });
     }
     Ok(body)
 }
 
 /// Fails on an error status, reading the error body first so the message says why.
-pub async fn expect_success(path: &str, response: Response<Incoming>) -> Result<Response<Incoming>, ConnError> {
+pub async fn expect_success(
+    path: &str,
+    response: Response<Incoming>,
+) -> Result<Response<Incoming>, ConnError> {
     if response.status().is_success() {
         Ok(response)
     } else {
-        Err(body_of(path, response).await.expect_err("an error status always yields an error"))
+        Err(body_of(path, response)
+            .await
+            .expect_err("an error status always yields an error"))
     }
 }

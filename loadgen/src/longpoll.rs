@@ -19,7 +19,11 @@ pub async fn run(sub: &mut Subscriber<'_>) {
     loop {
         let path = match sub.rec.cursor {
             None => format!("/poll?{}", sub.topics_query),
-            Some(cursor) => format!("/longpoll?{}&after={cursor}&timeout_ms={}", sub.topics_query, hold.as_millis()),
+            Some(cursor) => format!(
+                "/longpoll?{}&after={cursor}&timeout_ms={}",
+                sub.topics_query,
+                hold.as_millis()
+            ),
         };
         match poll_once(sub, &mut conn, &path, hold, true).await {
             Ok(Some(End::Stop)) => break,

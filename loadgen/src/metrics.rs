@@ -29,7 +29,9 @@ const MAX_US: u64 = 3_600_000_000;
 
 /// Unix time in nanoseconds.
 pub fn unix_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// A histogram of µs values with three significant digits, 1 µs to one hour.
@@ -68,7 +70,9 @@ impl Default for Histograms {
 /// Locks the shared histograms. The lock guards plain arithmetic with no `.await` inside, so a
 /// `std::sync::Mutex` is right; a poisoned lock only means another subscriber panicked mid-merge.
 pub fn lock(histograms: &Mutex<Histograms>) -> std::sync::MutexGuard<'_, Histograms> {
-    histograms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    histograms
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Per-subscriber buffer of `(from_intended_us, from_server_us)` pairs.
@@ -97,7 +101,8 @@ impl LatencyBatch {
         let mut h = lock(shared);
         for &(intended, server) in &self.samples {
             h.latency.saturating_record(intended.clamp(1, MAX_US));
-            h.latency_from_server.saturating_record(server.clamp(1, MAX_US));
+            h.latency_from_server
+                .saturating_record(server.clamp(1, MAX_US));
         }
         drop(h);
         self.samples.clear();
@@ -168,7 +173,14 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder for a subscriber of `topics`.
     pub fn new(topics: Vec<u64>) -> Self {
-        Self { log: SubscriberLog { topics, ..SubscriberLog::default() }, cursor: None, latency: LatencyBatch::default() }
+        Self {
+            log: SubscriberLog {
+                topics,
+                ..SubscriberLog::default()
+            },
+            cursor: None,
+            latency: LatencyBatch::default(),
+        }
     }
 
     /// The subscription is live at `next` (a `subscribed` message or a poll answer's `next`).
@@ -186,7 +198,10 @@ impl Recorder {
         self.log.counters.gaps += 1;
         let resumed = gap.resume.saturating_sub(1);
         self.cursor = Some(self.cursor.map_or(resumed, |c| c.max(resumed)));
-        self.log.last_error = Some(format!("gap notice: events after {} before {} were evicted", gap.after, gap.resume));
+        self.log.last_error = Some(format!(
+            "gap notice: events after {} before {} were evicted",
+            gap.after, gap.resume
+        ));
     }
 
     /// One delivered event. Latency is recorded only for events intended after `measure_start_ns`.
@@ -199,7 +214,8 @@ impl Recorder {
             && intended >= shared.measure_start_ns.load(Ordering::Relaxed)
         {
             let us = |from: u64| now.saturating_sub(from) / 1000;
-            self.latency.push((us(intended), us(event.ts)), &shared.histograms);
+            self.latency
+                .push((us(intended), us(event.ts)), &shared.histograms);
         }
     }
 
@@ -248,7 +264,12 @@ impl Default for RunMeters {
 
 impl RunMeters {
     /// Records the timings of one new connection.
-    pub fn record_connection(&self, connect: Duration, first_byte: Duration, subscribed: Option<Duration>) {
+    pub fn record_connection(
+        &self,
+        connect: Duration,
+        first_byte: Duration,
+        subscribed: Option<Duration>,
+    ) {
         let us = |d: Duration| (d.as_micros() as u64).clamp(1, MAX_US);
         let mut h = lock(&self.histograms);
         h.connect.saturating_record(us(connect));
@@ -296,7 +317,9 @@ impl PublishedLog {
             .iter()
             .flat_map(|&t| {
                 let list = &self.by_topic[t as usize];
-                list[list.partition_point(|&id| id <= after)..].iter().copied()
+                list[list.partition_point(|&id| id <= after)..]
+                    .iter()
+                    .copied()
             })
             .collect();
         if topics.len() > 1 {
@@ -436,32 +459,64 @@ mod tests {
     use super::*;
 
     fn log(topics: Vec<u64>, first: Option<u64>, received: Vec<u64>) -> SubscriberLog {
-        SubscriberLog { topics, first_cursor: first, received, ..SubscriberLog::default() }
+        SubscriberLog {
+            topics,
+            first_cursor: first,
+            received,
+            ..SubscriberLog::default()
+        }
     }
 
     #[test]
     fn accounting_is_exact() {
         // topic 0: ids 1,3,5,7; topic 1: ids 2,4,6
-        let published = PublishedLog::new(2, [(1, 0), (2, 1), (3, 0), (4, 1), (5, 0), (6, 1), (7, 0)]);
+        let published =
+            PublishedLog::new(2, [(1, 0), (2, 1), (3, 0), (4, 1), (5, 0), (6, 1), (7, 0)]);
         assert_eq!(published.total(), 7);
 
         let perfect = account(&log(vec![0], Some(2), vec![3, 5, 7]), &published);
-        assert_eq!(perfect, Completeness { expected: 3, delivered: 3, ..Completeness::default() });
+        assert_eq!(
+            perfect,
+            Completeness {
+                expected: 3,
+                delivered: 3,
+                ..Completeness::default()
+            }
+        );
 
         // Both topics from cursor 3: owed 4,5,6,7. Received 4, 6 twice, 5 late, 2 (before cursor); 7 lost.
         let messy = account(&log(vec![0, 1], Some(3), vec![4, 6, 6, 5, 2]), &published);
         assert_eq!(
             messy,
-            Completeness { expected: 4, delivered: 3, lost: 1, duplicates: 1, out_of_order: 2, unexpected: 1, never_subscribed: 0 }
+            Completeness {
+                expected: 4,
+                delivered: 3,
+                lost: 1,
+                duplicates: 1,
+                out_of_order: 2,
+                unexpected: 1,
+                never_subscribed: 0
+            }
         );
 
         let absent = account(&log(vec![1], None, vec![]), &published);
-        assert_eq!(absent, Completeness { expected: 3, lost: 3, never_subscribed: 1, ..Completeness::default() });
+        assert_eq!(
+            absent,
+            Completeness {
+                expected: 3,
+                lost: 3,
+                never_subscribed: 1,
+                ..Completeness::default()
+            }
+        );
     }
 
     #[test]
     fn intended_time_is_read_from_data() {
-        assert_eq!(intended_send_ns("1763870000123456789 xxxx"), Some(1_763_870_000_123_456_789));
+        assert_eq!(
+            intended_send_ns("1763870000123456789 xxxx"),
+            Some(1_763_870_000_123_456_789)
+        );
         assert_eq!(intended_send_ns("42"), Some(42));
         assert_eq!(intended_send_ns("hello world"), None);
     }

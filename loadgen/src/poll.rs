@@ -56,13 +56,24 @@ pub struct PollConn {
 /// Sends one poll or long-poll (`hold` = the server's maximum hold) on `conn`, opening it first if needed,
 /// and records the answer. Returns `Some(End)` when the run stopped or churn cut the request
 /// (`churn_cuts` lets long-polls be cut mid-hold); the connection is dropped on churn and on errors.
-pub async fn poll_once(sub: &mut Subscriber<'_>, conn: &mut Option<PollConn>, path: &str, hold: Duration, churn_cuts: bool) -> Result<Option<End>, ConnError> {
+pub async fn poll_once(
+    sub: &mut Subscriber<'_>,
+    conn: &mut Option<PollConn>,
+    path: &str,
+    hold: Duration,
+    churn_cuts: bool,
+) -> Result<Option<End>, ConnError> {
     if conn.is_none() {
         let started = Instant::now();
         match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
             Ok((http, connect)) => {
                 sub.connection_opened();
-                *conn = Some(PollConn { http, started, connect, reported: false });
+                *conn = Some(PollConn {
+                    http,
+                    started,
+                    connect,
+                    reported: false,
+                });
             }
             Err(e) => {
                 sub.rec.on_failed_connect(&e);
@@ -105,12 +116,15 @@ pub async fn poll_once(sub: &mut Subscriber<'_>, conn: &mut Option<PollConn>, pa
         Ok(answer) => answer,
         Err(e) => {
             *conn = None;
-            sub.report("GET", path_name(path), sent.elapsed(), Err(&e)).await;
+            sub.report("GET", path_name(path), sent.elapsed(), Err(&e))
+                .await;
             return Err(e);
         }
     };
-    sub.report("GET", path_name(path), first_byte, Ok(Some(200))).await;
-    let answer: PollResponse<'_> = serde_json::from_slice(&body).map_err(|e| sub.protocol_error(format!("poll answer: {e}")))?;
+    sub.report("GET", path_name(path), first_byte, Ok(Some(200)))
+        .await;
+    let answer: PollResponse<'_> = serde_json::from_slice(&body)
+        .map_err(|e| sub.protocol_error(format!("poll answer: {e}")))?;
     if let Some(gap) = answer.gap {
         sub.rec.on_gap(gap);
     }
@@ -125,7 +139,8 @@ pub async fn poll_once(sub: &mut Subscriber<'_>, conn: &mut Option<PollConn>, pa
     if !c.reported {
         c.reported = true;
         let (connect, since) = (c.connect, c.started.elapsed());
-        sub.report_connection(connect, first_byte, Some(since)).await;
+        sub.report_connection(connect, first_byte, Some(since))
+            .await;
     }
     Ok(None)
 }

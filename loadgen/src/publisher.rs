@@ -80,14 +80,28 @@ pub fn event_data(intended_ns: u64, size: usize) -> String {
 }
 
 /// Publishes the schedule to the server at `addr`; `sent` counts acknowledged events live.
-pub async fn publish(addr: SocketAddr, host: Arc<str>, schedule: Arc<Schedule>, wire: Arc<WireCounters>, sent: Arc<AtomicU64>) -> Published {
+pub async fn publish(
+    addr: SocketAddr,
+    host: Arc<str>,
+    schedule: Arc<Schedule>,
+    wire: Arc<WireCounters>,
+    sent: Arc<AtomicU64>,
+) -> Published {
     let workers = schedule.workers();
     let mut tasks = Vec::with_capacity(workers);
     for w in 0..workers {
-        let (host, schedule, wire, sent) = (host.clone(), schedule.clone(), wire.clone(), sent.clone());
-        tasks.push(tokio::spawn(async move { worker(w, workers, addr, host, &schedule, &wire, &sent).await }));
+        let (host, schedule, wire, sent) =
+            (host.clone(), schedule.clone(), wire.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            worker(w, workers, addr, host, &schedule, &wire, &sent).await
+        }));
     }
-    let mut total = Published { acks: Vec::with_capacity(schedule.count as usize), failures: 0, last_error: None, lateness: new_histogram() };
+    let mut total = Published {
+        acks: Vec::with_capacity(schedule.count as usize),
+        failures: 0,
+        last_error: None,
+        lateness: new_histogram(),
+    };
     for task in tasks {
         match task.await {
             Ok(part) => {
@@ -105,16 +119,37 @@ pub async fn publish(addr: SocketAddr, host: Arc<str>, schedule: Arc<Schedule>, 
     total
 }
 
-async fn worker(w: usize, workers: usize, addr: SocketAddr, host: Arc<str>, schedule: &Schedule, wire: &Arc<WireCounters>, sent: &AtomicU64) -> Published {
-    let mut out = Published { acks: Vec::new(), failures: 0, last_error: None, lateness: new_histogram() };
+async fn worker(
+    w: usize,
+    workers: usize,
+    addr: SocketAddr,
+    host: Arc<str>,
+    schedule: &Schedule,
+    wire: &Arc<WireCounters>,
+    sent: &AtomicU64,
+) -> Published {
+    let mut out = Published {
+        acks: Vec::new(),
+        failures: 0,
+        last_error: None,
+        lateness: new_histogram(),
+    };
     let mut conn: Option<HttpConn> = None;
-    let topics: Vec<String> = schedule.topics.iter().map(|t| format!("/publish/{t}")).collect();
+    let topics: Vec<String> = schedule
+        .topics
+        .iter()
+        .map(|t| format!("/publish/{t}"))
+        .collect();
     for i in (w as u64..schedule.count).step_by(workers) {
         tokio::time::sleep_until(schedule.start + schedule.offset(i)).await;
         let late = Instant::now().saturating_duration_since(schedule.start + schedule.offset(i));
-        out.lateness.saturating_record((late.as_micros() as u64).max(1));
+        out.lateness
+            .saturating_record((late.as_micros() as u64).max(1));
         let topic = i % topics.len() as u64;
-        let data = Bytes::from(event_data(schedule.intended_unix_ns(i), schedule.payload_bytes));
+        let data = Bytes::from(event_data(
+            schedule.intended_unix_ns(i),
+            schedule.payload_bytes,
+        ));
         match publish_one(&mut conn, addr, &host, wire, &topics[topic as usize], data).await {
             Ok(ack) => {
                 out.acks.push((ack.id, topic));
@@ -130,17 +165,36 @@ async fn worker(w: usize, workers: usize, addr: SocketAddr, host: Arc<str>, sche
     out
 }
 
-async fn publish_one(conn: &mut Option<HttpConn>, addr: SocketAddr, host: &Arc<str>, wire: &Arc<WireCounters>, path: &str, data: Bytes) -> Result<PublishAck, ConnError> {
+async fn publish_one(
+    conn: &mut Option<HttpConn>,
+    addr: SocketAddr,
+    host: &Arc<str>,
+    wire: &Arc<WireCounters>,
+    path: &str,
+    data: Bytes,
+) -> Result<PublishAck, ConnError> {
     if conn.is_none() {
         *conn = Some(HttpConn::open(addr, host.clone(), wire).await?.0);
     }
     let c = conn.as_mut().expect("opened above");
     let exchange = async {
-        let response = c.send(hyper::Method::POST, path, &[("content-type", "text/plain; charset=utf-8")], data).await?;
+        let response = c
+            .send(
+                hyper::Method::POST,
+                path,
+                &[("content-type", "text/plain; charset=utf-8")],
+                data,
+            )
+            .await?;
         body_of(path, response).await
     };
-    let body = tokio::time::timeout(Duration::from_secs(10), exchange).await.map_err(|_| ConnError::Timeout(Duration::from_secs(10)))??;
-    serde_json::from_slice(&body).map_err(|e| ConnError::Protocol { path: path.to_owned(), reason: format!("publish answer: {e}") })
+    let body = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| ConnError::Timeout(Duration::from_secs(10)))??;
+    serde_json::from_slice(&body).map_err(|e| ConnError::Protocol {
+        path: path.to_owned(),
+        reason: format!("publish answer: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -157,7 +211,14 @@ mod tests {
 
     #[test]
     fn schedule_is_fixed_in_advance() {
-        let schedule = Schedule { rate: 200.0, count: 10, payload_bytes: 64, topics: vec![Topic::parse("all").unwrap()], start: Instant::now(), start_unix_ns: 1_000_000_000 };
+        let schedule = Schedule {
+            rate: 200.0,
+            count: 10,
+            payload_bytes: 64,
+            topics: vec![Topic::parse("all").unwrap()],
+            start: Instant::now(),
+            start_unix_ns: 1_000_000_000,
+        };
         assert_eq!(schedule.offset(3), Duration::from_millis(15));
         assert_eq!(schedule.intended_unix_ns(200), 2_000_000_000);
         assert_eq!(schedule.workers(), 1);

@@ -26,9 +26,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::WireCounters;
-use crate::metrics::{Completeness, Percentiles, PublishedLog, RunMeters, SubscriberCounters, account, lock, new_histogram, unix_ns};
+use crate::metrics::{
+    Completeness, Percentiles, PublishedLog, RunMeters, SubscriberCounters, account, lock,
+    new_histogram, unix_ns,
+};
 use crate::publisher::{Schedule, publish};
-use crate::report::{GooseRow, Model, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult, encode_histogram};
+use crate::report::{
+    GooseRow, Model, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult,
+    encode_histogram,
+};
 use crate::scenario::Scenario;
 use crate::server_proc::{Server, ServerError, count_fds};
 use crate::subscriber::{Shared, Subscriber};
@@ -131,10 +137,16 @@ fn warnings_for(r: &TransportResult) -> Vec<String> {
         ));
     }
     if r.subscribers_connected < r.subscribers {
-        w.push(format!("{}: only {} of {} subscribers got a subscription", r.transport, r.subscribers_connected, r.subscribers));
+        w.push(format!(
+            "{}: only {} of {} subscribers got a subscription",
+            r.transport, r.subscribers_connected, r.subscribers
+        ));
     }
     if r.publish_failures > 0 {
-        w.push(format!("{}: {} publishes failed", r.transport, r.publish_failures));
+        w.push(format!(
+            "{}: {} publishes failed",
+            r.transport, r.publish_failures
+        ));
     }
     w
 }
@@ -148,18 +160,35 @@ struct Sample {
 
 impl Sample {
     fn of(proc: Option<ProcSample>) -> Self {
-        Self { at: Instant::now(), proc }
+        Self {
+            at: Instant::now(),
+            proc,
+        }
     }
 
     /// CPU time between `self` and `later`, and the wall time.
     fn cpu_until(&self, later: &Self) -> Option<(Duration, Duration)> {
-        Some((later.proc?.cpu.checked_sub(self.proc?.cpu)?, later.at - self.at))
+        Some((
+            later.proc?.cpu.checked_sub(self.proc?.cpu)?,
+            later.at - self.at,
+        ))
     }
 }
 
-async fn run_transport(scenario: &Arc<Scenario>, transport: Transport, options: &RunOptions) -> Result<TransportResult, RunError> {
+async fn run_transport(
+    scenario: &Arc<Scenario>,
+    transport: Transport,
+    options: &RunOptions,
+) -> Result<TransportResult, RunError> {
     let server = match &options.server {
-        ServerSource::Spawn(bin) => Server::spawn(bin, &scenario.server.args(), &options.out_dir.join(format!("server-{transport}.log"))).await?,
+        ServerSource::Spawn(bin) => {
+            Server::spawn(
+                bin,
+                &scenario.server.args(),
+                &options.out_dir.join(format!("server-{transport}.log")),
+            )
+            .await?
+        }
         ServerSource::Target { url, pid } => Server::target(url, *pid).await?,
     };
     let result = measure(scenario, transport, &server, options).await;
@@ -167,7 +196,12 @@ async fn run_transport(scenario: &Arc<Scenario>, transport: Transport, options: 
     result
 }
 
-async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server, options: &RunOptions) -> Result<TransportResult, RunError> {
+async fn measure(
+    scenario: &Arc<Scenario>,
+    transport: Transport,
+    server: &Server,
+    options: &RunOptions,
+) -> Result<TransportResult, RunError> {
     let n = scenario.subscribers;
     let shared = Arc::new(Shared {
         scenario: scenario.clone(),
@@ -197,11 +231,22 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
     let published_live = Arc::new(AtomicU64::new(0));
     let peak_rss = Arc::new(AtomicU64::new(0));
     let orchestrate = async {
-        let progress = spawn_progress(shared.clone(), published_live.clone(), server.pid, peak_rss.clone(), options.progress);
+        let progress = spawn_progress(
+            shared.clone(),
+            published_live.clone(),
+            server.pid,
+            peak_rss.clone(),
+            options.progress,
+        );
 
         // 2. all subscribers subscribed (or the launch deadline passed, or goose gave up).
-        let launch_deadline = Instant::now() + Duration::from_secs_f64(n as f64 / scenario.launch_rate) + Duration::from_secs(30);
-        while shared.meters.subscribed.load(Ordering::Relaxed) < n && Instant::now() < launch_deadline && !goose_done.is_cancelled() {
+        let launch_deadline = Instant::now()
+            + Duration::from_secs_f64(n as f64 / scenario.launch_rate)
+            + Duration::from_secs(30);
+        while shared.meters.subscribed.load(Ordering::Relaxed) < n
+            && Instant::now() < launch_deadline
+            && !goose_done.is_cancelled()
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if goose_done.is_cancelled() {
@@ -222,23 +267,37 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
             rate: scenario.publish_rate,
             count: scenario.events_to_publish(),
             payload_bytes: scenario.payload_bytes,
-            topics: (0..scenario.topic_count()).map(|t| scenario.topic(t)).collect(),
+            topics: (0..scenario.topic_count())
+                .map(|t| scenario.topic(t))
+                .collect(),
             start,
             start_unix_ns,
         });
-        shared.meters.measure_start_ns.store(start_unix_ns + scenario.warmup.as_nanos() as u64, Ordering::Relaxed);
+        shared.meters.measure_start_ns.store(
+            start_unix_ns + scenario.warmup.as_nanos() as u64,
+            Ordering::Relaxed,
+        );
         let publisher_wire = Arc::new(WireCounters::default());
         let machine_start = MachineCpu::read();
         let server_cpu_start = Sample::of(server.sample());
         let self_cpu_start = Sample::of(ProcSample::of_self().ok());
         let lag_probe = spawn_lag_probe(shared.stop.clone());
-        let published = publish(server.addr, shared.host.clone(), schedule.clone(), publisher_wire.clone(), published_live.clone()).await;
+        let published = publish(
+            server.addr,
+            shared.host.clone(),
+            schedule.clone(),
+            publisher_wire.clone(),
+            published_live.clone(),
+        )
+        .await;
         shared.draining.cancel();
 
         // 4. drain, then stop every subscriber.
         tokio::time::sleep(scenario.drain).await;
         let server_cpu_end = Sample::of(server.sample());
-        let machine_busy = machine_start.zip(MachineCpu::read()).and_then(|(a, b)| a.busy_percent_until(&b));
+        let machine_busy = machine_start
+            .zip(MachineCpu::read())
+            .and_then(|(a, b)| a.busy_percent_until(&b));
         let self_cpu_end = Sample::of(ProcSample::of_self().ok());
         shared.stop.cancel();
         progress.abort();
@@ -262,12 +321,17 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         eprintln!();
     }
     let goose_metrics = goose_metrics?;
-    let o = o.ok_or_else(|| RunError::Goose("goose ended before the subscribers were launched".into()))?;
+    let o = o.ok_or_else(|| {
+        RunError::Goose("goose ended before the subscribers were launched".into())
+    })?;
     let server_stats = server.stats().await;
 
     // Accounting.
     let logs = std::mem::take(&mut *shared.logs.lock().unwrap_or_else(|p| p.into_inner()));
-    let published_log = PublishedLog::new(scenario.topic_count() as usize, o.published.acks.iter().copied());
+    let published_log = PublishedLog::new(
+        scenario.topic_count() as usize,
+        o.published.acks.iter().copied(),
+    );
     let mut completeness = Completeness::default();
     let mut counters = SubscriberCounters::default();
     let mut last_error = o.published.last_error.clone();
@@ -291,9 +355,18 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
     let server_rss_before = rss(server_before);
     let server_rss_connected = rss(o.server_connected);
     let server_cpu_ms = o.server_cpu.map(|(cpu, _)| cpu.as_secs_f64() * 1000.0);
-    let loadgen_cpu_percent = o.self_cpu.map_or(0.0, |(cpu, wall)| cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0);
-    let server_cpu_percent = o.server_cpu.map(|(cpu, wall)| cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0);
-    let (saturated, reasons, noisy) = saturation(loadgen_cpu_percent, server_cpu_percent, o.machine_busy, o.lag_p99_us);
+    let loadgen_cpu_percent = o.self_cpu.map_or(0.0, |(cpu, wall)| {
+        cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0
+    });
+    let server_cpu_percent = o
+        .server_cpu
+        .map(|(cpu, wall)| cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0);
+    let (saturated, reasons, noisy) = saturation(
+        loadgen_cpu_percent,
+        server_cpu_percent,
+        o.machine_busy,
+        o.lag_p99_us,
+    );
     let self_rss = rss(o.self_connected);
 
     Ok(TransportResult {
@@ -331,7 +404,9 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         server_rss_connected_bytes: server_rss_connected,
         server_rss_peak_bytes: Some(peak_rss.load(Ordering::Relaxed)).filter(|&p| p > 0),
         server_rss_per_connection_bytes: match (server_rss_before, server_rss_connected) {
-            (Some(before), Some(after)) if connected > 0 => Some((after as f64 - before as f64) / connected as f64),
+            (Some(before), Some(after)) if connected > 0 => {
+                Some((after as f64 - before as f64) / connected as f64)
+            }
             _ => None,
         },
         server_cpu_ms,
@@ -340,7 +415,9 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
         loadgen_cpu_percent,
         loadgen_rss_bytes: self_rss,
         loadgen_rss_per_subscriber_bytes: match (self_before, self_rss) {
-            (Some(before), Some(after)) if connected > 0 => Some((after as f64 - before.rss_bytes as f64) / connected as f64),
+            (Some(before), Some(after)) if connected > 0 => {
+                Some((after as f64 - before.rss_bytes as f64) / connected as f64)
+            }
             _ => None,
         },
         loadgen_fds: o.loadgen_fds,
@@ -355,9 +432,14 @@ async fn measure(scenario: &Arc<Scenario>, transport: Transport, server: &Server
             events_per_subscriber_per_s: scenario.events_per_subscriber_per_s(),
             poll_interval_ms: scenario.poll_interval.as_secs_f64() * 1000.0,
             poll_wait_ms: scenario.poll_interval.as_secs_f64() * 500.0,
-            poll_requests_per_delivery: 1.0 / scenario.poll_interval.as_secs_f64() / scenario.events_per_subscriber_per_s(),
+            poll_requests_per_delivery: 1.0
+                / scenario.poll_interval.as_secs_f64()
+                / scenario.events_per_subscriber_per_s(),
         },
-        histograms: SerializedHistograms { latency_us: encode_histogram(&h.latency), latency_from_server_us: encode_histogram(&h.latency_from_server) },
+        histograms: SerializedHistograms {
+            latency_us: encode_histogram(&h.latency),
+            latency_from_server_us: encode_histogram(&h.latency_from_server),
+        },
         goose: goose_rows(&goose_metrics),
         server_stats,
         last_error,
@@ -390,16 +472,27 @@ struct Orchestrated {
 /// in our queue, not the server's) while it used at least half a core. Lag while the load generator was
 /// nearly idle means something else on the machine took the CPU: that is a separate warning ("noisy
 /// machine"), not saturation.
-pub fn saturation(loadgen_cpu_percent: f64, server_cpu_percent: Option<f64>, machine_busy_percent: Option<f64>, lag_p99_us: u64) -> (bool, Vec<String>, Option<String>) {
+pub fn saturation(
+    loadgen_cpu_percent: f64,
+    server_cpu_percent: Option<f64>,
+    machine_busy_percent: Option<f64>,
+    lag_p99_us: u64,
+) -> (bool, Vec<String>, Option<String>) {
     let capacity = cpus() as f64 * 100.0;
     let mut reasons = Vec::new();
     let lagging = lag_p99_us >= SATURATION_LAG_US;
-    let lag = format!("scheduling lag p99 {:.1} ms ≥ {} ms", lag_p99_us as f64 / 1000.0, SATURATION_LAG_US / 1000);
+    let lag = format!(
+        "scheduling lag p99 {:.1} ms ≥ {} ms",
+        lag_p99_us as f64 / 1000.0,
+        SATURATION_LAG_US / 1000
+    );
     if lagging && loadgen_cpu_percent >= 50.0 {
         reasons.push(format!("{lag} at {loadgen_cpu_percent:.0}% CPU"));
     }
     if loadgen_cpu_percent >= SATURATION_SHARE * capacity {
-        reasons.push(format!("load generator CPU {loadgen_cpu_percent:.0}% of {capacity:.0}%"));
+        reasons.push(format!(
+            "load generator CPU {loadgen_cpu_percent:.0}% of {capacity:.0}%"
+        ));
     } else if let Some(server) = server_cpu_percent
         && loadgen_cpu_percent + server >= SATURATION_SHARE * capacity
     {
@@ -424,11 +517,20 @@ struct MachineCpu {
 impl MachineCpu {
     fn read() -> Option<Self> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
         // user nice system idle iowait irq softirq steal ...: idle and iowait are the idle time.
         let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
         let total: u64 = fields.iter().take(8).sum();
-        Some(Self { busy: total - idle, total })
+        Some(Self {
+            busy: total - idle,
+            total,
+        })
     }
 
     /// Share of all cores busy between `self` and `later`, percent.
@@ -439,14 +541,18 @@ impl MachineCpu {
 }
 
 /// Measures how late a 5 ms sleep wakes up, until `stop`: the load generator's own queueing delay.
-fn spawn_lag_probe(stop: CancellationToken) -> tokio::task::JoinHandle<hdrhistogram::Histogram<u64>> {
+fn spawn_lag_probe(
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<hdrhistogram::Histogram<u64>> {
     tokio::spawn(async move {
         let mut lag = new_histogram();
         let step = Duration::from_millis(5);
         while !stop.is_cancelled() {
             let asked = Instant::now() + step;
             tokio::time::sleep_until(asked).await;
-            lag.saturating_record((Instant::now().saturating_duration_since(asked).as_micros() as u64).max(1));
+            lag.saturating_record(
+                (Instant::now().saturating_duration_since(asked).as_micros() as u64).max(1),
+            );
         }
         lag
     })
@@ -454,7 +560,13 @@ fn spawn_lag_probe(stop: CancellationToken) -> tokio::task::JoinHandle<hdrhistog
 
 /// The live progress line on stderr (rewritten in place on a terminal, one line every 2 s otherwise), and
 /// the server's peak RSS.
-fn spawn_progress(shared: Arc<Shared>, published: Arc<AtomicU64>, server_pid: Option<u32>, peak_rss: Arc<AtomicU64>, print: bool) -> tokio::task::JoinHandle<()> {
+fn spawn_progress(
+    shared: Arc<Shared>,
+    published: Arc<AtomicU64>,
+    server_pid: Option<u32>,
+    peak_rss: Arc<AtomicU64>,
+    print: bool,
+) -> tokio::task::JoinHandle<()> {
     use std::io::IsTerminal;
     let terminal = std::io::stderr().is_terminal();
     tokio::spawn(async move {
@@ -463,7 +575,9 @@ fn spawn_progress(shared: Arc<Shared>, published: Arc<AtomicU64>, server_pid: Op
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             tick += 1;
-            let rss = server_pid.and_then(|pid| ProcSample::of_pid(pid).ok()).map(|s| s.rss_bytes);
+            let rss = server_pid
+                .and_then(|pid| ProcSample::of_pid(pid).ok())
+                .map(|s| s.rss_bytes);
             if let Some(rss) = rss {
                 peak_rss.fetch_max(rss, Ordering::Relaxed);
             }
@@ -479,7 +593,10 @@ fn spawn_progress(shared: Arc<Shared>, published: Arc<AtomicU64>, server_pid: Op
                 shared.scenario.subscribers,
                 published.load(Ordering::Relaxed),
                 m.delivered.load(Ordering::Relaxed),
-                rss.map_or_else(|| "?".to_owned(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+                rss.map_or_else(
+                    || "?".to_owned(),
+                    |b| format!("{:.1} MiB", b as f64 / 1048576.0)
+                ),
             );
             if terminal {
                 eprint!("\r{line}\x1b[K");
@@ -508,11 +625,21 @@ fn goose_attack(shared: &Arc<Shared>) -> Result<GooseAttack, RunError> {
     let scenario = GooseScenario::new(shared.transport.as_str()).register_transaction(life);
     let hold = s.warmup + s.duration + s.drain + Duration::from_secs(3600);
     let attack = GooseAttack::initialize_with_config(GooseConfiguration::default())?
-        .set_client_builder_without_cookies(goose::client::GooseClientBuilder::new().without_cookies().timeout(hold))?
+        .set_client_builder_without_cookies(
+            goose::client::GooseClientBuilder::new()
+                .without_cookies()
+                .timeout(hold),
+        )?
         .register_scenario(scenario)
-        .set_default(GooseDefault::Host, format!("http://{}", shared.addr).as_str())?
+        .set_default(
+            GooseDefault::Host,
+            format!("http://{}", shared.addr).as_str(),
+        )?
         .set_default(GooseDefault::Users, s.subscribers as usize)?
-        .set_default(GooseDefault::IncreaseRate, s.launch_rate.to_string().as_str())?
+        .set_default(
+            GooseDefault::IncreaseRate,
+            s.launch_rate.to_string().as_str(),
+        )?
         .set_default(GooseDefault::Iterations, 1)?
         .set_default(GooseDefault::NoTelnet, true)?
         .set_default(GooseDefault::NoPrintMetrics, true)?
@@ -530,7 +657,11 @@ fn goose_rows(metrics: &goose::metrics::GooseMetrics) -> Vec<GooseRow> {
             name: name.clone(),
             success: agg.success_count as u64,
             fail: agg.fail_count as u64,
-            mean_us: if agg.raw_data.counter > 0 { agg.raw_data.total_time_us as f64 / agg.raw_data.counter as f64 } else { 0.0 },
+            mean_us: if agg.raw_data.counter > 0 {
+                agg.raw_data.total_time_us as f64 / agg.raw_data.counter as f64
+            } else {
+                0.0
+            },
             max_us: agg.raw_data.maximum_time_us,
         })
         .collect();
@@ -540,5 +671,9 @@ fn goose_rows(metrics: &goose::metrics::GooseMetrics) -> Vec<GooseRow> {
 
 /// The default output directory: `results/<scenario>-<UTC time>`.
 pub fn default_out_dir(scenario: &Scenario) -> PathBuf {
-    Path::new("results").join(format!("{}-{}", scenario.name, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+    Path::new("results").join(format!(
+        "{}-{}",
+        scenario.name,
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ))
 }

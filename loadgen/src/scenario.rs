@@ -90,7 +90,11 @@ fn default_mode() -> String {
 
 impl Default for RawFanout {
     fn default() -> Self {
-        Self { mode: default_mode(), topics: None, topics_per_subscriber: None }
+        Self {
+            mode: default_mode(),
+            topics: None,
+            topics_per_subscriber: None,
+        }
     }
 }
 
@@ -109,7 +113,9 @@ fn default_interval_ms() -> u64 {
 
 impl Default for RawPoll {
     fn default() -> Self {
-        Self { interval_ms: default_interval_ms() }
+        Self {
+            interval_ms: default_interval_ms(),
+        }
     }
 }
 
@@ -128,7 +134,9 @@ fn default_longpoll_timeout_ms() -> u64 {
 
 impl Default for RawLongPoll {
     fn default() -> Self {
-        Self { timeout_ms: default_longpoll_timeout_ms() }
+        Self {
+            timeout_ms: default_longpoll_timeout_ms(),
+        }
     }
 }
 
@@ -299,13 +307,19 @@ pub enum ScenarioError {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ScenarioError {
-    ScenarioError::Invalid { field, reason: reason.into() }
+    ScenarioError::Invalid {
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// Checks that `value` is a finite number of seconds within `[min, max]`.
 fn seconds(field: &'static str, value: f64, min: f64, max: f64) -> Result<Duration, ScenarioError> {
     if !value.is_finite() || value < min || value > max {
-        return Err(invalid(field, format!("must be a number of seconds in [{min}, {max}], got {value}")));
+        return Err(invalid(
+            field,
+            format!("must be a number of seconds in [{min}, {max}], got {value}"),
+        ));
     }
     Ok(Duration::from_secs_f64(value))
 }
@@ -314,14 +328,19 @@ impl Scenario {
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read { path: shown.clone(), error })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Read {
+            path: shown.clone(),
+            error,
+        })?;
         Self::parse(&text, &shown)
     }
 
     /// Parses and validates scenario TOML; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ScenarioError> {
-        let raw: RawScenario =
-            toml::from_str(text).map_err(|e| ScenarioError::Syntax { path: origin.to_owned(), message: e.to_string() })?;
+        let raw: RawScenario = toml::from_str(text).map_err(|e| ScenarioError::Syntax {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
         Self::validate(raw)
     }
 
@@ -330,7 +349,10 @@ impl Scenario {
         let name = raw.name.trim().to_owned();
         let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
         if name.is_empty() || name.len() > 64 || !name.chars().all(name_ok) {
-            return Err(invalid("name", "must be 1–64 characters of A-Z a-z 0-9 - _ . (it names the output directory)"));
+            return Err(invalid(
+                "name",
+                "must be 1–64 characters of A-Z a-z 0-9 - _ . (it names the output directory)",
+            ));
         }
         let transports = match raw.transports {
             None => Transport::ALL.to_vec(),
@@ -349,46 +371,85 @@ impl Scenario {
             }
         };
         if raw.subscribers == 0 || raw.subscribers > 100_000 {
-            return Err(invalid("subscribers", format!("must be in 1..=100000, got {}", raw.subscribers)));
+            return Err(invalid(
+                "subscribers",
+                format!("must be in 1..=100000, got {}", raw.subscribers),
+            ));
         }
         if !raw.launch_rate.is_finite() || raw.launch_rate <= 0.0 || raw.launch_rate > 100_000.0 {
-            return Err(invalid("launch_rate", format!("must be in (0, 100000] subscribers per second, got {}", raw.launch_rate)));
+            return Err(invalid(
+                "launch_rate",
+                format!(
+                    "must be in (0, 100000] subscribers per second, got {}",
+                    raw.launch_rate
+                ),
+            ));
         }
         let warmup = seconds("warmup_s", raw.warmup_s, 0.0, 3600.0)?;
         let duration = seconds("duration_s", raw.duration_s, 0.1, 86_400.0)?;
         let drain = seconds("drain_s", raw.drain_s, 0.0, 600.0)?;
-        if !raw.publish_rate.is_finite() || raw.publish_rate <= 0.0 || raw.publish_rate > 1_000_000.0 {
-            return Err(invalid("publish_rate", format!("must be in (0, 1000000] events per second, got {}", raw.publish_rate)));
+        if !raw.publish_rate.is_finite()
+            || raw.publish_rate <= 0.0
+            || raw.publish_rate > 1_000_000.0
+        {
+            return Err(invalid(
+                "publish_rate",
+                format!(
+                    "must be in (0, 1000000] events per second, got {}",
+                    raw.publish_rate
+                ),
+            ));
         }
         let payload_bytes = usize::try_from(raw.payload_bytes).unwrap_or(usize::MAX);
         if !(MIN_PAYLOAD..=MAX_PAYLOAD).contains(&payload_bytes) {
             return Err(invalid(
                 "payload_bytes",
-                format!("must be in {MIN_PAYLOAD}..={MAX_PAYLOAD} (each event carries its intended send time), got {}", raw.payload_bytes),
+                format!(
+                    "must be in {MIN_PAYLOAD}..={MAX_PAYLOAD} (each event carries its intended send time), got {}",
+                    raw.payload_bytes
+                ),
             ));
         }
         let fanout = validate_fanout(&raw.fanout, raw.subscribers)?;
         if raw.poll.interval_ms == 0 || raw.poll.interval_ms > 600_000 {
-            return Err(invalid("poll.interval_ms", format!("must be in 1..=600000, got {}", raw.poll.interval_ms)));
+            return Err(invalid(
+                "poll.interval_ms",
+                format!("must be in 1..=600000, got {}", raw.poll.interval_ms),
+            ));
         }
         let poll_interval = Duration::from_millis(raw.poll.interval_ms);
         if transports.contains(&Transport::Poll) && drain < poll_interval {
             return Err(invalid(
                 "drain_s",
-                format!("must be at least poll.interval_ms ({} ms) so that every poller polls after the last publish", raw.poll.interval_ms),
+                format!(
+                    "must be at least poll.interval_ms ({} ms) so that every poller polls after the last publish",
+                    raw.poll.interval_ms
+                ),
             ));
         }
         if raw.longpoll.timeout_ms == 0 || raw.longpoll.timeout_ms > MAX_LONGPOLL_MS {
-            return Err(invalid("longpoll.timeout_ms", format!("must be in 1..={MAX_LONGPOLL_MS}, got {}", raw.longpoll.timeout_ms)));
+            return Err(invalid(
+                "longpoll.timeout_ms",
+                format!(
+                    "must be in 1..={MAX_LONGPOLL_MS}, got {}",
+                    raw.longpoll.timeout_ms
+                ),
+            ));
         }
         let churn = match raw.churn {
             None => None,
             Some(c) => {
                 let every = seconds("churn.every_s", c.every_s, 0.1, 86_400.0)?;
                 if !c.share.is_finite() || c.share <= 0.0 || c.share > 1.0 {
-                    return Err(invalid("churn.share", format!("must be in (0, 1], got {}", c.share)));
+                    return Err(invalid(
+                        "churn.share",
+                        format!("must be in (0, 1], got {}", c.share),
+                    ));
                 }
-                Some(Churn { every, share: c.share })
+                Some(Churn {
+                    every,
+                    share: c.share,
+                })
             }
         };
         if let Some(hb) = raw.server.heartbeat_ms
@@ -450,10 +511,15 @@ impl Scenario {
     pub fn topics_of(&self, subscriber: u64) -> Vec<u64> {
         match self.fanout {
             Fanout::Broadcast => vec![0],
-            Fanout::Multicast { topics, per_subscriber } => {
+            Fanout::Multicast {
+                topics,
+                per_subscriber,
+            } => {
                 // Consecutive topics starting at a per-subscriber offset: every topic gets the same number
                 // of subscribers (± 1) and no subscriber names a topic twice (per_subscriber ≤ topics).
-                let mut list: Vec<u64> = (0..per_subscriber).map(|j| (subscriber * per_subscriber + j) % topics).collect();
+                let mut list: Vec<u64> = (0..per_subscriber)
+                    .map(|j| (subscriber * per_subscriber + j) % topics)
+                    .collect();
                 list.sort_unstable();
                 list
             }
@@ -465,14 +531,19 @@ impl Scenario {
     pub fn events_per_subscriber_per_s(&self) -> f64 {
         match self.fanout {
             Fanout::Broadcast => self.publish_rate,
-            Fanout::Multicast { topics, per_subscriber } => self.publish_rate * per_subscriber as f64 / topics as f64,
+            Fanout::Multicast {
+                topics,
+                per_subscriber,
+            } => self.publish_rate * per_subscriber as f64 / topics as f64,
             Fanout::Unicast => self.publish_rate / self.subscribers as f64,
         }
     }
 
     /// Number of events the publisher sends (warm-up plus measured window).
     pub fn events_to_publish(&self) -> u64 {
-        ((self.warmup + self.duration).as_secs_f64() * self.publish_rate).round().max(1.0) as u64
+        ((self.warmup + self.duration).as_secs_f64() * self.publish_rate)
+            .round()
+            .max(1.0) as u64
     }
 }
 
@@ -480,17 +551,32 @@ fn validate_fanout(raw: &RawFanout, subscribers: u64) -> Result<Fanout, Scenario
     match raw.mode.as_str() {
         "broadcast" | "unicast" => {
             if raw.topics.is_some() {
-                return Err(invalid("fanout.topics", format!("only applies to mode = \"multicast\", not {:?}", raw.mode)));
+                return Err(invalid(
+                    "fanout.topics",
+                    format!("only applies to mode = \"multicast\", not {:?}", raw.mode),
+                ));
             }
             if raw.topics_per_subscriber.is_some_and(|n| n != 1) {
-                return Err(invalid("fanout.topics_per_subscriber", format!("must be 1 with mode = {:?}", raw.mode)));
+                return Err(invalid(
+                    "fanout.topics_per_subscriber",
+                    format!("must be 1 with mode = {:?}", raw.mode),
+                ));
             }
-            Ok(if raw.mode == "broadcast" { Fanout::Broadcast } else { Fanout::Unicast })
+            Ok(if raw.mode == "broadcast" {
+                Fanout::Broadcast
+            } else {
+                Fanout::Unicast
+            })
         }
         "multicast" => {
-            let topics = raw.topics.ok_or_else(|| invalid("fanout.topics", "is required with mode = \"multicast\""))?;
+            let topics = raw
+                .topics
+                .ok_or_else(|| invalid("fanout.topics", "is required with mode = \"multicast\""))?;
             if !(2..=1_000_000).contains(&topics) {
-                return Err(invalid("fanout.topics", format!("must be in 2..=1000000, got {topics}")));
+                return Err(invalid(
+                    "fanout.topics",
+                    format!("must be in 2..=1000000, got {topics}"),
+                ));
             }
             let per_subscriber = raw.topics_per_subscriber.unwrap_or(1);
             if per_subscriber == 0 || per_subscriber > topics || per_subscriber > 64 {
@@ -502,12 +588,21 @@ fn validate_fanout(raw: &RawFanout, subscribers: u64) -> Result<Fanout, Scenario
             if topics > subscribers * per_subscriber {
                 return Err(invalid(
                     "fanout.topics",
-                    format!("{topics} topics but only {} subscriptions: some topics would have no subscriber", subscribers * per_subscriber),
+                    format!(
+                        "{topics} topics but only {} subscriptions: some topics would have no subscriber",
+                        subscribers * per_subscriber
+                    ),
                 ));
             }
-            Ok(Fanout::Multicast { topics, per_subscriber })
+            Ok(Fanout::Multicast {
+                topics,
+                per_subscriber,
+            })
         }
-        other => Err(invalid("fanout.mode", format!("must be \"broadcast\", \"multicast\" or \"unicast\", got {other:?}"))),
+        other => Err(invalid(
+            "fanout.mode",
+            format!("must be \"broadcast\", \"multicast\" or \"unicast\", got {other:?}"),
+        )),
     }
 }
 
@@ -544,11 +639,15 @@ mod tests {
 
     fn refused(extra: &str) -> String {
         let text = format!("{GOOD}\n{extra}");
-        Scenario::parse(&text, "test.toml").expect_err("should be refused").to_string()
+        Scenario::parse(&text, "test.toml")
+            .expect_err("should be refused")
+            .to_string()
     }
 
     fn refused_replacing(from: &str, to: &str) -> String {
-        Scenario::parse(&GOOD.replace(from, to), "test.toml").expect_err("should be refused").to_string()
+        Scenario::parse(&GOOD.replace(from, to), "test.toml")
+            .expect_err("should be refused")
+            .to_string()
     }
 
     #[test]
@@ -566,26 +665,65 @@ mod tests {
     fn every_bad_field_is_named() {
         let cases = [
             (refused("unknown_field = 1"), "unknown_field"),
-            (refused("transports = [\"carrier-pigeon\"]"), "carrier-pigeon"),
+            (
+                refused("transports = [\"carrier-pigeon\"]"),
+                "carrier-pigeon",
+            ),
             (refused("transports = []"), "`transports`"),
             (refused("transports = [\"ws\", \"ws\"]"), "`transports`"),
-            (refused_replacing("subscribers = 10", "subscribers = 0"), "`subscribers`"),
-            (refused_replacing("launch_rate = 100", "launch_rate = -1"), "`launch_rate`"),
-            (refused_replacing("duration_s = 1", "duration_s = 0"), "`duration_s`"),
+            (
+                refused_replacing("subscribers = 10", "subscribers = 0"),
+                "`subscribers`",
+            ),
+            (
+                refused_replacing("launch_rate = 100", "launch_rate = -1"),
+                "`launch_rate`",
+            ),
+            (
+                refused_replacing("duration_s = 1", "duration_s = 0"),
+                "`duration_s`",
+            ),
             (refused("warmup_s = -2"), "`warmup_s`"),
-            (refused_replacing("publish_rate = 10", "publish_rate = 0"), "`publish_rate`"),
-            (refused_replacing("payload_bytes = 64", "payload_bytes = 5"), "`payload_bytes`"),
-            (refused_replacing("name = \"t\"", "name = \"a/b\""), "`name`"),
+            (
+                refused_replacing("publish_rate = 10", "publish_rate = 0"),
+                "`publish_rate`",
+            ),
+            (
+                refused_replacing("payload_bytes = 64", "payload_bytes = 5"),
+                "`payload_bytes`",
+            ),
+            (
+                refused_replacing("name = \"t\"", "name = \"a/b\""),
+                "`name`",
+            ),
             (refused("[fanout]\nmode = \"anycast\""), "`fanout.mode`"),
             (refused("[fanout]\nmode = \"multicast\""), "`fanout.topics`"),
-            (refused("[fanout]\nmode = \"multicast\"\ntopics = 4\ntopics_per_subscriber = 5"), "`fanout.topics_per_subscriber`"),
-            (refused("[fanout]\nmode = \"broadcast\"\ntopics = 3"), "`fanout.topics`"),
+            (
+                refused("[fanout]\nmode = \"multicast\"\ntopics = 4\ntopics_per_subscriber = 5"),
+                "`fanout.topics_per_subscriber`",
+            ),
+            (
+                refused("[fanout]\nmode = \"broadcast\"\ntopics = 3"),
+                "`fanout.topics`",
+            ),
             (refused("[poll]\ninterval_ms = 0"), "`poll.interval_ms`"),
-            (refused("drain_s = 0.5\n[poll]\ninterval_ms = 1000"), "`drain_s`"),
-            (refused("[longpoll]\ntimeout_ms = 999999"), "`longpoll.timeout_ms`"),
-            (refused("[churn]\nevery_s = 1\nshare = 1.5"), "`churn.share`"),
+            (
+                refused("drain_s = 0.5\n[poll]\ninterval_ms = 1000"),
+                "`drain_s`",
+            ),
+            (
+                refused("[longpoll]\ntimeout_ms = 999999"),
+                "`longpoll.timeout_ms`",
+            ),
+            (
+                refused("[churn]\nevery_s = 1\nshare = 1.5"),
+                "`churn.share`",
+            ),
             (refused("[churn]\nshare = 0.5"), "every_s"),
-            (refused("[server]\nheartbeat_ms = 0"), "`server.heartbeat_ms`"),
+            (
+                refused("[server]\nheartbeat_ms = 0"),
+                "`server.heartbeat_ms`",
+            ),
         ];
         for (message, field) in cases {
             assert!(message.contains(field), "{message:?} should name {field}");
@@ -594,7 +732,9 @@ mod tests {
 
     #[test]
     fn multicast_spreads_subscribers_over_topics() {
-        let text = format!("{GOOD}\n[fanout]\nmode = \"multicast\"\ntopics = 4\ntopics_per_subscriber = 2");
+        let text = format!(
+            "{GOOD}\n[fanout]\nmode = \"multicast\"\ntopics = 4\ntopics_per_subscriber = 2"
+        );
         let s = Scenario::parse(&text, "t").unwrap();
         assert_eq!(s.topics_of(0), vec![0, 1]);
         assert_eq!(s.topics_of(1), vec![2, 3]);
@@ -605,8 +745,12 @@ mod tests {
 
     #[test]
     fn churn_interval_follows_share() {
-        let s = Scenario::parse(&format!("{GOOD}\n[churn]\nevery_s = 2\nshare = 0.25"), "t").unwrap();
-        assert_eq!(s.churn.unwrap().per_subscriber_interval(), Duration::from_secs(8));
+        let s =
+            Scenario::parse(&format!("{GOOD}\n[churn]\nevery_s = 2\nshare = 0.25"), "t").unwrap();
+        assert_eq!(
+            s.churn.unwrap().per_subscriber_interval(),
+            Duration::from_secs(8)
+        );
     }
 
     #[test]
@@ -620,6 +764,9 @@ mod tests {
                 count += 1;
             }
         }
-        assert!(count >= 5, "expected at least five shipped scenarios, found {count}");
+        assert!(
+            count >= 5,
+            "expected at least five shipped scenarios, found {count}"
+        );
     }
 }

@@ -32,7 +32,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// No server binary was found.
-    #[error("cannot find {SERVER_BIN}: looked at {0}; build it (`cargo build --release`) or pass --server-bin")]
+    #[error(
+        "cannot find {SERVER_BIN}: looked at {0}; build it (`cargo build --release`) or pass --server-bin"
+    )]
     NotFound(String),
     /// Spawning failed.
     #[error("cannot start {path}: {error}")]
@@ -54,9 +56,14 @@ pub enum ServerError {
 /// current executable or its parent directory.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ServerError> {
     if let Some(path) = explicit {
-        return if path.is_file() { Ok(path.to_owned()) } else { Err(ServerError::NotFound(path.display().to_string())) };
+        return if path.is_file() {
+            Ok(path.to_owned())
+        } else {
+            Err(ServerError::NotFound(path.display().to_string()))
+        };
     }
-    let exe = std::env::current_exe().map_err(|e| ServerError::NotFound(format!("current executable unknown: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| ServerError::NotFound(format!("current executable unknown: {e}")))?;
     let mut tried = Vec::new();
     let mut dir = exe.parent();
     for _ in 0..2 {
@@ -86,7 +93,10 @@ impl Server {
     /// Spawns `bin --listen 127.0.0.1:0 <args>`, its stderr going to `log`, and waits for its address.
     pub async fn spawn(bin: &Path, args: &[String], log: &Path) -> Result<Self, ServerError> {
         let shown = bin.display().to_string();
-        let log_file = std::fs::File::create(log).map_err(|error| ServerError::Spawn { path: log.display().to_string(), error })?;
+        let log_file = std::fs::File::create(log).map_err(|error| ServerError::Spawn {
+            path: log.display().to_string(),
+            error,
+        })?;
         let mut child = Command::new(bin)
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -96,14 +106,20 @@ impl Server {
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true)
             .spawn()
-            .map_err(|error| ServerError::Spawn { path: shown.clone(), error })?;
+            .map_err(|error| ServerError::Spawn {
+                path: shown.clone(),
+                error,
+            })?;
         let pid = child.id();
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(READY_TIMEOUT, async {
             while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
                 if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
-                    return addr.trim_end_matches('/').parse::<SocketAddr>().map_err(|e| format!("bad address in {line:?}: {e}"));
+                    return addr
+                        .trim_end_matches('/')
+                        .parse::<SocketAddr>()
+                        .map_err(|e| format!("bad address in {line:?}: {e}"));
                 }
             }
             Err("it exited".to_owned())
@@ -111,27 +127,50 @@ impl Server {
         .await;
         let addr = match ready {
             Ok(Ok(addr)) => addr,
-            Ok(Err(reason)) => return Err(ServerError::NotReady(shown, format!("{reason} (see {})", log.display()))),
-            Err(_) => return Err(ServerError::NotReady(shown, format!("no address within {READY_TIMEOUT:?}"))),
+            Ok(Err(reason)) => {
+                return Err(ServerError::NotReady(
+                    shown,
+                    format!("{reason} (see {})", log.display()),
+                ));
+            }
+            Err(_) => {
+                return Err(ServerError::NotReady(
+                    shown,
+                    format!("no address within {READY_TIMEOUT:?}"),
+                ));
+            }
         };
         // Keep draining stdout so that the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { addr, pid, child: Some(child) })
+        Ok(Self {
+            addr,
+            pid,
+            child: Some(child),
+        })
     }
 
     /// An already running server at `url` (`http://host:port`), sampled through `pid` if given.
     pub async fn target(url: &str, pid: Option<u32>) -> Result<Self, ServerError> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| ServerError::BadTarget(url.into(), "must start with http://".into()))?;
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| ServerError::BadTarget(url.into(), "must start with http://".into()))?;
         let authority = rest.trim_end_matches('/');
         if authority.contains('/') {
-            return Err(ServerError::BadTarget(url.into(), "must not have a path".into()));
+            return Err(ServerError::BadTarget(
+                url.into(),
+                "must not have a path".into(),
+            ));
         }
         let addr = tokio::net::lookup_host(authority)
             .await
             .map_err(|e| ServerError::BadTarget(url.into(), e.to_string()))?
             .next()
             .ok_or_else(|| ServerError::BadTarget(url.into(), "resolves to no address".into()))?;
-        Ok(Self { addr, pid, child: None })
+        Ok(Self {
+            addr,
+            pid,
+            child: None,
+        })
     }
 
     /// RSS and CPU of the server process, when it can be sampled.
@@ -147,15 +186,22 @@ impl Server {
     /// The server's `/stats` JSON (None if it cannot be read).
     pub async fn stats(&self) -> Option<serde_json::Value> {
         let counters = Arc::new(WireCounters::default());
-        let (mut conn, _) = HttpConn::open(self.addr, self.addr.to_string().into(), &counters).await.ok()?;
-        let response = tokio::time::timeout(Duration::from_secs(5), conn.get("/stats", &[])).await.ok()?.ok()?;
+        let (mut conn, _) = HttpConn::open(self.addr, self.addr.to_string().into(), &counters)
+            .await
+            .ok()?;
+        let response = tokio::time::timeout(Duration::from_secs(5), conn.get("/stats", &[]))
+            .await
+            .ok()?
+            .ok()?;
         let body = body_of("/stats", response).await.ok()?;
         serde_json::from_slice(&body).ok()
     }
 
     /// Stops a spawned server: SIGTERM, then SIGKILL after `grace`. A target server is left alone.
     pub async fn stop(mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if let Some(pid) = child.id() {
             let pid = nix::unistd::Pid::from_raw(pid as i32);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);

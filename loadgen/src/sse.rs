@@ -17,13 +17,18 @@ pub async fn run(sub: &mut Subscriber<'_>) {
     let mut parser = SseParser::default();
     let request = |sub: &Subscriber<'_>| {
         let path = format!("/sse?{}", sub.topics_query);
-        (path, sub.rec.cursor.map(|c| ("last-event-id", c.to_string())))
+        (
+            path,
+            sub.rec.cursor.map(|c| ("last-event-id", c.to_string())),
+        )
     };
     let decode = move |sub: &mut Subscriber<'_>, chunk: &[u8]| -> Result<bool, ConnError> {
         let mut result = Ok(false);
         parser.feed(chunk, |event| {
             if let Ok(any) = result {
-                result = sub.on_message(&event.data).map(|subscribed| any | subscribed);
+                result = sub
+                    .on_message(&event.data)
+                    .map(|subscribed| any | subscribed);
             }
         });
         result

@@ -19,15 +19,34 @@ const MAX_LINE: usize = 1 << 20;
 /// Runs an NDJSON stream subscriber until the run stops.
 pub async fn run(sub: &mut Subscriber<'_>) {
     let mut lines = Vec::new();
-    stream_until_stopped(sub, |sub| (format!("/stream?{}{}", sub.topics_query, sub.after_param()), None), move |sub, chunk| {
-        split_lines(&mut lines, chunk, |line| if line.is_empty() { Ok(false) } else { sub.on_message(line) })
-    })
+    stream_until_stopped(
+        sub,
+        |sub| {
+            (
+                format!("/stream?{}{}", sub.topics_query, sub.after_param()),
+                None,
+            )
+        },
+        move |sub, chunk| {
+            split_lines(&mut lines, chunk, |line| {
+                if line.is_empty() {
+                    Ok(false)
+                } else {
+                    sub.on_message(line)
+                }
+            })
+        },
+    )
     .await;
 }
 
 /// Feeds `chunk` into the partial-line buffer `pending` and calls `on_line` for every complete line.
 /// Returns whether any call returned `true`.
-pub fn split_lines(pending: &mut Vec<u8>, chunk: &[u8], mut on_line: impl FnMut(&[u8]) -> Result<bool, ConnError>) -> Result<bool, ConnError> {
+pub fn split_lines(
+    pending: &mut Vec<u8>,
+    chunk: &[u8],
+    mut on_line: impl FnMut(&[u8]) -> Result<bool, ConnError>,
+) -> Result<bool, ConnError> {
     let mut any = false;
     let mut rest = chunk;
     while let Some(end) = rest.iter().position(|&b| b == b'\n') {
@@ -44,7 +63,10 @@ pub fn split_lines(pending: &mut Vec<u8>, chunk: &[u8], mut on_line: impl FnMut(
         rest = tail;
     }
     if pending.len() + rest.len() > MAX_LINE {
-        return Err(ConnError::Protocol { path: "/stream".into(), reason: format!("line longer than {MAX_LINE} bytes") });
+        return Err(ConnError::Protocol {
+            path: "/stream".into(),
+            reason: format!("line longer than {MAX_LINE} bytes"),
+        });
     }
     pending.extend_from_slice(rest);
     Ok(any)
@@ -74,18 +96,24 @@ where
     }
 }
 
-async fn session<D>(sub: &mut Subscriber<'_>, path: &str, header: Option<(&'static str, String)>, decode: &mut D) -> Result<End, ConnError>
+async fn session<D>(
+    sub: &mut Subscriber<'_>,
+    path: &str,
+    header: Option<(&'static str, String)>,
+    decode: &mut D,
+) -> Result<End, ConnError>
 where
     D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError>,
 {
     let started = Instant::now();
-    let (mut conn, connect) = match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
-        Ok(opened) => opened,
-        Err(e) => {
-            sub.rec.on_failed_connect(&e);
-            return Err(e);
-        }
-    };
+    let (mut conn, connect) =
+        match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                sub.rec.on_failed_connect(&e);
+                return Err(e);
+            }
+        };
     sub.connection_opened();
     sub.rec.log.counters.requests += 1;
     let sent = Instant::now();
@@ -103,7 +131,8 @@ where
         Ok(r) => r,
         Err(e) => {
             sub.rec.on_failed_connect(&e);
-            sub.report("GET", path_name(path), first_byte, Err(&e)).await;
+            sub.report("GET", path_name(path), first_byte, Err(&e))
+                .await;
             return Err(e);
         }
     };
@@ -122,11 +151,14 @@ where
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(frame)) => frame,
         };
-        let Some(data) = frame.data_ref() else { continue };
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
         let subscribed = decode(sub, data)?;
         if subscribed && !connection_reported {
             connection_reported = true;
-            sub.report_connection(connect, first_byte, Some(started.elapsed())).await;
+            sub.report_connection(connect, first_byte, Some(started.elapsed()))
+                .await;
         }
     }
 }
@@ -154,7 +186,15 @@ mod tests {
                 .unwrap();
             }
             let seen: Vec<_> = seen.into_iter().filter(|l| !l.is_empty()).collect();
-            assert_eq!(seen, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec(), b"{\"c\":3}".to_vec()], "split {split}");
+            assert_eq!(
+                seen,
+                vec![
+                    b"{\"a\":1}".to_vec(),
+                    b"{\"b\":2}".to_vec(),
+                    b"{\"c\":3}".to_vec()
+                ],
+                "split {split}"
+            );
             assert!(pending.is_empty());
         }
     }

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use goose::prelude::GooseUser;
-use pushbench_common::wire::{Control, Message};
 use pushbench_common::Transport;
+use pushbench_common::wire::{Control, Message};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +84,10 @@ pub struct Subscriber<'a> {
 
 impl std::fmt::Debug for Subscriber<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber").field("topics_query", &self.topics_query).field("cursor", &self.rec.cursor).finish_non_exhaustive()
+        f.debug_struct("Subscriber")
+            .field("topics_query", &self.topics_query)
+            .field("cursor", &self.rec.cursor)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,14 +95,30 @@ impl<'a> Subscriber<'a> {
     /// Subscriber number `index` of the run.
     pub fn new(shared: &'a Shared, user: &'a mut GooseUser, index: u64) -> Self {
         let topics = shared.scenario.topics_of(index);
-        let topics_query = topics.iter().map(|&t| format!("topic={}", shared.scenario.topic(t))).collect::<Vec<_>>().join("&");
+        let topics_query = topics
+            .iter()
+            .map(|&t| format!("topic={}", shared.scenario.topic(t)))
+            .collect::<Vec<_>>()
+            .join("&");
         let churn = shared.scenario.churn.map(|c| {
             let interval = c.per_subscriber_interval();
             // Golden-ratio phases spread the subscribers' first drops evenly over one interval.
             let phase = (index as f64 * 0.618_033_988_749_895).fract();
-            ChurnClock { interval, next: Instant::now() + interval.mul_f64(phase.max(0.05)) }
+            ChurnClock {
+                interval,
+                next: Instant::now() + interval.mul_f64(phase.max(0.05)),
+            }
         });
-        Self { shared, index, user, topics_query, rec: Recorder::new(topics), churn, counted_subscribed: false, opened_any: false }
+        Self {
+            shared,
+            index,
+            user,
+            topics_query,
+            rec: Recorder::new(topics),
+            churn,
+            counted_subscribed: false,
+            opened_any: false,
+        }
     }
 
     /// Runs the subscriber for its transport until the run stops, then hands its log back.
@@ -112,7 +131,11 @@ impl<'a> Subscriber<'a> {
             Transport::Ws => crate::ws::run(&mut self).await,
         }
         let log = self.rec.finish(&self.shared.meters);
-        self.shared.logs.lock().unwrap_or_else(|p| p.into_inner()).push(log);
+        self.shared
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(log);
     }
 
     /// Whether the run is over.
@@ -122,7 +145,10 @@ impl<'a> Subscriber<'a> {
 
     /// `&after=C` when a cursor is known, for resuming.
     pub fn after_param(&self) -> String {
-        self.rec.cursor.map(|c| format!("&after={c}")).unwrap_or_default()
+        self.rec
+            .cursor
+            .map(|c| format!("&after={c}"))
+            .unwrap_or_default()
     }
 
     /// Resolves when this subscriber should drop its connection: at its next churn time, unless the run
@@ -184,7 +210,12 @@ impl<'a> Subscriber<'a> {
     /// Handles one JSON message of a stream, SSE `data` field or WebSocket frame. Returns `true` when it
     /// was the `subscribed` message.
     pub fn on_message(&mut self, json: &[u8]) -> Result<bool, ConnError> {
-        let message = Message::parse(json).map_err(|e| self.protocol_error(format!("{e}: {}", String::from_utf8_lossy(&json[..json.len().min(120)]))))?;
+        let message = Message::parse(json).map_err(|e| {
+            self.protocol_error(format!(
+                "{e}: {}",
+                String::from_utf8_lossy(&json[..json.len().min(120)])
+            ))
+        })?;
         match message {
             Message::Event(event) => self.rec.on_event(&event, &self.shared.meters),
             Message::Control(Control::Subscribed { next }) => {
@@ -193,7 +224,9 @@ impl<'a> Subscriber<'a> {
             }
             Message::Control(Control::Gap(gap)) => self.rec.on_gap(gap),
             Message::Control(Control::Heartbeat) => self.rec.log.counters.heartbeats += 1,
-            Message::Control(other) => return Err(self.protocol_error(format!("unexpected control message {other:?}"))),
+            Message::Control(other) => {
+                return Err(self.protocol_error(format!("unexpected control message {other:?}")));
+            }
         }
         Ok(false)
     }
@@ -203,29 +236,52 @@ impl<'a> Subscriber<'a> {
         self.rec.on_subscribed(next);
         if !self.counted_subscribed {
             self.counted_subscribed = true;
-            self.shared.meters.subscribed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared
+                .meters
+                .subscribed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     /// A protocol error naming this transport's endpoint.
     pub fn protocol_error(&self, reason: String) -> ConnError {
-        ConnError::Protocol { path: format!("/{}", self.shared.transport), reason }
+        ConnError::Protocol {
+            path: format!("/{}", self.shared.transport),
+            reason,
+        }
     }
 
     /// Reports one timed operation to goose (it appears in goose's request metrics).
-    pub async fn report(&mut self, method: &str, name: &str, took: Duration, outcome: Result<Option<u16>, &ConnError>) {
+    pub async fn report(
+        &mut self,
+        method: &str,
+        name: &str,
+        took: Duration,
+        outcome: Result<Option<u16>, &ConnError>,
+    ) {
         let (success, status, error) = match outcome {
             Ok(status) => (true, status, None),
             Err(e) => (false, status_of(e), Some(e.to_string())),
         };
         // goose only fails here when its metrics channel is gone at shutdown; nothing to record then.
-        let _ = self.user.record_custom_request_duration(method, name, took, success, status, error.as_deref()).await;
+        let _ = self
+            .user
+            .record_custom_request_duration(method, name, took, success, status, error.as_deref())
+            .await;
     }
 
     /// Reports a new connection's timings to our histograms and to goose.
-    pub async fn report_connection(&mut self, connect: Duration, first_byte: Duration, subscribed: Option<Duration>) {
-        self.shared.meters.record_connection(connect, first_byte, subscribed);
-        self.report("CONNECT", "tcp connect", connect, Ok(None)).await;
+    pub async fn report_connection(
+        &mut self,
+        connect: Duration,
+        first_byte: Duration,
+        subscribed: Option<Duration>,
+    ) {
+        self.shared
+            .meters
+            .record_connection(connect, first_byte, subscribed);
+        self.report("CONNECT", "tcp connect", connect, Ok(None))
+            .await;
         if let Some(s) = subscribed {
             let name = format!("{} subscribed", self.shared.transport);
             self.report("SUBSCRIBE", &name, s, Ok(None)).await;

@@ -44,8 +44,15 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
         }
     };
     sub.connection_opened();
-    let url = format!("ws://{}/ws?{}{}", sub.shared.host, sub.topics_query, sub.after_param());
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).write_buffer_size(0);
+    let url = format!(
+        "ws://{}/ws?{}{}",
+        sub.shared.host,
+        sub.topics_query,
+        sub.after_param()
+    );
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
     sub.rec.log.counters.requests += 1;
     let sent = Instant::now();
     let handshake = tokio::select! {
@@ -62,7 +69,8 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
             return Err(e);
         }
     };
-    sub.report("GET", "/ws upgrade", upgrade, Ok(Some(101))).await;
+    sub.report("GET", "/ws upgrade", upgrade, Ok(Some(101)))
+        .await;
     let churn = sub.churn_signal();
     tokio::pin!(churn);
     let mut reported = false;
@@ -76,13 +84,16 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
             Some(Ok(Frame::Text(text))) => sub.on_message(text.as_bytes())?,
             Some(Ok(Frame::Binary(bytes))) => sub.on_message(&bytes)?,
             Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => false,
-            Some(Ok(Frame::Close(reason))) => return Err(sub.protocol_error(format!("server closed the WebSocket: {reason:?}"))),
+            Some(Ok(Frame::Close(reason))) => {
+                return Err(sub.protocol_error(format!("server closed the WebSocket: {reason:?}")));
+            }
             Some(Err(e)) => return Err(e.into()),
             None => return Err(sub.protocol_error("the server ended the WebSocket".into())),
         };
         if subscribed && !reported {
             reported = true;
-            sub.report_connection(connect_time, upgrade, Some(started.elapsed())).await;
+            sub.report_connection(connect_time, upgrade, Some(started.elapsed()))
+                .await;
         }
     };
     // A polite close; the server may already be gone at shutdown, so its answer is not awaited for long.

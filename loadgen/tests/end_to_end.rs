@@ -13,7 +13,6 @@ use pushbench::run::{RunOptions, ServerSource, run};
 use pushbench::scenario::Scenario;
 use pushbench_common::Transport;
 
-
 /// The server binary, built on demand with the same profile as this test when it is not there yet.
 fn server_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -21,20 +20,27 @@ fn server_bin() -> PathBuf {
         if let Ok(path) = pushbench::server_proc::locate(None) {
             return path;
         }
-        let release = std::env::current_exe().unwrap().components().any(|c| c.as_os_str() == "release");
+        let release = std::env::current_exe()
+            .unwrap()
+            .components()
+            .any(|c| c.as_os_str() == "release");
         let mut cargo = Command::new(env!("CARGO"));
         cargo.args(["build", "-p", "pushbench-server"]);
         if release {
             cargo.arg("--release");
         }
-        assert!(cargo.status().expect("cargo runs").success(), "building pushbench-server failed");
+        assert!(
+            cargo.status().expect("cargo runs").success(),
+            "building pushbench-server failed"
+        );
         pushbench::server_proc::locate(None).expect("pushbench-server was just built")
     })
     .clone()
 }
 
 fn out_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{name}-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -43,11 +49,18 @@ fn out_dir(name: &str) -> PathBuf {
 fn run_scenario(toml: &str) -> (RunResult, PathBuf) {
     let scenario = Scenario::parse(toml, "test scenario").expect("test scenario is valid");
     let dir = out_dir(&scenario.name);
-    let options = RunOptions { server: ServerSource::Spawn(server_bin()), out_dir: dir.clone(), progress: false };
-    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock")).unwrap();
+    let options = RunOptions {
+        server: ServerSource::Spawn(server_bin()),
+        out_dir: dir.clone(),
+        progress: false,
+    };
+    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
+        .unwrap();
     lock.lock().expect("one run at a time");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let result = rt.block_on(run(Arc::new(scenario), &options)).expect("run succeeds");
+    let result = rt
+        .block_on(run(Arc::new(scenario), &options))
+        .expect("run succeeds");
     pushbench::cli::write_all(&result, &dir).expect("outputs are written");
     (result, dir)
 }
@@ -69,20 +82,39 @@ interval_ms = 100
 "#;
 
 fn by_transport(result: &RunResult, t: Transport) -> &pushbench::report::TransportResult {
-    result.transports.iter().find(|r| r.transport == t).unwrap_or_else(|| panic!("{t} missing"))
+    result
+        .transports
+        .iter()
+        .find(|r| r.transport == t)
+        .unwrap_or_else(|| panic!("{t} missing"))
 }
 
 fn assert_exact(result: &RunResult) {
-    assert_eq!(result.transports.len(), result.scenario["transports"].as_array().unwrap().len());
+    assert_eq!(
+        result.transports.len(),
+        result.scenario["transports"].as_array().unwrap().len()
+    );
     for r in &result.transports {
         let t = r.transport;
         assert!(r.published > 0, "{t}: nothing published");
-        assert_eq!(r.subscribers_connected, r.subscribers, "{t}: not all subscribed ({:?})", r.last_error);
+        assert_eq!(
+            r.subscribers_connected, r.subscribers,
+            "{t}: not all subscribed ({:?})",
+            r.last_error
+        );
         assert!(r.expected > 0, "{t}: nothing expected");
-        assert_eq!((r.lost, r.duplicates, r.out_of_order, r.unexpected), (0, 0, 0, 0), "{t}: delivery not exact ({:?})", r.last_error);
+        assert_eq!(
+            (r.lost, r.duplicates, r.out_of_order, r.unexpected),
+            (0, 0, 0, 0),
+            "{t}: delivery not exact ({:?})",
+            r.last_error
+        );
         assert_eq!(r.delivered, r.expected, "{t}");
         assert!(r.latency_us.count > 0, "{t}: no latency samples");
-        assert!(r.bytes_per_delivery.unwrap() > 64.0, "{t}: a delivery cannot cost less than its payload");
+        assert!(
+            r.bytes_per_delivery.unwrap() > 64.0,
+            "{t}: a delivery cannot cost less than its payload"
+        );
     }
 }
 
@@ -101,14 +133,24 @@ fn quick_run_is_exact_matches_the_schema_and_follows_the_models() {
 }
 
 fn check_schema_and_reports(result: &RunResult, dir: &Path) {
-    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
-    let errors: Vec<String> = validator.iter_errors(&written).map(|e| format!("{} at {}", e, e.instance_path)).collect();
-    assert!(errors.is_empty(), "result.json does not match the schema: {errors:#?}");
+    let errors: Vec<String> = validator
+        .iter_errors(&written)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "result.json does not match the schema: {errors:#?}"
+    );
 
     // The check can fail: a missing fixed field, a wrong type and an unknown transport are all refused.
     let mut doctored = written.clone();
-    doctored["transports"][0].as_object_mut().unwrap().remove("lost");
+    doctored["transports"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("lost");
     assert!(!validator.is_valid(&doctored));
     let mut doctored = written.clone();
     doctored["transports"][0]["latency_us"]["p99"] = serde_json::json!("fast");
@@ -120,7 +162,10 @@ fn check_schema_and_reports(result: &RunResult, dir: &Path) {
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| poll |") && md.contains("## Reading"), "{md}");
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(html.contains("<svg") && !html.contains("<script") && !html.contains("src=\"http"), "report.html must be self-contained");
+    assert!(
+        html.contains("<svg") && !html.contains("<script") && !html.contains("src=\"http"),
+        "report.html must be self-contained"
+    );
     // Histograms travel in the result and decode to the same counts.
     for r in &result.transports {
         let h = pushbench::report::decode_histogram(&r.histograms.latency_us).unwrap();
@@ -130,21 +175,32 @@ fn check_schema_and_reports(result: &RunResult, dir: &Path) {
 
 fn check_polling_latency_follows_half_the_interval(result: &RunResult) {
     let poll = by_transport(result, Transport::Poll);
-    let delivery_ms = [Transport::Stream, Transport::Sse, Transport::Ws].iter().map(|&t| by_transport(result, t).latency_us.mean / 1000.0).fold(f64::MAX, f64::min);
+    let delivery_ms = [Transport::Stream, Transport::Sse, Transport::Ws]
+        .iter()
+        .map(|&t| by_transport(result, t).latency_us.mean / 1000.0)
+        .fold(f64::MAX, f64::min);
     let model_ms = poll.model.poll_wait_ms + delivery_ms;
     let measured_ms = poll.latency_us.mean / 1000.0;
     // Stated tolerance: within ×0.6..×1.6 of interval/2 + delivery time (a shared, noisy machine).
     let ratio = measured_ms / model_ms;
-    assert!((0.6..=1.6).contains(&ratio), "poll mean {measured_ms:.1} ms vs model {model_ms:.1} ms (ratio {ratio:.2})");
+    assert!(
+        (0.6..=1.6).contains(&ratio),
+        "poll mean {measured_ms:.1} ms vs model {model_ms:.1} ms (ratio {ratio:.2})"
+    );
     // And polling is clearly slower than any push transport here.
-    assert!(measured_ms > 5.0 * delivery_ms.max(1.0), "poll {measured_ms:.1} ms vs push {delivery_ms:.2} ms");
+    assert!(
+        measured_ms > 5.0 * delivery_ms.max(1.0),
+        "poll {measured_ms:.1} ms vs push {delivery_ms:.2} ms"
+    );
 }
 
 fn check_requests_per_delivery_order_poll_longpoll_streaming(result: &RunResult) {
     let rpd = |t| by_transport(result, t).requests_per_delivery.unwrap();
     let (poll, longpoll) = (rpd(Transport::Poll), rpd(Transport::LongPoll));
     let streaming = [Transport::Stream, Transport::Sse, Transport::Ws].map(rpd);
-    let model = by_transport(result, Transport::Poll).model.poll_requests_per_delivery;
+    let model = by_transport(result, Transport::Poll)
+        .model
+        .poll_requests_per_delivery;
     assert!(poll > longpoll, "poll {poll} ≤ longpoll {longpoll}");
     for s in streaming {
         assert!(longpoll > s, "longpoll {longpoll} ≤ streaming {s}");
@@ -152,7 +208,10 @@ fn check_requests_per_delivery_order_poll_longpoll_streaming(result: &RunResult)
         assert!(s <= 1.0 / 4.0, "streaming {s}");
     }
     // The measured figure also counts the polls of the launch and drain periods, hence the upper margin.
-    assert!(poll > 0.7 * model && poll < 2.0 * model, "poll {poll} vs model {model}");
+    assert!(
+        poll > 0.7 * model && poll < 2.0 * model,
+        "poll {poll} vs model {model}"
+    );
 }
 
 #[test]
@@ -181,7 +240,12 @@ fn churn_loses_nothing_on_any_transport() {
     assert_exact(&result);
     for r in &result.transports {
         // Each subscriber drops every 1 s (0.5 s ÷ 0.5) over about 5.5 s of publishing and drain.
-        assert!(r.reconnects >= 2 * r.subscribers, "{}: only {} reconnects", r.transport, r.reconnects);
+        assert!(
+            r.reconnects >= 2 * r.subscribers,
+            "{}: only {} reconnects",
+            r.transport,
+            r.reconnects
+        );
     }
 }
 
@@ -190,16 +254,35 @@ fn bad_scenarios_exit_2_naming_the_field() {
     let dir = out_dir("cli");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "name = \"x\"\nsubscribers = 0\nlaunch_rate = 1\nduration_s = 1\npublish_rate = 1\npayload_bytes = 64\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_pushbench")).arg("run").arg(&bad).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pushbench"))
+        .arg("run")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`subscribers`"), "{stderr}");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_pushbench")).args(["check", "no-such-file.toml"]).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pushbench"))
+        .args(["check", "no-such-file.toml"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    let output = Command::new(env!("CARGO_BIN_EXE_pushbench")).args(["run", "--no-such-flag"]).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pushbench"))
+        .args(["run", "--no-such-flag"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/quick.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_pushbench")).arg("check").arg(shipped).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(env!("CARGO_BIN_EXE_pushbench"))
+        .arg("check")
+        .arg(shipped)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

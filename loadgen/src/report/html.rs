@@ -10,10 +10,15 @@ use super::{RunResult, decode_histogram, md, reading, table};
 /// One colour per transport, in [`pushbench_common::Transport::ALL`] order.
 const COLOURS: [&str; 5] = ["#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd"];
 /// Percentiles drawn on the latency curve.
-const QUANTILES: [f64; 12] = [0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
+const QUANTILES: [f64; 12] = [
+    0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
+];
 
 fn esc(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Renders the findings' Markdown inline syntax (`code`, **bold**) as HTML.
@@ -41,7 +46,11 @@ fn inline_markdown(text: &str) -> String {
 
 /// Writes the HTML report.
 pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
-    let name = result.scenario.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+    let name = result
+        .scenario
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("?");
     let mut page = String::new();
     let _ = write!(
         page,
@@ -53,7 +62,15 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
          </style></head><body><h1>pushbench: <code>{n}</code></h1>",
         n = esc(name)
     );
-    let _ = write!(page, "<p>Workload: {}.</p><p>Run {} → {} on {} CPUs; server: {}.</p>", esc(&md::workload(result)), esc(&result.started_at), esc(&result.finished_at), result.cpus, esc(&result.server));
+    let _ = write!(
+        page,
+        "<p>Workload: {}.</p><p>Run {} → {} on {} CPUs; server: {}.</p>",
+        esc(&md::workload(result)),
+        esc(&result.started_at),
+        esc(&result.finished_at),
+        result.cpus,
+        esc(&result.server)
+    );
     for warning in &result.warnings {
         let _ = write!(page, "<p class=\"warn\">Warning: {}</p>", esc(warning));
     }
@@ -75,13 +92,34 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     }
     page.push_str("</ul><h2>Charts</h2><div class=\"charts\">");
     page.push_str(&latency_chart(result));
-    let bars = |f: &dyn Fn(&super::TransportResult) -> Option<f64>| -> Vec<(usize, String, Option<f64>)> {
-        result.transports.iter().map(|r| (r.transport.index(), r.transport.to_string(), f(r))).collect()
-    };
-    page.push_str(&bar_chart("Bytes per delivery (both directions, at the socket)", "B", &bars(&|r| r.bytes_per_delivery)));
-    page.push_str(&bar_chart("HTTP requests per delivery", "", &bars(&|r| r.requests_per_delivery)));
-    page.push_str(&bar_chart("Server memory per connection", "KiB", &bars(&|r| r.server_rss_per_connection_bytes.map(|b| b / 1024.0))));
-    page.push_str(&bar_chart("Server CPU per 1,000 deliveries", "ms", &bars(&|r| r.server_cpu_ms_per_1k_deliveries)));
+    let bars =
+        |f: &dyn Fn(&super::TransportResult) -> Option<f64>| -> Vec<(usize, String, Option<f64>)> {
+            result
+                .transports
+                .iter()
+                .map(|r| (r.transport.index(), r.transport.to_string(), f(r)))
+                .collect()
+        };
+    page.push_str(&bar_chart(
+        "Bytes per delivery (both directions, at the socket)",
+        "B",
+        &bars(&|r| r.bytes_per_delivery),
+    ));
+    page.push_str(&bar_chart(
+        "HTTP requests per delivery",
+        "",
+        &bars(&|r| r.requests_per_delivery),
+    ));
+    page.push_str(&bar_chart(
+        "Server memory per connection",
+        "KiB",
+        &bars(&|r| r.server_rss_per_connection_bytes.map(|b| b / 1024.0)),
+    ));
+    page.push_str(&bar_chart(
+        "Server CPU per 1,000 deliveries",
+        "ms",
+        &bars(&|r| r.server_cpu_ms_per_1k_deliveries),
+    ));
     page.push_str("</div></body></html>\n");
     w.write_all(page.as_bytes())
 }
@@ -93,37 +131,98 @@ fn latency_chart(result: &RunResult) -> String {
     let max_x = nines(1.0);
     let mut curves = Vec::new();
     for r in &result.transports {
-        let Ok(h) = decode_histogram(&r.histograms.latency_us) else { continue };
+        let Ok(h) = decode_histogram(&r.histograms.latency_us) else {
+            continue;
+        };
         if h.is_empty() {
             continue;
         }
-        let points: Vec<(f64, f64)> = QUANTILES.iter().map(|&q| (nines(q), h.value_at_quantile(q).max(1) as f64 / 1000.0)).collect();
+        let points: Vec<(f64, f64)> = QUANTILES
+            .iter()
+            .map(|&q| (nines(q), h.value_at_quantile(q).max(1) as f64 / 1000.0))
+            .collect();
         curves.push((r.transport.index(), r.transport.to_string(), points));
     }
-    let all_y = curves.iter().flat_map(|(_, _, p)| p.iter().map(|&(_, y)| y));
+    let all_y = curves
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|&(_, y)| y));
     let (lo, hi) = all_y.fold((f64::MAX, 0.0_f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
-    let (lo, hi) = if curves.is_empty() { (0.1, 10.0) } else { (10f64.powf(lo.log10().floor()), 10f64.powf(hi.log10().ceil().max(lo.log10().floor() + 1.0))) };
+    let (lo, hi) = if curves.is_empty() {
+        (0.1, 10.0)
+    } else {
+        (
+            10f64.powf(lo.log10().floor()),
+            10f64.powf(hi.log10().ceil().max(lo.log10().floor() + 1.0)),
+        )
+    };
     let px = |x: f64| left + x / max_x * (width - left - right);
-    let py = |y: f64| height - bottom - (y.log10() - lo.log10()) / (hi.log10() - lo.log10()) * (height - top - bottom);
-    let mut svg = format!("<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">");
-    let _ = write!(svg, "<text x=\"{left}\" y=\"18\" font-size=\"13\" font-weight=\"bold\">Latency distribution (ms, log scale)</text>");
+    let py = |y: f64| {
+        height
+            - bottom
+            - (y.log10() - lo.log10()) / (hi.log10() - lo.log10()) * (height - top - bottom)
+    };
+    let mut svg = format!(
+        "<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">"
+    );
+    let _ = write!(
+        svg,
+        "<text x=\"{left}\" y=\"18\" font-size=\"13\" font-weight=\"bold\">Latency distribution (ms, log scale)</text>"
+    );
     let mut decade = lo;
     while decade <= hi * 1.0001 {
         let y = py(decade);
-        let _ = write!(svg, "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>", width - right, left - 4.0, y + 4.0, decade);
+        let _ = write!(
+            svg,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            width - right,
+            left - 4.0,
+            y + 4.0,
+            decade
+        );
         decade *= 10.0;
     }
-    for (label, q) in [("0", 0.0), ("90", 0.9), ("99", 0.99), ("99.9", 0.999), ("99.99", 0.9999)] {
+    for (label, q) in [
+        ("0", 0.0),
+        ("90", 0.9),
+        ("99", 0.99),
+        ("99.9", 0.999),
+        ("99.99", 0.9999),
+    ] {
         let x = px(nines(q));
-        let _ = write!(svg, "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>", height - bottom, height - bottom + 14.0);
+        let _ = write!(
+            svg,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
+            height - bottom,
+            height - bottom + 14.0
+        );
     }
-    let _ = write!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">percentile</text>", (left + width - right) / 2.0, height - 8.0);
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">percentile</text>",
+        (left + width - right) / 2.0,
+        height - 8.0
+    );
     for (i, (index, name, points)) in curves.iter().enumerate() {
-        let path = points.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect::<Vec<_>>().join(" ");
+        let path = points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect::<Vec<_>>()
+            .join(" ");
         let colour = COLOURS[*index % COLOURS.len()];
-        let _ = write!(svg, "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{path}\"/>");
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{path}\"/>"
+        );
         let ly = top + 14.0 * i as f64 + 10.0;
-        let _ = write!(svg, "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"{}\">{}</text>", width - right + 8.0, ly - 9.0, width - right + 22.0, ly, esc(name));
+        let _ = write!(
+            svg,
+            "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            width - right + 8.0,
+            ly - 9.0,
+            width - right + 22.0,
+            ly,
+            esc(name)
+        );
     }
     svg.push_str("</svg>");
     svg
@@ -133,12 +232,28 @@ fn latency_chart(result: &RunResult) -> String {
 fn bar_chart(title: &str, unit: &str, values: &[(usize, String, Option<f64>)]) -> String {
     let (width, row, left, top) = (420.0, 26.0, 80.0, 30.0);
     let height = top + row * values.len() as f64 + 10.0;
-    let max = values.iter().filter_map(|v| v.2).fold(0.0_f64, f64::max).max(f64::MIN_POSITIVE);
-    let mut svg = format!("<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">");
-    let _ = write!(svg, "<text x=\"8\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{}</text>", esc(title));
+    let max = values
+        .iter()
+        .filter_map(|v| v.2)
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let mut svg = format!(
+        "<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">"
+    );
+    let _ = write!(
+        svg,
+        "<text x=\"8\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{}</text>",
+        esc(title)
+    );
     for (i, (index, name, value)) in values.iter().enumerate() {
         let y = top + row * i as f64;
-        let _ = write!(svg, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>", left - 6.0, y + 15.0, esc(name));
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            left - 6.0,
+            y + 15.0,
+            esc(name)
+        );
         match value {
             Some(v) => {
                 let w = (v / max * (width - left - 90.0)).max(1.0);
@@ -154,7 +269,11 @@ fn bar_chart(title: &str, unit: &str, values: &[(usize, String, Option<f64>)]) -
                 );
             }
             None => {
-                let _ = write!(svg, "<text x=\"{left}\" y=\"{:.1}\" fill=\"#888\">n/a</text>", y + 15.0);
+                let _ = write!(
+                    svg,
+                    "<text x=\"{left}\" y=\"{:.1}\" fill=\"#888\">n/a</text>",
+                    y + 15.0
+                );
             }
         }
     }
@@ -178,6 +297,9 @@ mod tests {
 
     #[test]
     fn inline_markdown_renders_code_and_bold() {
-        assert_eq!(inline_markdown("**A** `ws` < 1"), "<strong>A</strong> <code>ws</code> &lt; 1");
+        assert_eq!(
+            inline_markdown("**A** `ws` < 1"),
+            "<strong>A</strong> <code>ws</code> &lt; 1"
+        );
     }
 }

@@ -8,12 +8,25 @@ use super::{RunResult, ms, opt, reading, table};
 pub fn workload(result: &RunResult) -> String {
     let s = &result.scenario;
     let num = |k: &str| s.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let fanout = s.get("fanout").map(|f| match f.get("mode").and_then(|m| m.as_str()) {
-        Some("multicast") => format!("multicast to {} topics, {} per subscriber", f["topics"], f["per_subscriber"]),
-        Some(mode) => mode.to_owned(),
-        None => "?".to_owned(),
-    });
-    let churn = s.get("churn").filter(|c| !c.is_null()).map_or_else(String::new, |c| format!(", churn: {} of the subscribers reconnect every {} s", c["share"], c["every_s"]));
+    let fanout = s
+        .get("fanout")
+        .map(|f| match f.get("mode").and_then(|m| m.as_str()) {
+            Some("multicast") => format!(
+                "multicast to {} topics, {} per subscriber",
+                f["topics"], f["per_subscriber"]
+            ),
+            Some(mode) => mode.to_owned(),
+            None => "?".to_owned(),
+        });
+    let churn = s
+        .get("churn")
+        .filter(|c| !c.is_null())
+        .map_or_else(String::new, |c| {
+            format!(
+                ", churn: {} of the subscribers reconnect every {} s",
+                c["share"], c["every_s"]
+            )
+        });
     format!(
         "{} subscribers (launched at {}/s), {} events/s of {} B ({}), warm-up {} s, measured {} s, drain {} s, poll interval {} ms, long-poll timeout {} ms{churn}",
         num("subscribers"),
@@ -31,25 +44,44 @@ pub fn workload(result: &RunResult) -> String {
 
 /// Writes the Markdown report.
 pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
-    let name = result.scenario.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+    let name = result
+        .scenario
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("?");
     writeln!(w, "# pushbench: `{name}`\n")?;
-    if let Some(d) = result.scenario.get("description").and_then(|d| d.as_str()).filter(|d| !d.is_empty()) {
+    if let Some(d) = result
+        .scenario
+        .get("description")
+        .and_then(|d| d.as_str())
+        .filter(|d| !d.is_empty())
+    {
         writeln!(w, "{d}\n")?;
     }
     writeln!(w, "Workload: {}.\n", workload(result))?;
-    writeln!(w, "Run {} → {} on {} CPUs; server: {}; {}.\n", result.started_at, result.finished_at, result.cpus, result.server, result.tool)?;
+    writeln!(
+        w,
+        "Run {} → {} on {} CPUs; server: {}; {}.\n",
+        result.started_at, result.finished_at, result.cpus, result.server, result.tool
+    )?;
     for warning in &result.warnings {
         writeln!(w, "> **Warning:** {warning}\n")?;
     }
     writeln!(w, "## Comparison\n")?;
     table::write_markdown(result, &mut w)?;
-    writeln!(w, "\nLatency is measured from the publisher's intended send time (open loop) to receipt; bytes are counted at the socket in both directions; server memory is RSS growth per connected subscriber.\n")?;
+    writeln!(
+        w,
+        "\nLatency is measured from the publisher's intended send time (open loop) to receipt; bytes are counted at the socket in both directions; server memory is RSS growth per connected subscriber.\n"
+    )?;
     writeln!(w, "## Reading\n")?;
     for finding in reading::findings(result) {
         writeln!(w, "- {finding}")?;
     }
     writeln!(w, "\n## Latency detail (ms)\n")?;
-    writeln!(w, "| transport | p50 | p90 | p99 | p99.9 | max | mean | from server ts p50 / p99 | publish lateness p99 |")?;
+    writeln!(
+        w,
+        "| transport | p50 | p90 | p99 | p99.9 | max | mean | from server ts p50 / p99 | publish lateness p99 |"
+    )?;
     writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for r in &result.transports {
         let l = &r.latency_us;
@@ -69,7 +101,10 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         )?;
     }
     writeln!(w, "\n## Connection cost\n")?;
-    writeln!(w, "| transport | TCP connect p50 / p99 ms | first byte or upgrade p50 / p99 ms | subscribed p50 / p99 ms | failed connects | reconnects | errors | server fds | loadgen fds |")?;
+    writeln!(
+        w,
+        "| transport | TCP connect p50 / p99 ms | first byte or upgrade p50 / p99 ms | subscribed p50 / p99 ms | failed connects | reconnects | errors | server fds | loadgen fds |"
+    )?;
     writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for r in &result.transports {
         writeln!(
@@ -90,8 +125,14 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         )?;
     }
     writeln!(w, "\n## Wire and resources\n")?;
-    writeln!(w, "| transport | requests | empty polls | cut | bytes received | bytes sent | heartbeats | gaps | server RSS before / connected MiB | server CPU ms | loadgen RSS MiB | loadgen B/subscriber | loadgen lag p99 ms |")?;
-    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(
+        w,
+        "| transport | requests | empty polls | cut | bytes received | bytes sent | heartbeats | gaps | server RSS before / connected MiB | server CPU ms | loadgen RSS MiB | loadgen B/subscriber | loadgen lag p99 ms |"
+    )?;
+    writeln!(
+        w,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
     let mib = |b: Option<u64>| b.map_or("–".into(), |b| format!("{:.1}", b as f64 / 1048576.0));
     for r in &result.transports {
         writeln!(
@@ -113,7 +154,15 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
             ms(r.loadgen_lag_p99_us as f64)
         )?;
     }
-    let errors: Vec<String> = result.transports.iter().filter_map(|r| r.last_error.as_ref().map(|e| format!("- `{}`: {e}", r.transport))).collect();
+    let errors: Vec<String> = result
+        .transports
+        .iter()
+        .filter_map(|r| {
+            r.last_error
+                .as_ref()
+                .map(|e| format!("- `{}`: {e}", r.transport))
+        })
+        .collect();
     if !errors.is_empty() {
         writeln!(w, "\n## Last error seen per transport\n")?;
         writeln!(w, "{}", errors.join("\n"))?;

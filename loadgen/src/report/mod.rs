@@ -208,14 +208,20 @@ pub struct HistogramError(String);
 /// Serializes `h` as base64 of its V2 deflate encoding.
 pub fn encode_histogram(h: &Histogram<u64>) -> String {
     let mut bytes = Vec::new();
-    V2DeflateSerializer::new().serialize(h, &mut bytes).expect("serializing into a Vec cannot fail");
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("serializing into a Vec cannot fail");
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Reads a histogram written by [`encode_histogram`].
 pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, HistogramError> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| HistogramError(e.to_string()))?;
-    Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| HistogramError(format!("{e:?}")))
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| HistogramError(e.to_string()))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| HistogramError(format!("{e:?}")))
 }
 
 /// Formats µs as milliseconds with sensible precision.

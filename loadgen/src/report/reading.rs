@@ -23,16 +23,39 @@ pub fn findings(result: &RunResult) -> Vec<String> {
     if let Some(line) = requests(t) {
         out.push(line);
     }
-    if let Some(line) = best_of(t, "Wire cost", "bytes per delivery (both directions, at the socket: headers, framing and heartbeats included)", |r| r.bytes_per_delivery, |v| format!("{v:.0} B")) {
+    if let Some(mut line) = best_of(
+        t,
+        "Wire cost",
+        "bytes per delivery (both directions, at the socket: headers, framing and heartbeats included)",
+        |r| r.bytes_per_delivery,
+        |v| format!("{v:.0} B"),
+    ) {
+        line.push_str(&wire_reasons(t));
         out.push(line);
     }
-    if let Some(line) = best_of(t, "Server memory", "per connection (server RSS after − before the subscribers connected)", |r| r.server_rss_per_connection_bytes, |v| format!("{:.1} KiB", v / 1024.0)) {
+    if let Some(line) = best_of(
+        t,
+        "Server memory",
+        "per connection (server RSS after − before the subscribers connected)",
+        |r| r.server_rss_per_connection_bytes,
+        |v| format!("{:.1} KiB", v / 1024.0),
+    ) {
         out.push(line);
     }
-    if let Some(line) = best_of(t, "Server CPU", "per 1,000 deliveries (server CPU over publishing and drain, idle work such as heartbeats and empty polls included)", |r| r.server_cpu_ms_per_1k_deliveries, |v| format!("{v:.2} ms")) {
+    if let Some(line) = best_of(
+        t,
+        "Server CPU",
+        "per 1,000 deliveries (server CPU over publishing and drain, idle work such as heartbeats and empty polls included)",
+        |r| r.server_cpu_ms_per_1k_deliveries,
+        |v| format!("{v:.2} ms"),
+    ) {
         out.push(line);
     }
-    let saturated: Vec<&str> = t.iter().filter(|r| r.loadgen_saturated).map(|r| r.transport.as_str()).collect();
+    let saturated: Vec<&str> = t
+        .iter()
+        .filter(|r| r.loadgen_saturated)
+        .map(|r| r.transport.as_str())
+        .collect();
     if saturated.is_empty() {
         let worst = t.iter().map(|r| r.loadgen_cpu_percent).fold(0.0, f64::max);
         out.push(format!(
@@ -49,13 +72,24 @@ fn completeness(t: &[TransportResult]) -> String {
     let bad: Vec<String> = t
         .iter()
         .filter(|r| r.lost + r.duplicates + r.out_of_order + r.unexpected > 0)
-        .map(|r| format!("`{}` lost {}, duplicated {}, reordered {}, unexpected {} (gap notices {})", r.transport, r.lost, r.duplicates, r.out_of_order, r.unexpected, r.gaps))
+        .map(|r| {
+            format!(
+                "`{}` lost {}, duplicated {}, reordered {}, unexpected {} (gap notices {})",
+                r.transport, r.lost, r.duplicates, r.out_of_order, r.unexpected, r.gaps
+            )
+        })
         .collect();
     let reconnects: u64 = t.iter().map(|r| r.reconnects).sum();
-    let churn = if reconnects > 0 { format!(", across {reconnects} reconnects that resumed from their cursors") } else { String::new() };
+    let churn = if reconnects > 0 {
+        format!(", across {reconnects} reconnects that resumed from their cursors")
+    } else {
+        String::new()
+    };
     if bad.is_empty() {
         let delivered: u64 = t.iter().map(|r| r.delivered).sum();
-        format!("**Completeness**: every transport delivered every owed event exactly once and in order ({delivered} deliveries{churn}).")
+        format!(
+            "**Completeness**: every transport delivered every owed event exactly once and in order ({delivered} deliveries{churn})."
+        )
     } else {
         format!("**Completeness problems**: {}.", bad.join("; "))
     }
@@ -65,7 +99,18 @@ fn latency(t: &[TransportResult]) -> Option<String> {
     let timed: Vec<&TransportResult> = t.iter().filter(|r| r.latency_us.count > 0).collect();
     let p50 = timed.iter().min_by_key(|r| r.latency_us.p50)?;
     let p99 = timed.iter().min_by_key(|r| r.latency_us.p99)?;
-    let list = timed.iter().map(|r| format!("`{}` {} / {} ms", r.transport, ms(r.latency_us.p50 as f64), ms(r.latency_us.p99 as f64))).collect::<Vec<_>>().join(", ");
+    let list = timed
+        .iter()
+        .map(|r| {
+            format!(
+                "`{}` {} / {} ms",
+                r.transport,
+                ms(r.latency_us.p50 as f64),
+                ms(r.latency_us.p99 as f64)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     Some(format!(
         "**Latency** (p50 / p99 from the intended send time): {list}. Lowest median: `{}`; lowest p99: `{}`.",
         p50.transport, p99.transport
@@ -75,11 +120,16 @@ fn latency(t: &[TransportResult]) -> Option<String> {
 /// Delivery time without any waiting: the mean latency of the fastest push transport in the run (none when
 /// no push transport ran; the model then uses 0).
 fn delivery_time_us(t: &[TransportResult]) -> Option<f64> {
-    t.iter().filter(|r| r.transport.is_streaming() && r.latency_us.count > 0).map(|r| r.latency_us.mean).reduce(f64::min)
+    t.iter()
+        .filter(|r| r.transport.is_streaming() && r.latency_us.count > 0)
+        .map(|r| r.latency_us.mean)
+        .reduce(f64::min)
 }
 
 fn polling_model(t: &[TransportResult]) -> Option<String> {
-    let poll = t.iter().find(|r| r.transport == Transport::Poll && r.latency_us.count > 0)?;
+    let poll = t
+        .iter()
+        .find(|r| r.transport == Transport::Poll && r.latency_us.count > 0)?;
     let wait_ms = poll.model.poll_wait_ms;
     let delivery_ms = delivery_time_us(t).map_or(0.0, |us| us / 1000.0);
     let model_ms = wait_ms + delivery_ms;
@@ -92,14 +142,31 @@ fn polling_model(t: &[TransportResult]) -> Option<String> {
 }
 
 fn requests(t: &[TransportResult]) -> Option<String> {
-    let with: Vec<&TransportResult> = t.iter().filter(|r| r.requests_per_delivery.is_some()).collect();
+    let with: Vec<&TransportResult> = t
+        .iter()
+        .filter(|r| r.requests_per_delivery.is_some())
+        .collect();
     if with.is_empty() {
         return None;
     }
-    let list = with.iter().map(|r| format!("`{}` {:.3}", r.transport, r.requests_per_delivery.unwrap_or(0.0))).collect::<Vec<_>>().join(", ");
+    let list = with
+        .iter()
+        .map(|r| {
+            format!(
+                "`{}` {:.3}",
+                r.transport,
+                r.requests_per_delivery.unwrap_or(0.0)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut line = format!("**Requests per delivery**: {list}.");
     if let Some(poll) = with.iter().find(|r| r.transport == Transport::Poll) {
-        let empty = if poll.requests > 0 { poll.empty_polls as f64 / poll.requests as f64 * 100.0 } else { 0.0 };
+        let empty = if poll.requests > 0 {
+            poll.empty_polls as f64 / poll.requests as f64 * 100.0
+        } else {
+            0.0
+        };
         let per_subscriber = poll.delivered as f64 / poll.subscribers_connected.max(1) as f64;
         let poll_rate = 1000.0 / poll.model.poll_interval_ms;
         line.push_str(&format!(
@@ -127,14 +194,62 @@ fn requests(t: &[TransportResult]) -> Option<String> {
     Some(line)
 }
 
-fn best_of(t: &[TransportResult], title: &str, what: &str, value: impl Fn(&TransportResult) -> Option<f64>, show: impl Fn(f64) -> String) -> Option<String> {
-    let with: Vec<(&TransportResult, f64)> = t.iter().filter_map(|r| value(r).map(|v| (r, v))).collect();
+/// Why the bytes differ: a request/answer transport pays its HTTP exchange per request, a stream pays its
+/// framing per message.
+fn wire_reasons(t: &[TransportResult]) -> String {
+    let mut parts = Vec::new();
+    for r in t.iter().filter(|r| r.requests > 0 && r.delivered > 0) {
+        let bytes = (r.bytes_received + r.bytes_sent) as f64;
+        if r.transport.is_streaming() {
+            parts.push(format!("`{}` pays its HTTP exchange once per connection and then about {:.0} B per delivery of framing, event JSON and heartbeats", r.transport, bytes / r.delivered as f64));
+        } else {
+            parts.push(format!(
+                "`{}` pays about {:.0} B per HTTP request and answer, {:.2} requests per delivery",
+                r.transport,
+                bytes / r.requests as f64,
+                r.requests as f64 / r.delivered as f64
+            ));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" Why: {}.", parts.join("; "))
+    }
+}
+
+fn best_of(
+    t: &[TransportResult],
+    title: &str,
+    what: &str,
+    value: impl Fn(&TransportResult) -> Option<f64>,
+    show: impl Fn(f64) -> String,
+) -> Option<String> {
+    let with: Vec<(&TransportResult, f64)> =
+        t.iter().filter_map(|r| value(r).map(|v| (r, v))).collect();
     let (best, best_value) = with.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
     let (worst, worst_value) = with.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
-    let list = with.iter().map(|(r, v)| format!("`{}` {}", r.transport, show(*v))).collect::<Vec<_>>().join(", ");
+    let list = with
+        .iter()
+        .map(|(r, v)| format!("`{}` {}", r.transport, show(*v)))
+        .collect::<Vec<_>>()
+        .join(", ");
     if with.len() > 1 && worst_value <= best_value * 1.1 {
-        return Some(format!("**{title}** {what}: {list}. No clear winner: all within 10% of each other."));
+        return Some(format!(
+            "**{title}** {what}: {list}. No clear winner: all within 10% of each other."
+        ));
     }
-    let factor = if best_value > 0.0 && with.len() > 1 { format!(" ({:.1}× less than `{}`)", worst_value / best_value, worst.transport) } else { String::new() };
-    Some(format!("**{title}** {what}: {list}. Cheapest: `{}`{factor}.", best.transport))
+    let factor = if best_value > 0.0 && with.len() > 1 {
+        format!(
+            " ({:.1}× less than `{}`)",
+            worst_value / best_value,
+            worst.transport
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "**{title}** {what}: {list}. Cheapest: `{}`{factor}.",
+        best.transport
+    ))
 }

@@ -25,7 +25,15 @@ pub const HEADERS: [&str; 14] = [
 /// One row of the table.
 pub fn row(r: &TransportResult) -> [String; 14] {
     [
-        format!("{}{}", r.transport, if r.loadgen_saturated { " (SATURATED)" } else { "" }),
+        format!(
+            "{}{}",
+            r.transport,
+            if r.loadgen_saturated {
+                " (SATURATED)"
+            } else {
+                ""
+            }
+        ),
         format!("{}/{}", r.subscribers_connected, r.subscribers),
         format!("{}/{}", r.delivered, r.expected),
         r.lost.to_string(),
@@ -52,11 +60,30 @@ pub fn write_text<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         }
     }
     let line = |cells: &[String]| -> String {
-        cells.iter().enumerate().map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) }).collect::<Vec<_>>().join("  ")
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
     };
     let headers: Vec<String> = HEADERS.iter().map(|h| (*h).to_owned()).collect();
     writeln!(w, "{}", line(&headers))?;
-    writeln!(w, "{}", widths.iter().map(|&n| "-".repeat(n)).collect::<Vec<_>>().join("  "))?;
+    writeln!(
+        w,
+        "{}",
+        widths
+            .iter()
+            .map(|&n| "-".repeat(n))
+            .collect::<Vec<_>>()
+            .join("  ")
+    )?;
     for r in &rows {
         writeln!(w, "{}", line(r))?;
     }
@@ -66,7 +93,15 @@ pub fn write_text<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
 /// Writes the table in Markdown.
 pub fn write_markdown<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     writeln!(w, "| {} |", HEADERS.join(" | "))?;
-    writeln!(w, "|{}", HEADERS.iter().enumerate().map(|(i, _)| if i == 0 { "---|" } else { "---:|" }).collect::<String>())?;
+    writeln!(
+        w,
+        "|{}",
+        HEADERS
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if i == 0 { "---|" } else { "---:|" })
+            .collect::<String>()
+    )?;
     for r in &result.transports {
         writeln!(w, "| {} |", row(r).join(" | "))?;
     }

@@ -121,9 +121,16 @@ fn cpus() -> usize {
 fn warnings_for(r: &TransportResult) -> Vec<String> {
     let mut w = Vec::new();
     if r.loadgen_saturated {
+        // Name the culprit honestly: a nearly idle load generator on a full machine is not the bottleneck.
+        let who = if r.loadgen_cpu_percent >= 50.0 {
+            "load generator"
+        } else {
+            "machine"
+        };
         w.push(format!(
-            "{}: LOAD GENERATOR SATURATED ({}): these figures describe the load generator, not the transport",
+            "{}: {} SATURATED ({}): these figures describe the {who}, not the transport",
             r.transport,
+            who.to_uppercase(),
             r.loadgen_saturation_reasons.join("; ")
         ));
     }

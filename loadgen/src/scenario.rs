@@ -274,6 +274,8 @@ pub struct Scenario {
 pub const MIN_PAYLOAD: usize = 20;
 /// Largest payload: the server's default `--max-payload`.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// Drain beyond one poll interval, so that the poll after the last publish completes before the stop.
+pub const POLL_DRAIN_MARGIN: Duration = Duration::from_millis(250);
 /// Largest long-poll hold the server accepts.
 pub const MAX_LONGPOLL_MS: u64 = 120_000;
 
@@ -418,12 +420,13 @@ impl Scenario {
             ));
         }
         let poll_interval = Duration::from_millis(raw.poll.interval_ms);
-        if transports.contains(&Transport::Poll) && drain < poll_interval {
+        if transports.contains(&Transport::Poll) && drain < poll_interval + POLL_DRAIN_MARGIN {
             return Err(invalid(
                 "drain_s",
                 format!(
-                    "must be at least poll.interval_ms ({} ms) so that every poller polls after the last publish",
-                    raw.poll.interval_ms
+                    "must be at least poll.interval_ms + {} ms ({} ms) so that every poller completes a poll after the last publish",
+                    POLL_DRAIN_MARGIN.as_millis(),
+                    (poll_interval + POLL_DRAIN_MARGIN).as_millis()
                 ),
             ));
         }

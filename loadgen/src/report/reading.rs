@@ -63,7 +63,7 @@ pub fn findings(result: &RunResult) -> Vec<String> {
             ms(t.iter().map(|r| r.loadgen_lag_p99_us).max().unwrap_or(0) as f64)
         ));
     } else {
-        out.push(format!("**Warning: the load generator was saturated during {}**: those figures describe the load generator, not the transport. Lower the rates or subscribers.", saturated.join(", ")));
+        out.push(format!("**Warning: the load generator or the machine it shares was saturated during {}**: those figures describe them, not the transport (see the warnings). Lower the rates or subscribers, or run on a quiet machine.", saturated.join(", ")));
     }
     out
 }

@@ -684,3 +684,55 @@ pub fn default_out_dir(scenario: &Scenario) -> PathBuf {
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturation_names_its_reason_and_separates_noise() {
+        let capacity = cpus() as f64 * 100.0;
+        let (saturated, reasons, noise) = saturation(0.95 * capacity, None, None, 1_000);
+        assert!(
+            saturated && reasons[0].contains("load generator CPU"),
+            "{reasons:?}"
+        );
+        assert!(noise.is_none());
+
+        let (saturated, reasons, _) = saturation(10.0, Some(10.0), Some(97.0), 1_000);
+        assert!(
+            saturated && reasons[0].contains("all cores 97% busy"),
+            "{reasons:?}"
+        );
+
+        let (saturated, reasons, _) =
+            saturation(0.5 * capacity, Some(0.45 * capacity), Some(50.0), 1_000);
+        assert!(
+            saturated && reasons[0].contains("machine full"),
+            "{reasons:?}"
+        );
+
+        let (saturated, reasons, _) = saturation(60.0, Some(10.0), Some(40.0), 20_000);
+        assert!(
+            saturated && reasons[0].contains("scheduling lag"),
+            "{reasons:?}"
+        );
+
+        // Lag while the load generator is nearly idle: someone else was busy. Noise, not saturation.
+        let (saturated, reasons, noise) = saturation(5.0, Some(5.0), Some(40.0), 20_000);
+        assert!(!saturated && reasons.is_empty());
+        assert!(noise.unwrap().contains("another process"));
+
+        let (saturated, _, noise) = saturation(20.0, Some(20.0), Some(30.0), 2_000);
+        assert!(!saturated && noise.is_none());
+    }
+
+    #[test]
+    fn machine_cpu_is_read_from_proc_stat() {
+        let a = MachineCpu::read().expect("/proc/stat is readable");
+        std::thread::sleep(Duration::from_millis(50));
+        let b = MachineCpu::read().unwrap();
+        let busy = a.busy_percent_until(&b).unwrap_or(0.0);
+        assert!((0.0..=100.0).contains(&busy), "{busy}");
+    }
+}

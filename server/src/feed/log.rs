@@ -82,6 +82,20 @@ impl TopicLog {
     }
 }
 
+/// Position of the first event with an id above `cursor`. A live subscriber's cursor is almost always
+/// among the newest few events, so look there before falling back to a binary search of the whole deque.
+fn first_after(events: &VecDeque<Arc<StoredEvent>>, cursor: u64) -> usize {
+    const SCAN_FROM_BACK: usize = 8;
+    let mut start = events.len();
+    for event in events.iter().rev().take(SCAN_FROM_BACK) {
+        if event.id <= cursor {
+            return start;
+        }
+        start -= 1;
+    }
+    events.partition_point(|e| e.id <= cursor)
+}
+
 /// Occupancy of the replay buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayStats {
@@ -202,7 +216,7 @@ impl ReplayLog {
         let mut events: Vec<Arc<StoredEvent>> = Vec::new();
         let mut more = false;
         for log in topics.iter().filter_map(|t| self.topics.get(t)) {
-            let start = log.events.partition_point(|e| e.id <= cursor);
+            let start = first_after(&log.events, cursor);
             more |= log.events.len() - start > limits.max_events;
             events.extend(log.events.range(start..).take(limits.max_events).cloned());
         }
@@ -304,6 +318,19 @@ mod tests {
         assert_eq!((ids(&last), last.next), (vec![9, 10], 11), "cursor jumps to the head when drained");
         let one_event_min = log.read(&[topic("a")], 0, BatchLimits { max_events: 10, max_bytes: 1 });
         assert_eq!(ids(&one_event_min), vec![1]);
+    }
+
+    #[test]
+    fn first_after_agrees_with_a_binary_search_everywhere() {
+        let mut log = log(100);
+        for i in 0..50 {
+            log.append(topic(if i % 7 == 0 { "b" } else { "a" }), "x");
+        }
+        let events = &log.topics[&topic("a")].events;
+        for cursor in 0..=52 {
+            assert_eq!(first_after(events, cursor), events.partition_point(|e| e.id <= cursor), "cursor {cursor}");
+        }
+        assert_eq!(first_after(&VecDeque::new(), 3), 0);
     }
 
     #[test]

@@ -51,6 +51,13 @@ pub struct Args {
     /// On SIGINT/SIGTERM, how long to wait for open connections to close before exiting anyway.
     #[arg(long, default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+    /// Share the feed with other nodes through Redis (e.g. `redis://127.0.0.1:6379`): ids come from Redis and
+    /// a client may resume on any node. Without it the feed is embedded in this process.
+    #[arg(long)]
+    pub bus: Option<String>,
+    /// Key of the Redis stream (and prefix of its id counter), so several feeds can share one Redis.
+    #[arg(long, default_value = "pushbench")]
+    pub bus_key: String,
     /// Publish synthetic events at this rate (events/s) to `--generate-topic`; 0 = off. The demo page can
     /// change rate and size at run time (`PUT /generator`).
     #[arg(long, default_value_t = 0.0)]
@@ -129,6 +136,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Synthetic publisher.
     pub generator: GeneratorConfig,
+    /// Redis backplane URL and stream key, when the feed is shared.
+    pub bus: Option<(String, String)>,
 }
 
 /// A command-line value that cannot be used.
@@ -175,6 +184,13 @@ impl TryFrom<&Args> for Config {
             write_timeout: Duration::from_millis(positive("write-timeout-ms", args.write_timeout_ms)?),
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             generator,
+            bus: match &args.bus {
+                Some(url) if !url.starts_with("redis://") => {
+                    return Err(ConfigError { flag: "bus", reason: "only redis:// URLs are supported".into() });
+                }
+                Some(url) => Some((url.clone(), args.bus_key.clone())),
+                None => None,
+            },
         })
     }
 }

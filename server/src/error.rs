@@ -36,6 +36,9 @@ pub enum ApiError {
         /// The configured limit.
         limit: usize,
     },
+    /// The event could not be stored (the Redis backplane is down); nothing was accepted.
+    #[error("{0}; the event was not accepted, retry later")]
+    Unavailable(String),
     /// The request body could not be read (client went away mid-body).
     #[error("could not read the request body")]
     BodyRead,
@@ -51,7 +54,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotUtf8 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyConnections { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyRead => StatusCode::BAD_REQUEST,
         }
     }

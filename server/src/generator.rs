@@ -41,8 +41,10 @@ pub(crate) async fn run(state: AppState, config: GeneratorConfig, mut settings: 
                 sent += 1;
                 sent_total += 1;
                 let data = synthetic_data(sent_total, current.bytes);
-                state.feed.publish(config.topic.clone(), &data);
-                state.metrics.published();
+                match state.feed.publish(config.topic.clone(), &data).await {
+                    Ok(_) => state.metrics.published(),
+                    Err(e) => tracing::debug!(error = %e, "synthetic event not published"),
+                }
             }
         }
     }

@@ -30,4 +30,4 @@ mod transport;
 
 pub use config::{Args, Config};
 pub use error::ApiError;
-pub use server::run;
+pub use server::{Server, run};

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Parser;
-use pushbench_server::{Args, Config};
+use pushbench_server::{Args, Config, Server};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -32,13 +32,14 @@ async fn serve() -> anyhow::Result<()> {
         tracing::warn!(fds, max_connections = config.max_connections, "open-file limit is below --max-connections");
     }
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
+    let server = Server::start(listener, config).await.context("starting the feed")?;
+    let addr = server.local_addr()?;
     // The one line on stdout: scripts and the load generator wait for it.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "pushbench-server listening on http://{addr}")?;
     stdout.flush()?;
     drop(stdout);
-    pushbench_server::run(listener, config, shutdown_signal()).await?;
+    server.serve(shutdown_signal()).await;
     Ok(())
 }
 

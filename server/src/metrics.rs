@@ -11,7 +11,7 @@ use pushbench_common::{ProcSample, Transport};
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::feed::ReplayStats;
+use crate::feed::{BusStatus, ReplayStats};
 
 /// Counters of one transport.
 #[derive(Debug, Default)]
@@ -129,14 +129,16 @@ impl Metrics {
         self.counters(transport).slow_consumer_disconnects.fetch_add(1, Relaxed);
     }
 
-    /// A consistent-enough copy of every counter, with the process's memory and CPU.
-    pub fn snapshot(&self, replay: ReplayStats) -> Stats {
+    /// A consistent-enough copy of every counter, with the process's memory and CPU and the state of the
+    /// Redis backplane, if there is one.
+    pub fn snapshot(&self, replay: ReplayStats, bus: Option<&BusStatus>) -> Stats {
         let process = ProcSample::of_self().ok();
         Stats {
             events_published: self.events_published.load(Relaxed),
             rejected_connections: self.rejected_connections.load(Relaxed),
             tcp_connections_open: self.tcp_connections_open.load(Relaxed),
             replay: ReplayJson { events: replay.events, bytes: replay.bytes, topics: replay.topics, head: replay.head },
+            bus: bus.map(|b| BusJson { up: b.is_up(), outages: b.outages(), publish_failures: b.publish_failures() }),
             transports: Transport::ALL
                 .iter()
                 .map(|&t| {
@@ -170,6 +172,9 @@ pub struct Stats {
     rejected_connections: u64,
     tcp_connections_open: u64,
     replay: ReplayJson,
+    /// Present when the feed is shared through Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bus: Option<BusJson>,
     transports: std::collections::BTreeMap<&'static str, TransportStats>,
     process: ProcessStats,
 }
@@ -180,6 +185,13 @@ struct ReplayJson {
     bytes: usize,
     topics: usize,
     head: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct BusJson {
+    up: bool,
+    outages: u64,
+    publish_failures: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -213,6 +225,11 @@ impl Stats {
         gauge("pushbench_replay_bytes", "gauge", "Bytes charged to the replay buffer.", &self.replay.bytes);
         gauge("pushbench_replay_topics", "gauge", "Topics with held events or subscribers.", &self.replay.topics);
         gauge("pushbench_event_id_head", "gauge", "Id of the newest event.", &self.replay.head);
+        if let Some(bus) = &self.bus {
+            gauge("pushbench_bus_up", "gauge", "1 while the Redis backplane is connected, 0 during an outage.", &u8::from(bus.up));
+            gauge("pushbench_bus_outages_total", "counter", "Times the connection to the Redis backplane was lost.", &bus.outages);
+            gauge("pushbench_bus_publish_failures_total", "counter", "Publishes refused with 503 because Redis did not take them.", &bus.publish_failures);
+        }
         gauge("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &self.process.rss_bytes);
         gauge("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", &self.process.cpu_seconds);
 
@@ -252,7 +269,7 @@ mod tests {
         assert!(matches!(metrics.admit(Transport::Poll), Err(ApiError::TooManyConnections { limit: 2 })));
         drop(a);
         let _c = metrics.admit(Transport::Poll).unwrap();
-        let text = metrics.snapshot(empty_replay()).to_prometheus();
+        let text = metrics.snapshot(empty_replay(), None).to_prometheus();
         assert!(text.contains("pushbench_connections_open{transport=\"sse\"} 0\n"), "{text}");
         assert!(text.contains("pushbench_connections_total{transport=\"sse\"} 1\n"));
         assert!(text.contains("pushbench_rejected_connections_total 1\n"));
@@ -262,7 +279,7 @@ mod tests {
     fn prometheus_text_is_well_formed() {
         let metrics = Metrics::new(10);
         metrics.delivered(Transport::Stream, 3, 300);
-        let text = metrics.snapshot(empty_replay()).to_prometheus();
+        let text = metrics.snapshot(empty_replay(), None).to_prometheus();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");

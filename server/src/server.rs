@@ -21,7 +21,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
+use crate::feed::{Feed, FeedError};
 use crate::state::AppState;
 use crate::{generator, transport};
 
@@ -30,9 +33,41 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after an accept error such as EMFILE (out of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves the feed on `listener` until `shutdown` completes, then closes every connection.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    let state = AppState::new(config);
+/// A server ready to serve: its feed is up (connected to Redis when shared), nothing accepted yet.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Prepares the feed; fails if the Redis backplane cannot be reached.
+    pub async fn start(listener: TcpListener, config: Config) -> Result<Self, FeedError> {
+        let shutdown = CancellationToken::new();
+        let feed = match &config.bus {
+            None => Feed::new(config.replay, config.batch),
+            Some((url, key)) => Feed::with_redis(url, key, config.replay, config.batch, shutdown.clone()).await?,
+        };
+        Ok(Self { listener, state: AppState::new(config, feed, shutdown) })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        serve(self.listener, self.state, shutdown).await;
+    }
+}
+
+/// Starts and serves: the whole server, as the tests run it.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), FeedError> {
+    Server::start(listener, config).await?.serve(shutdown).await;
+    Ok(())
+}
+
+async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
     let router = transport::router(state.clone());
     state.tasks.spawn(generator::run(state.clone(), state.config.generator.clone(), state.generator.subscribe()));
     let mut http = http1::Builder::new();
@@ -91,5 +126,4 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     if tokio::time::timeout(state.config.shutdown_grace, state.tasks.wait()).await.is_err() {
         warn!(remaining = state.tasks.len(), "shutdown grace period over; abandoning connections still open");
     }
-    Ok(())
 }

@@ -30,15 +30,22 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    /// Fresh state for `config`.
-    pub(crate) fn new(config: Config) -> Self {
+    /// Fresh state for `config` around `feed`; `shutdown` is the token the feed's own tasks watch too.
+    pub(crate) fn new(config: Config, feed: Feed, shutdown: CancellationToken) -> Self {
         Self {
-            feed: Feed::new(config.replay, config.batch),
+            feed,
             metrics: Arc::new(Metrics::new(config.max_connections)),
             generator: watch::Sender::new(config.generator.initial),
             config: Arc::new(config),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks: TaskTracker::new(),
         }
+    }
+
+    /// State with an embedded feed, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn embedded(config: Config) -> Self {
+        let feed = Feed::new(config.replay, config.batch);
+        Self::new(config, feed, CancellationToken::new())
     }
 }

@@ -12,6 +12,11 @@ use tokio::sync::Notify;
 
 use super::{Batch, BatchLimits};
 
+/// The current Unix time in nanoseconds: the `ts` of events accepted now.
+pub(super) fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Bookkeeping cost of one held event beyond its encoding (the `Arc`, the struct, two deque slots),
 /// counted against the byte budget so that tiny events cannot exceed it by orders of magnitude.
 const EVENT_OVERHEAD_BYTES: usize = 128;
@@ -165,11 +170,30 @@ impl ReplayLog {
         }
     }
 
-    /// Appends an event, evicts past the limits and wakes the topic's subscribers.
+    /// Appends an event with the next id and the current time, evicts past the limits and wakes the
+    /// topic's subscribers.
     pub fn append(&mut self, topic: Topic, data: &str) -> Arc<StoredEvent> {
-        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        self.head += 1;
-        let event = Arc::new(StoredEvent::new(self.head, topic, ts, data));
+        self.append_replicated(self.head + 1, topic, now_ns(), data)
+    }
+
+    /// A log whose ids start after `head` (a node joining a shared feed): every earlier id counts as
+    /// evicted, so older cursors get a gap notice.
+    pub fn start_at(&mut self, head: u64) {
+        self.head = head;
+        self.forgotten_upto = head;
+    }
+
+    /// Appends an event whose id was assigned elsewhere (the backplane). An id that skips ahead means the
+    /// events in between were lost to this log: they are marked evicted, so cursors among them get a gap.
+    pub fn append_replicated(&mut self, id: u64, topic: Topic, ts: u64, data: &str) -> Arc<StoredEvent> {
+        debug_assert!(id > self.head, "ids must increase");
+        if id > self.head + 1 {
+            let missing_upto = id - 1;
+            self.forgotten_upto = self.forgotten_upto.max(missing_upto);
+            self.topics.values_mut().for_each(|t| t.evicted_upto = t.evicted_upto.max(missing_upto));
+        }
+        self.head = id;
+        let event = Arc::new(StoredEvent::new(id, topic, ts, data));
         self.bytes += event.charged_bytes();
         self.events.push_back(event.clone());
         let entry = self.topic_entry(&event.topic);
@@ -359,6 +383,19 @@ mod tests {
         log.append(topic("busy"), "x"); // evicts id 1 (quiet)
         assert_eq!(log.read(&[topic("quiet")], 0, BIG).gap, Some(Gap { after: 0, resume: 2 }));
         assert!(log.read(&[topic("quiet")], 1, BIG).gap.is_none());
+    }
+
+    #[test]
+    fn replicated_ids_that_skip_ahead_mark_the_hole_as_evicted() {
+        let mut log = log(100);
+        log.start_at(10);
+        assert_eq!(log.read(&[topic("a")], 5, BIG).gap, Some(Gap { after: 5, resume: 11 }));
+        log.append_replicated(11, topic("a"), 1, "x");
+        log.append_replicated(15, topic("a"), 2, "y");
+        let batch = log.read(&[topic("a")], 11, BIG);
+        assert_eq!(batch.gap, Some(Gap { after: 11, resume: 15 }));
+        assert_eq!(ids(&batch), vec![15]);
+        assert!(log.read(&[topic("a")], 14, BIG).gap.is_none());
     }
 
     #[test]

@@ -14,19 +14,31 @@
 //!   every topic it reads), so unicast to 20,000 users does not wake 20,000 tasks per event.
 //!
 //! # Several nodes
-//! [`Feed`] is the interface the transports use: `publish`, `read`, `subscribe`. The in-memory log is the
-//! whole feed today; a multi-node backplane (Redis) will assign ids centrally and append the replicated
-//! events to each node's log, leaving the transports unchanged.
+//! [`Feed`] is the interface the transports use: `publish`, `read`, `subscribe`. Embedded (the default),
+//! the in-memory log is the whole feed and assigns ids itself. With a [Redis backplane](redis_bus), Redis
+//! assigns the ids and every node appends the shared stream to its own log, so the transports read the
+//! same kind of log either way and do not know which feed runs.
 
 mod log;
+mod redis_bus;
 
 use std::sync::{Arc, RwLock};
 
 use pushbench_common::Topic;
-use pushbench_common::wire::Gap;
+use pushbench_common::wire::{Gap, PublishAck};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 pub use log::{ReplayLimits, ReplayLog, ReplayStats, StoredEvent};
+pub use redis_bus::{BusStatus, RedisBus};
+
+/// Why the feed could not take or serve an event.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The Redis backplane is unreachable or refused the command.
+    #[error("event bus unavailable: {0}")]
+    Bus(String),
+}
 
 /// Largest batch a single read returns, so one response or write stays bounded however far a client is
 /// behind; it continues from the batch's `next` cursor.
@@ -67,12 +79,35 @@ struct Inner {
     /// and no critical section awaits, so a std read-write lock is right.
     log: RwLock<ReplayLog>,
     batch: BatchLimits,
+    /// The shared stream, when several nodes share this feed.
+    bus: Option<Arc<RedisBus>>,
 }
 
 impl Feed {
-    /// A feed with the given replay and batch limits.
+    /// An embedded feed with the given replay and batch limits.
     pub fn new(replay: ReplayLimits, batch: BatchLimits) -> Self {
-        Self { inner: Arc::new(Inner { log: RwLock::new(ReplayLog::new(replay)), batch }) }
+        Self { inner: Arc::new(Inner { log: RwLock::new(ReplayLog::new(replay)), batch, bus: None }) }
+    }
+
+    /// A feed shared through Redis at `url` under `key`: loads the newest events, then follows the stream
+    /// until `shutdown`. Fails if Redis cannot be reached now.
+    pub async fn with_redis(url: &str, key: &str, replay: ReplayLimits, batch: BatchLimits, shutdown: CancellationToken) -> Result<Self, FeedError> {
+        let bus = Arc::new(RedisBus::connect(url, key, replay.max_events).await?);
+        let (history, counter) = bus.history(replay.max_events).await?;
+        let mut log = ReplayLog::new(replay);
+        log.start_at(history.first().map_or(counter, |(id, ..)| id - 1));
+        for (id, topic, ts, data) in history {
+            log.append_replicated(id, topic, ts, &data);
+        }
+        let last = log.head();
+        let feed = Self { inner: Arc::new(Inner { log: RwLock::new(log), batch, bus: Some(bus.clone()) }) };
+        tokio::spawn(bus.follow(feed.clone(), last, shutdown));
+        Ok(feed)
+    }
+
+    /// The backplane's connection state, when there is one.
+    pub fn bus_status(&self) -> Option<&BusStatus> {
+        self.inner.bus.as_deref().map(|bus| &*bus.status)
     }
 
     fn log_read(&self) -> std::sync::RwLockReadGuard<'_, ReplayLog> {
@@ -85,9 +120,21 @@ impl Feed {
         self.inner.log.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Appends an event and wakes the topic's subscribers. Returns the stored event (id, timestamp).
-    pub fn publish(&self, topic: Topic, data: &str) -> Arc<StoredEvent> {
-        self.log_write().append(topic, data)
+    /// Publishes an event: embedded, appends it and wakes the topic's subscribers; with a backplane,
+    /// stores it in Redis, from where every node (this one included) appends it.
+    pub async fn publish(&self, topic: Topic, data: &str) -> Result<PublishAck, FeedError> {
+        match &self.inner.bus {
+            None => {
+                let event = self.log_write().append(topic, data);
+                Ok(PublishAck { id: event.id, ts: event.ts })
+            }
+            Some(bus) => bus.publish(&topic, data, log::now_ns()).await,
+        }
+    }
+
+    /// Appends an event that the backplane assigned its id to.
+    fn append_replicated(&self, id: u64, topic: Topic, ts: u64, data: &str) {
+        self.log_write().append_replicated(id, topic, ts, data);
     }
 
     /// Reads the events after `after` on `topics` (one batch at most).
@@ -177,10 +224,10 @@ mod tests {
     async fn subscription_without_cursor_gets_only_later_events() {
         let feed = feed(100);
         let t = Topic::parse("a").unwrap();
-        feed.publish(t.clone(), "before");
+        feed.publish(t.clone(), "before").await.unwrap();
         let mut sub = feed.subscribe(topics(&["a"]), None);
         assert_eq!(sub.cursor(), 1);
-        let ev = feed.publish(t, "after");
+        let ev = feed.publish(t, "after").await.unwrap();
         let batch = sub.next_batch().await;
         assert_eq!(batch.events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![ev.id]);
         assert_eq!(sub.cursor(), ev.id);
@@ -192,8 +239,8 @@ mod tests {
         let mut sub = feed.subscribe(topics(&["a", "b"]), None);
         let waiter = tokio::spawn(async move { sub.next_batch().await.events.len() });
         tokio::task::yield_now().await;
-        feed.publish(Topic::parse("c").unwrap(), "not mine");
-        feed.publish(Topic::parse("b").unwrap(), "mine");
+        feed.publish(Topic::parse("c").unwrap(), "not mine").await.unwrap();
+        feed.publish(Topic::parse("b").unwrap(), "mine").await.unwrap();
         assert_eq!(waiter.await.unwrap(), 1);
     }
 

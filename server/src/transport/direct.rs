@@ -349,7 +349,7 @@ mod tests {
     use super::*;
 
     fn parse(head: &str) -> Option<Subscription> {
-        Subscription::parse(&AppState::new(crate::config::Config::default()), head.as_bytes())
+        Subscription::parse(&AppState::embedded(crate::config::Config::default()), head.as_bytes())
     }
 
     #[test]

@@ -48,12 +48,12 @@ pub(crate) fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state.metrics.snapshot(state.feed.replay_stats()).to_prometheus();
+    let text = state.metrics.snapshot(state.feed.replay_stats(), state.feed.bus_status()).to_prometheus();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
 async fn stats(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(state.metrics.snapshot(state.feed.replay_stats()))
+    axum::Json(state.metrics.snapshot(state.feed.replay_stats(), state.feed.bus_status()))
 }
 
 /// The query of a subscription endpoint: `topic=..` (repeatable), `after=..`, and for long-poll `timeout_ms=..`.

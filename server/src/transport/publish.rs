@@ -37,7 +37,7 @@ async fn publish(
         if too_large { ApiError::PayloadTooLarge { limit } } else { ApiError::BodyRead }
     })?;
     let data = std::str::from_utf8(&body).map_err(|_| ApiError::NotUtf8)?;
-    accept(&state, &topic, data).map(Json)
+    accept(&state, &topic, data).await.map(Json)
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.
@@ -59,15 +59,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Validates and appends one event; the single entry point for every publish path.
-pub(super) fn accept(state: &AppState, topic: &str, data: &str) -> Result<PublishAck, ApiError> {
+/// Validates and publishes one event; the single entry point for every publish path.
+pub(super) async fn accept(state: &AppState, topic: &str, data: &str) -> Result<PublishAck, ApiError> {
     let topic = Topic::parse(topic).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if data.len() > state.config.max_payload {
         return Err(ApiError::PayloadTooLarge { limit: state.config.max_payload });
     }
-    let event = state.feed.publish(topic, data);
+    let ack = state.feed.publish(topic, data).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     state.metrics.published();
-    Ok(PublishAck { id: event.id, ts: event.ts })
+    Ok(ack)
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ impl Session {
                 }
                 incoming = socket.next() => match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        let reply = control_frame(&self.client_frame(&text));
+                        let reply = control_frame(&self.client_frame(&text).await);
                         if Box::pin(self.send_counted(&mut socket, vec![reply], 0)).await.is_err() { return; }
                     }
                     Some(Ok(Message::Binary(_))) => {
@@ -205,14 +205,14 @@ impl Session {
     }
 
     /// Answers a frame sent by the client: a publish, or an error naming what was wrong.
-    fn client_frame(&self, text: &str) -> Control {
+    async fn client_frame(&self, text: &str) -> Control {
         let message = match serde_json::from_str::<ClientMessage>(text) {
             Ok(message) => message,
             Err(e) => return Control::Error { error: format!("invalid frame: {e}") },
         };
         let ClientMessage::Publish { topic, data, token } = message;
         let allowed = self.may_publish || authorize(&self.state, token.as_deref()).is_ok();
-        let published = if allowed { accept(&self.state, &topic, &data) } else { Err(ApiError::Unauthorized) };
+        let published = if allowed { accept(&self.state, &topic, &data).await } else { Err(ApiError::Unauthorized) };
         match published {
             Ok(ack) => Control::Published(ack),
             Err(e) => Control::Error { error: e.to_string() },

@@ -21,7 +21,7 @@ pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     pub(crate) http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    task: Option<JoinHandle<Result<(), pushbench_server::feed::FeedError>>>,
 }
 
 impl TestServer {

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, driven by real HTTP, SSE and WebSocket clients.
 #![allow(missing_docs)]
 
+mod bus;
 mod client;
 mod errors;
 mod paths;

@@ -1,0 +1,203 @@
+//! The Redis backplane: several server nodes share one feed through a Redis Stream.
+//!
+//! # How it works
+//! - **Publish** runs one Lua script that takes the next id from a counter (`INCR {key}:id`) and appends
+//!   the event to the stream `{key}` under the entry id `0-<id>`, trimmed to about `--replay-events`
+//!   entries (`MAXLEN ~`). Ids are therefore server-wide and strictly increasing across nodes, and an
+//!   event is acknowledged only once Redis holds it. If Redis is unreachable the publish fails (503):
+//!   nothing is acknowledged that is not stored.
+//! - **Every node follows the stream** with `XREAD BLOCK` on a connection of its own and appends each
+//!   entry to its local [replay log](super::ReplayLog), which its subscribers read exactly as with the
+//!   embedded feed. The transports do not know which feed runs.
+//! - **Start**: a node loads the newest `--replay-events` entries, so a client can resume on any node
+//!   from a cursor another node gave it. Redis unreachable at start is an error.
+//! - **Outage**: subscribers stay connected; the follower retries every [`RETRY`] and, when Redis is
+//!   back, reads on from the last id it had, so nothing published before the outage is skipped. If the
+//!   stream was trimmed past that id meanwhile, the missed range is marked evicted and subscribers get
+//!   the gap notice. Ids survive a Redis restart only if Redis persists its data (AOF or RDB) — a Redis
+//!   that comes back empty restarts the counter, which a node detects and reports.
+//! - **Trimming**: Redis keeps about `--replay-events` entries (approximate trimming lets Redis drop
+//!   whole macro-nodes, which is much cheaper); each node's local log keeps exactly `--replay-events`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use pushbench_common::Topic;
+use pushbench_common::wire::PublishAck;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{Feed, FeedError};
+
+/// Pause between reconnection attempts while Redis is down.
+const RETRY: Duration = Duration::from_millis(500);
+/// How long one `XREAD` blocks before it is issued again (also bounds how late shutdown is noticed).
+const BLOCK: Duration = Duration::from_millis(1000);
+/// Most entries one `XREAD` returns.
+const READ_COUNT: usize = 1000;
+
+/// `KEYS[1]` stream, `KEYS[2]` id counter; `ARGV` topic, ts, data, approximate max length.
+const PUBLISH_SCRIPT: &str = r"
+local id = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '0-' .. id, 'topic', ARGV[1], 'ts', ARGV[2], 'data', ARGV[3])
+return id
+";
+
+/// State of the connection to Redis, for metrics.
+#[derive(Debug, Default)]
+pub struct BusStatus {
+    up: AtomicBool,
+    outages: AtomicU64,
+    publish_failures: AtomicU64,
+}
+
+impl BusStatus {
+    /// Whether the follower is connected.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Relaxed)
+    }
+
+    /// Times the connection was lost.
+    pub fn outages(&self) -> u64 {
+        self.outages.load(Relaxed)
+    }
+
+    /// Publishes refused because Redis did not take them.
+    pub fn publish_failures(&self) -> u64 {
+        self.publish_failures.load(Relaxed)
+    }
+
+    fn set_up(&self, up: bool) {
+        if self.up.swap(up, Relaxed) && !up {
+            self.outages.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// A node's handle on the shared stream: publishing, and the facts the follower needs.
+pub struct RedisBus {
+    client: redis::Client,
+    publisher: ConnectionManager,
+    script: redis::Script,
+    stream_key: String,
+    counter_key: String,
+    max_len: usize,
+    /// Connection state, shown in `/metrics`.
+    pub status: Arc<BusStatus>,
+}
+
+/// One entry of the stream, decoded.
+struct Entry {
+    id: u64,
+    topic: Topic,
+    ts: u64,
+    data: String,
+}
+
+impl RedisBus {
+    /// Connects (failing if Redis is unreachable) and prepares publishing.
+    pub async fn connect(url: &str, key: &str, max_len: usize) -> Result<Self, FeedError> {
+        let client = redis::Client::open(url).map_err(|e| FeedError::Bus(format!("{url}: {e}")))?;
+        // Few retries: a node that cannot reach Redis at start should say so at once, and a publish during
+        // an outage should fail fast (503) rather than hang; the manager keeps reconnecting in between.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(RETRY)
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let publisher = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| FeedError::Bus(format!("{url}: {e}")))?;
+        Ok(Self {
+            client,
+            publisher,
+            script: redis::Script::new(PUBLISH_SCRIPT),
+            stream_key: key.to_owned(),
+            counter_key: format!("{key}:id"),
+            max_len,
+            status: Arc::new(BusStatus { up: AtomicBool::new(true), ..BusStatus::default() }),
+        })
+    }
+
+    /// Appends an event to the shared stream; its id comes back from Redis.
+    pub async fn publish(&self, topic: &Topic, data: &str, ts: u64) -> Result<PublishAck, FeedError> {
+        let mut connection = self.publisher.clone();
+        let mut invocation = self.script.prepare_invoke();
+        invocation.key(&self.stream_key).key(&self.counter_key).arg(topic.as_str()).arg(ts).arg(data).arg(self.max_len);
+        let id: Result<u64, _> = invocation.invoke_async(&mut connection).await;
+        id.map(|id| PublishAck { id, ts }).map_err(|e| {
+            self.status.publish_failures.fetch_add(1, Relaxed);
+            FeedError::Bus(e.to_string())
+        })
+    }
+
+    /// The newest `count` entries and the counter's value: a new node's starting window.
+    pub async fn history(&self, count: usize) -> Result<(Vec<(u64, Topic, u64, String)>, u64), FeedError> {
+        let mut connection = self.publisher.clone();
+        let newest: StreamRangeReply =
+            connection.xrevrange_count(&self.stream_key, "+", "-", count).await.map_err(|e| FeedError::Bus(e.to_string()))?;
+        let counter: Option<u64> = connection.get(&self.counter_key).await.map_err(|e| FeedError::Bus(e.to_string()))?;
+        let mut entries: Vec<_> = newest.ids.iter().filter_map(decode).map(|e| (e.id, e.topic, e.ts, e.data)).collect();
+        entries.reverse();
+        Ok((entries, counter.unwrap_or(0)))
+    }
+
+    /// Follows the stream from `last` into `feed` until `shutdown`, reconnecting after every failure.
+    pub async fn follow(self: Arc<Self>, feed: Feed, mut last: u64, shutdown: CancellationToken) {
+        let options = StreamReadOptions::default().block(BLOCK.as_millis() as usize).count(READ_COUNT);
+        loop {
+            let connected = tokio::select! {
+                () = shutdown.cancelled() => return,
+                connected = self.client.get_multiplexed_async_connection() => connected,
+            };
+            let mut connection: MultiplexedConnection = match connected {
+                Ok(connection) => connection,
+                Err(e) => {
+                    self.status.set_up(false);
+                    warn!(error = %e, "redis unreachable; retrying");
+                    tokio::select! { () = shutdown.cancelled() => return, () = tokio::time::sleep(RETRY) => continue }
+                }
+            };
+            loop {
+                let (keys, ids) = ([&self.stream_key], [format!("0-{last}")]);
+                let read: redis::RedisResult<Option<StreamReadReply>> = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    read = connection.xread_options(&keys, &ids, &options) => read,
+                };
+                let reply = match read {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        self.status.set_up(false);
+                        warn!(error = %e, "lost redis; subscribers stay connected, retrying");
+                        break;
+                    }
+                };
+                if !self.status.is_up() {
+                    info!(last, "redis is back; reading on from the last id");
+                }
+                self.status.set_up(true);
+                for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).filter_map(|e| decode(&e)) {
+                    if entry.id <= last {
+                        continue;
+                    }
+                    if entry.id > last + 1 {
+                        warn!(from = last + 1, to = entry.id - 1, "events were trimmed from redis before this node read them");
+                    }
+                    feed.append_replicated(entry.id, entry.topic, entry.ts, &entry.data);
+                    last = entry.id;
+                }
+            }
+        }
+    }
+}
+
+/// Decodes an entry written by [`PUBLISH_SCRIPT`]; anything else in the stream is ignored.
+fn decode(entry: &StreamId) -> Option<Entry> {
+    let id = entry.id.strip_prefix("0-")?.parse().ok()?;
+    let field = |name: &str| -> Option<String> { redis::from_redis_value_ref(entry.map.get(name)?).ok() };
+    Some(Entry { id, topic: Topic::parse(&field("topic")?).ok()?, ts: field("ts")?.parse().ok()?, data: field("data")? })
+}

@@ -1,0 +1,165 @@
+//! Several nodes sharing one feed through a real `redis-server`: every event reaches subscribers on every
+//! node once, a client resumes on another node without loss, and a Redis restart loses nothing accepted.
+
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use pushbench_common::Transport;
+use reqwest::StatusCode;
+
+use crate::client::{PATIENCE, Received, Subscriber, TestServer, event_ids};
+
+/// A `redis-server` of our own on a free loopback port, persisting to a temporary directory (append-only
+/// file, fsync always) so that a restart keeps the stream and the id counter. Killed by PID on drop.
+struct TestRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl TestRedis {
+    fn start() -> Self {
+        let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("pushbench-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self { port, dir, child: None };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--dir", self.dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/setup installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn node(redis: &TestRedis) -> TestServer {
+    TestServer::start(&["--bus", &redis.url(), "--bus-key", "test"]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_deliver_every_event_once_to_subscribers_on_both() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut subscribers = Vec::new();
+    for transport in Transport::ALL {
+        subscribers.push(Subscriber::connect(&a, transport, &["shared"], None).await);
+        subscribers.push(Subscriber::connect(&b, transport, &["shared"], None).await);
+    }
+    let mut published = Vec::new();
+    for i in 0..200 {
+        let via = if i % 2 == 0 { &a } else { &b };
+        published.push(via.publish("shared", &format!("event {i}")).await.id);
+    }
+    assert!(published.windows(2).all(|w| w[0] < w[1]), "ids increase across nodes: {published:?}");
+    for mut subscriber in subscribers {
+        assert_eq!(event_ids(&subscriber.collect_until(*published.last().unwrap()).await), published);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_node_without_loss_or_repetition() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    for transport in Transport::ALL {
+        let topic = format!("resume.{transport}");
+        let mut on_a = Subscriber::connect(&a, transport, &[&topic], None).await;
+        let mut published = Vec::new();
+        for i in 0..60 {
+            published.push(a.publish(&topic, &i.to_string()).await.id);
+        }
+        let mut received = event_ids(&on_a.collect_until(published[29]).await);
+        let cursor = on_a.cursor;
+        drop(on_a);
+        let mut on_b = match transport {
+            Transport::Sse => Subscriber::connect_with(&b, transport, &[&topic], None, Some(cursor)).await,
+            _ => Subscriber::connect(&b, transport, &[&topic], Some(cursor)).await,
+        };
+        received.extend(event_ids(&on_b.collect_until(*published.last().unwrap()).await));
+        assert_eq!(received, published, "{transport}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_fails_publishes_loudly_and_loses_nothing_accepted() {
+    let mut redis = TestRedis::start();
+    let server = node(&redis).await;
+    let mut sse = Subscriber::connect(&server, Transport::Sse, &["r"], None).await;
+    let mut accepted = Vec::new();
+    for i in 0..20 {
+        accepted.push(server.publish("r", &format!("before {i}")).await.id);
+    }
+
+    redis.stop();
+    let down = server.http.post(server.url("/publish/r")).body("while down").send().await.unwrap();
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE, "a publish Redis cannot store is refused");
+    assert!(down.text().await.unwrap().contains("not accepted"));
+
+    redis.spawn();
+    // The node reconnects by itself; publishing works again once it has.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut i = 0;
+    while accepted.len() < 40 {
+        let response = server.http.post(server.url("/publish/r")).body(format!("after {i}")).send().await.unwrap();
+        if response.status() == StatusCode::OK {
+            let ack: pushbench_common::wire::PublishAck = response.json().await.unwrap();
+            accepted.push(ack.id);
+            i += 1;
+        } else {
+            assert!(tokio::time::Instant::now() < deadline, "publishing never recovered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(accepted.windows(2).all(|w| w[0] < w[1]), "ids keep increasing across the restart: {accepted:?}");
+    // The subscriber stayed connected through the outage and got every accepted event, once.
+    let received = sse.collect_until(*accepted.last().unwrap()).await;
+    assert!(received.iter().all(|r| matches!(r, Received::Event { .. })), "{received:?}");
+    assert_eq!(event_ids(&received), accepted);
+    let stats = server.stats().await;
+    assert!(stats["bus"]["outages"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["bus"]["publish_failures"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["bus"]["up"], true);
+}
+
+#[tokio::test]
+async fn a_node_without_redis_refuses_to_start() {
+    let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = pushbench_server::Config::try_from(&<pushbench_server::Args as clap::Parser>::parse_from([
+        "pushbench-server",
+        "--bus",
+        &format!("redis://127.0.0.1:{port}"),
+    ]))
+    .unwrap();
+    let error = pushbench_server::Server::start(listener, config).await.err().expect("no Redis, no server");
+    assert!(error.to_string().contains("event bus unavailable"), "{error}");
+}

@@ -163,7 +163,9 @@ impl Session {
                 }
                 incoming = socket.next() => match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        let reply = control_frame(&self.client_frame(&text).await);
+                        // Boxed: publishing (possibly through Redis) is rare and its future large; inline it
+                        // would grow every idle session.
+                        let reply = control_frame(&Box::pin(self.client_frame(&text)).await);
                         if Box::pin(self.send_counted(&mut socket, vec![reply], 0)).await.is_err() { return; }
                     }
                     Some(Ok(Message::Binary(_))) => {

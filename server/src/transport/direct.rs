@@ -397,3 +397,32 @@ mod tests {
         assert!(body.contains("limit of 3"));
     }
 }
+
+/// An idle subscriber's memory is mostly the state of the future that serves it; these bounds catch a
+/// change that makes every connection carry something large (a `format!` buffer, a publish path, a timer)
+/// long before a 10,000-subscriber run would show it. Sizes are of debug builds, which are larger.
+#[cfg(test)]
+mod footprint {
+    use super::*;
+
+    async fn connected() -> (AppState, TcpStream, Arc<[Topic]>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        (AppState::embedded(crate::config::Config::default()), tcp, vec![Topic::parse("a").unwrap()].into())
+    }
+
+    #[tokio::test]
+    async fn per_subscriber_futures_stay_small() {
+        let (state, tcp, topics) = connected().await;
+        let stream = serve::<NdJson>(&state, tcp, topics, None);
+        assert!(size_of_val(&stream) <= 1024, "stream/SSE subscriber future: {} bytes", size_of_val(&stream));
+        drop(stream);
+        let (state, tcp, topics) = connected().await;
+        let websocket = serve_websocket(&state, tcp, topics, None, String::new(), None);
+        assert!(size_of_val(&websocket) <= 2048, "WebSocket session future: {} bytes", size_of_val(&websocket));
+        drop(websocket);
+        let (state, tcp, _) = connected().await;
+        let accepting = accept(&state, tcp, Duration::from_secs(1));
+        assert!(size_of_val(&accepting) <= 640, "connection task future: {} bytes", size_of_val(&accepting));
+    }
+}

@@ -36,7 +36,8 @@ pub enum ProcStatError {
 impl ProcSample {
     /// Samples the process `pid`.
     pub fn of_pid(pid: u32) -> Result<Self, ProcStatError> {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|source| ProcStatError::Read { pid, source })?;
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_err(|source| ProcStatError::Read { pid, source })?;
         Self::parse(&text).ok_or(ProcStatError::Format(pid))
     }
 

@@ -75,7 +75,13 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_charset() {
-        for name in ["all", "room.42", "user:1001", "a-b_c", &"x".repeat(MAX_TOPIC_LEN)] {
+        for name in [
+            "all",
+            "room.42",
+            "user:1001",
+            "a-b_c",
+            &"x".repeat(MAX_TOPIC_LEN),
+        ] {
             assert_eq!(Topic::parse(name).unwrap().as_str(), name);
         }
     }
@@ -83,9 +89,15 @@ mod tests {
     #[test]
     fn rejects_everything_else() {
         assert_eq!(Topic::parse(""), Err(TopicError::Empty));
-        assert_eq!(Topic::parse(&"x".repeat(129)), Err(TopicError::TooLong(129)));
+        assert_eq!(
+            Topic::parse(&"x".repeat(129)),
+            Err(TopicError::TooLong(129))
+        );
         for name in ["a b", "a/b", "é", "a\n", "a%20"] {
-            assert!(matches!(Topic::parse(name), Err(TopicError::BadCharacter(_))), "{name:?}");
+            assert!(
+                matches!(Topic::parse(name), Err(TopicError::BadCharacter(_))),
+                "{name:?}"
+            );
         }
     }
 }

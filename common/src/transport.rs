@@ -20,7 +20,13 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in the order reports list them (least to most "push").
-    pub const ALL: [Transport; 5] = [Self::Poll, Self::LongPoll, Self::Stream, Self::Sse, Self::Ws];
+    pub const ALL: [Transport; 5] = [
+        Self::Poll,
+        Self::LongPoll,
+        Self::Stream,
+        Self::Sse,
+        Self::Ws,
+    ];
 
     /// Stable name: also the URL path (`/poll`, `/longpoll`, ...) and the `transport` label.
     pub fn as_str(self) -> &'static str {

@@ -103,7 +103,9 @@ mod gap_object {
         match Option::<Control>::deserialize(d)? {
             None => Ok(None),
             Some(Control::Gap(gap)) => Ok(Some(gap)),
-            Some(other) => Err(serde::de::Error::custom(format!("expected a gap, got {other:?}"))),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "expected a gap, got {other:?}"
+            ))),
         }
     }
 }
@@ -190,8 +192,16 @@ impl SseParser {
             let line = std::mem::take(&mut self.line);
             if line.is_empty() {
                 if self.has_data {
-                    let event = if self.event.is_empty() { "message".to_owned() } else { std::mem::take(&mut self.event) };
-                    on_event(SseEvent { event, id: self.id.take(), data: std::mem::take(&mut self.data) });
+                    let event = if self.event.is_empty() {
+                        "message".to_owned()
+                    } else {
+                        std::mem::take(&mut self.event)
+                    };
+                    on_event(SseEvent {
+                        event,
+                        id: self.id.take(),
+                        data: std::mem::take(&mut self.data),
+                    });
                 }
                 self.event.clear();
                 self.id = None;
@@ -236,24 +246,53 @@ mod tests {
 
     #[test]
     fn event_wire_form_is_exact() {
-        let event = Event { id: 17, topic: "room.42".into(), ts: 1_763_870_000_123_456_789, data: "hi \"x\"".into() };
+        let event = Event {
+            id: 17,
+            topic: "room.42".into(),
+            ts: 1_763_870_000_123_456_789,
+            data: "hi \"x\"".into(),
+        };
         let json = serde_json::to_string(&event).unwrap();
-        assert_eq!(json, r#"{"id":17,"topic":"room.42","ts":1763870000123456789,"data":"hi \"x\""}"#);
-        assert_eq!(Message::parse(json.as_bytes()).unwrap(), Message::Event(event));
+        assert_eq!(
+            json,
+            r#"{"id":17,"topic":"room.42","ts":1763870000123456789,"data":"hi \"x\""}"#
+        );
+        assert_eq!(
+            Message::parse(json.as_bytes()).unwrap(),
+            Message::Event(event)
+        );
     }
 
     #[test]
     fn control_wire_forms_are_exact() {
         let cases = [
-            (Control::Subscribed { next: 5 }, r#"{"type":"subscribed","next":5}"#),
-            (Control::Gap(Gap { after: 3, resume: 9 }), r#"{"type":"gap","after":3,"resume":9}"#),
+            (
+                Control::Subscribed { next: 5 },
+                r#"{"type":"subscribed","next":5}"#,
+            ),
+            (
+                Control::Gap(Gap {
+                    after: 3,
+                    resume: 9,
+                }),
+                r#"{"type":"gap","after":3,"resume":9}"#,
+            ),
             (Control::Heartbeat, r#"{"type":"heartbeat"}"#),
-            (Control::Published(PublishAck { id: 1, ts: 2 }), r#"{"type":"published","id":1,"ts":2}"#),
-            (Control::Error { error: "no".into() }, r#"{"type":"error","error":"no"}"#),
+            (
+                Control::Published(PublishAck { id: 1, ts: 2 }),
+                r#"{"type":"published","id":1,"ts":2}"#,
+            ),
+            (
+                Control::Error { error: "no".into() },
+                r#"{"type":"error","error":"no"}"#,
+            ),
         ];
         for (control, json) in cases {
             assert_eq!(serde_json::to_string(&control).unwrap(), json);
-            assert_eq!(Message::parse(json.as_bytes()).unwrap(), Message::Control(control));
+            assert_eq!(
+                Message::parse(json.as_bytes()).unwrap(),
+                Message::Control(control)
+            );
         }
     }
 
@@ -261,7 +300,13 @@ mod tests {
     fn poll_response_carries_gap_as_tagged_object() {
         let body = r#"{"events":[],"next":9,"gap":{"type":"gap","after":3,"resume":9}}"#;
         let parsed: PollResponse<'_> = serde_json::from_str(body).unwrap();
-        assert_eq!(parsed.gap, Some(Gap { after: 3, resume: 9 }));
+        assert_eq!(
+            parsed.gap,
+            Some(Gap {
+                after: 3,
+                resume: 9
+            })
+        );
         assert_eq!(serde_json::to_string(&parsed).unwrap(), body);
         let no_gap: PollResponse<'_> = serde_json::from_str(r#"{"events":[],"next":1}"#).unwrap();
         assert_eq!(no_gap.gap, None);
@@ -279,8 +324,16 @@ mod tests {
             assert_eq!(
                 events,
                 vec![
-                    SseEvent { event: "message".into(), id: Some("7".into()), data: b"{\"a\":1}".to_vec() },
-                    SseEvent { event: "gap".into(), id: None, data: b"x\ny".to_vec() },
+                    SseEvent {
+                        event: "message".into(),
+                        id: Some("7".into()),
+                        data: b"{\"a\":1}".to_vec()
+                    },
+                    SseEvent {
+                        event: "gap".into(),
+                        id: None,
+                        data: b"x\ny".to_vec()
+                    },
                 ],
                 "split {split}"
             );

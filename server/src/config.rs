@@ -11,7 +11,11 @@ use crate::feed::{BatchLimits, ReplayLimits};
 
 /// Command line of `pushbench-server`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "pushbench-server", version, about = "One event feed over interval polling, long-polling, chunked streaming, SSE and WebSocket")]
+#[command(
+    name = "pushbench-server",
+    version,
+    about = "One event feed over interval polling, long-polling, chunked streaming, SSE and WebSocket"
+)]
 pub struct Args {
     /// Address to listen on (port 0 picks a free port; the address is printed once ready).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -102,10 +106,14 @@ impl GeneratorSettings {
     /// Checks the settings against the payload limit.
     pub fn validate(self, max_payload: usize) -> Result<Self, String> {
         if !(self.rate.is_finite() && (0.0..=MAX_GENERATE_RATE).contains(&self.rate)) {
-            return Err(format!("rate must be between 0 and {MAX_GENERATE_RATE} events/s"));
+            return Err(format!(
+                "rate must be between 0 and {MAX_GENERATE_RATE} events/s"
+            ));
         }
         if self.bytes > max_payload {
-            return Err(format!("bytes must not exceed the payload limit of {max_payload}"));
+            return Err(format!(
+                "bytes must not exceed the payload limit of {max_payload}"
+            ));
         }
         Ok(self)
     }
@@ -149,7 +157,14 @@ pub struct ConfigError {
 }
 
 fn positive<T: PartialOrd + Default>(flag: &'static str, value: T) -> Result<T, ConfigError> {
-    if value > T::default() { Ok(value) } else { Err(ConfigError { flag, reason: "must be greater than 0".into() }) }
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            flag,
+            reason: "must be greater than 0".into(),
+        })
+    }
 }
 
 impl TryFrom<&Args> for Config {
@@ -157,14 +172,27 @@ impl TryFrom<&Args> for Config {
 
     fn try_from(args: &Args) -> Result<Self, ConfigError> {
         let longpoll_default = Duration::from_secs(30);
-        let longpoll_max = Duration::from_millis(positive("longpoll-max-ms", args.longpoll_max_ms)?);
-        let rate = if args.demo && args.generate == 0.0 { DEMO_RATE } else { args.generate };
+        let longpoll_max =
+            Duration::from_millis(positive("longpoll-max-ms", args.longpoll_max_ms)?);
+        let rate = if args.demo && args.generate == 0.0 {
+            DEMO_RATE
+        } else {
+            args.generate
+        };
         let generator = GeneratorConfig {
-            topic: Topic::parse(&args.generate_topic)
-                .map_err(|e| ConfigError { flag: "generate-topic", reason: e.to_string() })?,
-            initial: GeneratorSettings { rate, bytes: args.generate_bytes }
-                .validate(args.max_payload)
-                .map_err(|reason| ConfigError { flag: "generate", reason })?,
+            topic: Topic::parse(&args.generate_topic).map_err(|e| ConfigError {
+                flag: "generate-topic",
+                reason: e.to_string(),
+            })?,
+            initial: GeneratorSettings {
+                rate,
+                bytes: args.generate_bytes,
+            }
+            .validate(args.max_payload)
+            .map_err(|reason| ConfigError {
+                flag: "generate",
+                reason,
+            })?,
         };
         Ok(Self {
             replay: ReplayLimits {
@@ -181,12 +209,18 @@ impl TryFrom<&Args> for Config {
             heartbeat: Duration::from_millis(positive("heartbeat-ms", args.heartbeat_ms)?),
             longpoll_default: longpoll_default.min(longpoll_max),
             longpoll_max,
-            write_timeout: Duration::from_millis(positive("write-timeout-ms", args.write_timeout_ms)?),
+            write_timeout: Duration::from_millis(positive(
+                "write-timeout-ms",
+                args.write_timeout_ms,
+            )?),
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             generator,
             bus: match &args.bus {
                 Some(url) if !url.starts_with("redis://") => {
-                    return Err(ConfigError { flag: "bus", reason: "only redis:// URLs are supported".into() });
+                    return Err(ConfigError {
+                        flag: "bus",
+                        reason: "only redis:// URLs are supported".into(),
+                    });
                 }
                 Some(url) => Some((url.clone(), args.bus_key.clone())),
                 None => None,
@@ -207,13 +241,22 @@ mod tests {
     use super::*;
 
     fn config(flags: &[&str]) -> Result<Config, ConfigError> {
-        Config::try_from(&Args::try_parse_from(std::iter::once("pushbench-server").chain(flags.iter().copied())).unwrap())
+        Config::try_from(
+            &Args::try_parse_from(std::iter::once("pushbench-server").chain(flags.iter().copied()))
+                .unwrap(),
+        )
     }
 
     #[test]
     fn defaults_are_the_documented_ones() {
         let c = Config::default();
-        assert_eq!(c.replay, ReplayLimits { max_events: 10_000, max_bytes: 64 << 20 });
+        assert_eq!(
+            c.replay,
+            ReplayLimits {
+                max_events: 10_000,
+                max_bytes: 64 << 20
+            }
+        );
         assert_eq!(c.max_payload, 65_536);
         assert_eq!(c.longpoll_default, Duration::from_secs(30));
         assert_eq!(c.generator.initial.rate, 0.0);
@@ -221,11 +264,30 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_flag() {
-        assert_eq!(config(&["--replay-events", "0"]).unwrap_err().to_string(), "--replay-events: must be greater than 0");
-        assert!(config(&["--generate=-1"]).unwrap_err().to_string().starts_with("--generate:"));
-        assert!(config(&["--generate-topic", "a b"]).unwrap_err().to_string().starts_with("--generate-topic:"));
+        assert_eq!(
+            config(&["--replay-events", "0"]).unwrap_err().to_string(),
+            "--replay-events: must be greater than 0"
+        );
+        assert!(
+            config(&["--generate=-1"])
+                .unwrap_err()
+                .to_string()
+                .starts_with("--generate:")
+        );
+        assert!(
+            config(&["--generate-topic", "a b"])
+                .unwrap_err()
+                .to_string()
+                .starts_with("--generate-topic:")
+        );
         let generator = config(&["--generate", "7"]).unwrap().generator;
-        assert_eq!((generator.initial.rate, generator.topic.as_str()), (7.0, "demo"));
-        assert_eq!(config(&["--demo"]).unwrap().generator.initial.rate, DEMO_RATE);
+        assert_eq!(
+            (generator.initial.rate, generator.topic.as_str()),
+            (7.0, "demo")
+        );
+        assert_eq!(
+            config(&["--demo"]).unwrap().generator.initial.rate,
+            DEMO_RATE
+        );
     }
 }

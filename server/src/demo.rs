@@ -19,7 +19,9 @@ use crate::transport::{authorize, bearer_token};
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/", get(index)).route("/generator", get(generator).put(set_generator))
+    Router::new()
+        .route("/", get(index))
+        .route("/generator", get(generator).put(set_generator))
 }
 
 async fn index() -> impl IntoResponse {
@@ -35,7 +37,10 @@ struct GeneratorState {
 }
 
 fn generator_state(state: &AppState) -> Json<GeneratorState> {
-    Json(GeneratorState { topic: state.config.generator.topic.to_string(), settings: *state.generator.borrow() })
+    Json(GeneratorState {
+        topic: state.config.generator.topic.to_string(),
+        settings: *state.generator.borrow(),
+    })
 }
 
 async fn generator(State(state): State<AppState>) -> Json<GeneratorState> {
@@ -48,9 +53,14 @@ async fn set_generator(
     headers: HeaderMap,
     settings: Result<Json<GeneratorSettings>, JsonRejection>,
 ) -> Result<Json<GeneratorState>, ApiError> {
-    authorize(&state, bearer_token(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())))?;
+    authorize(
+        &state,
+        bearer_token(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())),
+    )?;
     let Json(settings) = settings.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let settings = settings.validate(state.config.max_payload).map_err(ApiError::BadRequest)?;
+    let settings = settings
+        .validate(state.config.max_payload)
+        .map_err(ApiError::BadRequest)?;
     state.generator.send_replace(settings);
     Ok(generator_state(&state))
 }

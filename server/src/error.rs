@@ -16,7 +16,9 @@ pub enum ApiError {
     #[error("publishing requires `Authorization: Bearer <token>`")]
     Unauthorized,
     /// No such endpoint.
-    #[error("no such endpoint; see /, /healthz, /metrics, /stats, /publish/{{topic}}, /poll, /longpoll, /stream, /sse, /ws")]
+    #[error(
+        "no such endpoint; see /, /healthz, /metrics, /stats, /publish/{{topic}}, /poll, /longpoll, /stream, /sse, /ws"
+    )]
     NotFound,
     /// The endpoint exists, the method does not.
     #[error("method not allowed on this endpoint")]
@@ -54,7 +56,9 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotUtf8 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyConnections { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyConnections { .. } | Self::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::BodyRead => StatusCode::BAD_REQUEST,
         }
     }
@@ -62,6 +66,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(ErrorBody { error: self.to_string() })).into_response()
+        (
+            self.status(),
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
     }
 }

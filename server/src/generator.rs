@@ -15,7 +15,11 @@ use crate::state::AppState;
 const MIN_TICK: Duration = Duration::from_millis(1);
 
 /// Publishes according to the latest settings until shutdown.
-pub(crate) async fn run(state: AppState, config: GeneratorConfig, mut settings: watch::Receiver<GeneratorSettings>) {
+pub(crate) async fn run(
+    state: AppState,
+    config: GeneratorConfig,
+    mut settings: watch::Receiver<GeneratorSettings>,
+) {
     let mut sent_total: u64 = 0;
     loop {
         let current = *settings.borrow_and_update();
@@ -26,7 +30,8 @@ pub(crate) async fn run(state: AppState, config: GeneratorConfig, mut settings: 
             }
             continue;
         }
-        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / current.rate).max(MIN_TICK));
+        let mut ticker =
+            tokio::time::interval(Duration::from_secs_f64(1.0 / current.rate).max(MIN_TICK));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let start = Instant::now();
         let mut sent: u64 = 0;

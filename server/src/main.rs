@@ -22,17 +22,28 @@ async fn main() -> std::process::ExitCode {
 async fn serve() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,pushbench_server=info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,pushbench_server=info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let config = Config::try_from(&args)?;
     // Each subscriber is a file descriptor: use all the hard limit allows.
     let fds = rlimit::increase_nofile_limit(u64::MAX).context("raising the open-file limit")?;
     if (fds as usize) < config.max_connections {
-        tracing::warn!(fds, max_connections = config.max_connections, "open-file limit is below --max-connections");
+        tracing::warn!(
+            fds,
+            max_connections = config.max_connections,
+            "open-file limit is below --max-connections"
+        );
     }
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    let server = Server::start(listener, config).await.context("starting the feed")?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let server = Server::start(listener, config)
+        .await
+        .context("starting the feed")?;
     let addr = server.local_addr()?;
     // The one line on stdout: scripts and the load generator wait for it.
     let mut stdout = std::io::stdout().lock();

@@ -47,7 +47,10 @@ pub struct ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.metrics.open.fetch_sub(1, Relaxed);
-        self.metrics.counters(self.transport).connections_open.fetch_sub(1, Relaxed);
+        self.metrics
+            .counters(self.transport)
+            .connections_open
+            .fetch_sub(1, Relaxed);
     }
 }
 
@@ -80,15 +83,22 @@ impl Metrics {
 
     /// Takes a subscriber slot, or refuses with 503 when all are taken.
     pub fn admit(self: &Arc<Self>, transport: Transport) -> Result<ConnectionGuard, ApiError> {
-        let admitted = self.open.fetch_update(Relaxed, Relaxed, |open| (open < self.max_connections).then_some(open + 1));
+        let admitted = self.open.fetch_update(Relaxed, Relaxed, |open| {
+            (open < self.max_connections).then_some(open + 1)
+        });
         if admitted.is_err() {
             self.rejected_connections.fetch_add(1, Relaxed);
-            return Err(ApiError::TooManyConnections { limit: self.max_connections });
+            return Err(ApiError::TooManyConnections {
+                limit: self.max_connections,
+            });
         }
         let counters = self.counters(transport);
         counters.connections_open.fetch_add(1, Relaxed);
         counters.connections_total.fetch_add(1, Relaxed);
-        Ok(ConnectionGuard { metrics: self.clone(), transport })
+        Ok(ConnectionGuard {
+            metrics: self.clone(),
+            transport,
+        })
     }
 
     /// Counts an accepted TCP connection until the guard drops.
@@ -126,7 +136,9 @@ impl Metrics {
 
     /// Counts a subscriber disconnected because it stopped reading.
     pub fn slow_consumer_disconnect(&self, transport: Transport) {
-        self.counters(transport).slow_consumer_disconnects.fetch_add(1, Relaxed);
+        self.counters(transport)
+            .slow_consumer_disconnects
+            .fetch_add(1, Relaxed);
     }
 
     /// A consistent-enough copy of every counter, with the process's memory and CPU and the state of the
@@ -137,8 +149,17 @@ impl Metrics {
             events_published: self.events_published.load(Relaxed),
             rejected_connections: self.rejected_connections.load(Relaxed),
             tcp_connections_open: self.tcp_connections_open.load(Relaxed),
-            replay: ReplayJson { events: replay.events, bytes: replay.bytes, topics: replay.topics, head: replay.head },
-            bus: bus.map(|b| BusJson { up: b.is_up(), outages: b.outages(), publish_failures: b.publish_failures() }),
+            replay: ReplayJson {
+                events: replay.events,
+                bytes: replay.bytes,
+                topics: replay.topics,
+                head: replay.head,
+            },
+            bus: bus.map(|b| BusJson {
+                up: b.is_up(),
+                outages: b.outages(),
+                publish_failures: b.publish_failures(),
+            }),
             transports: Transport::ALL
                 .iter()
                 .map(|&t| {
@@ -216,32 +237,135 @@ impl Stats {
     pub fn to_prometheus(&self) -> String {
         let mut out = String::with_capacity(4096);
         let mut gauge = |name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
-        gauge("pushbench_events_published_total", "counter", "Events accepted by publish.", &self.events_published);
-        gauge("pushbench_rejected_connections_total", "counter", "Subscriber requests refused with 503 at --max-connections.", &self.rejected_connections);
-        gauge("pushbench_tcp_connections_open", "gauge", "Accepted TCP connections currently open.", &self.tcp_connections_open);
-        gauge("pushbench_replay_events", "gauge", "Events held in the replay buffer.", &self.replay.events);
-        gauge("pushbench_replay_bytes", "gauge", "Bytes charged to the replay buffer.", &self.replay.bytes);
-        gauge("pushbench_replay_topics", "gauge", "Topics with held events or subscribers.", &self.replay.topics);
-        gauge("pushbench_event_id_head", "gauge", "Id of the newest event.", &self.replay.head);
+        gauge(
+            "pushbench_events_published_total",
+            "counter",
+            "Events accepted by publish.",
+            &self.events_published,
+        );
+        gauge(
+            "pushbench_rejected_connections_total",
+            "counter",
+            "Subscriber requests refused with 503 at --max-connections.",
+            &self.rejected_connections,
+        );
+        gauge(
+            "pushbench_tcp_connections_open",
+            "gauge",
+            "Accepted TCP connections currently open.",
+            &self.tcp_connections_open,
+        );
+        gauge(
+            "pushbench_replay_events",
+            "gauge",
+            "Events held in the replay buffer.",
+            &self.replay.events,
+        );
+        gauge(
+            "pushbench_replay_bytes",
+            "gauge",
+            "Bytes charged to the replay buffer.",
+            &self.replay.bytes,
+        );
+        gauge(
+            "pushbench_replay_topics",
+            "gauge",
+            "Topics with held events or subscribers.",
+            &self.replay.topics,
+        );
+        gauge(
+            "pushbench_event_id_head",
+            "gauge",
+            "Id of the newest event.",
+            &self.replay.head,
+        );
         if let Some(bus) = &self.bus {
-            gauge("pushbench_bus_up", "gauge", "1 while the Redis backplane is connected, 0 during an outage.", &u8::from(bus.up));
-            gauge("pushbench_bus_outages_total", "counter", "Times the connection to the Redis backplane was lost.", &bus.outages);
-            gauge("pushbench_bus_publish_failures_total", "counter", "Publishes refused with 503 because Redis did not take them.", &bus.publish_failures);
+            gauge(
+                "pushbench_bus_up",
+                "gauge",
+                "1 while the Redis backplane is connected, 0 during an outage.",
+                &u8::from(bus.up),
+            );
+            gauge(
+                "pushbench_bus_outages_total",
+                "counter",
+                "Times the connection to the Redis backplane was lost.",
+                &bus.outages,
+            );
+            gauge(
+                "pushbench_bus_publish_failures_total",
+                "counter",
+                "Publishes refused with 503 because Redis did not take them.",
+                &bus.publish_failures,
+            );
         }
-        gauge("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", &self.process.rss_bytes);
-        gauge("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", &self.process.cpu_seconds);
+        gauge(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            &self.process.rss_bytes,
+        );
+        gauge(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            &self.process.cpu_seconds,
+        );
 
-        type Family = (&'static str, &'static str, &'static str, fn(&TransportStats) -> u64);
+        type Family = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&TransportStats) -> u64,
+        );
         let per_transport: [Family; 7] = [
-            ("pushbench_connections_open", "gauge", "Subscriber requests being served: open streams, SSE and WebSocket connections, polls in flight.", |t| t.connections_open),
-            ("pushbench_connections_total", "counter", "Subscriber requests admitted.", |t| t.connections_total),
-            ("pushbench_deliveries_total", "counter", "Events delivered to subscribers.", |t| t.deliveries),
-            ("pushbench_delivered_bytes_total", "counter", "Bytes of bodies and frames written to subscribers, HTTP headers excluded.", |t| t.bytes),
-            ("pushbench_gaps_total", "counter", "Gap notices sent (a cursor older than the replay buffer).", |t| t.gaps),
-            ("pushbench_slow_consumer_gaps_total", "counter", "Gap notices sent to connected subscribers that fell behind the replay buffer.", |t| t.slow_consumer_gaps),
-            ("pushbench_slow_consumer_disconnects_total", "counter", "Subscribers disconnected because a write stayed blocked past --write-timeout-ms.", |t| t.slow_consumer_disconnects),
+            (
+                "pushbench_connections_open",
+                "gauge",
+                "Subscriber requests being served: open streams, SSE and WebSocket connections, polls in flight.",
+                |t| t.connections_open,
+            ),
+            (
+                "pushbench_connections_total",
+                "counter",
+                "Subscriber requests admitted.",
+                |t| t.connections_total,
+            ),
+            (
+                "pushbench_deliveries_total",
+                "counter",
+                "Events delivered to subscribers.",
+                |t| t.deliveries,
+            ),
+            (
+                "pushbench_delivered_bytes_total",
+                "counter",
+                "Bytes of bodies and frames written to subscribers, HTTP headers excluded.",
+                |t| t.bytes,
+            ),
+            (
+                "pushbench_gaps_total",
+                "counter",
+                "Gap notices sent (a cursor older than the replay buffer).",
+                |t| t.gaps,
+            ),
+            (
+                "pushbench_slow_consumer_gaps_total",
+                "counter",
+                "Gap notices sent to connected subscribers that fell behind the replay buffer.",
+                |t| t.slow_consumer_gaps,
+            ),
+            (
+                "pushbench_slow_consumer_disconnects_total",
+                "counter",
+                "Subscribers disconnected because a write stayed blocked past --write-timeout-ms.",
+                |t| t.slow_consumer_disconnects,
+            ),
         ];
         for (name, kind, help, value) in per_transport {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -258,7 +382,12 @@ mod tests {
     use super::*;
 
     fn empty_replay() -> ReplayStats {
-        ReplayStats { events: 0, bytes: 0, topics: 0, head: 0 }
+        ReplayStats {
+            events: 0,
+            bytes: 0,
+            topics: 0,
+            head: 0,
+        }
     }
 
     #[test]
@@ -266,11 +395,17 @@ mod tests {
         let metrics = Arc::new(Metrics::new(2));
         let a = metrics.admit(Transport::Sse).unwrap();
         let _b = metrics.admit(Transport::Ws).unwrap();
-        assert!(matches!(metrics.admit(Transport::Poll), Err(ApiError::TooManyConnections { limit: 2 })));
+        assert!(matches!(
+            metrics.admit(Transport::Poll),
+            Err(ApiError::TooManyConnections { limit: 2 })
+        ));
         drop(a);
         let _c = metrics.admit(Transport::Poll).unwrap();
         let text = metrics.snapshot(empty_replay(), None).to_prometheus();
-        assert!(text.contains("pushbench_connections_open{transport=\"sse\"} 0\n"), "{text}");
+        assert!(
+            text.contains("pushbench_connections_open{transport=\"sse\"} 0\n"),
+            "{text}"
+        );
         assert!(text.contains("pushbench_connections_total{transport=\"sse\"} 1\n"));
         assert!(text.contains("pushbench_rejected_connections_total 1\n"));
     }
@@ -283,7 +418,10 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
-            assert!(name.starts_with("pushbench_") || name.starts_with("process_"), "{line}");
+            assert!(
+                name.starts_with("pushbench_") || name.starts_with("process_"),
+                "{line}"
+            );
         }
         assert!(text.contains("pushbench_delivered_bytes_total{transport=\"stream\"} 300\n"));
     }

@@ -45,9 +45,14 @@ impl Server {
         let shutdown = CancellationToken::new();
         let feed = match &config.bus {
             None => Feed::new(config.replay, config.batch),
-            Some((url, key)) => Feed::with_redis(url, key, config.replay, config.batch, shutdown.clone()).await?,
+            Some((url, key)) => {
+                Feed::with_redis(url, key, config.replay, config.batch, shutdown.clone()).await?
+            }
         };
-        Ok(Self { listener, state: AppState::new(config, feed, shutdown) })
+        Ok(Self {
+            listener,
+            state: AppState::new(config, feed, shutdown),
+        })
     }
 
     /// The address it listens on.
@@ -62,16 +67,26 @@ impl Server {
 }
 
 /// Starts and serves: the whole server, as the tests run it.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), FeedError> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), FeedError> {
     Server::start(listener, config).await?.serve(shutdown).await;
     Ok(())
 }
 
 async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
     let router = transport::router(state.clone());
-    state.tasks.spawn(generator::run(state.clone(), state.config.generator.clone(), state.generator.subscribe()));
+    state.tasks.spawn(generator::run(
+        state.clone(),
+        state.config.generator.clone(),
+        state.generator.subscribe(),
+    ));
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
 
     tokio::pin!(shutdown);
     loop {
@@ -105,7 +120,10 @@ async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Out
             };
             let shutdown = state.shutdown.clone();
             // Boxed so that connections served directly do not carry room for hyper's state in their task.
-            let mut connection = Box::pin(http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router)).with_upgrades());
+            let mut connection = Box::pin(
+                http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router))
+                    .with_upgrades(),
+            );
             let result = tokio::select! {
                 result = connection.as_mut() => result,
                 () = shutdown.cancelled() => {
@@ -120,10 +138,19 @@ async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Out
     }
 
     drop(listener);
-    info!(tcp_connections = state.metrics.tcp_connections_open(), "shutting down");
+    info!(
+        tcp_connections = state.metrics.tcp_connections_open(),
+        "shutting down"
+    );
     state.shutdown.cancel();
     state.tasks.close();
-    if tokio::time::timeout(state.config.shutdown_grace, state.tasks.wait()).await.is_err() {
-        warn!(remaining = state.tasks.len(), "shutdown grace period over; abandoning connections still open");
+    if tokio::time::timeout(state.config.shutdown_grace, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = state.tasks.len(),
+            "shutdown grace period over; abandoning connections still open"
+        );
     }
 }

@@ -14,7 +14,9 @@ use super::{Batch, BatchLimits};
 
 /// The current Unix time in nanoseconds: the `ts` of events accepted now.
 pub(super) fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Bookkeeping cost of one held event beyond its encoding (the `Arc`, the struct, two deque slots),
@@ -48,10 +50,22 @@ pub struct StoredEvent {
 
 impl StoredEvent {
     fn new(id: u64, topic: Topic, ts: u64, data: &str) -> Self {
-        let event = Event { id, topic: topic.as_str().into(), ts, data: data.into() };
-        let mut line = serde_json::to_vec(&event).expect("serializing strings and integers cannot fail");
+        let event = Event {
+            id,
+            topic: topic.as_str().into(),
+            ts,
+            data: data.into(),
+        };
+        let mut line =
+            serde_json::to_vec(&event).expect("serializing strings and integers cannot fail");
         line.push(b'\n');
-        Self { id, topic, ts, line: line.into(), sse_frame: OnceLock::new() }
+        Self {
+            id,
+            topic,
+            ts,
+            line: line.into(),
+            sse_frame: OnceLock::new(),
+        }
     }
 
     /// The event's wire JSON.
@@ -149,16 +163,23 @@ impl ReplayLog {
 
     /// Occupancy, for metrics.
     pub fn stats(&self) -> ReplayStats {
-        ReplayStats { events: self.events.len(), bytes: self.bytes, topics: self.topics.len(), head: self.head }
+        ReplayStats {
+            events: self.events.len(),
+            bytes: self.bytes,
+            topics: self.topics.len(),
+            head: self.head,
+        }
     }
 
     fn topic_entry(&mut self, topic: &Topic) -> &mut TopicLog {
         let forgotten_upto = self.forgotten_upto;
-        self.topics.entry(topic.clone()).or_insert_with(|| TopicLog {
-            events: VecDeque::new(),
-            evicted_upto: forgotten_upto,
-            waiters: Slab::new(),
-        })
+        self.topics
+            .entry(topic.clone())
+            .or_insert_with(|| TopicLog {
+                events: VecDeque::new(),
+                evicted_upto: forgotten_upto,
+                waiters: Slab::new(),
+            })
     }
 
     fn forget_if_unused(&mut self, topic: &Topic) {
@@ -185,12 +206,20 @@ impl ReplayLog {
 
     /// Appends an event whose id was assigned elsewhere (the backplane). An id that skips ahead means the
     /// events in between were lost to this log: they are marked evicted, so cursors among them get a gap.
-    pub fn append_replicated(&mut self, id: u64, topic: Topic, ts: u64, data: &str) -> Arc<StoredEvent> {
+    pub fn append_replicated(
+        &mut self,
+        id: u64,
+        topic: Topic,
+        ts: u64,
+        data: &str,
+    ) -> Arc<StoredEvent> {
         debug_assert!(id > self.head, "ids must increase");
         if id > self.head + 1 {
             let missing_upto = id - 1;
             self.forgotten_upto = self.forgotten_upto.max(missing_upto);
-            self.topics.values_mut().for_each(|t| t.evicted_upto = t.evicted_upto.max(missing_upto));
+            self.topics
+                .values_mut()
+                .for_each(|t| t.evicted_upto = t.evicted_upto.max(missing_upto));
         }
         self.head = id;
         let event = Arc::new(StoredEvent::new(id, topic, ts, data));
@@ -209,11 +238,17 @@ impl ReplayLog {
         while self.events.len() > self.limits.max_events.max(1)
             || (self.bytes > self.limits.max_bytes && self.events.len() > 1)
         {
-            let Some(oldest) = self.events.pop_front() else { break };
+            let Some(oldest) = self.events.pop_front() else {
+                break;
+            };
             self.bytes -= oldest.charged_bytes();
             if let Some(topic) = self.topics.get_mut(&oldest.topic) {
                 let popped = topic.events.pop_front();
-                debug_assert_eq!(popped.map(|e| e.id), Some(oldest.id), "topic index out of step with the log");
+                debug_assert_eq!(
+                    popped.map(|e| e.id),
+                    Some(oldest.id),
+                    "topic index out of step with the log"
+                );
                 topic.evicted_upto = oldest.id;
             }
             self.forget_if_unused(&oldest.topic);
@@ -225,11 +260,21 @@ impl ReplayLog {
     pub fn read(&self, topics: &[Topic], after: u64, limits: BatchLimits) -> Batch {
         let evicted_upto = topics
             .iter()
-            .map(|t| self.topics.get(t).map_or(self.forgotten_upto, |log| log.evicted_upto))
+            .map(|t| {
+                self.topics
+                    .get(t)
+                    .map_or(self.forgotten_upto, |log| log.evicted_upto)
+            })
             .max()
             .unwrap_or(0);
         let (gap, cursor) = if evicted_upto > after {
-            (Some(Gap { after, resume: evicted_upto + 1 }), evicted_upto)
+            (
+                Some(Gap {
+                    after,
+                    resume: evicted_upto + 1,
+                }),
+                evicted_upto,
+            )
         } else {
             (None, after)
         };
@@ -270,7 +315,10 @@ impl ReplayLog {
 
     /// Registers `notify` in each topic; returns its keys (in `topics` order) and the current head.
     pub fn register(&mut self, topics: &[Topic], notify: &Arc<Notify>) -> (Vec<usize>, u64) {
-        let keys = topics.iter().map(|t| self.topic_entry(t).waiters.insert(notify.clone())).collect();
+        let keys = topics
+            .iter()
+            .map(|t| self.topic_entry(t).waiters.insert(notify.clone()))
+            .collect();
         (keys, self.head)
     }
 
@@ -291,7 +339,10 @@ mod tests {
 
     use super::*;
 
-    const BIG: BatchLimits = BatchLimits { max_events: usize::MAX, max_bytes: usize::MAX };
+    const BIG: BatchLimits = BatchLimits {
+        max_events: usize::MAX,
+        max_bytes: usize::MAX,
+    };
 
     fn topic(name: &str) -> Topic {
         Topic::parse(name).unwrap()
@@ -302,14 +353,20 @@ mod tests {
     }
 
     fn log(max_events: usize) -> ReplayLog {
-        ReplayLog::new(ReplayLimits { max_events, max_bytes: usize::MAX })
+        ReplayLog::new(ReplayLimits {
+            max_events,
+            max_bytes: usize::MAX,
+        })
     }
 
     #[test]
     fn encodes_the_wire_form_once() {
         let mut log = log(10);
         let ev = log.append(topic("room.42"), "hi \"there\"");
-        let expected = format!(r#"{{"id":1,"topic":"room.42","ts":{},"data":"hi \"there\""}}"#, ev.ts);
+        let expected = format!(
+            r#"{{"id":1,"topic":"room.42","ts":{},"data":"hi \"there\""}}"#,
+            ev.ts
+        );
         assert_eq!(ev.json(), expected.as_bytes());
         assert_eq!(ev.json_line(), format!("{expected}\n").as_bytes());
     }
@@ -325,7 +382,10 @@ mod tests {
         assert_eq!(ids(&batch), expected);
         assert_eq!(batch.next, 30);
         assert!(batch.gap.is_none());
-        assert_eq!(ids(&log.read(&[topic("a"), topic("c")], 25, BIG)), vec![27, 28, 30]);
+        assert_eq!(
+            ids(&log.read(&[topic("a"), topic("c")], 25, BIG)),
+            vec![27, 28, 30]
+        );
     }
 
     #[test]
@@ -335,12 +395,26 @@ mod tests {
             log.append(topic("a"), "x");
         }
         log.append(topic("b"), "x");
-        let limits = BatchLimits { max_events: 4, max_bytes: usize::MAX };
+        let limits = BatchLimits {
+            max_events: 4,
+            max_bytes: usize::MAX,
+        };
         let first = log.read(&[topic("a")], 0, limits);
         assert_eq!((ids(&first), first.next), (vec![1, 2, 3, 4], 4));
         let last = log.read(&[topic("a")], 8, limits);
-        assert_eq!((ids(&last), last.next), (vec![9, 10], 11), "cursor jumps to the head when drained");
-        let one_event_min = log.read(&[topic("a")], 0, BatchLimits { max_events: 10, max_bytes: 1 });
+        assert_eq!(
+            (ids(&last), last.next),
+            (vec![9, 10], 11),
+            "cursor jumps to the head when drained"
+        );
+        let one_event_min = log.read(
+            &[topic("a")],
+            0,
+            BatchLimits {
+                max_events: 10,
+                max_bytes: 1,
+            },
+        );
         assert_eq!(ids(&one_event_min), vec![1]);
     }
 
@@ -352,7 +426,11 @@ mod tests {
         }
         let events = &log.topics[&topic("a")].events;
         for cursor in 0..=52 {
-            assert_eq!(first_after(events, cursor), events.partition_point(|e| e.id <= cursor), "cursor {cursor}");
+            assert_eq!(
+                first_after(events, cursor),
+                events.partition_point(|e| e.id <= cursor),
+                "cursor {cursor}"
+            );
         }
         assert_eq!(first_after(&VecDeque::new(), 3), 0);
     }
@@ -364,9 +442,18 @@ mod tests {
             log.append(topic("a"), "x");
         }
         let batch = log.read(&[topic("a")], 3, BIG);
-        assert_eq!(batch.gap, Some(Gap { after: 3, resume: 8 }));
+        assert_eq!(
+            batch.gap,
+            Some(Gap {
+                after: 3,
+                resume: 8
+            })
+        );
         assert_eq!(ids(&batch), vec![8, 9, 10, 11, 12]);
-        assert!(log.read(&[topic("a")], 7, BIG).gap.is_none(), "cursor exactly at the eviction edge");
+        assert!(
+            log.read(&[topic("a")], 7, BIG).gap.is_none(),
+            "cursor exactly at the eviction edge"
+        );
     }
 
     #[test]
@@ -381,7 +468,13 @@ mod tests {
         let batch = log.read(&[topic("quiet")], 1, BIG);
         assert!(batch.gap.is_none());
         log.append(topic("busy"), "x"); // evicts id 1 (quiet)
-        assert_eq!(log.read(&[topic("quiet")], 0, BIG).gap, Some(Gap { after: 0, resume: 2 }));
+        assert_eq!(
+            log.read(&[topic("quiet")], 0, BIG).gap,
+            Some(Gap {
+                after: 0,
+                resume: 2
+            })
+        );
         assert!(log.read(&[topic("quiet")], 1, BIG).gap.is_none());
     }
 
@@ -389,25 +482,46 @@ mod tests {
     fn replicated_ids_that_skip_ahead_mark_the_hole_as_evicted() {
         let mut log = log(100);
         log.start_at(10);
-        assert_eq!(log.read(&[topic("a")], 5, BIG).gap, Some(Gap { after: 5, resume: 11 }));
+        assert_eq!(
+            log.read(&[topic("a")], 5, BIG).gap,
+            Some(Gap {
+                after: 5,
+                resume: 11
+            })
+        );
         log.append_replicated(11, topic("a"), 1, "x");
         log.append_replicated(15, topic("a"), 2, "y");
         let batch = log.read(&[topic("a")], 11, BIG);
-        assert_eq!(batch.gap, Some(Gap { after: 11, resume: 15 }));
+        assert_eq!(
+            batch.gap,
+            Some(Gap {
+                after: 11,
+                resume: 15
+            })
+        );
         assert_eq!(ids(&batch), vec![15]);
         assert!(log.read(&[topic("a")], 14, BIG).gap.is_none());
     }
 
     #[test]
     fn byte_budget_evicts_and_unused_topics_are_forgotten() {
-        let mut log = ReplayLog::new(ReplayLimits { max_events: 1000, max_bytes: 1000 });
+        let mut log = ReplayLog::new(ReplayLimits {
+            max_events: 1000,
+            max_bytes: 1000,
+        });
         for i in 0..100 {
             log.append(topic(&format!("user.{i}")), "payload");
         }
         let stats = log.stats();
         assert!(stats.bytes <= 1000 && stats.events >= 1, "{stats:?}");
-        assert_eq!(stats.topics, stats.events, "topics with no held events and no subscribers are dropped");
-        let gap = log.read(&[topic("user.0")], 0, BIG).gap.expect("a forgotten topic's old cursor gets a gap");
+        assert_eq!(
+            stats.topics, stats.events,
+            "topics with no held events and no subscribers are dropped"
+        );
+        let gap = log
+            .read(&[topic("user.0")], 0, BIG)
+            .gap
+            .expect("a forgotten topic's old cursor gets a gap");
         assert!(gap.resume > 1);
     }
 

@@ -86,12 +86,24 @@ struct Inner {
 impl Feed {
     /// An embedded feed with the given replay and batch limits.
     pub fn new(replay: ReplayLimits, batch: BatchLimits) -> Self {
-        Self { inner: Arc::new(Inner { log: RwLock::new(ReplayLog::new(replay)), batch, bus: None }) }
+        Self {
+            inner: Arc::new(Inner {
+                log: RwLock::new(ReplayLog::new(replay)),
+                batch,
+                bus: None,
+            }),
+        }
     }
 
     /// A feed shared through Redis at `url` under `key`: loads the newest events, then follows the stream
     /// until `shutdown`. Fails if Redis cannot be reached now.
-    pub async fn with_redis(url: &str, key: &str, replay: ReplayLimits, batch: BatchLimits, shutdown: CancellationToken) -> Result<Self, FeedError> {
+    pub async fn with_redis(
+        url: &str,
+        key: &str,
+        replay: ReplayLimits,
+        batch: BatchLimits,
+        shutdown: CancellationToken,
+    ) -> Result<Self, FeedError> {
         let bus = Arc::new(RedisBus::connect(url, key, replay.max_events).await?);
         let (history, counter) = bus.history(replay.max_events).await?;
         let mut log = ReplayLog::new(replay);
@@ -100,7 +112,13 @@ impl Feed {
             log.append_replicated(id, topic, ts, &data);
         }
         let last = log.head();
-        let feed = Self { inner: Arc::new(Inner { log: RwLock::new(log), batch, bus: Some(bus.clone()) }) };
+        let feed = Self {
+            inner: Arc::new(Inner {
+                log: RwLock::new(log),
+                batch,
+                bus: Some(bus.clone()),
+            }),
+        };
         tokio::spawn(bus.follow(feed.clone(), last, shutdown));
         Ok(feed)
     }
@@ -113,11 +131,17 @@ impl Feed {
     fn log_read(&self) -> std::sync::RwLockReadGuard<'_, ReplayLog> {
         // A panic while holding the lock cannot leave the log half-updated in a way readers could
         // misread (every mutation is completed before anything that could panic), so recover from poison.
-        self.inner.log.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .log
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn log_write(&self) -> std::sync::RwLockWriteGuard<'_, ReplayLog> {
-        self.inner.log.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .log
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Publishes an event: embedded, appends it and wakes the topic's subscribers; with a backplane,
@@ -126,7 +150,10 @@ impl Feed {
         match &self.inner.bus {
             None => {
                 let event = self.log_write().append(topic, data);
-                Ok(PublishAck { id: event.id, ts: event.ts })
+                Ok(PublishAck {
+                    id: event.id,
+                    ts: event.ts,
+                })
             }
             Some(bus) => bus.publish(&topic, data, log::now_ns()).await,
         }
@@ -156,7 +183,13 @@ impl Feed {
     pub fn subscribe(&self, topics: Arc<[Topic]>, after: Option<u64>) -> Subscription {
         let notify = Arc::new(Notify::new());
         let (keys, head) = self.log_write().register(&topics, &notify);
-        Subscription { feed: self.clone(), topics, keys, notify, cursor: after.unwrap_or(head) }
+        Subscription {
+            feed: self.clone(),
+            topics,
+            keys,
+            notify,
+            cursor: after.unwrap_or(head),
+        }
     }
 }
 
@@ -211,8 +244,14 @@ mod tests {
 
     fn feed(max_events: usize) -> Feed {
         Feed::new(
-            ReplayLimits { max_events, max_bytes: usize::MAX },
-            BatchLimits { max_events: 1000, max_bytes: usize::MAX },
+            ReplayLimits {
+                max_events,
+                max_bytes: usize::MAX,
+            },
+            BatchLimits {
+                max_events: 1000,
+                max_bytes: usize::MAX,
+            },
         )
     }
 
@@ -229,7 +268,10 @@ mod tests {
         assert_eq!(sub.cursor(), 1);
         let ev = feed.publish(t, "after").await.unwrap();
         let batch = sub.next_batch().await;
-        assert_eq!(batch.events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![ev.id]);
+        assert_eq!(
+            batch.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![ev.id]
+        );
         assert_eq!(sub.cursor(), ev.id);
     }
 
@@ -239,8 +281,12 @@ mod tests {
         let mut sub = feed.subscribe(topics(&["a", "b"]), None);
         let waiter = tokio::spawn(async move { sub.next_batch().await.events.len() });
         tokio::task::yield_now().await;
-        feed.publish(Topic::parse("c").unwrap(), "not mine").await.unwrap();
-        feed.publish(Topic::parse("b").unwrap(), "mine").await.unwrap();
+        feed.publish(Topic::parse("c").unwrap(), "not mine")
+            .await
+            .unwrap();
+        feed.publish(Topic::parse("b").unwrap(), "mine")
+            .await
+            .unwrap();
         assert_eq!(waiter.await.unwrap(), 1);
     }
 

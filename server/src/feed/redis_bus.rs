@@ -119,15 +119,29 @@ impl RedisBus {
             stream_key: key.to_owned(),
             counter_key: format!("{key}:id"),
             max_len,
-            status: Arc::new(BusStatus { up: AtomicBool::new(true), ..BusStatus::default() }),
+            status: Arc::new(BusStatus {
+                up: AtomicBool::new(true),
+                ..BusStatus::default()
+            }),
         })
     }
 
     /// Appends an event to the shared stream; its id comes back from Redis.
-    pub async fn publish(&self, topic: &Topic, data: &str, ts: u64) -> Result<PublishAck, FeedError> {
+    pub async fn publish(
+        &self,
+        topic: &Topic,
+        data: &str,
+        ts: u64,
+    ) -> Result<PublishAck, FeedError> {
         let mut connection = self.publisher.clone();
         let mut invocation = self.script.prepare_invoke();
-        invocation.key(&self.stream_key).key(&self.counter_key).arg(topic.as_str()).arg(ts).arg(data).arg(self.max_len);
+        invocation
+            .key(&self.stream_key)
+            .key(&self.counter_key)
+            .arg(topic.as_str())
+            .arg(ts)
+            .arg(data)
+            .arg(self.max_len);
         let id: Result<u64, _> = invocation.invoke_async(&mut connection).await;
         id.map(|id| PublishAck { id, ts }).map_err(|e| {
             self.status.publish_failures.fetch_add(1, Relaxed);
@@ -136,19 +150,34 @@ impl RedisBus {
     }
 
     /// The newest `count` entries and the counter's value: a new node's starting window.
-    pub async fn history(&self, count: usize) -> Result<(Vec<(u64, Topic, u64, String)>, u64), FeedError> {
+    pub async fn history(
+        &self,
+        count: usize,
+    ) -> Result<(Vec<(u64, Topic, u64, String)>, u64), FeedError> {
         let mut connection = self.publisher.clone();
-        let newest: StreamRangeReply =
-            connection.xrevrange_count(&self.stream_key, "+", "-", count).await.map_err(|e| FeedError::Bus(e.to_string()))?;
-        let counter: Option<u64> = connection.get(&self.counter_key).await.map_err(|e| FeedError::Bus(e.to_string()))?;
-        let mut entries: Vec<_> = newest.ids.iter().filter_map(decode).map(|e| (e.id, e.topic, e.ts, e.data)).collect();
+        let newest: StreamRangeReply = connection
+            .xrevrange_count(&self.stream_key, "+", "-", count)
+            .await
+            .map_err(|e| FeedError::Bus(e.to_string()))?;
+        let counter: Option<u64> = connection
+            .get(&self.counter_key)
+            .await
+            .map_err(|e| FeedError::Bus(e.to_string()))?;
+        let mut entries: Vec<_> = newest
+            .ids
+            .iter()
+            .filter_map(decode)
+            .map(|e| (e.id, e.topic, e.ts, e.data))
+            .collect();
         entries.reverse();
         Ok((entries, counter.unwrap_or(0)))
     }
 
     /// Follows the stream from `last` into `feed` until `shutdown`, reconnecting after every failure.
     pub async fn follow(self: Arc<Self>, feed: Feed, mut last: u64, shutdown: CancellationToken) {
-        let options = StreamReadOptions::default().block(BLOCK.as_millis() as usize).count(READ_COUNT);
+        let options = StreamReadOptions::default()
+            .block(BLOCK.as_millis() as usize)
+            .count(READ_COUNT);
         loop {
             let connected = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -180,12 +209,21 @@ impl RedisBus {
                     info!(last, "redis is back; reading on from the last id");
                 }
                 self.status.set_up(true);
-                for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).filter_map(|e| decode(&e)) {
+                for entry in reply
+                    .into_iter()
+                    .flat_map(|r| r.keys)
+                    .flat_map(|k| k.ids)
+                    .filter_map(|e| decode(&e))
+                {
                     if entry.id <= last {
                         continue;
                     }
                     if entry.id > last + 1 {
-                        warn!(from = last + 1, to = entry.id - 1, "events were trimmed from redis before this node read them");
+                        warn!(
+                            from = last + 1,
+                            to = entry.id - 1,
+                            "events were trimmed from redis before this node read them"
+                        );
                     }
                     feed.append_replicated(entry.id, entry.topic, entry.ts, &entry.data);
                     last = entry.id;
@@ -198,6 +236,12 @@ impl RedisBus {
 /// Decodes an entry written by [`PUBLISH_SCRIPT`]; anything else in the stream is ignored.
 fn decode(entry: &StreamId) -> Option<Entry> {
     let id = entry.id.strip_prefix("0-")?.parse().ok()?;
-    let field = |name: &str| -> Option<String> { redis::from_redis_value_ref(entry.map.get(name)?).ok() };
-    Some(Entry { id, topic: Topic::parse(&field("topic")?).ok()?, ts: field("ts")?.parse().ok()?, data: field("data")? })
+    let field =
+        |name: &str| -> Option<String> { redis::from_redis_value_ref(entry.map.get(name)?).ok() };
+    Some(Entry {
+        id,
+        topic: Topic::parse(&field("topic")?).ok()?,
+        ts: field("ts")?.parse().ok()?,
+        data: field("data")?,
+    })
 }

@@ -25,11 +25,11 @@ use pushbench_common::{Topic, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::{SubscribeQuery, long_poll, poll};
 use super::sse::{self, EventStream};
 use super::stream::NdJson;
-use super::ws;
 use super::streaming::{Framing, Subscriber};
+use super::ws;
+use super::{SubscribeQuery, long_poll, poll};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -48,7 +48,11 @@ pub(crate) enum Accepted {
 
 /// Serves the connection here while its requests are subscriptions this module handles; hands it to hyper
 /// at the first request it does not.
-pub(crate) async fn accept(state: &AppState, mut tcp: TcpStream, head_timeout: Duration) -> io::Result<Accepted> {
+pub(crate) async fn accept(
+    state: &AppState,
+    mut tcp: TcpStream,
+    head_timeout: Duration,
+) -> io::Result<Accepted> {
     loop {
         // Wait for the request before allocating a buffer for it: a kept-alive polling connection sits
         // here between requests.
@@ -57,24 +61,48 @@ pub(crate) async fn accept(state: &AppState, mut tcp: TcpStream, head_timeout: D
             return Ok(Accepted::Done); // closed before a full request
         };
         // Bytes after the head (pipelining, early frames) are hyper's business.
-        let parsed = if head.len() == end { Subscription::parse(state, &head[..end]) } else { None };
-        let Some(Subscription { kind, topics, after }) = parsed else {
-            return Ok(Accepted::Http(Prefixed { prefix: Bytes::from(head), inner: tcp }));
+        let parsed = if head.len() == end {
+            Subscription::parse(state, &head[..end])
+        } else {
+            None
+        };
+        let Some(Subscription {
+            kind,
+            topics,
+            after,
+        }) = parsed
+        else {
+            return Ok(Accepted::Http(Prefixed {
+                prefix: Bytes::from(head),
+                inner: tcp,
+            }));
         };
         drop(head);
         // Boxed: a task's future is allocated at the size of its largest branch, and the WebSocket session
         // is much larger than a stream, so unboxed every subscriber would pay for the largest.
         match kind {
             Kind::Polling { hold, keep_alive } => {
-                if !Box::pin(serve_poll(state, &mut tcp, topics, after, hold)).await || !keep_alive {
+                if !Box::pin(serve_poll(state, &mut tcp, topics, after, hold)).await || !keep_alive
+                {
                     return Ok(Accepted::Done);
                 }
                 continue;
             }
             Kind::NdJson => Box::pin(serve::<NdJson>(state, tcp, topics, after)).await,
             Kind::EventStream => Box::pin(serve::<EventStream>(state, tcp, topics, after)).await,
-            Kind::WebSocket { accept_key, authorization } => {
-                Box::pin(serve_websocket(state, tcp, topics, after, accept_key, authorization)).await;
+            Kind::WebSocket {
+                accept_key,
+                authorization,
+            } => {
+                Box::pin(serve_websocket(
+                    state,
+                    tcp,
+                    topics,
+                    after,
+                    accept_key,
+                    authorization,
+                ))
+                .await;
             }
         }
         return Ok(Accepted::Done);
@@ -84,7 +112,10 @@ pub(crate) async fn accept(state: &AppState, mut tcp: TcpStream, head_timeout: D
 /// Reads one request head: the bytes read and where the head ends (0 when it was not found within
 /// [`MAX_HEAD_BYTES`] or the timeout, so that hyper applies its own limits and answers), or `None` when
 /// the peer closed first.
-async fn read_head(tcp: &mut TcpStream, head_timeout: Duration) -> io::Result<Option<(Vec<u8>, usize)>> {
+async fn read_head(
+    tcp: &mut TcpStream,
+    head_timeout: Duration,
+) -> io::Result<Option<(Vec<u8>, usize)>> {
     let mut head = Vec::with_capacity(1024);
     let end = tokio::time::timeout(head_timeout, async {
         loop {
@@ -101,12 +132,20 @@ async fn read_head(tcp: &mut TcpStream, head_timeout: Duration) -> io::Result<Op
     })
     .await
     .unwrap_or(Ok(Some(0)))?;
-    Ok(end.map(|end| (head, end)).filter(|(head, _)| !head.is_empty()))
+    Ok(end
+        .map(|end| (head, end))
+        .filter(|(head, _)| !head.is_empty()))
 }
 
 /// Answers one poll, or one long-poll when there is a `hold`. Returns whether the connection can serve
 /// another request.
-async fn serve_poll(state: &AppState, tcp: &mut TcpStream, topics: Arc<[Topic]>, after: Option<u64>, hold: Option<Duration>) -> bool {
+async fn serve_poll(
+    state: &AppState,
+    tcp: &mut TcpStream,
+    topics: Arc<[Topic]>,
+    after: Option<u64>,
+    hold: Option<Duration>,
+) -> bool {
     let (transport, answered) = match hold {
         None => (Transport::Poll, poll::read(state, &topics, after)),
         Some(hold) => {
@@ -177,7 +216,13 @@ impl Subscription {
         if request.method != Some("GET") || request.version != Some(1) {
             return None;
         }
-        let header = |name: &str| request.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value)
+        };
         if header("content-length").is_some() || header("transfer-encoding").is_some() {
             return None;
         }
@@ -205,12 +250,21 @@ impl Subscription {
             Kind::EventStream => sse::cursor(header("last-event-id"), query.after).ok()?,
             _ => query.after,
         };
-        Some(Self { kind, topics: query.topics, after })
+        Some(Self {
+            kind,
+            topics: query.topics,
+            after,
+        })
     }
 }
 
 /// Writes the whole response: head, then frames in chunks, then (at shutdown) the last chunk.
-async fn serve<F: Framing>(state: &AppState, mut tcp: TcpStream, topics: Arc<[Topic]>, after: Option<u64>) {
+async fn serve<F: Framing>(
+    state: &AppState,
+    mut tcp: TcpStream,
+    topics: Arc<[Topic]>,
+    after: Option<u64>,
+) {
     let write_timeout = state.config.write_timeout;
     let mut subscriber = match Subscriber::<F>::admit(state, topics, after) {
         Ok(subscriber) => subscriber,
@@ -261,11 +315,22 @@ async fn serve<F: Framing>(state: &AppState, mut tcp: TcpStream, topics: Arc<[To
 
 /// Answers the upgrade and runs the WebSocket session on the raw socket.
 /// Takes ownership of everything it is given so that nothing but the session outlives the handshake.
-async fn serve_websocket(state: &AppState, mut tcp: TcpStream, topics: Arc<[Topic]>, after: Option<u64>, accept_key: String, authorization: Option<Vec<u8>>) {
-    let (response, session) = match ws::Session::open(state, topics, after, authorization.as_deref()) {
-        Ok(session) => (ws::switching_protocols_head(&accept_key).into_bytes(), Some(session)),
-        Err(refused) => (error_response(&refused), None),
-    };
+async fn serve_websocket(
+    state: &AppState,
+    mut tcp: TcpStream,
+    topics: Arc<[Topic]>,
+    after: Option<u64>,
+    accept_key: String,
+    authorization: Option<Vec<u8>>,
+) {
+    let (response, session) =
+        match ws::Session::open(state, topics, after, authorization.as_deref()) {
+            Ok(session) => (
+                ws::switching_protocols_head(&accept_key).into_bytes(),
+                Some(session),
+            ),
+            Err(refused) => (error_response(&refused), None),
+        };
     drop((accept_key, authorization));
     if !write_within(state, &mut tcp, response).await {
         return;
@@ -278,7 +343,10 @@ async fn serve_websocket(state: &AppState, mut tcp: TcpStream, topics: Arc<[Topi
 /// Writes `bytes` within the write timeout, then frees them (a subscriber's connection lives for hours;
 /// its handshake buffers should not). Returns whether it succeeded.
 async fn write_within(state: &AppState, tcp: &mut TcpStream, bytes: Vec<u8>) -> bool {
-    matches!(tokio::time::timeout(state.config.write_timeout, tcp.write_all(&bytes)).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(state.config.write_timeout, tcp.write_all(&bytes)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Completes when the peer closes its side (or the socket fails); discards anything it sends.
@@ -289,8 +357,10 @@ async fn peer_closed(reader: &mut tokio::net::tcp::ReadHalf<'_>) {
 
 /// A complete HTTP/1.1 error response with the same JSON body the router would send.
 fn error_response(error: &ApiError) -> Vec<u8> {
-    let body = serde_json::to_string(&pushbench_common::wire::ErrorBody { error: error.to_string() })
-        .expect("error bodies serialize");
+    let body = serde_json::to_string(&pushbench_common::wire::ErrorBody {
+        error: error.to_string(),
+    })
+    .expect("error bodies serialize");
     let status = error.status();
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -308,7 +378,11 @@ pub(crate) struct Prefixed {
 }
 
 impl AsyncRead for Prefixed {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.prefix.has_remaining() {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
@@ -323,11 +397,19 @@ impl AsyncRead for Prefixed {
 }
 
 impl AsyncWrite for Prefixed {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -349,23 +431,40 @@ mod tests {
     use super::*;
 
     fn parse(head: &str) -> Option<Subscription> {
-        Subscription::parse(&AppState::embedded(crate::config::Config::default()), head.as_bytes())
+        Subscription::parse(
+            &AppState::embedded(crate::config::Config::default()),
+            head.as_bytes(),
+        )
     }
 
     #[test]
     fn recognizes_stream_and_sse_subscriptions() {
-        let s = parse("GET /sse?topic=b&topic=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 42\r\n\r\n").unwrap();
+        let s = parse("GET /sse?topic=b&topic=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 42\r\n\r\n")
+            .unwrap();
         assert!(matches!(s.kind, Kind::EventStream));
         assert_eq!((s.topics.len(), s.after), (2, Some(42)));
         let s = parse("GET /stream?topic=a&after=7 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert!(matches!(s.kind, Kind::NdJson));
         let upgrade = "GET /ws?topic=a HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-        assert!(matches!(parse(upgrade).unwrap().kind, Kind::WebSocket { .. }));
-        let long_poll = parse("GET /longpoll?topic=a&timeout_ms=500 HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
-        assert!(matches!(long_poll.kind, Kind::Polling { hold: Some(hold), keep_alive: false } if hold == Duration::from_millis(500)));
+        assert!(matches!(
+            parse(upgrade).unwrap().kind,
+            Kind::WebSocket { .. }
+        ));
+        let long_poll =
+            parse("GET /longpoll?topic=a&timeout_ms=500 HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap();
+        assert!(
+            matches!(long_poll.kind, Kind::Polling { hold: Some(hold), keep_alive: false } if hold == Duration::from_millis(500))
+        );
         let poll = parse("GET /poll?topic=a&after=3 HTTP/1.1\r\n\r\n").unwrap();
-        assert!(matches!(poll.kind, Kind::Polling { hold: None, keep_alive: true }));
+        assert!(matches!(
+            poll.kind,
+            Kind::Polling {
+                hold: None,
+                keep_alive: true
+            }
+        ));
         assert_eq!(s.after, Some(7));
     }
 
@@ -390,8 +489,12 @@ mod tests {
 
     #[test]
     fn error_responses_are_complete_http() {
-        let text = String::from_utf8(error_response(&ApiError::TooManyConnections { limit: 3 })).unwrap();
-        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+        let text =
+            String::from_utf8(error_response(&ApiError::TooManyConnections { limit: 3 })).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{text}"
+        );
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
         assert!(body.contains("limit of 3"));
@@ -407,22 +510,40 @@ mod footprint {
 
     async fn connected() -> (AppState, TcpStream, Arc<[Topic]>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        (AppState::embedded(crate::config::Config::default()), tcp, vec![Topic::parse("a").unwrap()].into())
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (
+            AppState::embedded(crate::config::Config::default()),
+            tcp,
+            vec![Topic::parse("a").unwrap()].into(),
+        )
     }
 
     #[tokio::test]
     async fn per_subscriber_futures_stay_small() {
         let (state, tcp, topics) = connected().await;
         let stream = serve::<NdJson>(&state, tcp, topics, None);
-        assert!(size_of_val(&stream) <= 1024, "stream/SSE subscriber future: {} bytes", size_of_val(&stream));
+        assert!(
+            size_of_val(&stream) <= 1024,
+            "stream/SSE subscriber future: {} bytes",
+            size_of_val(&stream)
+        );
         drop(stream);
         let (state, tcp, topics) = connected().await;
         let websocket = serve_websocket(&state, tcp, topics, None, String::new(), None);
-        assert!(size_of_val(&websocket) <= 2048, "WebSocket session future: {} bytes", size_of_val(&websocket));
+        assert!(
+            size_of_val(&websocket) <= 2048,
+            "WebSocket session future: {} bytes",
+            size_of_val(&websocket)
+        );
         drop(websocket);
         let (state, tcp, _) = connected().await;
         let accepting = accept(&state, tcp, Duration::from_secs(1));
-        assert!(size_of_val(&accepting) <= 640, "connection task future: {} bytes", size_of_val(&accepting));
+        assert!(
+            size_of_val(&accepting) <= 640,
+            "connection task future: {} bytes",
+            size_of_val(&accepting)
+        );
     }
 }

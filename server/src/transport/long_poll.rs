@@ -21,7 +21,10 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/longpoll", get(long_poll))
 }
 
-async fn long_poll(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+async fn long_poll(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
     let query = SubscribeQuery::parse(query.as_deref(), true)?;
     let hold = hold_duration(&state, query.timeout_ms)?;
     let batch = wait(&state, query.topics, query.after, hold).await?;
@@ -29,18 +32,29 @@ async fn long_poll(State(state): State<AppState>, RawQuery(query): RawQuery) -> 
 }
 
 /// How long to hold: `timeout_ms` if given and within `--longpoll-max-ms`, else the default.
-pub(super) fn hold_duration(state: &AppState, timeout_ms: Option<u64>) -> Result<Duration, ApiError> {
+pub(super) fn hold_duration(
+    state: &AppState,
+    timeout_ms: Option<u64>,
+) -> Result<Duration, ApiError> {
     let max = state.config.longpoll_max;
     match timeout_ms {
         None => Ok(state.config.longpoll_default),
         Some(ms) if ms >= 1 && Duration::from_millis(ms) <= max => Ok(Duration::from_millis(ms)),
-        Some(ms) => Err(ApiError::BadRequest(format!("`timeout_ms` must be between 1 and {}, got {ms}", max.as_millis()))),
+        Some(ms) => Err(ApiError::BadRequest(format!(
+            "`timeout_ms` must be between 1 and {}, got {ms}",
+            max.as_millis()
+        ))),
     }
 }
 
 /// Holds a subscriber slot until there is something after the cursor, the hold passes (an empty
 /// answer with the cursor to continue from) or the server shuts down.
-pub(super) async fn wait(state: &AppState, topics: Arc<[Topic]>, after: Option<u64>, hold: Duration) -> Result<Batch, ApiError> {
+pub(super) async fn wait(
+    state: &AppState,
+    topics: Arc<[Topic]>,
+    after: Option<u64>,
+    hold: Duration,
+) -> Result<Batch, ApiError> {
     let _slot = state.metrics.admit(Transport::LongPoll)?;
     let mut subscription = state.feed.subscribe(topics, after);
     Ok(tokio::select! {

@@ -48,12 +48,25 @@ pub(crate) fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state.metrics.snapshot(state.feed.replay_stats(), state.feed.bus_status()).to_prometheus();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+    let text = state
+        .metrics
+        .snapshot(state.feed.replay_stats(), state.feed.bus_status())
+        .to_prometheus();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
 }
 
 async fn stats(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(state.metrics.snapshot(state.feed.replay_stats(), state.feed.bus_status()))
+    axum::Json(
+        state
+            .metrics
+            .snapshot(state.feed.replay_stats(), state.feed.bus_status()),
+    )
 }
 
 /// The query of a subscription endpoint: `topic=..` (repeatable), `after=..`, and for long-poll `timeout_ms=..`.
@@ -75,31 +88,50 @@ impl SubscribeQuery {
         let (mut after, mut timeout_ms) = (None, None);
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match &*key {
-                "topic" => topics.push(Topic::parse(&value).map_err(|e| ApiError::BadRequest(e.to_string()))?),
+                "topic" => topics
+                    .push(Topic::parse(&value).map_err(|e| ApiError::BadRequest(e.to_string()))?),
                 "after" => after = Some(parse_number("after", &value)?),
-                "timeout_ms" if with_timeout => timeout_ms = Some(parse_number("timeout_ms", &value)?),
+                "timeout_ms" if with_timeout => {
+                    timeout_ms = Some(parse_number("timeout_ms", &value)?)
+                }
                 other => {
-                    let known = if with_timeout { "topic, after, timeout_ms" } else { "topic, after" };
-                    return Err(ApiError::BadRequest(format!("unknown query parameter {other:?}; expected {known}")));
+                    let known = if with_timeout {
+                        "topic, after, timeout_ms"
+                    } else {
+                        "topic, after"
+                    };
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown query parameter {other:?}; expected {known}"
+                    )));
                 }
             }
         }
         topics.sort();
         topics.dedup();
         if topics.is_empty() {
-            return Err(ApiError::BadRequest("at least one `topic=` is required".into()));
+            return Err(ApiError::BadRequest(
+                "at least one `topic=` is required".into(),
+            ));
         }
         if topics.len() > MAX_TOPICS_PER_SUBSCRIPTION {
-            return Err(ApiError::BadRequest(format!("at most {MAX_TOPICS_PER_SUBSCRIPTION} topics per subscription")));
+            return Err(ApiError::BadRequest(format!(
+                "at most {MAX_TOPICS_PER_SUBSCRIPTION} topics per subscription"
+            )));
         }
-        Ok(Self { topics: topics.into(), after, timeout_ms })
+        Ok(Self {
+            topics: topics.into(),
+            after,
+            timeout_ms,
+        })
     }
 }
 
 fn parse_number(name: &str, value: &str) -> Result<u64, ApiError> {
-    value
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("`{name}` must be a non-negative integer, got {value:?}")))
+    value.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "`{name}` must be a non-negative integer, got {value:?}"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -114,17 +146,35 @@ mod tests {
     fn parses_repeated_topics_and_cursor() {
         let q = parse("topic=b&topic=a&topic=b&after=17&timeout_ms=500").unwrap();
         let names: Vec<&str> = q.topics.iter().map(Topic::as_str).collect();
-        assert_eq!((names, q.after, q.timeout_ms), (vec!["a", "b"], Some(17), Some(500)));
-        assert_eq!(parse("topic=room%2E42").unwrap().topics[0].as_str(), "room.42");
+        assert_eq!(
+            (names, q.after, q.timeout_ms),
+            (vec!["a", "b"], Some(17), Some(500))
+        );
+        assert_eq!(
+            parse("topic=room%2E42").unwrap().topics[0].as_str(),
+            "room.42"
+        );
     }
 
     #[test]
     fn refuses_bad_queries_with_reasons() {
         assert!(parse("").unwrap_err().contains("at least one `topic=`"));
-        assert!(parse("topic=a&after=x").unwrap_err().contains("`after` must be a non-negative integer"));
+        assert!(
+            parse("topic=a&after=x")
+                .unwrap_err()
+                .contains("`after` must be a non-negative integer")
+        );
         assert!(parse("topic=a&after=-1").unwrap_err().contains("`after`"));
-        assert!(parse("topic=a%20b").unwrap_err().contains("may only contain"));
-        assert!(parse("topic=a&cursor=1").unwrap_err().contains("unknown query parameter \"cursor\""));
+        assert!(
+            parse("topic=a%20b")
+                .unwrap_err()
+                .contains("may only contain")
+        );
+        assert!(
+            parse("topic=a&cursor=1")
+                .unwrap_err()
+                .contains("unknown query parameter \"cursor\"")
+        );
         assert!(SubscribeQuery::parse(Some("topic=a&timeout_ms=1"), false).is_err());
         let many: Vec<String> = (0..65).map(|i| format!("topic=t{i}")).collect();
         assert!(parse(&many.join("&")).unwrap_err().contains("at most 64"));

@@ -24,17 +24,26 @@ async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PublishAck>, ApiError> {
-    authorize(&state, bearer_token(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())))?;
+    authorize(
+        &state,
+        bearer_token(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())),
+    )?;
     let Path(topic) = topic.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = state.config.max_payload;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        if too_large { ApiError::PayloadTooLarge { limit } } else { ApiError::BodyRead }
+        if too_large {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BodyRead
+        }
     })?;
     let data = std::str::from_utf8(&body).map_err(|_| ApiError::NotUtf8)?;
     accept(&state, &topic, data).await.map(Json)
@@ -42,14 +51,20 @@ async fn publish(
 
 /// The token of an `Authorization: Bearer <token>` header value.
 pub(crate) fn bearer_token(authorization: Option<&[u8]>) -> Option<&str> {
-    std::str::from_utf8(authorization?).ok()?.strip_prefix("Bearer ")
+    std::str::from_utf8(authorization?)
+        .ok()?
+        .strip_prefix("Bearer ")
 }
 
 /// Checks the publish token when one is configured.
 pub(crate) fn authorize(state: &AppState, given: Option<&str>) -> Result<(), ApiError> {
     match (&state.config.publish_token, given) {
         (None, _) => Ok(()),
-        (Some(expected), Some(given)) if constant_time_eq(expected.as_bytes(), given.as_bytes()) => Ok(()),
+        (Some(expected), Some(given))
+            if constant_time_eq(expected.as_bytes(), given.as_bytes()) =>
+        {
+            Ok(())
+        }
         (Some(_), _) => Err(ApiError::Unauthorized),
     }
 }
@@ -60,12 +75,22 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Validates and publishes one event; the single entry point for every publish path.
-pub(super) async fn accept(state: &AppState, topic: &str, data: &str) -> Result<PublishAck, ApiError> {
+pub(super) async fn accept(
+    state: &AppState,
+    topic: &str,
+    data: &str,
+) -> Result<PublishAck, ApiError> {
     let topic = Topic::parse(topic).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if data.len() > state.config.max_payload {
-        return Err(ApiError::PayloadTooLarge { limit: state.config.max_payload });
+        return Err(ApiError::PayloadTooLarge {
+            limit: state.config.max_payload,
+        });
     }
-    let ack = state.feed.publish(topic, data).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let ack = state
+        .feed
+        .publish(topic, data)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     state.metrics.published();
     Ok(ack)
 }

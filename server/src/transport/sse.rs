@@ -25,20 +25,31 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/sse", get(sse))
 }
 
-async fn sse(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn sse(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let query = SubscribeQuery::parse(query.as_deref(), false)?;
-    let after = cursor(headers.get("last-event-id").map(|v| v.as_bytes()), query.after)?;
+    let after = cursor(
+        headers.get("last-event-id").map(|v| v.as_bytes()),
+        query.after,
+    )?;
     respond::<EventStream>(&state, query.topics, after)
 }
 
 /// The cursor to start from. A reconnecting EventSource keeps its original URL (and `after=`) but sends
 /// the newer cursor as `Last-Event-ID`, so the header wins.
-pub(super) fn cursor(last_event_id: Option<&[u8]>, after: Option<u64>) -> Result<Option<u64>, ApiError> {
+pub(super) fn cursor(
+    last_event_id: Option<&[u8]>,
+    after: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
     match last_event_id {
         None | Some(b"") => Ok(after),
         Some(id) => {
-            let id = std::str::from_utf8(id)
-                .map_err(|_| ApiError::BadRequest("`Last-Event-ID` must be a non-negative integer".into()))?;
+            let id = std::str::from_utf8(id).map_err(|_| {
+                ApiError::BadRequest("`Last-Event-ID` must be a non-negative integer".into())
+            })?;
             parse_number("Last-Event-ID", id).map(Some)
         }
     }
@@ -58,19 +69,25 @@ impl Framing for EventStream {
     const CONTENT_TYPE: &'static str = "text/event-stream";
 
     fn subscribed(next: u64) -> Bytes {
-        format!("retry: {RETRY_MS}\n{}", named("subscribed", next, &Control::Subscribed { next })).into()
+        format!(
+            "retry: {RETRY_MS}\n{}",
+            named("subscribed", next, &Control::Subscribed { next })
+        )
+        .into()
     }
 
     fn event(event: &StoredEvent) -> Bytes {
-        event.sse_frame.get_or_init(|| {
-            let json = event.json();
-            let mut frame = Vec::with_capacity(json.len() + 32);
-            frame.extend_from_slice(format!("id: {}\ndata: ", event.id).as_bytes());
-            frame.extend_from_slice(&json);
-            frame.extend_from_slice(b"\n\n");
-            frame.into()
-        })
-        .clone()
+        event
+            .sse_frame
+            .get_or_init(|| {
+                let json = event.json();
+                let mut frame = Vec::with_capacity(json.len() + 32);
+                frame.extend_from_slice(format!("id: {}\ndata: ", event.id).as_bytes());
+                frame.extend_from_slice(&json);
+                frame.extend_from_slice(b"\n\n");
+                frame.into()
+            })
+            .clone()
     }
 
     fn gap(gap: Gap) -> Bytes {

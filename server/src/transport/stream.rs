@@ -19,7 +19,10 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/stream", get(stream))
 }
 
-async fn stream(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+async fn stream(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
     let query = SubscribeQuery::parse(query.as_deref(), false)?;
     respond::<NdJson>(&state, query.topics, query.after)
 }

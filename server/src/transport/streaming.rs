@@ -43,7 +43,11 @@ pub(super) trait Framing: Send + 'static {
 }
 
 /// Admits the subscriber and answers with its never-ending (until shutdown or disconnect) body.
-pub(super) fn respond<F: Framing>(state: &AppState, topics: Arc<[Topic]>, after: Option<u64>) -> Result<Response, ApiError> {
+pub(super) fn respond<F: Framing>(
+    state: &AppState,
+    topics: Arc<[Topic]>,
+    after: Option<u64>,
+) -> Result<Response, ApiError> {
     let subscriber = Subscriber::<F>::admit(state, topics, after)?;
     let frames = futures_util::stream::unfold(subscriber, |mut subscriber| async move {
         let frame = subscriber.next_frame().await?;
@@ -74,7 +78,11 @@ pub(super) struct Subscriber<F> {
 
 impl<F: Framing> Subscriber<F> {
     /// Takes a `--max-connections` slot and subscribes.
-    pub(super) fn admit(state: &AppState, topics: Arc<[Topic]>, after: Option<u64>) -> Result<Self, ApiError> {
+    pub(super) fn admit(
+        state: &AppState,
+        topics: Arc<[Topic]>,
+        after: Option<u64>,
+    ) -> Result<Self, ApiError> {
         let slot = state.metrics.admit(F::TRANSPORT)?;
         Ok(Self {
             subscription: state.feed.subscribe(topics, after),
@@ -120,7 +128,9 @@ impl<F: Framing> Subscriber<F> {
     }
 
     fn counted(&self, frame: Bytes, events: u64) -> Bytes {
-        self.state.metrics.delivered(F::TRANSPORT, events, frame.len() as u64);
+        self.state
+            .metrics
+            .delivered(F::TRANSPORT, events, frame.len() as u64);
         frame
     }
 }

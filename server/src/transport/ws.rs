@@ -51,17 +51,25 @@ async fn ws(State(state): State<AppState>, request: Request) -> Result<Response,
     let query = SubscribeQuery::parse(request.uri().query(), false)?;
     let (mut parts, _body) = request.into_parts();
     let headers = &parts.headers;
-    let accept_key = handshake(&parts.method, |name| headers.get(name).map(HeaderValue::as_bytes))?;
+    let accept_key = handshake(&parts.method, |name| {
+        headers.get(name).map(HeaderValue::as_bytes)
+    })?;
     let on_upgrade = parts
         .extensions
         .remove::<hyper::upgrade::OnUpgrade>()
         .ok_or_else(|| ApiError::BadRequest("this connection cannot be upgraded".into()))?;
-    let authorization = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
     let session = Session::open(&state, query.topics, query.after, authorization)?;
     let tasks = state.tasks.clone();
     tasks.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => session.run(websocket(&state, TokioIo::new(upgraded)).await).await,
+            Ok(upgraded) => {
+                session
+                    .run(websocket(&state, TokioIo::new(upgraded)).await)
+                    .await
+            }
             Err(e) => debug!(error = %e, "websocket upgrade failed"),
         }
     });
@@ -75,11 +83,21 @@ async fn ws(State(state): State<AppState>, request: Request) -> Result<Response,
 }
 
 /// Checks an opening handshake (RFC 6455 §4.2.1) and returns the `Sec-WebSocket-Accept` value.
-pub(super) fn handshake<'a>(method: &Method, header: impl Fn(&str) -> Option<&'a [u8]>) -> Result<String, ApiError> {
+pub(super) fn handshake<'a>(
+    method: &Method,
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Result<String, ApiError> {
     let has_token = |name: &str, token: &str| {
-        header(name).is_some_and(|v| v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes())))
+        header(name).is_some_and(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
     };
-    let refuse = |what: &str| Err(ApiError::BadRequest(format!("expected a WebSocket upgrade: {what}")));
+    let refuse = |what: &str| {
+        Err(ApiError::BadRequest(format!(
+            "expected a WebSocket upgrade: {what}"
+        )))
+    };
     if method != Method::GET {
         return refuse("the method must be GET");
     }
@@ -97,11 +115,16 @@ pub(super) fn handshake<'a>(method: &Method, header: impl Fn(&str) -> Option<&'a
 
 /// The 101 response head for the direct path.
 pub(super) fn switching_protocols_head(accept_key: &str) -> String {
-    format!("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {accept_key}\r\n\r\n")
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {accept_key}\r\n\r\n"
+    )
 }
 
 /// Wraps an upgraded connection as a server-side WebSocket with our limits.
-pub(super) async fn websocket<S: AsyncRead + AsyncWrite + Unpin>(state: &AppState, io: S) -> WebSocketStream<S> {
+pub(super) async fn websocket<S: AsyncRead + AsyncWrite + Unpin>(
+    state: &AppState,
+    io: S,
+) -> WebSocketStream<S> {
     let max_frame = state.config.max_payload + PUBLISH_FRAME_OVERHEAD;
     let mut config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
     config.max_message_size = Some(max_frame);
@@ -131,7 +154,12 @@ fn frame_len(payload: usize) -> u64 {
 impl Session {
     /// Admits and subscribes before the upgrade, so the starting cursor is fixed at request time like on
     /// the other transports, and a refusal can still be an HTTP error.
-    pub(super) fn open(state: &AppState, topics: std::sync::Arc<[Topic]>, after: Option<u64>, authorization: Option<&[u8]>) -> Result<Self, ApiError> {
+    pub(super) fn open(
+        state: &AppState,
+        topics: std::sync::Arc<[Topic]>,
+        after: Option<u64>,
+        authorization: Option<&[u8]>,
+    ) -> Result<Self, ApiError> {
         let slot = state.metrics.admit(Transport::Ws)?;
         Ok(Self {
             subscription: state.feed.subscribe(topics, after),
@@ -144,14 +172,21 @@ impl Session {
     /// Runs the session until the peer leaves, stops answering, cannot keep up, or the server shuts down.
     pub(super) async fn run<S>(mut self, mut socket: S)
     where
-        S: Sink<Message, Error = tungstenite::Error> + Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+        S: Sink<Message, Error = tungstenite::Error>
+            + Stream<Item = Result<Message, tungstenite::Error>>
+            + Unpin,
     {
         let heartbeat = self.state.config.heartbeat;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         let mut missed_pings = 0;
         let mut live = false;
-        let greeting = control_frame(&Control::Subscribed { next: self.subscription.cursor() });
-        if Box::pin(self.send_counted(&mut socket, vec![greeting], 0)).await.is_err() {
+        let greeting = control_frame(&Control::Subscribed {
+            next: self.subscription.cursor(),
+        });
+        if Box::pin(self.send_counted(&mut socket, vec![greeting], 0))
+            .await
+            .is_err()
+        {
             return;
         }
         loop {
@@ -210,26 +245,42 @@ impl Session {
     async fn client_frame(&self, text: &str) -> Control {
         let message = match serde_json::from_str::<ClientMessage>(text) {
             Ok(message) => message,
-            Err(e) => return Control::Error { error: format!("invalid frame: {e}") },
+            Err(e) => {
+                return Control::Error {
+                    error: format!("invalid frame: {e}"),
+                };
+            }
         };
         let ClientMessage::Publish { topic, data, token } = message;
         let allowed = self.may_publish || authorize(&self.state, token.as_deref()).is_ok();
-        let published = if allowed { accept(&self.state, &topic, &data).await } else { Err(ApiError::Unauthorized) };
+        let published = if allowed {
+            accept(&self.state, &topic, &data).await
+        } else {
+            Err(ApiError::Unauthorized)
+        };
         match published {
             Ok(ack) => Control::Published(ack),
-            Err(e) => Control::Error { error: e.to_string() },
+            Err(e) => Control::Error {
+                error: e.to_string(),
+            },
         }
     }
 
     /// Writes `frames` in one flush and counts them. A client that does not take them within the write
     /// timeout is a slow consumer: it is told why and dropped, so it cannot pin a send buffer forever.
-    async fn send_counted<S>(&self, socket: &mut S, frames: Vec<Message>, events: u64) -> Result<(), ()>
+    async fn send_counted<S>(
+        &self,
+        socket: &mut S,
+        frames: Vec<Message>,
+        events: u64,
+    ) -> Result<(), ()>
     where
         S: Sink<Message, Error = tungstenite::Error> + Unpin,
     {
         let bytes: u64 = frames.iter().map(|f| frame_len(f.len())).sum();
         let mut all = futures_util::stream::iter(frames.into_iter().map(Ok));
-        match tokio::time::timeout(self.state.config.write_timeout, socket.send_all(&mut all)).await {
+        match tokio::time::timeout(self.state.config.write_timeout, socket.send_all(&mut all)).await
+        {
             Ok(Ok(())) => {
                 self.state.metrics.delivered(Transport::Ws, events, bytes);
                 Ok(())
@@ -240,7 +291,12 @@ impl Session {
             }
             Err(_elapsed) => {
                 self.state.metrics.slow_consumer_disconnect(Transport::Ws);
-                close(socket, CloseCode::Policy, "slow consumer: writes blocked past the write timeout").await;
+                close(
+                    socket,
+                    CloseCode::Policy,
+                    "slow consumer: writes blocked past the write timeout",
+                )
+                .await;
                 Err(())
             }
         }
@@ -248,12 +304,23 @@ impl Session {
 }
 
 fn control_frame(control: &Control) -> Message {
-    Message::Text(serde_json::to_string(control).expect("control messages serialize").into())
+    Message::Text(
+        serde_json::to_string(control)
+            .expect("control messages serialize")
+            .into(),
+    )
 }
 
 /// Sends a close frame, giving up quickly if the peer does not read.
-async fn close<S: Sink<Message, Error = tungstenite::Error> + Unpin>(socket: &mut S, code: CloseCode, reason: &'static str) {
-    let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
+async fn close<S: Sink<Message, Error = tungstenite::Error> + Unpin>(
+    socket: &mut S,
+    code: CloseCode,
+    reason: &'static str,
+) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(frame)).await;
 }
 
@@ -283,9 +350,22 @@ mod tests {
             }
         };
         // The example of RFC 6455 §1.3.
-        assert_eq!(handshake(&Method::GET, headers("13")).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        assert!(handshake(&Method::GET, headers("8")).unwrap_err().to_string().contains("Version: 13"));
+        assert_eq!(
+            handshake(&Method::GET, headers("13")).unwrap(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert!(
+            handshake(&Method::GET, headers("8"))
+                .unwrap_err()
+                .to_string()
+                .contains("Version: 13")
+        );
         assert!(handshake(&Method::POST, headers("13")).is_err());
-        assert!(handshake(&Method::GET, |_| None).unwrap_err().to_string().contains("Upgrade: websocket"));
+        assert!(
+            handshake(&Method::GET, |_| None)
+                .unwrap_err()
+                .to_string()
+                .contains("Upgrade: websocket")
+        );
     }
 }

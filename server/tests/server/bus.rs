@@ -20,25 +20,51 @@ struct TestRedis {
 
 impl TestRedis {
     fn start() -> Self {
-        let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("pushbench-redis-{}-{port}", std::process::id()));
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("pushbench-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = Self { port, dir, child: None };
+        let mut redis = Self {
+            port,
+            dir,
+            child: None,
+        };
         redis.spawn();
         redis
     }
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-            .args(["--appendfsync", "always", "--dir", self.dir.to_str().unwrap()])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .args([
+                "--appendfsync",
+                "always",
+                "--dir",
+                self.dir.to_str().unwrap(),
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/setup installs it)");
         self.child = Some(child);
         let deadline = std::time::Instant::now() + PATIENCE;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -80,9 +106,15 @@ async fn two_nodes_deliver_every_event_once_to_subscribers_on_both() {
         let via = if i % 2 == 0 { &a } else { &b };
         published.push(via.publish("shared", &format!("event {i}")).await.id);
     }
-    assert!(published.windows(2).all(|w| w[0] < w[1]), "ids increase across nodes: {published:?}");
+    assert!(
+        published.windows(2).all(|w| w[0] < w[1]),
+        "ids increase across nodes: {published:?}"
+    );
     for mut subscriber in subscribers {
-        assert_eq!(event_ids(&subscriber.collect_until(*published.last().unwrap()).await), published);
+        assert_eq!(
+            event_ids(&subscriber.collect_until(*published.last().unwrap()).await),
+            published
+        );
     }
 }
 
@@ -101,10 +133,14 @@ async fn a_client_resumes_on_another_node_without_loss_or_repetition() {
         let cursor = on_a.cursor;
         drop(on_a);
         let mut on_b = match transport {
-            Transport::Sse => Subscriber::connect_with(&b, transport, &[&topic], None, Some(cursor)).await,
+            Transport::Sse => {
+                Subscriber::connect_with(&b, transport, &[&topic], None, Some(cursor)).await
+            }
             _ => Subscriber::connect(&b, transport, &[&topic], Some(cursor)).await,
         };
-        received.extend(event_ids(&on_b.collect_until(*published.last().unwrap()).await));
+        received.extend(event_ids(
+            &on_b.collect_until(*published.last().unwrap()).await,
+        ));
         assert_eq!(received, published, "{transport}");
     }
 }
@@ -120,8 +156,18 @@ async fn a_redis_restart_fails_publishes_loudly_and_loses_nothing_accepted() {
     }
 
     redis.stop();
-    let down = server.http.post(server.url("/publish/r")).body("while down").send().await.unwrap();
-    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE, "a publish Redis cannot store is refused");
+    let down = server
+        .http
+        .post(server.url("/publish/r"))
+        .body("while down")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        down.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a publish Redis cannot store is refused"
+    );
     assert!(down.text().await.unwrap().contains("not accepted"));
 
     redis.spawn();
@@ -129,37 +175,67 @@ async fn a_redis_restart_fails_publishes_loudly_and_loses_nothing_accepted() {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut i = 0;
     while accepted.len() < 40 {
-        let response = server.http.post(server.url("/publish/r")).body(format!("after {i}")).send().await.unwrap();
+        let response = server
+            .http
+            .post(server.url("/publish/r"))
+            .body(format!("after {i}"))
+            .send()
+            .await
+            .unwrap();
         if response.status() == StatusCode::OK {
             let ack: pushbench_common::wire::PublishAck = response.json().await.unwrap();
             accepted.push(ack.id);
             i += 1;
         } else {
-            assert!(tokio::time::Instant::now() < deadline, "publishing never recovered");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "publishing never recovered"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    assert!(accepted.windows(2).all(|w| w[0] < w[1]), "ids keep increasing across the restart: {accepted:?}");
+    assert!(
+        accepted.windows(2).all(|w| w[0] < w[1]),
+        "ids keep increasing across the restart: {accepted:?}"
+    );
     // The subscriber stayed connected through the outage and got every accepted event, once.
     let received = sse.collect_until(*accepted.last().unwrap()).await;
-    assert!(received.iter().all(|r| matches!(r, Received::Event { .. })), "{received:?}");
+    assert!(
+        received.iter().all(|r| matches!(r, Received::Event { .. })),
+        "{received:?}"
+    );
     assert_eq!(event_ids(&received), accepted);
     let stats = server.stats().await;
     assert!(stats["bus"]["outages"].as_u64().unwrap() >= 1, "{stats}");
-    assert!(stats["bus"]["publish_failures"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["bus"]["publish_failures"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
     assert_eq!(stats["bus"]["up"], true);
 }
 
 #[tokio::test]
 async fn a_node_without_redis_refuses_to_start() {
-    let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = pushbench_server::Config::try_from(&<pushbench_server::Args as clap::Parser>::parse_from([
-        "pushbench-server",
-        "--bus",
-        &format!("redis://127.0.0.1:{port}"),
-    ]))
+    let config = pushbench_server::Config::try_from(
+        &<pushbench_server::Args as clap::Parser>::parse_from([
+            "pushbench-server",
+            "--bus",
+            &format!("redis://127.0.0.1:{port}"),
+        ]),
+    )
     .unwrap();
-    let error = pushbench_server::Server::start(listener, config).await.err().expect("no Redis, no server");
-    assert!(error.to_string().contains("event bus unavailable"), "{error}");
+    let error = pushbench_server::Server::start(listener, config)
+        .await
+        .err()
+        .expect("no Redis, no server");
+    assert!(
+        error.to_string().contains("event bus unavailable"),
+        "{error}"
+    );
 }

@@ -35,8 +35,16 @@ impl TestServer {
         let task = tokio::spawn(pushbench_server::run(listener, config, async move {
             let _ = stopped.await;
         }));
-        let http = reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
-        Self { addr, http, stop: Some(stop), task: Some(task) }
+        let http = reqwest::Client::builder()
+            .timeout(PATIENCE)
+            .build()
+            .unwrap();
+        Self {
+            addr,
+            http,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -44,13 +52,26 @@ impl TestServer {
     }
 
     pub(crate) async fn publish(&self, topic: &str, data: &str) -> PublishAck {
-        let response = self.http.post(self.url(&format!("/publish/{topic}"))).body(data.to_owned()).send().await.unwrap();
+        let response = self
+            .http
+            .post(self.url(&format!("/publish/{topic}")))
+            .body(data.to_owned())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
         response.json().await.unwrap()
     }
 
     pub(crate) async fn stats(&self) -> serde_json::Value {
-        self.http.get(self.url("/stats")).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(self.url("/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Triggers shutdown and waits for `run` to return.
@@ -58,7 +79,11 @@ impl TestServer {
         let started = std::time::Instant::now();
         let _ = self.stop.take().unwrap().send(());
         let task = self.task.take().unwrap();
-        tokio::time::timeout(PATIENCE, task).await.expect("server shut down in time").unwrap().unwrap();
+        tokio::time::timeout(PATIENCE, task)
+            .await
+            .expect("server shut down in time")
+            .unwrap()
+            .unwrap();
         started.elapsed()
     }
 }
@@ -79,14 +104,19 @@ trait FromFlags {
 impl FromFlags for Args {
     fn try_parse_from_flags(flags: &[&str]) -> Self {
         use clap::Parser;
-        Args::try_parse_from(std::iter::once("pushbench-server").chain(flags.iter().copied())).expect("valid flags")
+        Args::try_parse_from(std::iter::once("pushbench-server").chain(flags.iter().copied()))
+            .expect("valid flags")
     }
 }
 
 /// What a subscriber got, whatever the transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Received {
-    Event { id: u64, topic: String, data: String },
+    Event {
+        id: u64,
+        topic: String,
+        data: String,
+    },
     Gap(Gap),
 }
 
@@ -101,14 +131,32 @@ pub(crate) struct Subscriber {
 }
 
 enum Inner {
-    Polling { http: reqwest::Client, base: String },
-    Http { body: Box<reqwest::Response>, buffer: Vec<u8>, sse: SseParser },
-    Ws(Box<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>>),
+    Polling {
+        http: reqwest::Client,
+        base: String,
+    },
+    Http {
+        body: Box<reqwest::Response>,
+        buffer: Vec<u8>,
+        sse: SseParser,
+    },
+    Ws(
+        Box<
+            tokio_tungstenite::WebSocketStream<
+                tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+            >,
+        >,
+    ),
 }
 
 impl Subscriber {
     /// Subscribes to `topics` from `after` (or from now) and waits until the subscription is live.
-    pub(crate) async fn connect(server: &TestServer, transport: Transport, topics: &[&str], after: Option<u64>) -> Self {
+    pub(crate) async fn connect(
+        server: &TestServer,
+        transport: Transport,
+        topics: &[&str],
+        after: Option<u64>,
+    ) -> Self {
         Self::connect_with(server, transport, topics, after, None).await
     }
 
@@ -126,7 +174,10 @@ impl Subscriber {
         }
         let url = server.url(&format!("/{transport}?{}", query.join("&")));
         let inner = match transport {
-            Transport::Poll | Transport::LongPoll => Inner::Polling { http: server.http.clone(), base: server.url("") },
+            Transport::Poll | Transport::LongPoll => Inner::Polling {
+                http: server.http.clone(),
+                base: server.url(""),
+            },
             Transport::Stream | Transport::Sse => {
                 let mut request = server.http.get(&url);
                 if let Some(id) = last_event_id {
@@ -134,7 +185,11 @@ impl Subscriber {
                 }
                 let body = request.send().await.unwrap();
                 assert_eq!(body.status(), 200);
-                Inner::Http { body: Box::new(body), buffer: Vec::new(), sse: SseParser::default() }
+                Inner::Http {
+                    body: Box::new(body),
+                    buffer: Vec::new(),
+                    sse: SseParser::default(),
+                }
             }
             Transport::Ws => {
                 let url = url.replacen("http://", "ws://", 1);
@@ -142,7 +197,17 @@ impl Subscriber {
                 Inner::Ws(Box::new(socket))
             }
         };
-        let mut subscriber = Self { transport, query: topics.iter().map(|t| format!("topic={t}")).collect::<Vec<_>>().join("&"), cursor: 0, inner, requests: 0 };
+        let mut subscriber = Self {
+            transport,
+            query: topics
+                .iter()
+                .map(|t| format!("topic={t}"))
+                .collect::<Vec<_>>()
+                .join("&"),
+            cursor: 0,
+            inner,
+            requests: 0,
+        };
         match subscriber.transport {
             Transport::Poll | Transport::LongPoll => {
                 // The first poll establishes the cursor: `after` itself, or the head when none was given.
@@ -162,7 +227,9 @@ impl Subscriber {
 
     /// One poll-style request; returns what it carried and the next cursor.
     async fn request(&mut self, endpoint: Transport, after: Option<u64>) -> (Vec<Received>, u64) {
-        let Inner::Polling { http, base } = &self.inner else { unreachable!() };
+        let Inner::Polling { http, base } = &self.inner else {
+            unreachable!()
+        };
         let mut url = format!("{base}/{endpoint}?{}", self.query);
         if let Some(after) = after {
             url.push_str(&format!("&after={after}"));
@@ -176,7 +243,11 @@ impl Subscriber {
         let body = response.bytes().await.unwrap();
         let poll: PollResponse<'_> = serde_json::from_slice(&body).unwrap();
         let mut items: Vec<Received> = poll.gap.into_iter().map(Received::Gap).collect();
-        items.extend(poll.events.into_iter().map(|e| Received::Event { id: e.id, topic: e.topic.into_owned(), data: e.data.into_owned() }));
+        items.extend(poll.events.into_iter().map(|e| Received::Event {
+            id: e.id,
+            topic: e.topic.into_owned(),
+            data: e.data.into_owned(),
+        }));
         (items, poll.next)
     }
 
@@ -191,22 +262,30 @@ impl Subscriber {
     /// Reads at least one message; pushes events and gaps to `out`, returns the last other control message.
     async fn read_some(&mut self, out: &mut Vec<Received>) -> Option<Control> {
         let mut last_control = None;
-        let mut push = |message: Message<'_>, out: &mut Vec<Received>, cursor: &mut u64| match message {
-            Message::Event(e) => {
-                *cursor = e.id;
-                out.push(Received::Event { id: e.id, topic: e.topic.into_owned(), data: e.data.into_owned() });
-            }
-            Message::Control(Control::Gap(gap)) => {
-                *cursor = gap.resume - 1;
-                out.push(Received::Gap(gap));
-            }
-            Message::Control(Control::Heartbeat) => {}
-            Message::Control(other) => last_control = Some(other),
-        };
+        let mut push =
+            |message: Message<'_>, out: &mut Vec<Received>, cursor: &mut u64| match message {
+                Message::Event(e) => {
+                    *cursor = e.id;
+                    out.push(Received::Event {
+                        id: e.id,
+                        topic: e.topic.into_owned(),
+                        data: e.data.into_owned(),
+                    });
+                }
+                Message::Control(Control::Gap(gap)) => {
+                    *cursor = gap.resume - 1;
+                    out.push(Received::Gap(gap));
+                }
+                Message::Control(Control::Heartbeat) => {}
+                Message::Control(other) => last_control = Some(other),
+            };
         match &mut self.inner {
             Inner::Polling { .. } => unreachable!(),
             Inner::Http { body, buffer, sse } => {
-                let chunk = tokio::time::timeout(PATIENCE, body.chunk()).await.expect("data in time").unwrap()?;
+                let chunk = tokio::time::timeout(PATIENCE, body.chunk())
+                    .await
+                    .expect("data in time")
+                    .unwrap()?;
                 if self.transport == Transport::Sse {
                     let mut events = Vec::new();
                     sse.feed(&chunk, |e| events.push(e));
@@ -217,14 +296,25 @@ impl Subscriber {
                     buffer.extend_from_slice(&chunk);
                     while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = buffer.drain(..=end).collect();
-                        push(Message::parse(&line[..line.len() - 1]).unwrap(), out, &mut self.cursor);
+                        push(
+                            Message::parse(&line[..line.len() - 1]).unwrap(),
+                            out,
+                            &mut self.cursor,
+                        );
                     }
                 }
             }
             Inner::Ws(socket) => {
-                let frame = tokio::time::timeout(PATIENCE, socket.next()).await.expect("frame in time")?.unwrap();
+                let frame = tokio::time::timeout(PATIENCE, socket.next())
+                    .await
+                    .expect("frame in time")?
+                    .unwrap();
                 match frame {
-                    tungstenite::Message::Text(text) => push(Message::parse(text.as_bytes()).unwrap(), out, &mut self.cursor),
+                    tungstenite::Message::Text(text) => push(
+                        Message::parse(text.as_bytes()).unwrap(),
+                        out,
+                        &mut self.cursor,
+                    ),
                     tungstenite::Message::Close(_) => return None,
                     _ => {}
                 }
@@ -238,7 +328,12 @@ impl Subscriber {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while self.cursor < last_id {
-            assert!(tokio::time::Instant::now() < deadline, "{}: stuck at cursor {} < {last_id}", self.transport, self.cursor);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: stuck at cursor {} < {last_id}",
+                self.transport,
+                self.cursor
+            );
             match self.transport {
                 Transport::Poll | Transport::LongPoll => {
                     let (items, next) = self.request(self.transport, Some(self.cursor)).await;
@@ -261,14 +356,22 @@ impl Subscriber {
         let mut sink = Vec::new();
         match &mut self.inner {
             Inner::Ws(socket) => loop {
-                match tokio::time::timeout(PATIENCE, socket.next()).await.expect("close in time") {
-                    Some(Ok(tungstenite::Message::Close(frame))) => return frame.is_some_and(|f| u16::from(f.code) == 1001),
+                match tokio::time::timeout(PATIENCE, socket.next())
+                    .await
+                    .expect("close in time")
+                {
+                    Some(Ok(tungstenite::Message::Close(frame))) => {
+                        return frame.is_some_and(|f| u16::from(f.code) == 1001);
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return false,
                 }
             },
             Inner::Http { body, .. } => loop {
-                match tokio::time::timeout(PATIENCE, body.chunk()).await.expect("end in time") {
+                match tokio::time::timeout(PATIENCE, body.chunk())
+                    .await
+                    .expect("end in time")
+                {
                     Ok(Some(chunk)) => sink.extend_from_slice(&chunk),
                     Ok(None) => return true,
                     Err(_) => return false,
@@ -280,8 +383,13 @@ impl Subscriber {
 
     /// Sends a raw text frame over the WebSocket and returns the reply control message.
     pub(crate) async fn ws_request(&mut self, text: &str) -> Control {
-        let Inner::Ws(socket) = &mut self.inner else { panic!("not a WebSocket") };
-        socket.send(tungstenite::Message::Text(text.into())).await.unwrap();
+        let Inner::Ws(socket) = &mut self.inner else {
+            panic!("not a WebSocket")
+        };
+        socket
+            .send(tungstenite::Message::Text(text.into()))
+            .await
+            .unwrap();
         loop {
             let mut out = Vec::new();
             if let Some(control) = self.read_some(&mut out).await {

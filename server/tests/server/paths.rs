@@ -10,7 +10,11 @@ use crate::client::{PATIENCE, TestServer};
 async fn read_until(socket: &mut TcpStream, buffer: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
     tokio::time::timeout(PATIENCE, async {
         while !done(buffer) {
-            assert!(socket.read_buf(buffer).await.unwrap() > 0, "closed early: {}", String::from_utf8_lossy(buffer));
+            assert!(
+                socket.read_buf(buffer).await.unwrap() > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(buffer)
+            );
         }
     })
     .await
@@ -21,7 +25,11 @@ async fn read_until(socket: &mut TcpStream, buffer: &mut Vec<u8>, done: impl Fn(
 fn dechunk(response: &[u8]) -> Vec<u8> {
     let text = std::str::from_utf8(response).unwrap();
     let (head, mut rest) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
     let mut body = Vec::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
         let size = usize::from_str_radix(size, 16).unwrap();
@@ -35,7 +43,9 @@ fn dechunk(response: &[u8]) -> Vec<u8> {
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test]
@@ -46,13 +56,19 @@ async fn fresh_and_reused_connections_stream_the_same_bytes() {
         let mut fresh = TcpStream::connect(server.addr).await.unwrap();
         fresh.write_all(request.as_bytes()).await.unwrap();
         let mut reused = TcpStream::connect(server.addr).await.unwrap();
-        reused.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+        reused
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .unwrap();
         let mut first = Vec::new();
         read_until(&mut reused, &mut first, |b| b.ends_with(b"ok\n")).await;
         reused.write_all(request.as_bytes()).await.unwrap();
 
         let (mut fresh_bytes, mut reused_bytes) = (Vec::new(), Vec::new());
-        for (socket, bytes) in [(&mut fresh, &mut fresh_bytes), (&mut reused, &mut reused_bytes)] {
+        for (socket, bytes) in [
+            (&mut fresh, &mut fresh_bytes),
+            (&mut reused, &mut reused_bytes),
+        ] {
             read_until(socket, bytes, |b| contains(b, "subscribed")).await;
         }
         let mut last = String::new();
@@ -60,12 +76,23 @@ async fn fresh_and_reused_connections_stream_the_same_bytes() {
             last = format!("event {i} of {path}");
             server.publish("k", &last).await;
         }
-        for (socket, bytes) in [(&mut fresh, &mut fresh_bytes), (&mut reused, &mut reused_bytes)] {
+        for (socket, bytes) in [
+            (&mut fresh, &mut fresh_bytes),
+            (&mut reused, &mut reused_bytes),
+        ] {
             read_until(socket, bytes, |b| contains(&dechunk(b), &last)).await;
         }
         let body = dechunk(&fresh_bytes);
         assert_eq!(body, dechunk(&reused_bytes), "{path}");
-        assert_eq!(body.iter().filter(|&&b| b == b'\n').count(), if path.starts_with("/sse") { 5 + 3 * 3 } else { 1 + 3 }, "greeting + 3 events");
+        assert_eq!(
+            body.iter().filter(|&&b| b == b'\n').count(),
+            if path.starts_with("/sse") {
+                5 + 3 * 3
+            } else {
+                1 + 3
+            },
+            "greeting + 3 events"
+        );
     }
 }
 
@@ -82,7 +109,9 @@ async fn websocket_upgrades_work_on_fresh_and_reused_connections() {
         let mut tcp = TcpStream::connect(server.addr).await.unwrap();
         let mut bytes = Vec::new();
         if reuse {
-            tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+            tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+                .await
+                .unwrap();
             read_until(&mut tcp, &mut bytes, |b| b.ends_with(b"ok\n")).await;
             bytes.clear();
         }
@@ -91,21 +120,34 @@ async fn websocket_upgrades_work_on_fresh_and_reused_connections() {
         let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 101"), "{head}");
-        assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+        assert!(
+            head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            "{head}"
+        );
         let rest = bytes[head_end..].to_vec();
-        sockets.push(tokio_tungstenite::WebSocketStream::from_partially_read(tcp, rest, Role::Client, None).await);
+        sockets.push(
+            tokio_tungstenite::WebSocketStream::from_partially_read(tcp, rest, Role::Client, None)
+                .await,
+        );
     }
     let ack = server.publish("w", "to both").await;
     for socket in &mut sockets {
         let mut texts = Vec::new();
         while texts.len() < 2 {
-            let frame = tokio::time::timeout(PATIENCE, socket.next()).await.unwrap().unwrap().unwrap();
+            let frame = tokio::time::timeout(PATIENCE, socket.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
                 texts.push(text.to_string());
             }
         }
         assert!(texts[0].starts_with(r#"{"type":"subscribed""#), "{texts:?}");
-        assert!(texts[1].starts_with(&format!(r#"{{"id":{},"#, ack.id)), "{texts:?}");
+        assert!(
+            texts[1].starts_with(&format!(r#"{{"id":{},"#, ack.id)),
+            "{texts:?}"
+        );
     }
 }
 
@@ -114,8 +156,14 @@ async fn read_response(socket: &mut TcpStream) -> String {
     let mut bytes = Vec::new();
     let complete = |b: &[u8]| {
         let text = String::from_utf8_lossy(b);
-        let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
-        let length = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap()));
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let length = head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse::<usize>().unwrap())
+        });
         length.is_some_and(|n| body.len() >= n)
     };
     read_until(socket, &mut bytes, complete).await;
@@ -129,25 +177,42 @@ async fn long_polls_follow_each_other_on_one_connection_then_other_requests_stil
     let server = TestServer::start(&[]).await;
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     // An empty hold: the answer carries the cursor to continue from.
-    tcp.write_all(b"GET /longpoll?topic=lp&timeout_ms=1 HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET /longpoll?topic=lp&timeout_ms=1 HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
     let first: serde_json::Value = serde_json::from_str(&read_response(&mut tcp).await).unwrap();
     assert_eq!(first["events"], serde_json::json!([]));
     let cursor = first["next"].as_u64().unwrap();
     // A held request answered by a publish, on the same connection.
-    tcp.write_all(format!("GET /longpoll?topic=lp&after={cursor}&timeout_ms=20000 HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes()).await.unwrap();
+    tcp.write_all(
+        format!(
+            "GET /longpoll?topic=lp&after={cursor}&timeout_ms=20000 HTTP/1.1\r\nhost: test\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let ack = server.publish("lp", "held").await;
     let second: serde_json::Value = serde_json::from_str(&read_response(&mut tcp).await).unwrap();
     assert_eq!(second["events"][0]["id"], ack.id);
     assert_eq!(second["next"], ack.id);
     // Any other request on the same connection is served by the router.
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     read_until(&mut tcp, &mut rest, |b| b.ends_with(b"ok\n")).await;
     // `Connection: close` is honoured.
     let mut closing = TcpStream::connect(server.addr).await.unwrap();
-    closing.write_all(b"GET /longpoll?topic=lp&timeout_ms=1 HTTP/1.1\r\nconnection: close\r\n\r\n").await.unwrap();
+    closing
+        .write_all(b"GET /longpoll?topic=lp&timeout_ms=1 HTTP/1.1\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut all = Vec::new();
-    tokio::time::timeout(PATIENCE, closing.read_to_end(&mut all)).await.unwrap().unwrap();
+    tokio::time::timeout(PATIENCE, closing.read_to_end(&mut all))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8_lossy(&all).contains(r#""events":[]"#));
 }

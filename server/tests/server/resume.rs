@@ -19,15 +19,22 @@ async fn a_subscriber_cut_off_mid_stream_resumes_without_loss_or_repetition() {
         }
         let mut received = event_ids(&first.collect_until(published[99]).await);
         let cursor = first.cursor;
-        assert!(cursor < *published.last().unwrap(), "{transport}: cut off before the end");
+        assert!(
+            cursor < *published.last().unwrap(),
+            "{transport}: cut off before the end"
+        );
         drop(first); // mid-stream: more events were in flight
 
         let mut second = match transport {
             // A reconnecting EventSource keeps its URL and sends the cursor as Last-Event-ID.
-            Transport::Sse => Subscriber::connect_with(&server, transport, &[&topic], Some(1), Some(cursor)).await,
+            Transport::Sse => {
+                Subscriber::connect_with(&server, transport, &[&topic], Some(1), Some(cursor)).await
+            }
             _ => Subscriber::connect(&server, transport, &[&topic], Some(cursor)).await,
         };
-        received.extend(event_ids(&second.collect_until(*published.last().unwrap()).await));
+        received.extend(event_ids(
+            &second.collect_until(*published.last().unwrap()).await,
+        ));
         assert_eq!(received, published, "{transport}");
     }
 }
@@ -43,13 +50,28 @@ async fn a_cursor_older_than_the_buffer_gets_a_gap_notice_first() {
     for transport in Transport::ALL {
         let mut subscriber = Subscriber::connect(&server, transport, &["g"], Some(10)).await;
         let received = subscriber.collect_until(*ids.last().unwrap()).await;
-        assert_eq!(received[0], Received::Gap(Gap { after: 10, resume: held[0] }), "{transport}");
+        assert_eq!(
+            received[0],
+            Received::Gap(Gap {
+                after: 10,
+                resume: held[0]
+            }),
+            "{transport}"
+        );
         assert_eq!(event_ids(&received[1..]), held, "{transport}");
     }
     let stats = server.stats().await;
     for transport in Transport::ALL {
-        assert_eq!(stats["transports"][transport.as_str()]["gaps"], 1, "{transport}");
-        assert_eq!(stats["transports"][transport.as_str()]["slow_consumer_gaps"], 0, "{transport}");
+        assert_eq!(
+            stats["transports"][transport.as_str()]["gaps"],
+            1,
+            "{transport}"
+        );
+        assert_eq!(
+            stats["transports"][transport.as_str()]["slow_consumer_gaps"],
+            0,
+            "{transport}"
+        );
     }
 }
 
@@ -66,15 +88,46 @@ async fn a_subscriber_that_stops_reading_falls_behind_and_gets_a_gap_not_unbound
             last = server.publish(&topic, &payload).await.id;
         }
         let received = subscriber.collect_until(last).await;
-        let gaps: Vec<&Gap> = received.iter().filter_map(|r| if let Received::Gap(g) = r { Some(g) } else { None }).collect();
-        assert!(!gaps.is_empty(), "{transport}: a reader this far behind must be told it missed events");
+        let gaps: Vec<&Gap> = received
+            .iter()
+            .filter_map(|r| {
+                if let Received::Gap(g) = r {
+                    Some(g)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert!(
+            !gaps.is_empty(),
+            "{transport}: a reader this far behind must be told it missed events"
+        );
         // Whatever arrived is in order, and after the last gap everything up to the end arrived.
-        let ids: Vec<u64> = received.iter().filter_map(|r| if let Received::Event { id, .. } = r { Some(*id) } else { None }).collect();
+        let ids: Vec<u64> = received
+            .iter()
+            .filter_map(|r| {
+                if let Received::Event { id, .. } = r {
+                    Some(*id)
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{transport}: in order");
         let resume = gaps.last().unwrap().resume;
         let tail: Vec<u64> = ids.iter().copied().filter(|&id| id >= resume).collect();
-        assert_eq!(tail, (resume..=last).collect::<Vec<_>>(), "{transport}: complete after the gap");
+        assert_eq!(
+            tail,
+            (resume..=last).collect::<Vec<_>>(),
+            "{transport}: complete after the gap"
+        );
         let stats = server.stats().await;
-        assert!(stats["transports"][transport.as_str()]["slow_consumer_gaps"].as_u64().unwrap() >= 1, "{transport}");
+        assert!(
+            stats["transports"][transport.as_str()]["slow_consumer_gaps"]
+                .as_u64()
+                .unwrap()
+                >= 1,
+            "{transport}"
+        );
     }
 }

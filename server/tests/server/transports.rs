@@ -12,7 +12,8 @@ async fn a_thousand_events_on_two_topics_arrive_complete_and_in_order_on_every_t
     let server = TestServer::start(&[]).await;
     let mut subscribers = Vec::new();
     for transport in Transport::ALL {
-        subscribers.push(Subscriber::connect(&server, transport, &["room.a", "room.b"], None).await);
+        subscribers
+            .push(Subscriber::connect(&server, transport, &["room.a", "room.b"], None).await);
     }
 
     // Concurrent publishers over three topics; the subscribers follow two of them.
@@ -24,8 +25,15 @@ async fn a_thousand_events_on_two_topics_arrive_complete_and_in_order_on_every_t
             for i in 0..EVENTS_PER_PUBLISHER {
                 let topic = ["room.a", "room.b", "room.c"][(p + i) % 3];
                 let data = format!("publisher {p} event {i} \u{e9}\"quoted\"");
-                let ack: pushbench_common::wire::PublishAck =
-                    http.post(format!("{base}{topic}")).body(data.clone()).send().await.unwrap().json().await.unwrap();
+                let ack: pushbench_common::wire::PublishAck = http
+                    .post(format!("{base}{topic}"))
+                    .body(data.clone())
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
                 acks.push((ack.id, topic, data));
             }
             acks
@@ -35,12 +43,20 @@ async fn a_thousand_events_on_two_topics_arrive_complete_and_in_order_on_every_t
     for publisher in publishers {
         for (id, topic, data) in publisher.await.unwrap() {
             if topic != "room.c" {
-                expected.push(Received::Event { id, topic: topic.into(), data });
+                expected.push(Received::Event {
+                    id,
+                    topic: topic.into(),
+                    data,
+                });
             }
         }
     }
     let last = server.publish("room.a", "last").await;
-    expected.push(Received::Event { id: last.id, topic: "room.a".into(), data: "last".into() });
+    expected.push(Received::Event {
+        id: last.id,
+        topic: "room.a".into(),
+        data: "last".into(),
+    });
     expected.sort_by_key(|r| match r {
         Received::Event { id, .. } => *id,
         Received::Gap(_) => 0,
@@ -54,8 +70,14 @@ async fn a_thousand_events_on_two_topics_arrive_complete_and_in_order_on_every_t
     }
     let stats = server.stats().await;
     for transport in Transport::ALL {
-        let deliveries = stats["transports"][transport.as_str()]["deliveries"].as_u64().unwrap();
-        assert_eq!(deliveries, expected.len() as u64, "{transport} deliveries counted");
+        let deliveries = stats["transports"][transport.as_str()]["deliveries"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(
+            deliveries,
+            expected.len() as u64,
+            "{transport} deliveries counted"
+        );
     }
 }
 
@@ -68,7 +90,15 @@ async fn a_subscription_without_cursor_starts_at_the_head() {
         assert!(subscriber.cursor >= before.id, "{transport}");
         let after = server.publish("t", transport.as_str()).await;
         let received = subscriber.collect_until(after.id).await;
-        assert_eq!(received, vec![Received::Event { id: after.id, topic: "t".into(), data: transport.as_str().into() }], "{transport}");
+        assert_eq!(
+            received,
+            vec![Received::Event {
+                id: after.id,
+                topic: "t".into(),
+                data: transport.as_str().into()
+            }],
+            "{transport}"
+        );
     }
 }
 
@@ -77,8 +107,19 @@ async fn websocket_clients_can_publish() {
     let server = TestServer::start(&[]).await;
     let mut listener = Subscriber::connect(&server, Transport::Sse, &["chat"], None).await;
     let mut ws = Subscriber::connect(&server, Transport::Ws, &["other"], None).await;
-    let reply = ws.ws_request(r#"{"type":"publish","topic":"chat","data":"over ws"}"#).await;
-    let pushbench_common::wire::Control::Published(ack) = reply else { panic!("expected an ack, got {reply:?}") };
+    let reply = ws
+        .ws_request(r#"{"type":"publish","topic":"chat","data":"over ws"}"#)
+        .await;
+    let pushbench_common::wire::Control::Published(ack) = reply else {
+        panic!("expected an ack, got {reply:?}")
+    };
     let received = listener.collect_until(ack.id).await;
-    assert_eq!(received, vec![Received::Event { id: ack.id, topic: "chat".into(), data: "over ws".into() }]);
+    assert_eq!(
+        received,
+        vec![Received::Event {
+            id: ack.id,
+            topic: "chat".into(),
+            data: "over ws".into()
+        }]
+    );
 }

@@ -155,7 +155,7 @@ impl Feed {
                     ts: event.ts,
                 })
             }
-            Some(bus) => bus.publish(&topic, data, log::now_ns()).await,
+            Some(bus) => bus.publish(&topic, data, log::now_ns(), self.head()).await,
         }
     }
 

@@ -14,8 +14,10 @@
 //! - **Outage**: subscribers stay connected; the follower retries every [`RETRY`] and, when Redis is
 //!   back, reads on from the last id it had, so nothing published before the outage is skipped. If the
 //!   stream was trimmed past that id meanwhile, the missed range is marked evicted and subscribers get
-//!   the gap notice. Ids survive a Redis restart only if Redis persists its data (AOF or RDB) — a Redis
-//!   that comes back empty restarts the counter, which a node detects and reports.
+//!   the gap notice. A Redis that comes back without its data (no AOF or RDB) restarts its counter; each
+//!   publish carries the publishing node's newest id as a floor, so ids still only increase. Events that
+//!   were acknowledged but that no node had read yet are lost with such a Redis: run Redis with
+//!   persistence.
 //! - **Trimming**: Redis keeps about `--replay-events` entries (approximate trimming lets Redis drop
 //!   whole macro-nodes, which is much cheaper); each node's local log keeps exactly `--replay-events`.
 
@@ -40,9 +42,16 @@ const BLOCK: Duration = Duration::from_millis(1000);
 /// Most entries one `XREAD` returns.
 const READ_COUNT: usize = 1000;
 
-/// `KEYS[1]` stream, `KEYS[2]` id counter; `ARGV` topic, ts, data, approximate max length.
+/// `KEYS[1]` stream, `KEYS[2]` id counter; `ARGV` topic, ts, data, approximate max length, and the
+/// publishing node's newest id: the counter never hands out an id at or below it, so ids keep increasing
+/// even when Redis comes back from a restart without its data.
 const PUBLISH_SCRIPT: &str = r"
 local id = redis.call('INCR', KEYS[2])
+local floor = tonumber(ARGV[5])
+if id <= floor then
+  id = floor + 1
+  redis.call('SET', KEYS[2], id)
+end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '0-' .. id, 'topic', ARGV[1], 'ts', ARGV[2], 'data', ARGV[3])
 return id
 ";
@@ -126,12 +135,14 @@ impl RedisBus {
         })
     }
 
-    /// Appends an event to the shared stream; its id comes back from Redis.
+    /// Appends an event to the shared stream; its id comes back from Redis, above `floor` (the newest id
+    /// this node has seen).
     pub async fn publish(
         &self,
         topic: &Topic,
         data: &str,
         ts: u64,
+        floor: u64,
     ) -> Result<PublishAck, FeedError> {
         let mut connection = self.publisher.clone();
         let mut invocation = self.script.prepare_invoke();
@@ -141,7 +152,8 @@ impl RedisBus {
             .arg(topic.as_str())
             .arg(ts)
             .arg(data)
-            .arg(self.max_len);
+            .arg(self.max_len)
+            .arg(floor);
         let id: Result<u64, _> = invocation.invoke_async(&mut connection).await;
         id.map(|id| PublishAck { id, ts }).map_err(|e| {
             self.status.publish_failures.fetch_add(1, Relaxed);

@@ -11,15 +11,21 @@ use reqwest::StatusCode;
 use crate::client::{PATIENCE, Received, Subscriber, TestServer, event_ids};
 
 /// A `redis-server` of our own on a free loopback port, persisting to a temporary directory (append-only
-/// file, fsync always) so that a restart keeps the stream and the id counter. Killed by PID on drop.
+/// file, fsync always, unless `persist` is off) so that a restart keeps the stream and the id counter.
+/// Killed by PID on drop.
 struct TestRedis {
     port: u16,
     dir: std::path::PathBuf,
+    persist: bool,
     child: Option<Child>,
 }
 
 impl TestRedis {
     fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(persist: bool) -> Self {
         let port = StdListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -31,6 +37,7 @@ impl TestRedis {
         let mut redis = Self {
             port,
             dir,
+            persist,
             child: None,
         };
         redis.spawn();
@@ -47,7 +54,7 @@ impl TestRedis {
                 "--save",
                 "",
                 "--appendonly",
-                "yes",
+                if self.persist { "yes" } else { "no" },
             ])
             .args([
                 "--appendfsync",
@@ -212,6 +219,32 @@ async fn a_redis_restart_fails_publishes_loudly_and_loses_nothing_accepted() {
         "{stats}"
     );
     assert_eq!(stats["bus"]["up"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_keep_increasing_when_redis_comes_back_without_its_data() {
+    let mut redis = TestRedis::start_with(false);
+    let server = node(&redis).await;
+    let mut stream = Subscriber::connect(&server, Transport::Stream, &["e"], None).await;
+    let mut accepted = Vec::new();
+    for i in 0..10 {
+        accepted.push(server.publish("e", &format!("before {i}")).await.id);
+    }
+    // Wait until the node has read its own events back, so its newest id is known to it.
+    assert_eq!(event_ids(&stream.collect_until(*accepted.last().unwrap()).await), accepted);
+    redis.stop();
+    redis.spawn(); // empty: no persistence
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let after = loop {
+        let response = server.http.post(server.url("/publish/e")).body("after").send().await.unwrap();
+        if response.status() == StatusCode::OK {
+            break response.json::<pushbench_common::wire::PublishAck>().await.unwrap().id;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "publishing never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(after > *accepted.last().unwrap(), "id {after} reused after {accepted:?}");
+    assert_eq!(event_ids(&stream.collect_until(after).await), vec![after]);
 }
 
 #[tokio::test]

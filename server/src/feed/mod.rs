@@ -108,10 +108,6 @@ impl Feed {
         let (history, counter) = bus.history(replay.max_events).await?;
         let mut log = ReplayLog::new(replay);
         log.start_at(history.first().map_or(counter, |(id, ..)| id - 1));
-        for (id, topic, ts, data) in history {
-            log.append_replicated(id, topic, ts, &data);
-        }
-        let last = log.head();
         let feed = Self {
             inner: Arc::new(Inner {
                 log: RwLock::new(log),
@@ -119,6 +115,8 @@ impl Feed {
                 bus: Some(bus.clone()),
             }),
         };
+        feed.append_replicated(history);
+        let last = feed.head();
         tokio::spawn(bus.follow(feed.clone(), last, shutdown));
         Ok(feed)
     }
@@ -160,8 +158,14 @@ impl Feed {
     }
 
     /// Appends an event that the backplane assigned its id to.
-    fn append_replicated(&self, id: u64, topic: Topic, ts: u64, data: &str) {
-        self.log_write().append_replicated(id, topic, ts, data);
+    fn append_replicated(&self, events: Vec<(u64, Topic, u64, String)>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut log = self.log_write();
+        for (id, topic, ts, data) in events {
+            log.append_replicated(id, topic, ts, &data);
+        }
     }
 
     /// Reads the events after `after` on `topics` (one batch at most).

@@ -221,6 +221,8 @@ impl RedisBus {
                     info!(last, "redis is back; reading on from the last id");
                 }
                 self.status.set_up(true);
+                // One lock for the whole reply: a burst of publishes costs subscribers one wake-up.
+                let mut fresh = Vec::new();
                 for entry in reply
                     .into_iter()
                     .flat_map(|r| r.keys)
@@ -237,9 +239,10 @@ impl RedisBus {
                             "events were trimmed from redis before this node read them"
                         );
                     }
-                    feed.append_replicated(entry.id, entry.topic, entry.ts, &entry.data);
                     last = entry.id;
+                    fresh.push((entry.id, entry.topic, entry.ts, entry.data));
                 }
+                feed.append_replicated(fresh);
             }
         }
     }

@@ -231,19 +231,38 @@ async fn ids_keep_increasing_when_redis_comes_back_without_its_data() {
         accepted.push(server.publish("e", &format!("before {i}")).await.id);
     }
     // Wait until the node has read its own events back, so its newest id is known to it.
-    assert_eq!(event_ids(&stream.collect_until(*accepted.last().unwrap()).await), accepted);
+    assert_eq!(
+        event_ids(&stream.collect_until(*accepted.last().unwrap()).await),
+        accepted
+    );
     redis.stop();
     redis.spawn(); // empty: no persistence
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let after = loop {
-        let response = server.http.post(server.url("/publish/e")).body("after").send().await.unwrap();
+        let response = server
+            .http
+            .post(server.url("/publish/e"))
+            .body("after")
+            .send()
+            .await
+            .unwrap();
         if response.status() == StatusCode::OK {
-            break response.json::<pushbench_common::wire::PublishAck>().await.unwrap().id;
+            break response
+                .json::<pushbench_common::wire::PublishAck>()
+                .await
+                .unwrap()
+                .id;
         }
-        assert!(tokio::time::Instant::now() < deadline, "publishing never recovered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "publishing never recovered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(after > *accepted.last().unwrap(), "id {after} reused after {accepted:?}");
+    assert!(
+        after > *accepted.last().unwrap(),
+        "id {after} reused after {accepted:?}"
+    );
     assert_eq!(event_ids(&stream.collect_until(after).await), vec![after]);
 }
 
@@ -271,4 +290,21 @@ async fn a_node_without_redis_refuses_to_start() {
         error.to_string().contains("event bus unavailable"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_later_serves_the_history_it_loaded() {
+    let redis = TestRedis::start();
+    let early = node(&redis).await;
+    let mut published = Vec::new();
+    for i in 0..30 {
+        published.push(early.publish("h", &i.to_string()).await.id);
+    }
+    let late = node(&redis).await;
+    for transport in Transport::ALL {
+        let mut subscriber =
+            Subscriber::connect(&late, transport, &["h"], Some(published[9])).await;
+        let received = subscriber.collect_until(*published.last().unwrap()).await;
+        assert_eq!(event_ids(&received), published[10..], "{transport}");
+    }
 }

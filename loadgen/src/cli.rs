@@ -1,7 +1,11 @@
-//! The command line: `pushbench run`, `pushbench check`, `pushbench report`, and their exit codes.
+//! The command line: `pushbench run`, `check`, `report`, `compare`, `merge`, and their exit codes.
 //!
 //! Exit codes: [`EXIT_OK`] on success, [`EXIT_RUNTIME`] when the run itself failed (server would not start,
-//! output not writable), [`EXIT_USAGE`] for a bad command line or an invalid scenario (clap uses 2 as well).
+//! output not writable, a file unreadable), [`EXIT_USAGE`] for a bad command line or an invalid scenario
+//! (clap uses 2 as well), and — only after the command did its work and wrote its output —
+//! [`EXIT_THRESHOLD`] when `run` measured a figure past a scenario threshold, [`EXIT_REGRESSION`] when
+//! `compare` found a regression past tolerance. Results that cannot be compared or merged (other
+//! scenario, workload or schema version) are [`EXIT_USAGE`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,17 +14,23 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::compare::{Format, Gate, Tolerances};
 use crate::report::{self, RunResult};
 use crate::run::{RunOptions, ServerSource, default_out_dir, run};
 use crate::scenario::Scenario;
 use crate::server_proc::locate;
+use crate::{compare, merge, thresholds};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
 /// The run failed.
 pub const EXIT_RUNTIME: u8 = 1;
-/// Bad command line or scenario.
+/// Bad command line or scenario; results that cannot be compared or merged.
 pub const EXIT_USAGE: u8 = 2;
+/// `run`: at least one threshold failed.
+pub const EXIT_THRESHOLD: u8 = 3;
+/// `compare`: at least one metric regressed past its tolerance.
+pub const EXIT_REGRESSION: u8 = 4;
 
 /// Measures the latency, completeness, wire, connection and server cost of each push transport of a
 /// pushbench server.
@@ -37,11 +47,15 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario against every transport it names and write result.json, report.md, report.html.
     Run(RunArgs),
-    /// Validate scenario files without running them.
+    /// Validate scenario files without running them; with --result, evaluate one scenario's thresholds
+    /// against an existing result (exit 3 when one fails).
     Check {
         /// Scenario files.
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
+        /// A result.json of the (single) scenario given, to evaluate its thresholds against.
+        #[arg(long)]
+        result: Option<PathBuf>,
     },
     /// Render report.md and report.html again from a result.json.
     Report {
@@ -51,6 +65,40 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Compare a result with a baseline, per transport and metric; exit 4 on a regression past tolerance.
+    Compare(CompareArgs),
+    /// Merge results of the same scenario exactly (counters summed, histograms added, percentiles
+    /// recomputed).
+    Merge {
+        /// result.json files of the same scenario and workload.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Where to write the merged result.json.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+/// Options of `pushbench compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The baseline result.json.
+    pub baseline: PathBuf,
+    /// The result.json to check against it.
+    pub current: PathBuf,
+    /// Allowed rise of a metric, in percent of the baseline: METRIC=PERCENT (`inf` turns its gate off);
+    /// repeatable. Defaults (results/README.md says why): lost, duplicates, out_of_order 0;
+    /// requests_per_delivery, bytes_per_delivery 1; latency_p50_ms 50, latency_p90_ms 150, latency_p99_ms,
+    /// latency_p999_ms, latency_max_ms 300; server_rss_per_connection_kib 300;
+    /// server_cpu_ms_per_1k_deliveries 100; loadgen_cpu_percent 50.
+    #[arg(long = "tolerance", value_name = "METRIC=PERCENT")]
+    pub tolerances: Vec<String>,
+    /// Which metrics can fail: all, or the deterministic ones only (noisy ones are still shown).
+    #[arg(long, value_enum, default_value_t = Gate::All)]
+    pub gate: Gate,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// Options of `pushbench run`.
@@ -74,15 +122,28 @@ pub struct RunArgs {
     /// Do not print the live progress line.
     #[arg(long, default_value_t = false)]
     pub no_progress: bool,
+    /// Run the scenario this many times: each run goes to OUT/run-<i>/, and OUT/result.json is their exact
+    /// merge with each metric's median and range over the runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
 }
 
 /// Parses the command line, runs, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Check { scenarios } => check(&scenarios),
+        Command::Check {
+            scenarios,
+            result: None,
+        } => check(&scenarios),
+        Command::Check {
+            scenarios,
+            result: Some(result),
+        } => check_result(&scenarios, &result),
         Command::Run(args) => run_command(args),
         Command::Report { result, out } => rerender(&result, out).map_err(|e| (EXIT_RUNTIME, e)),
+        Command::Compare(args) => compare_command(&args),
+        Command::Merge { results, output } => merge_command(&results, &output),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -109,6 +170,49 @@ fn check(paths: &[PathBuf]) -> Outcome {
     Ok(())
 }
 
+fn check_result(scenarios: &[PathBuf], path: &std::path::Path) -> Outcome {
+    let [scenario] = scenarios else {
+        return Err((
+            EXIT_USAGE,
+            anyhow::anyhow!("--result takes exactly one scenario"),
+        ));
+    };
+    let scenario = Scenario::load(scenario).map_err(|e| (EXIT_USAGE, e.into()))?;
+    let mut result = read_result(path)?;
+    merge::same_workload(
+        &serde_json::to_value(&scenario).expect("scenario serializes"),
+        &result.scenario,
+    )
+    .map_err(|difference| {
+        (
+            EXIT_USAGE,
+            anyhow::anyhow!(
+                "{} is not a run of this scenario: {difference}",
+                path.display()
+            ),
+        )
+    })?;
+    thresholds::apply(&scenario.thresholds, &mut result);
+    thresholds::write_outcomes(&result, std::io::stdout().lock())
+        .context("cannot write the outcomes")
+        .map_err(|e| (EXIT_RUNTIME, e))?;
+    threshold_exit(&result)
+}
+
+/// [`EXIT_THRESHOLD`] when a threshold outcome in `result` failed.
+fn threshold_exit(result: &RunResult) -> Outcome {
+    let failed = result
+        .transports
+        .iter()
+        .flat_map(|t| &t.thresholds)
+        .filter(|o| !o.passed)
+        .count();
+    match failed {
+        0 => Ok(()),
+        n => Err((EXIT_THRESHOLD, anyhow::anyhow!("{n} threshold(s) failed"))),
+    }
+}
+
 fn run_command(args: RunArgs) -> Outcome {
     let scenario = Arc::new(Scenario::load(&args.scenario).map_err(|e| (EXIT_USAGE, e.into()))?);
     let server = match args.target {
@@ -129,21 +233,95 @@ fn run_command(args: RunArgs) -> Outcome {
             scenario.subscribers
         );
     }
-    let runtime = || -> anyhow::Result<()> {
+    let runtime = || -> anyhow::Result<RunResult> {
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
-        let options = RunOptions {
-            server,
-            out_dir: out_dir.clone(),
-            progress: !args.no_progress,
-        };
         let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        let result = rt.block_on(run(scenario.clone(), &options))?;
+        let mut runs = Vec::new();
+        for i in 1..=args.repeat {
+            let dir = if args.repeat == 1 {
+                out_dir.clone()
+            } else {
+                eprintln!("pushbench: run {i} of {}", args.repeat);
+                out_dir.join(format!("run-{i}"))
+            };
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let options = RunOptions {
+                server: server.clone(),
+                out_dir: dir.clone(),
+                progress: !args.no_progress,
+            };
+            let result = rt.block_on(run(scenario.clone(), &options))?;
+            if args.repeat > 1 {
+                write_all(&result, &dir)?;
+            }
+            runs.push((format!("run {i}"), result));
+        }
+        let mut result = if runs.len() == 1 {
+            runs.pop().expect("one run").1
+        } else {
+            merge::merge(&runs)?
+        };
+        thresholds::apply(&scenario.thresholds, &mut result);
         write_all(&result, &out_dir)?;
         print_summary(&result, &out_dir);
-        Ok(())
+        Ok(result)
     };
-    runtime().map_err(|e| (EXIT_RUNTIME, e))
+    let result = runtime().map_err(|e| (EXIT_RUNTIME, e))?;
+    threshold_exit(&result)
+}
+
+fn read_result(path: &std::path::Path) -> Result<RunResult, (u8, anyhow::Error)> {
+    report::json::read(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(|e| (EXIT_RUNTIME, e))
+}
+
+fn compare_command(args: &CompareArgs) -> Outcome {
+    let tolerances =
+        Tolerances::with_overrides(&args.tolerances).map_err(|e| (EXIT_USAGE, e.into()))?;
+    let baseline = read_result(&args.baseline)?;
+    let current = read_result(&args.current)?;
+    let comparison = compare::compare(
+        (&args.baseline.display().to_string(), &baseline),
+        (&args.current.display().to_string(), &current),
+        &tolerances,
+        args.gate,
+    )
+    .map_err(|e| (EXIT_USAGE, e.into()))?;
+    compare::write(&comparison, args.format, std::io::stdout().lock())
+        .context("cannot write the comparison")
+        .map_err(|e| (EXIT_RUNTIME, e))?;
+    match comparison.regressions() {
+        0 => Ok(()),
+        n => Err((
+            EXIT_REGRESSION,
+            anyhow::anyhow!("{n} metric(s) regressed past tolerance"),
+        )),
+    }
+}
+
+fn merge_command(paths: &[PathBuf], output: &std::path::Path) -> Outcome {
+    let mut inputs = Vec::new();
+    for path in paths {
+        inputs.push((path.display().to_string(), read_result(path)?));
+    }
+    let merged = merge::merge(&inputs).map_err(|e| (EXIT_USAGE, e.into()))?;
+    let write = || -> anyhow::Result<()> {
+        let file = std::fs::File::create(output)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        report::json::write(&merged, std::io::BufWriter::new(file))
+            .with_context(|| format!("cannot write {}", output.display()))
+    };
+    write().map_err(|e| (EXIT_RUNTIME, e))?;
+    println!(
+        "merged {} result(s), {} run(s), into {}",
+        inputs.len(),
+        merged.runs,
+        output.display()
+    );
+    Ok(())
 }
 
 /// Raises this process's limit on open files so that `want` fit (each subscriber holds a socket, and a
@@ -208,6 +386,10 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
     }
     for warning in &result.warnings {
         eprintln!("WARNING: {warning}");
+    }
+    if result.transports.iter().any(|t| !t.thresholds.is_empty()) {
+        println!();
+        let _ = thresholds::write_outcomes(result, &mut out);
     }
     println!(
         "\nwrote {0}/result.json, {0}/report.md, {0}/report.html",

@@ -16,11 +16,23 @@
 //! - [`metrics`]: recorders, histograms, completeness accounting.
 //! - [`server_proc`]: spawning and sampling the server.
 //! - [`report`]: `result.json` (and its schema), `report.md`, `report.html`, the terminal table.
+//! - [`metric`]: the gateable metrics (names, kind, default tolerance) that the next three share.
+//! - [`thresholds`]: a scenario's pass/fail `[thresholds]`, validated and evaluated.
+//! - [`compare`]: a result against a baseline, per transport and metric, with tolerances.
+//! - [`merge`]: results of several runs merged exactly (`--repeat`, `pushbench merge`); [`stats`]: their
+//!   median and range.
 //! - [`cli`]: commands and exit codes; `main.rs` only calls [`cli::main`].
 
+// Lets `report/fixture.rs` name this crate the same way from the unit tests and from `tests/`.
+#[cfg(test)]
+extern crate self as pushbench;
+
 pub mod cli;
+pub mod compare;
 pub mod conn;
 pub mod longpoll;
+pub mod merge;
+pub mod metric;
 pub mod metrics;
 pub mod poll;
 pub mod publisher;
@@ -29,6 +41,8 @@ pub mod run;
 pub mod scenario;
 pub mod server_proc;
 pub mod sse;
+pub mod stats;
 pub mod stream;
 pub mod subscriber;
+pub mod thresholds;
 pub mod ws;

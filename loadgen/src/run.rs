@@ -108,6 +108,7 @@ pub async fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
             ServerSource::Spawn(path) => format!("spawned {}", path.display()),
             ServerSource::Target { url, .. } => format!("target {url}"),
         },
+        runs: 1,
         transports,
         warnings,
     })
@@ -446,10 +447,16 @@ async fn measure(
         histograms: SerializedHistograms {
             latency_us: encode_histogram(&h.latency),
             latency_from_server_us: encode_histogram(&h.latency_from_server),
+            connect_us: Some(encode_histogram(&h.connect)),
+            first_byte_us: Some(encode_histogram(&h.first_byte)),
+            subscribed_us: Some(encode_histogram(&h.subscribed)),
+            publish_lateness_us: Some(encode_histogram(&o.published.lateness)),
         },
         goose: goose_rows(&goose_metrics),
         server_stats,
         last_error,
+        spread: Default::default(),
+        thresholds: Vec::new(),
     })
 }
 

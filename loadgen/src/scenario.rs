@@ -20,6 +20,8 @@ use std::time::Duration;
 use pushbench_common::{Topic, Transport};
 use serde::{Deserialize, Serialize};
 
+use crate::thresholds::{ThresholdError, Thresholds};
+
 /// A scenario exactly as written in the TOML file; only syntax and types are checked here.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +65,9 @@ pub struct RawScenario {
     /// Options passed to each spawned server.
     #[serde(default)]
     pub server: RawServer,
+    /// Pass/fail thresholds, checked by [`Thresholds::from_table`].
+    #[serde(default)]
+    pub thresholds: toml::Table,
 }
 
 fn default_drain_s() -> f64 {
@@ -268,6 +273,9 @@ pub struct Scenario {
     pub churn: Option<Churn>,
     /// Options of each spawned server.
     pub server: ServerOptions,
+    /// Pass/fail conditions `pushbench run` checks (not part of the workload).
+    #[serde(skip_serializing_if = "Thresholds::is_empty")]
+    pub thresholds: Thresholds,
 }
 
 /// Smallest payload: the intended send time (19 digits) and a space are embedded in every event.
@@ -298,6 +306,9 @@ pub enum ScenarioError {
         /// What toml reported, with the field and line.
         message: String,
     },
+    /// A threshold was refused.
+    #[error(transparent)]
+    Threshold(#[from] ThresholdError),
     /// A field had a value outside its allowed range.
     #[error("scenario field `{field}`: {reason}")]
     Invalid {
@@ -488,6 +499,7 @@ impl Scenario {
                 replay_events: raw.server.replay_events,
                 max_connections: raw.server.max_connections,
             },
+            thresholds: Thresholds::from_table(&raw.thresholds)?,
         })
     }
 
@@ -726,6 +738,10 @@ mod tests {
             (
                 refused("[server]\nheartbeat_ms = 0"),
                 "`server.heartbeat_ms`",
+            ),
+            (
+                refused("[thresholds]\nlatency_p98_ms = \"< 5\""),
+                "`thresholds.latency_p98_ms`",
             ),
         ];
         for (message, field) in cases {

@@ -21,6 +21,8 @@ use pushbench_common::Transport;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Percentiles;
+use crate::stats::Spreads;
+use crate::thresholds::Outcome;
 
 /// Version of the `result.json` format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -42,6 +44,9 @@ pub struct RunResult {
     pub cpus: usize,
     /// How the server was provided: `spawned <path>` or `target <url>`.
     pub server: String,
+    /// Runs merged into this result (`--repeat N`, `pushbench merge`); 1 for a single run.
+    #[serde(default = "one_run")]
+    pub runs: u32,
     /// One entry per transport, in run order.
     pub transports: Vec<TransportResult>,
     /// Run-wide warnings (saturation, losses, failures), also printed.
@@ -161,6 +166,17 @@ pub struct TransportResult {
     pub server_stats: Option<serde_json::Value>,
     /// Last error any subscriber or the publisher saw.
     pub last_error: Option<String>,
+    /// Per metric name, its value in every run merged into this result, with median and range; empty
+    /// for a single run.
+    #[serde(default, skip_serializing_if = "Spreads::is_empty")]
+    pub spread: Spreads,
+    /// The scenario's thresholds for this transport, evaluated; empty when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<Outcome>,
+}
+
+fn one_run() -> u32 {
+    1
 }
 
 /// Model figures, computed from the scenario.
@@ -183,6 +199,18 @@ pub struct SerializedHistograms {
     pub latency_us: String,
     /// From server timestamp, µs.
     pub latency_from_server_us: String,
+    /// TCP connect time, µs (absent in results of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_us: Option<String>,
+    /// Request → response head or upgrade, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_us: Option<String>,
+    /// Connect start → cursor known, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribed_us: Option<String>,
+    /// Publisher send start minus intended send time, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_lateness_us: Option<String>,
 }
 
 /// One row of goose's request metrics.
@@ -240,6 +268,11 @@ pub fn ms(us: f64) -> String {
 pub fn opt(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
 }
+
+#[cfg(test)]
+pub(crate) use fixture::test_result;
+#[cfg(test)]
+mod fixture;
 
 #[cfg(test)]
 mod tests {

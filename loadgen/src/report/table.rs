@@ -51,10 +51,27 @@ pub fn row(r: &TransportResult) -> [String; 14] {
 }
 
 /// Writes the table with aligned columns for a terminal.
-pub fn write_text<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
-    let rows: Vec<[String; 14]> = result.transports.iter().map(row).collect();
-    let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.chars().count()).collect();
-    for r in &rows {
+pub fn write_text<W: Write>(result: &RunResult, w: W) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = result.transports.iter().map(|r| row(r).to_vec()).collect();
+    write_aligned(&HEADERS, &rows, 1, w)
+}
+
+/// Writes the table in Markdown.
+pub fn write_markdown<W: Write>(result: &RunResult, w: W) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = result.transports.iter().map(|r| row(r).to_vec()).collect();
+    write_markdown_rows(&HEADERS, &rows, 1, w)
+}
+
+/// Writes any table with aligned columns for a terminal: the first `left` columns aligned left (names),
+/// the others right (figures).
+pub fn write_aligned<W: Write>(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    left: usize,
+    mut w: W,
+) -> io::Result<()> {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
         for (i, cell) in r.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
@@ -64,7 +81,7 @@ pub fn write_text<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                if i == 0 {
+                if i < left {
                     format!("{c:<w$}", w = widths[i])
                 } else {
                     format!("{c:>w$}", w = widths[i])
@@ -72,8 +89,10 @@ pub fn write_text<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
             })
             .collect::<Vec<_>>()
             .join("  ")
+            .trim_end()
+            .to_owned()
     };
-    let headers: Vec<String> = HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
     writeln!(w, "{}", line(&headers))?;
     writeln!(
         w,
@@ -84,26 +103,29 @@ pub fn write_text<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
             .collect::<Vec<_>>()
             .join("  ")
     )?;
-    for r in &rows {
+    for r in rows {
         writeln!(w, "{}", line(r))?;
     }
     Ok(())
 }
 
-/// Writes the table in Markdown.
-pub fn write_markdown<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
-    writeln!(w, "| {} |", HEADERS.join(" | "))?;
+/// Writes any table in Markdown, the first `left` columns aligned left.
+pub fn write_markdown_rows<W: Write>(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    left: usize,
+    mut w: W,
+) -> io::Result<()> {
+    writeln!(w, "| {} |", headers.join(" | "))?;
     writeln!(
         w,
         "|{}",
-        HEADERS
-            .iter()
-            .enumerate()
-            .map(|(i, _)| if i == 0 { "---|" } else { "---:|" })
+        (0..headers.len())
+            .map(|i| if i < left { "---|" } else { "---:|" })
             .collect::<String>()
     )?;
-    for r in &result.transports {
-        writeln!(w, "| {} |", row(r).join(" | "))?;
+    for r in rows {
+        writeln!(w, "| {} |", r.join(" | "))?;
     }
     Ok(())
 }

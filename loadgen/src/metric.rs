@@ -110,23 +110,24 @@ impl Metric {
 
     /// Default `compare` tolerance: the rise, in percent of the baseline, that still passes.
     ///
-    /// Set from the run-to-run spread of `scenarios/quick.toml` over five runs on the development machine
-    /// (`results/README.md`, "Run-to-run spread"): counts of lost, duplicated and out-of-order events must
-    /// not rise at all; requests and bytes per delivery moved by at most 0.2 % between runs, so 1 % is five
-    /// times that and still catches one extra request per polling subscriber or a few bytes per event;
-    /// noisy metrics get about twice the typical (median over the transports) relative range
-    /// (max − min) ÷ median, rounded up. Outliers of a saturated machine exceed them: that is what
-    /// spreads on both sides of a comparison, and CI's deterministic-only gate, are for.
+    /// Set from the run-to-run spread of `scenarios/quick.toml` in two five-run measurements on the
+    /// development machine (`results/README.md`, "Run-to-run spread"): counts of lost, duplicated and
+    /// out-of-order events must not rise at all; requests and bytes per delivery moved by at most 0.2 %
+    /// between runs, so 1 % is five times that and still catches one extra request per polling subscriber
+    /// or a few bytes per event; a noisy metric gets twice its typical relative range (max − min) ÷ median
+    /// (the median over the five transports, the larger of the two measurements), rounded up to a multiple
+    /// of 50 %. Outliers of a saturated machine exceed these: that is what spreads on both sides of a
+    /// comparison, and CI's deterministic-only gate, are for.
     pub fn default_tolerance_pct(self) -> f64 {
         match self {
             Metric::Lost | Metric::Duplicates | Metric::OutOfOrder => 0.0,
             Metric::RequestsPerDelivery | Metric::BytesPerDelivery => 1.0,
-            Metric::LatencyP50Ms => 50.0,
+            Metric::LatencyP50Ms => 100.0,
             Metric::LatencyP90Ms => 150.0,
-            Metric::LatencyP99Ms | Metric::LatencyP999Ms | Metric::LatencyMaxMs => 300.0,
-            Metric::ServerRssPerConnectionKib => 300.0,
-            Metric::ServerCpuMsPer1kDeliveries => 100.0,
-            Metric::LoadgenCpuPercent => 50.0,
+            Metric::LatencyP99Ms | Metric::LatencyMaxMs => 300.0,
+            Metric::LatencyP999Ms => 350.0,
+            Metric::ServerRssPerConnectionKib => 250.0,
+            Metric::ServerCpuMsPer1kDeliveries | Metric::LoadgenCpuPercent => 100.0,
         }
     }
 

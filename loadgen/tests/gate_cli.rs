@@ -191,3 +191,36 @@ fn thresholds_and_merge_exit_codes() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("different workload"), "{err}");
 }
+
+/// The committed baseline stays usable: it matches the schema (merged runs, spreads and threshold outcomes
+/// included), is a run of today's `scenarios/quick.toml`, and passes that scenario's thresholds.
+#[test]
+fn committed_baseline_matches_the_schema_and_the_quick_scenario() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("results/baseline/quick.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("results/result.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let baseline: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&baseline)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "baseline does not match the schema: {errors:#?}"
+    );
+    assert!(baseline["runs"].as_u64().unwrap() >= 5);
+    assert!(baseline["transports"][0]["spread"]["latency_p99_ms"]["median"].is_number());
+
+    let quick = root.join("scenarios/quick.toml").display().to_string();
+    let baseline_path = root
+        .join("results/baseline/quick.json")
+        .display()
+        .to_string();
+    let (code, out, err) = pushbench(&["check", &quick, "--result", &baseline_path]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(" 0 failed"), "{out}");
+}

@@ -119,6 +119,14 @@ pub struct RunArgs {
     /// PID of the --target server, to sample its memory and CPU (same machine only).
     #[arg(long, requires = "target")]
     pub server_pid: Option<u32>,
+    /// Measure a peer push server instead of ours, started per transport from scenarios/peers/
+    /// (install with scripts/setup-peers).
+    #[arg(long, value_enum, conflicts_with_all = ["target", "peers"])]
+    pub peer: Option<crate::peer::PeerKind>,
+    /// Run the same scenario against several servers (ours, nchan, pushpin; comma-separated) and write
+    /// them side by side in OUT/peers.md, each server's own results in OUT/<server>/.
+    #[arg(long, value_delimiter = ',', value_parser = crate::peer::ServerName::parse, conflicts_with = "target")]
+    pub peers: Option<Vec<crate::peer::ServerName>>,
     /// Do not print the live progress line.
     #[arg(long, default_value_t = false)]
     pub no_progress: bool,
@@ -215,11 +223,29 @@ fn threshold_exit(result: &RunResult) -> Outcome {
 
 fn run_command(args: RunArgs) -> Outcome {
     let scenario = Arc::new(Scenario::load(&args.scenario).map_err(|e| (EXIT_USAGE, e.into()))?);
+    if let Some(servers) = &args.peers {
+        // Several servers side by side: crate::peer::report.
+        let out_dir = args
+            .out
+            .clone()
+            .unwrap_or_else(|| default_out_dir(&scenario));
+        raise_open_file_limit(scenario.subscribers + 1024);
+        return crate::peer::report::run_peers(
+            scenario,
+            servers,
+            args.server_bin.as_deref(),
+            &out_dir,
+            !args.no_progress,
+        )
+        .map(|_| ())
+        .map_err(|e| (EXIT_RUNTIME, e));
+    }
     let server = match args.target {
         Some(url) => ServerSource::Target {
             url,
             pid: args.server_pid,
         },
+        None if args.peer.is_some() => ServerSource::Peer(args.peer.expect("checked")),
         None => ServerSource::Spawn(
             locate(args.server_bin.as_deref()).map_err(|e| (EXIT_RUNTIME, e.into()))?,
         ),

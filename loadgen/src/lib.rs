@@ -15,6 +15,7 @@
 //! - [`conn`]: connections counted at the socket; HTTP/1 over them.
 //! - [`metrics`]: recorders, histograms, completeness accounting.
 //! - [`server_proc`]: spawning and sampling the server.
+//! - [`peer`]: nchan and Pushpin measured with the same load (profiles, processes, side-by-side report).
 //! - [`report`]: `result.json` (and its schema), `report.md`, `report.html`, the terminal table.
 //! - [`metric`]: the gateable metrics (names, kind, default tolerance) that the next three share.
 //! - [`thresholds`]: a scenario's pass/fail `[thresholds]`, validated and evaluated.
@@ -34,6 +35,7 @@ pub mod longpoll;
 pub mod merge;
 pub mod metric;
 pub mod metrics;
+pub mod peer;
 pub mod poll;
 pub mod publisher;
 pub mod report;

@@ -51,6 +51,8 @@ pub enum ServerSource {
         /// Its PID, for memory and CPU samples.
         pid: Option<u32>,
     },
+    /// Start a peer (nchan, Pushpin) once per transport it offers (see [`crate::peer`]).
+    Peer(crate::peer::PeerKind),
 }
 
 /// How to run.
@@ -73,6 +75,9 @@ pub enum RunError {
     /// goose refused its configuration or failed.
     #[error("goose: {0}")]
     Goose(String),
+    /// A peer could not be started.
+    #[error(transparent)]
+    Peer(#[from] crate::peer::PeerError),
 }
 
 impl From<goose::GooseError> for RunError {
@@ -93,6 +98,12 @@ pub async fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
     let mut transports = Vec::new();
     let mut warnings = Vec::new();
     for &transport in &scenario.transports {
+        // A peer runs only the transports its profile drives; the side-by-side report names the others.
+        if let ServerSource::Peer(kind) = options.server
+            && kind.profile().route(transport).is_none()
+        {
+            continue;
+        }
         let result = run_transport(&scenario, transport, options).await?;
         warnings.extend(warnings_for(&result));
         transports.push(result);
@@ -107,6 +118,7 @@ pub async fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
         server: match &options.server {
             ServerSource::Spawn(path) => format!("spawned {}", path.display()),
             ServerSource::Target { url, .. } => format!("target {url}"),
+            ServerSource::Peer(kind) => format!("peer {kind}"),
         },
         runs: 1,
         transports,
@@ -198,6 +210,9 @@ async fn run_transport(
             .await?
         }
         ServerSource::Target { url, pid } => Server::target(url, *pid).await?,
+        ServerSource::Peer(kind) => {
+            Server::peer(crate::peer::RunningPeer::start(*kind, transport, &options.out_dir).await?)
+        }
     };
     let result = measure(scenario, transport, &server, options).await;
     server.stop(Duration::from_secs(5)).await;
@@ -221,6 +236,7 @@ async fn measure(
         draining: CancellationToken::new(),
         stop: CancellationToken::new(),
         logs: Mutex::new(Vec::with_capacity(n as usize)),
+        peer: server.running_peer().map(|p| p.profile.clone()),
     });
     let server_before = server.sample();
     let self_before = ProcSample::of_self().ok();
@@ -263,6 +279,19 @@ async fn measure(
             progress.abort();
             return None;
         }
+        // A peer cannot tell a subscriber its cursor: wait until its subscriptions are live.
+        let peer_warning = match server.running_peer() {
+            Some(peer) => {
+                crate::peer::wait_subscribed(
+                    peer,
+                    transport,
+                    &per_topic(scenario),
+                    Duration::from_millis(500),
+                )
+                .await
+            }
+            None => None,
+        };
         let server_connected = server.sample();
         let server_fds = server.fds();
         let self_connected = ProcSample::of_self().ok();
@@ -290,14 +319,28 @@ async fn measure(
         let server_cpu_start = Sample::of(server.sample());
         let self_cpu_start = Sample::of(ProcSample::of_self().ok());
         let lag_probe = spawn_lag_probe(shared.stop.clone());
-        let published = publish(
-            server.addr,
-            shared.host.clone(),
-            schedule.clone(),
-            publisher_wire.clone(),
-            published_live.clone(),
-        )
-        .await;
+        let published = match server.running_peer() {
+            Some(peer) => {
+                crate::peer::publish(
+                    peer,
+                    transport,
+                    schedule.clone(),
+                    publisher_wire.clone(),
+                    published_live.clone(),
+                )
+                .await
+            }
+            None => {
+                publish(
+                    server.addr,
+                    shared.host.clone(),
+                    schedule.clone(),
+                    publisher_wire.clone(),
+                    published_live.clone(),
+                )
+                .await
+            }
+        };
         shared.draining.cancel();
 
         // 4. drain, then stop every subscriber.
@@ -322,6 +365,7 @@ async fn measure(
             self_cpu: self_cpu_start.cpu_until(&self_cpu_end),
             window: start.elapsed(),
             lag_p99_us: lag.value_at_quantile(0.99),
+            peer_warning,
         })
     };
     let (goose_metrics, o) = tokio::join!(goose_run, orchestrate);
@@ -342,7 +386,7 @@ async fn measure(
     );
     let mut completeness = Completeness::default();
     let mut counters = SubscriberCounters::default();
-    let mut last_error = o.published.last_error.clone();
+    let mut last_error = o.published.last_error.clone().or(o.peer_warning.clone());
     for log in &logs {
         completeness.add(&account(log, &published_log));
         counters.add(&log.counters);
@@ -355,7 +399,11 @@ async fn measure(
     completeness.never_subscribed += missing;
     let connected = n - completeness.never_subscribed;
 
-    let h = lock(&shared.meters.histograms);
+    let mut h = lock(&shared.meters.histograms);
+    if shared.peer.is_some() {
+        // Peers give no accept timestamp of their own: there is no "from server" latency to report.
+        h.latency_from_server.reset();
+    }
     let delivered = completeness.delivered;
     let per_delivery = |x: f64| (delivered > 0).then(|| x / delivered as f64);
     let (bytes_received, bytes_sent) = shared.wire.totals();
@@ -473,6 +521,8 @@ struct Orchestrated {
     self_cpu: Option<(Duration, Duration)>,
     window: Duration,
     lag_p99_us: u64,
+    /// A peer whose subscriptions were not all confirmed live before publishing.
+    peer_warning: Option<String>,
 }
 
 /// Decides whether the figures describe the load generator rather than the transport, and what else
@@ -519,6 +569,22 @@ pub fn saturation(
     let noisy = (lagging && reasons.is_empty())
         .then(|| format!("{lag} while the load generator used only {loadgen_cpu_percent:.0}% CPU: another process was busy, timings are noisy"));
     (!reasons.is_empty(), reasons, noisy)
+}
+
+/// Subscribers expected on each topic (a peer's channel counts are checked against it).
+fn per_topic(scenario: &Scenario) -> Vec<(String, u64)> {
+    let mut counts = vec![0u64; scenario.topic_count() as usize];
+    for i in 0..scenario.subscribers {
+        for t in scenario.topics_of(i) {
+            counts[t as usize] += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .enumerate()
+        .filter(|&(_, n)| n > 0)
+        .map(|(t, n)| (scenario.topic(t as u64).to_string(), n))
+        .collect()
 }
 
 /// Machine-wide CPU time from the first line of `/proc/stat`, in clock ticks.

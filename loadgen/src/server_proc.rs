@@ -87,6 +87,8 @@ pub struct Server {
     pub pid: Option<u32>,
     /// The child process, when we spawned it.
     child: Option<Child>,
+    /// A peer (nchan, Pushpin) we started: sampled and stopped as a whole process tree.
+    peer: Option<crate::peer::RunningPeer>,
 }
 
 impl Server {
@@ -146,6 +148,7 @@ impl Server {
             addr,
             pid,
             child: Some(child),
+            peer: None,
         })
     }
 
@@ -170,21 +173,46 @@ impl Server {
             addr,
             pid,
             child: None,
+            peer: None,
         })
+    }
+
+    /// A peer we started: subscribers connect to its address; all its processes are sampled.
+    pub fn peer(peer: crate::peer::RunningPeer) -> Self {
+        Self {
+            addr: peer.addr,
+            pid: None,
+            child: None,
+            peer: Some(peer),
+        }
+    }
+
+    /// The running peer, when the server is one.
+    pub fn running_peer(&self) -> Option<&crate::peer::RunningPeer> {
+        self.peer.as_ref()
     }
 
     /// RSS and CPU of the server process, when it can be sampled.
     pub fn sample(&self) -> Option<ProcSample> {
+        if let Some(peer) = &self.peer {
+            return peer.sample();
+        }
         self.pid.and_then(|pid| ProcSample::of_pid(pid).ok())
     }
 
     /// Open file descriptors of the server process.
     pub fn fds(&self) -> Option<u64> {
+        if let Some(peer) = &self.peer {
+            return peer.fds();
+        }
         self.pid.and_then(count_fds)
     }
 
     /// The server's `/stats` JSON (None if it cannot be read).
     pub async fn stats(&self) -> Option<serde_json::Value> {
+        if self.peer.is_some() {
+            return None;
+        }
         let counters = Arc::new(WireCounters::default());
         let (mut conn, _) = HttpConn::open(self.addr, self.addr.to_string().into(), &counters)
             .await
@@ -199,6 +227,9 @@ impl Server {
 
     /// Stops a spawned server: SIGTERM, then SIGKILL after `grace`. A target server is left alone.
     pub async fn stop(mut self, grace: Duration) {
+        if let Some(peer) = self.peer.take() {
+            peer.stop(grace).await;
+        }
         let Some(mut child) = self.child.take() else {
             return;
         };

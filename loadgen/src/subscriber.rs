@@ -45,6 +45,8 @@ pub struct Shared {
     pub stop: CancellationToken,
     /// Logs handed back by finished subscribers (pushed once per subscriber; no `.await` under the lock).
     pub logs: Mutex<Vec<SubscriberLog>>,
+    /// The peer's profile when the server is a peer (nchan, Pushpin): its clients replace ours.
+    pub peer: Option<Arc<crate::peer::Profile>>,
 }
 
 /// Why a connection's read loop ended without an error.
@@ -123,12 +125,13 @@ impl<'a> Subscriber<'a> {
 
     /// Runs the subscriber for its transport until the run stops, then hands its log back.
     pub async fn run(mut self) {
-        match self.shared.transport {
-            Transport::Poll => crate::poll::run(&mut self).await,
-            Transport::LongPoll => crate::longpoll::run(&mut self).await,
-            Transport::Stream => crate::stream::run(&mut self).await,
-            Transport::Sse => crate::sse::run(&mut self).await,
-            Transport::Ws => crate::ws::run(&mut self).await,
+        // Peers (nchan, Pushpin) speak their own framings: see crate::peer::client.
+        let peer_route =
+            (self.shared.peer.as_ref()).and_then(|p| p.route(self.shared.transport).cloned());
+        if let Some(route) = peer_route {
+            crate::peer::client::run(&mut self, &route).await;
+        } else {
+            self.run_ours().await;
         }
         let log = self.rec.finish(&self.shared.meters);
         self.shared
@@ -136,6 +139,16 @@ impl<'a> Subscriber<'a> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(log);
+    }
+
+    async fn run_ours(&mut self) {
+        match self.shared.transport {
+            Transport::Poll => crate::poll::run(self).await,
+            Transport::LongPoll => crate::longpoll::run(self).await,
+            Transport::Stream => crate::stream::run(self).await,
+            Transport::Sse => crate::sse::run(self).await,
+            Transport::Ws => crate::ws::run(self).await,
+        }
     }
 
     /// Whether the run is over.

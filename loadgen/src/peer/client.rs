@@ -1,0 +1,468 @@
+//! Subscriber clients for the peers' framings: SSE, line streams, WebSocket, nchan's long-poll.
+//!
+//! Each event's data is `"<intended_ns> <seq> xxx…"` ([`super::peer_event_data`]): the client hands the
+//! recorder an event whose id is `seq` and whose timestamp is the intended send time, so latency, loss,
+//! duplicates and order are accounted exactly as for our server. Streams are parsed as streams, never chunk
+//! by chunk (Pushpin splits one message across HTTP chunks under load). A subscription counts as live when
+//! the peer answered the subscribe request (headers or upgrade); for nchan the run also waits until the
+//! channels report every subscriber ([`super::wait_subscribed`]). A dropped connection reconnects, but a
+//! peer cannot resume from our cursor, so what it missed counts as lost.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use pushbench_common::wire::{Event, SseParser};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::{Framing, Route, parse_peer_event};
+use crate::conn::{ConnError, HttpConn, connect, expect_success};
+use crate::stream::split_lines;
+use crate::subscriber::{End, Subscriber};
+
+/// Runs a subscriber against a peer's `route` until the run stops.
+pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
+    let topics: Vec<String> = sub
+        .rec
+        .log
+        .topics
+        .iter()
+        .map(|&t| sub.shared.scenario.topic(t).to_string())
+        .collect();
+    let path = match &sub.shared.peer {
+        Some(profile) => profile.subscribe_path(route, &topics),
+        None => return,
+    };
+    while !sub.stopped() {
+        let outcome = match route.framing {
+            Framing::Sse | Framing::Lines => stream_session(sub, route, &path).await,
+            Framing::WebSocket => ws_session(sub, &path).await,
+            Framing::LongPoll => longpoll_loop(sub, route, &path).await,
+        };
+        match outcome {
+            Ok(End::Stop) => break,
+            Ok(End::Churn) => sub.churned(),
+            Err(e) => {
+                sub.rec.on_error(&e);
+                if sub.pause_after_error().await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Records one event's data; a payload that is not ours is a protocol error.
+pub fn on_payload(sub: &mut Subscriber<'_>, data: &[u8]) -> Result<(), ConnError> {
+    let Some((intended, seq)) = parse_peer_event(data) else {
+        return Err(sub.protocol_error(format!(
+            "not a pushbench event: {:?}",
+            String::from_utf8_lossy(&data[..data.len().min(80)])
+        )));
+    };
+    let event = Event {
+        id: seq,
+        topic: Cow::Borrowed(""),
+        ts: intended,
+        data: Cow::Borrowed(std::str::from_utf8(data).unwrap_or_default()),
+    };
+    sub.rec.on_event(&event, &sub.shared.meters);
+    Ok(())
+}
+
+/// Incremental decoder of a streamed body into event payloads, for the stream framings.
+#[derive(Debug)]
+pub enum StreamDecoder {
+    /// `text/event-stream`.
+    Sse(SseParser),
+    /// One payload per line.
+    Lines(Vec<u8>),
+}
+
+impl StreamDecoder {
+    /// A decoder for `framing` (stream framings only).
+    pub fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Sse => Self::Sse(SseParser::default()),
+            _ => Self::Lines(Vec::new()),
+        }
+    }
+
+    /// Feeds bytes as they arrive and calls `on_payload` for every complete event's data.
+    pub fn feed(
+        &mut self,
+        bytes: &[u8],
+        mut on_payload: impl FnMut(&[u8]) -> Result<(), ConnError>,
+    ) -> Result<(), ConnError> {
+        match self {
+            Self::Sse(parser) => {
+                let mut result = Ok(());
+                parser.feed(bytes, |event| {
+                    if result.is_ok() {
+                        result = on_payload(&event.data);
+                    }
+                });
+                result
+            }
+            Self::Lines(pending) => split_lines(pending, bytes, |line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if !line.is_empty() {
+                    on_payload(line)?;
+                }
+                Ok(false)
+            })
+            .map(|_| ()),
+        }
+    }
+}
+
+async fn stream_session(
+    sub: &mut Subscriber<'_>,
+    route: &Route,
+    path: &str,
+) -> Result<End, ConnError> {
+    let started = Instant::now();
+    let (mut conn, connect_time) =
+        match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                sub.rec.on_failed_connect(&e);
+                return Err(e);
+            }
+        };
+    sub.connection_opened();
+    sub.rec.log.counters.requests += 1;
+    let sent = Instant::now();
+    let response = tokio::select! {
+        _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
+        r = conn.get(path, route.headers) => r,
+    };
+    let first_byte = sent.elapsed();
+    let response = match response {
+        Ok(r) => expect_success(path, r).await,
+        Err(e) => Err(e),
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            sub.rec.on_failed_connect(&e);
+            sub.report("GET", route.path, first_byte, Err(&e)).await;
+            return Err(e);
+        }
+    };
+    sub.on_subscribed(0);
+    sub.report_connection(connect_time, first_byte, Some(started.elapsed()))
+        .await;
+    let mut decoder = StreamDecoder::new(route.framing);
+    let mut body = response.into_body();
+    let churn = sub.churn_signal();
+    tokio::pin!(churn);
+    loop {
+        let frame = tokio::select! {
+            _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
+            () = &mut churn => return Ok(End::Churn),
+            frame = body.frame() => frame,
+        };
+        let frame = match frame {
+            None => return Err(sub.protocol_error("the peer ended the stream".into())),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(frame)) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            decoder.feed(data, |payload| on_payload(sub, payload))?;
+        }
+    }
+}
+
+async fn ws_session(sub: &mut Subscriber<'_>, path: &str) -> Result<End, ConnError> {
+    let started = Instant::now();
+    let (stream, connect_time) = match connect(sub.shared.addr, &sub.shared.wire).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            sub.rec.on_failed_connect(&e);
+            return Err(e);
+        }
+    };
+    sub.connection_opened();
+    let url = format!("ws://{}{}", sub.shared.host, path);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    sub.rec.log.counters.requests += 1;
+    let sent = Instant::now();
+    let handshake = tokio::select! {
+        _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
+        h = tokio_tungstenite::client_async_with_config(url, stream, Some(config)) => h,
+    };
+    let upgrade = sent.elapsed();
+    let mut ws = match handshake {
+        Ok((ws, _)) => ws,
+        Err(e) => {
+            let e = ConnError::from(e);
+            sub.rec.on_failed_connect(&e);
+            sub.report("GET", "ws upgrade", upgrade, Err(&e)).await;
+            return Err(e);
+        }
+    };
+    sub.on_subscribed(0);
+    sub.report_connection(connect_time, upgrade, Some(started.elapsed()))
+        .await;
+    let churn = sub.churn_signal();
+    tokio::pin!(churn);
+    let end = loop {
+        let frame = tokio::select! {
+            _ = sub.shared.stop.cancelled() => break End::Stop,
+            () = &mut churn => break End::Churn,
+            frame = ws.next() => frame,
+        };
+        match frame {
+            Some(Ok(Frame::Text(text))) => on_payload(sub, text.as_bytes())?,
+            Some(Ok(Frame::Binary(bytes))) => on_payload(sub, &bytes)?,
+            Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => {}
+            Some(Ok(Frame::Close(reason))) => {
+                return Err(
+                    sub.protocol_error(format!("the peer closed the WebSocket: {reason:?}"))
+                );
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(sub.protocol_error("the peer ended the WebSocket".into())),
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+    Ok(end)
+}
+
+/// nchan's poll cursor: the `Last-Modified` and `Etag` of the last answer, sent back as
+/// `If-Modified-Since` and `If-None-Match`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PollCursor {
+    /// `Last-Modified` of the last event received.
+    pub last_modified: Option<String>,
+    /// `Etag` of the last event received.
+    pub etag: Option<String>,
+}
+
+impl PollCursor {
+    /// Takes the cursor from an answer's headers (kept as is when the answer carries none).
+    pub fn update(&mut self, headers: &hyper::HeaderMap) {
+        let get = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if let Some(lm) = get(hyper::header::LAST_MODIFIED) {
+            self.last_modified = Some(lm);
+        }
+        if let Some(etag) = get(hyper::header::ETAG) {
+            self.etag = Some(etag);
+        }
+    }
+
+    /// Request headers carrying the cursor.
+    pub fn headers(&self) -> Vec<(&'static str, &str)> {
+        let mut h = Vec::new();
+        if let Some(lm) = &self.last_modified {
+            h.push(("if-modified-since", lm.as_str()));
+        }
+        if let Some(etag) = &self.etag {
+            h.push(("if-none-match", etag.as_str()));
+        }
+        h
+    }
+}
+
+/// nchan long-poll on one keep-alive connection: each answer holds every event after the cursor, one per
+/// line; the next request carries the answer's `Last-Modified` / `Etag` back.
+async fn longpoll_loop(
+    sub: &mut Subscriber<'_>,
+    route: &Route,
+    path: &str,
+) -> Result<End, ConnError> {
+    let started = Instant::now();
+    let (mut conn, connect_time) =
+        match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                sub.rec.on_failed_connect(&e);
+                return Err(e);
+            }
+        };
+    sub.connection_opened();
+    let mut cursor = PollCursor::default();
+    let mut reported = false;
+    let hold = sub.shared.scenario.longpoll_timeout + Duration::from_secs(10);
+    loop {
+        // A long-poll is live once sent; nchan's channel count confirms it before the first publish.
+        sub.on_subscribed(0);
+        sub.rec.log.counters.requests += 1;
+        let sent = Instant::now();
+        let headers = cursor.headers();
+        let exchange = async {
+            let response = conn.get(path, &headers).await?;
+            let status = response.status();
+            let head = response.headers().clone();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, ConnError>((status, head, body))
+        };
+        let churn = sub.churn_signal();
+        let (status, head, body) = tokio::select! {
+            _ = sub.shared.stop.cancelled() => {
+                sub.rec.log.counters.requests_cut += 1;
+                return Ok(End::Stop);
+            }
+            () = churn => {
+                sub.rec.log.counters.requests_cut += 1;
+                return Ok(End::Churn);
+            }
+            r = tokio::time::timeout(hold, exchange) => r.unwrap_or(Err(ConnError::Timeout(hold)))?,
+        };
+        let took = sent.elapsed();
+        if !reported {
+            reported = true;
+            sub.report_connection(connect_time, took, Some(started.elapsed()))
+                .await;
+        }
+        match status.as_u16() {
+            200 => {
+                cursor.update(&head);
+                sub.report("GET", route.path, took, Ok(Some(200))).await;
+                let mut lines = StreamDecoder::new(Framing::Lines);
+                lines.feed(&body, |payload| on_payload(sub, payload))?;
+                lines.feed(b"\n", |payload| on_payload(sub, payload))?;
+            }
+            // The hold timed out with nothing new: ask again with the same cursor.
+            304 | 408 => {
+                sub.rec.log.counters.empty_polls += 1;
+                cursor.update(&head);
+            }
+            other => {
+                let e = ConnError::Status {
+                    path: path.to_owned(),
+                    status: other,
+                    body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                };
+                sub.report("GET", route.path, took, Err(&e)).await;
+                return Err(e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(framing: Framing, stream: &[u8], split: usize) -> Vec<(u64, u64)> {
+        let mut decoder = StreamDecoder::new(framing);
+        let mut seen = Vec::new();
+        for chunk in stream.chunks(split) {
+            decoder
+                .feed(chunk, |p| {
+                    seen.push(parse_peer_event(p).expect("a pushbench event"));
+                    Ok(())
+                })
+                .unwrap();
+        }
+        seen
+    }
+
+    #[test]
+    fn nchan_sse_survives_any_split() {
+        // As nchan 1.3.6 sends it: a ":hi" comment first, then `id: <time>:<n>` + `data:` per message.
+        let stream =
+            b": hi\n\nid: 1795415376:0\ndata: 123 1 xxxx\n\nid: 1795415376:1\ndata: 124 2 xxxx\n\n";
+        for split in 1..stream.len() {
+            assert_eq!(
+                decode_all(Framing::Sse, stream, split),
+                vec![(123, 1), (124, 2)],
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn pushpin_sse_split_across_chunks() {
+        // Pushpin passes the content we publish through, and may cut it anywhere under load.
+        let stream = b"data: 5 1 xx\n\ndata: 6 2 xx\r\n\r\ndata: 7 3 xx\n\n";
+        for split in 1..stream.len() {
+            assert_eq!(
+                decode_all(Framing::Sse, stream, split),
+                vec![(5, 1), (6, 2), (7, 3)],
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn line_streams_survive_any_split() {
+        // nchan http-raw-stream ("\n" after each message) and Pushpin's http-stream content alike.
+        let stream = b"10 1 xxxx\n11 2 xxxx\n\n12 3 xxxx\r\n";
+        for split in 1..stream.len() {
+            assert_eq!(
+                decode_all(Framing::Lines, stream, split),
+                vec![(10, 1), (11, 2), (12, 3)],
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn nchan_raw_multipart_longpoll_body_holds_one_event_per_line() {
+        // As nchan answered a long-poll with three waiting messages (nchan_longpoll_multipart_response raw).
+        let body = b"121 1 xxxx\n122 2 xxxx\n123 3 xxxx\n";
+        assert_eq!(
+            decode_all(Framing::Lines, body, body.len()),
+            vec![(121, 1), (122, 2), (123, 3)]
+        );
+        // Without the final separator the last line is completed by the client's own "\n".
+        let mut lines = StreamDecoder::new(Framing::Lines);
+        let mut seen = Vec::new();
+        for part in [&b"7 1 x\n8 2 x"[..], b"\n"] {
+            lines
+                .feed(part, |p| {
+                    seen.push(parse_peer_event(p).unwrap());
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert_eq!(seen, vec![(7, 1), (8, 2)]);
+    }
+
+    #[test]
+    fn a_foreign_line_is_an_error() {
+        let mut decoder = StreamDecoder::new(Framing::Lines);
+        let result = decoder.feed(b"hello\n", |p| {
+            parse_peer_event(p)
+                .map(|_| ())
+                .ok_or(ConnError::Timeout(Duration::ZERO))
+        });
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn poll_cursor_follows_last_modified_and_etag() {
+        let mut cursor = PollCursor::default();
+        assert!(cursor.headers().is_empty());
+        let mut head = hyper::HeaderMap::new();
+        head.insert(
+            hyper::header::LAST_MODIFIED,
+            "Mon, 23 Nov 2026 06:29:36 GMT".parse().unwrap(),
+        );
+        head.insert(hyper::header::ETAG, "0".parse().unwrap());
+        cursor.update(&head);
+        assert_eq!(
+            cursor.headers(),
+            vec![
+                ("if-modified-since", "Mon, 23 Nov 2026 06:29:36 GMT"),
+                ("if-none-match", "0")
+            ]
+        );
+        // A 304 without cursor headers keeps the cursor.
+        cursor.update(&hyper::HeaderMap::new());
+        assert_eq!(cursor.headers().len(), 2);
+    }
+}

@@ -1,0 +1,728 @@
+//! Established push servers measured with the same load: target profiles for nchan and Pushpin.
+//!
+//! A [`Profile`] maps each transport a peer offers to its subscribe URL, the headers that ask for it and the
+//! framing of its events ([`Route`], [`Framing`]); [`Offer`] says honestly when a peer does not offer a
+//! transport, or offers it but this profile does not drive it. A [`RunningPeer`] is one instance started
+//! from the configs kept in `scenarios/peers/` (compiled in), bound to loopback, with its runtime files in
+//! a temporary directory; every process it consists of (nginx master and workers; Pushpin's runner,
+//! condure, proxy, handler, and the zurl we start beside it) is sampled for memory and CPU, and every one
+//! is stopped by PID at the end of a run, also on error (`Drop`).
+//!
+//! Completeness without the peers' help: they give no `id`/`ts` of ours, so the publisher writes a
+//! **sequence number** into each event's data after the intended send time: `"<intended_ns> <seq> xxx…"`
+//! ([`peer_event_data`]). `seq` is the schedule index plus one, unique and increasing across topics, and
+//! it plays the role of our server's event id: the publisher records `(seq, topic)` on each accepted
+//! publish, subscribers record the `seq` they parse, and the usual accounting makes lost, duplicated and
+//! out-of-order exact. Every peer subscription starts before the first publish (the channel is empty), so
+//! each subscriber is owed every event on its topics (cursor 0). Peers cannot resume from our cursor: a
+//! dropped connection shows up as loss, honestly.
+//!
+//! # Layout
+//! - [`nchan`]: the nchan profile and nginx process.
+//! - [`pushpin`]: the Pushpin profile, its processes and the GRIP backend.
+//! - [`client`]: subscriber clients for the peers' framings.
+//! - [`report`]: the side-by-side report of `--peers ours,nchan,pushpin`.
+
+pub mod client;
+pub mod nchan;
+pub mod pushpin;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pushbench_common::{ProcSample, Transport};
+use tokio::process::Child;
+use tokio::time::Instant;
+
+use crate::conn::{ConnError, HttpConn, WireCounters, body_of};
+use crate::metrics::new_histogram;
+use crate::publisher::{Published, Schedule};
+
+/// A peer push server pushbench can start and measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerKind {
+    /// nginx + nchan.
+    Nchan,
+    /// Pushpin (with condure and zurl).
+    Pushpin,
+}
+
+impl PeerKind {
+    /// Lower-case name, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nchan => "nchan",
+            Self::Pushpin => "pushpin",
+        }
+    }
+
+    /// The profile of this peer.
+    pub fn profile(self) -> Profile {
+        match self {
+            Self::Nchan => nchan::profile(),
+            Self::Pushpin => pushpin::profile(),
+        }
+    }
+}
+
+impl std::fmt::Display for PeerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One server of `--peers`: ours or a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerName {
+    /// `pushbench-server`.
+    Ours,
+    /// A peer.
+    Peer(PeerKind),
+}
+
+impl ServerName {
+    /// Parses `ours`, `nchan` or `pushpin`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "ours" => Ok(Self::Ours),
+            "nchan" => Ok(Self::Peer(PeerKind::Nchan)),
+            "pushpin" => Ok(Self::Peer(PeerKind::Pushpin)),
+            other => Err(format!(
+                "unknown server {other:?}: expected ours, nchan or pushpin"
+            )),
+        }
+    }
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ours => "ours",
+            Self::Peer(p) => p.as_str(),
+        }
+    }
+}
+
+/// How a peer's events are framed on one transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `text/event-stream`: one event per `data:` block.
+    Sse,
+    /// A never-ending body, one event per line (`\n`), lines split across chunks in any way.
+    Lines,
+    /// One WebSocket text frame per event.
+    WebSocket,
+    /// nchan long-poll: every waiting event in one answer, one per line; cursor in `Last-Modified` +
+    /// `Etag`, sent back as `If-Modified-Since` + `If-None-Match`.
+    LongPoll,
+}
+
+/// How to subscribe to one transport of a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Path of the subscribe endpoint (the query naming the topics is added per subscriber).
+    pub path: &'static str,
+    /// Headers the peer needs to serve this transport (nchan answers 403 without them).
+    pub headers: &'static [(&'static str, &'static str)],
+    /// Event framing.
+    pub framing: Framing,
+}
+
+/// What a peer does with one transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// Offered and driven by this profile.
+    Offered(Route),
+    /// The peer offers it, but this profile does not drive it yet (the reason is reported).
+    NotProfiled(&'static str),
+    /// The peer has no such transport.
+    NotOffered,
+}
+
+/// A peer's target profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Which peer.
+    pub kind: PeerKind,
+    /// Per transport, in [`Transport::ALL`] order.
+    pub offers: Vec<(Transport, Offer)>,
+}
+
+impl Profile {
+    /// What the peer does with `transport`.
+    pub fn offer(&self, transport: Transport) -> &Offer {
+        self.offers
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .map_or(&Offer::NotOffered, |(_, o)| o)
+    }
+
+    /// The route of `transport`, if offered and profiled.
+    pub fn route(&self, transport: Transport) -> Option<&Route> {
+        match self.offer(transport) {
+            Offer::Offered(route) => Some(route),
+            _ => None,
+        }
+    }
+
+    /// Path and query that subscribe to `topics` on `route`: nchan multiplexes channels as
+    /// `?id=a,b`; our Pushpin backend reads `?topic=a&topic=b`.
+    pub fn subscribe_path(&self, route: &Route, topics: &[String]) -> String {
+        match self.kind {
+            PeerKind::Nchan => format!("{}?id={}", route.path, topics.join(",")),
+            PeerKind::Pushpin => {
+                let query: Vec<String> = topics.iter().map(|t| format!("topic={t}")).collect();
+                format!("{}?{}", route.path, query.join("&"))
+            }
+        }
+    }
+}
+
+/// The event data for a peer: intended send time, sequence number, padding to `size` bytes.
+pub fn peer_event_data(intended_ns: u64, seq: u64, size: usize) -> String {
+    let mut data = format!("{intended_ns} {seq} ");
+    let pad = size.saturating_sub(data.len());
+    data.extend(std::iter::repeat_n('x', pad));
+    data
+}
+
+/// `(intended_ns, seq)` from a peer event's data.
+pub fn parse_peer_event(data: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut fields = text.splitn(3, ' ');
+    let ns = fields.next()?.parse().ok()?;
+    let seq = fields.next()?.parse().ok()?;
+    Some((ns, seq))
+}
+
+/// Why a peer could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// A binary or module is missing.
+    #[error("{0} is not installed (run scripts/setup-peers)")]
+    NotInstalled(String),
+    /// Writing its config or starting a process failed.
+    #[error("cannot start {what}: {error}")]
+    Start {
+        /// What.
+        what: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// It did not start listening in time.
+    #[error("{0} did not start listening within {1:?} (see {2})")]
+    NotReady(String, Duration, String),
+}
+
+/// A temporary directory for a peer's runtime files, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/pushbench-<name>-<pid>-<nanos>`.
+    pub fn new(name: &str) -> std::io::Result<Self> {
+        let path = std::env::temp_dir().join(format!(
+            "pushbench-{name}-{}-{}",
+            std::process::id(),
+            crate::metrics::unix_ns()
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free loopback port (bound and released at once: the peer binds it right after).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Fills `{{KEY}}` placeholders.
+pub fn fill(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = template.to_owned();
+    for (key, value) in values {
+        out = out.replace(&format!("{{{{{key}}}}}"), value);
+    }
+    out
+}
+
+/// Waits until `addr` accepts TCP connections, or `within` passes.
+pub async fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Every descendant of `root` (children, grandchildren, ...), from `/proc`.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // Field 4 (ppid) follows the last ')' of the command name and the state.
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// One running peer: its processes, its addresses, its temporary directory.
+#[derive(Debug)]
+pub struct RunningPeer {
+    /// Which peer.
+    pub kind: PeerKind,
+    /// Its profile.
+    pub profile: Arc<Profile>,
+    /// Where subscribers connect.
+    pub addr: SocketAddr,
+    /// Where the publisher sends events.
+    pub publish_addr: SocketAddr,
+    /// The processes we started (nginx master; Pushpin's runner and zurl), killed on drop.
+    children: Vec<Child>,
+    /// Every PID seen in the process trees, so that stragglers can be killed by PID at the end.
+    seen: std::sync::Mutex<Vec<u32>>,
+    /// The GRIP backend task (Pushpin).
+    backend: Option<tokio::task::JoinHandle<()>>,
+    /// Runtime files; removed last.
+    dir: TempDir,
+}
+
+impl RunningPeer {
+    /// Starts `kind` with its logs in `log_dir`.
+    pub async fn start(
+        kind: PeerKind,
+        transport: Transport,
+        log_dir: &Path,
+    ) -> Result<Self, PeerError> {
+        match kind {
+            PeerKind::Nchan => nchan::start(log_dir, transport).await,
+            PeerKind::Pushpin => pushpin::start(log_dir, transport).await,
+        }
+    }
+
+    fn new(
+        kind: PeerKind,
+        addr: SocketAddr,
+        publish_addr: SocketAddr,
+        children: Vec<Child>,
+        backend: Option<tokio::task::JoinHandle<()>>,
+        dir: TempDir,
+    ) -> Self {
+        let peer = Self {
+            kind,
+            profile: Arc::new(kind.profile()),
+            addr,
+            publish_addr,
+            children,
+            seen: std::sync::Mutex::new(Vec::new()),
+            backend,
+            dir,
+        };
+        peer.pids();
+        peer
+    }
+
+    /// Every PID of the peer now: the processes we started and all their descendants.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for child in &self.children {
+            if let Some(pid) = child.id() {
+                pids.push(pid);
+                pids.extend(descendants(pid));
+            }
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for &pid in &pids {
+            if !seen.contains(&pid) {
+                seen.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Summed RSS and CPU of all the peer's processes.
+    pub fn sample(&self) -> Option<ProcSample> {
+        let mut total: Option<ProcSample> = None;
+        for pid in self.pids() {
+            if let Ok(s) = ProcSample::of_pid(pid) {
+                let t = total.get_or_insert(ProcSample {
+                    rss_bytes: 0,
+                    cpu: Duration::ZERO,
+                });
+                t.rss_bytes += s.rss_bytes;
+                t.cpu += s.cpu;
+            }
+        }
+        total
+    }
+
+    /// Open file descriptors over all the peer's processes.
+    pub fn fds(&self) -> Option<u64> {
+        let counts: Vec<u64> = self
+            .pids()
+            .into_iter()
+            .filter_map(crate::server_proc::count_fds)
+            .collect();
+        (!counts.is_empty()).then(|| counts.iter().sum())
+    }
+
+    /// Stops the peer: SIGTERM to the processes we started, SIGKILL after `grace` to anything left,
+    /// by PID.
+    pub async fn stop(mut self, grace: Duration) {
+        self.pids();
+        for child in &self.children {
+            if let Some(pid) = child.id() {
+                signal(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + grace;
+        for child in &mut self.children {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = tokio::time::timeout(left, child.wait()).await;
+        }
+        // Drop kills whatever is still there.
+    }
+
+    /// The temporary directory (configs, sockets, pid files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for RunningPeer {
+    fn drop(&mut self) {
+        if let Some(backend) = &self.backend {
+            backend.abort();
+        }
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()));
+        for child in &mut self.children {
+            let _ = child.start_kill();
+        }
+        // Workers and helpers we saw: only those still alive and still ours (same start as seen; a
+        // recycled PID would need thousands of forks within the run, and we check it still runs a
+        // peer binary).
+        for pid in seen {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if [
+                "nginx",
+                "pushpin",
+                "condure",
+                "pushpin-proxy",
+                "pushpin-handl",
+                "pushpin-handler",
+                "zurl",
+            ]
+            .contains(&comm.trim())
+            {
+                signal(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        for child in &mut self.children {
+            let _ = child.try_wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// Opens a log file for a peer process.
+fn log_file(path: &Path) -> Result<std::fs::File, PeerError> {
+    std::fs::File::create(path).map_err(|error| PeerError::Start {
+        what: path.display().to_string(),
+        error,
+    })
+}
+
+/// Publishes the schedule to a peer, open loop, like [`crate::publisher::publish`]: event `i` carries
+/// sequence number `i + 1` in its data, and `(i + 1, topic)` is recorded when the peer accepts it.
+pub async fn publish(
+    peer: &RunningPeer,
+    transport: Transport,
+    schedule: Arc<Schedule>,
+    wire: Arc<WireCounters>,
+    sent: Arc<AtomicU64>,
+) -> Published {
+    let workers = schedule.workers();
+    let mut tasks = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let (schedule, wire, sent) = (schedule.clone(), wire.clone(), sent.clone());
+        let (kind, addr) = (peer.kind, peer.publish_addr);
+        tasks.push(tokio::spawn(async move {
+            publish_worker(kind, transport, addr, w, workers, &schedule, &wire, &sent).await
+        }));
+    }
+    let mut total = Published {
+        acks: Vec::with_capacity(schedule.count as usize),
+        failures: 0,
+        last_error: None,
+        lateness: new_histogram(),
+    };
+    for task in tasks {
+        match task.await {
+            Ok(part) => {
+                total.acks.extend(part.acks);
+                total.failures += part.failures;
+                total.last_error = part.last_error.or(total.last_error);
+                total.lateness.add(&part.lateness).expect("same bounds");
+            }
+            Err(e) => {
+                total.failures += 1;
+                total.last_error = Some(format!("publisher worker panicked: {e}"));
+            }
+        }
+    }
+    total
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish_worker(
+    kind: PeerKind,
+    transport: Transport,
+    addr: SocketAddr,
+    w: usize,
+    workers: usize,
+    schedule: &Schedule,
+    wire: &Arc<WireCounters>,
+    sent: &AtomicU64,
+) -> Published {
+    let mut out = Published {
+        acks: Vec::new(),
+        failures: 0,
+        last_error: None,
+        lateness: new_histogram(),
+    };
+    let host: Arc<str> = addr.to_string().into();
+    let mut conn: Option<HttpConn> = None;
+    for i in (w as u64..schedule.count).step_by(workers) {
+        let due = schedule.start + schedule.offset(i);
+        tokio::time::sleep_until(due).await;
+        let late = Instant::now().saturating_duration_since(due);
+        out.lateness
+            .saturating_record((late.as_micros() as u64).max(1));
+        let topic = i % schedule.topics.len() as u64;
+        let seq = i + 1;
+        let data = peer_event_data(schedule.intended_unix_ns(i), seq, schedule.payload_bytes);
+        let (path, content_type, body) = match kind {
+            PeerKind::Nchan => (
+                format!("/pub?id={}", schedule.topics[topic as usize]),
+                "text/plain",
+                Bytes::from(data),
+            ),
+            PeerKind::Pushpin => (
+                "/publish/".to_owned(),
+                "application/json",
+                Bytes::from(pushpin::publish_body(
+                    transport,
+                    schedule.topics[topic as usize].as_str(),
+                    &data,
+                )),
+            ),
+        };
+        // Pushpin's publish API closes the connection after each answer: a fresh one per event there.
+        if kind == PeerKind::Pushpin {
+            conn = None;
+        }
+        match publish_one(&mut conn, addr, &host, wire, &path, content_type, body).await {
+            Ok(()) => {
+                out.acks.push((seq, topic));
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                conn = None;
+                out.failures += 1;
+                out.last_error = Some(e.to_string());
+            }
+        }
+    }
+    out
+}
+
+async fn publish_one(
+    conn: &mut Option<HttpConn>,
+    addr: SocketAddr,
+    host: &Arc<str>,
+    wire: &Arc<WireCounters>,
+    path: &str,
+    content_type: &str,
+    body: Bytes,
+) -> Result<(), ConnError> {
+    if conn.is_none() {
+        *conn = Some(HttpConn::open(addr, host.clone(), wire).await?.0);
+    }
+    let c = conn.as_mut().expect("opened above");
+    let exchange = async {
+        let response = c
+            .send(
+                hyper::Method::POST,
+                path,
+                &[("content-type", content_type)],
+                body,
+            )
+            .await?;
+        body_of(path, response).await
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| ConnError::Timeout(Duration::from_secs(10)))??;
+    Ok(())
+}
+
+/// Waits until a peer's subscriptions are live before the first publish, where the peer can tell
+/// (nchan's channel info counts subscribers); elsewhere waits `settle`. Returns a warning when the
+/// count was not reached.
+pub async fn wait_subscribed(
+    peer: &RunningPeer,
+    transport: Transport,
+    expected_per_topic: &[(String, u64)],
+    settle: Duration,
+) -> Option<String> {
+    // Interval polls hold nothing between requests: nchan counts no subscriber for them (and the client
+    // counts itself live only after its first answer).
+    if peer.kind != PeerKind::Nchan || transport == Transport::Poll {
+        tokio::time::sleep(settle).await;
+        return None;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let wire = Arc::new(WireCounters::default());
+    let host: Arc<str> = peer.addr.to_string().into();
+    let mut last = String::new();
+    loop {
+        let mut all = true;
+        if let Ok((mut conn, _)) = HttpConn::open(peer.addr, host.clone(), &wire).await {
+            for (topic, want) in expected_per_topic {
+                let path = format!("/pub?id={topic}");
+                let got = match conn.get(&path, &[("accept", "text/json")]).await {
+                    Ok(r) => body_of(&path, r)
+                        .await
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                        .and_then(|v| v["subscribers"].as_u64())
+                        .unwrap_or(0),
+                    Err(_) => 0,
+                };
+                if got < *want {
+                    all = false;
+                    last = format!("channel {topic}: {got} of {want} subscribers");
+                    break;
+                }
+            }
+        } else {
+            all = false;
+        }
+        if all {
+            return None;
+        }
+        if Instant::now() >= deadline {
+            return Some(format!(
+                "nchan did not report every subscription live before publishing ({last})"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_carries_time_and_sequence_at_exact_size() {
+        let data = peer_event_data(1_763_870_000_123_456_789, 42, 64);
+        assert_eq!(data.len(), 64);
+        assert_eq!(
+            parse_peer_event(data.as_bytes()),
+            Some((1_763_870_000_123_456_789, 42))
+        );
+        // The time stays first, so the ordinary latency reader sees it too.
+        assert_eq!(
+            crate::metrics::intended_send_ns(&data),
+            Some(1_763_870_000_123_456_789)
+        );
+        assert_eq!(parse_peer_event(b"garbage"), None);
+        assert_eq!(parse_peer_event(b"12 x yyy"), None);
+    }
+
+    #[test]
+    fn server_names_parse() {
+        assert_eq!(ServerName::parse("ours"), Ok(ServerName::Ours));
+        assert_eq!(
+            ServerName::parse("nchan"),
+            Ok(ServerName::Peer(PeerKind::Nchan))
+        );
+        assert_eq!(
+            ServerName::parse("pushpin"),
+            Ok(ServerName::Peer(PeerKind::Pushpin))
+        );
+        assert!(ServerName::parse("nginx").is_err());
+    }
+
+    #[test]
+    fn placeholders_are_filled() {
+        assert_eq!(
+            fill(
+                "listen {{A}}:{{B}}; {{A}}",
+                &[("A", "x".into()), ("B", "1".into())]
+            ),
+            "listen x:1; x"
+        );
+    }
+
+    #[test]
+    fn descendants_of_self_include_a_child() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let found = descendants(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&child.id()), "{found:?}");
+    }
+}

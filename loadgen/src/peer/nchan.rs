@@ -1,0 +1,187 @@
+//! nchan (Debian `nginx` + `libnginx-mod-nchan`): its profile, and nginx started from
+//! `scenarios/peers/nchan.conf` on a free loopback port with a temporary prefix directory.
+//!
+//! | transport | nchan subscriber | URL | framing |
+//! |---|---|---|---|
+//! | poll | `intervalpoll` | not profiled (below) | |
+//! | longpoll | `longpoll`, `nchan_longpoll_multipart_response raw` | `GET /lp?id=T` + `If-Modified-Since`/`If-None-Match` from the last answer | every waiting event, one per line |
+//! | stream | `http-raw-stream` | `GET /stream?id=T` | one event per line |
+//! | sse | `eventsource` | `GET /sse?id=T`, `Accept: text/event-stream` | `id:` + `data:` |
+//! | ws | `websocket` | `GET /ws?id=T` (upgrade) | one text frame per event |
+//!
+//! Publish: `POST /pub?id=T` with the event data as body. Several topics: `?id=a,b` (multiplexed).
+//!
+//! Interval polling is not driven: nchan 1.3.6's `intervalpoll`, asked with the cursor of its previous
+//! answer after three publishes, answered `304` with its cursor moved past them (tried with curl on this
+//! machine); the client would lose events, so no figure is shown rather than a wrong one.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use pushbench_common::Transport;
+
+use super::{
+    Framing, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill, free_port,
+    log_file, wait_listening,
+};
+
+/// The nginx config, kept in `scenarios/peers/`.
+pub const CONFIG: &str = include_str!("../../../scenarios/peers/nchan.conf");
+/// The nchan module Debian installs.
+pub const MODULE: &str = "/usr/lib/nginx/modules/ngx_nchan_module.so";
+/// nginx workers: one per core of these 2-core machines, as in the figures of PEERS.md.
+const WORKERS: usize = 2;
+
+/// nchan's profile.
+pub fn profile() -> Profile {
+    let route = |path, headers, framing| {
+        Offer::Offered(Route {
+            path,
+            headers,
+            framing,
+        })
+    };
+    Profile {
+        kind: PeerKind::Nchan,
+        offers: vec![
+            (
+                Transport::Poll,
+                Offer::NotProfiled(
+                    "nchan's intervalpoll answered 304 past unread messages in our tests: it would lose events",
+                ),
+            ),
+            (Transport::LongPoll, route("/lp", &[], Framing::LongPoll)),
+            (Transport::Stream, route("/stream", &[], Framing::Lines)),
+            (
+                Transport::Sse,
+                route("/sse", &[("accept", "text/event-stream")], Framing::Sse),
+            ),
+            (Transport::Ws, route("/ws", &[], Framing::WebSocket)),
+        ],
+    }
+}
+
+/// Whether nginx and the nchan module are installed.
+pub fn installed() -> bool {
+    Path::new(MODULE).is_file() && which("nginx").is_some()
+}
+
+/// Finds `bin` on `PATH` (and in /usr/sbin, where Debian puts nginx).
+pub fn which(bin: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/usr/bin"])
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.is_file())
+}
+
+/// Starts nginx + nchan; its stderr and error log go to `log_dir/server-<transport>-nchan*.log`.
+pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<RunningPeer, PeerError> {
+    if !Path::new(MODULE).is_file() {
+        return Err(PeerError::NotInstalled(format!("nchan ({MODULE})")));
+    }
+    let nginx = which("nginx").ok_or_else(|| PeerError::NotInstalled("nginx".into()))?;
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |error| PeerError::Start { what, error }
+    };
+    let dir = TempDir::new("nchan").map_err(io("a temporary directory"))?;
+    let port = free_port().map_err(io("a free port"))?;
+    let error_log = log_dir.join(format!("server-{transport}-nchan-error.log"));
+    let config = fill(
+        CONFIG,
+        &[
+            ("PREFIX", dir.path().display().to_string()),
+            ("PORT", port.to_string()),
+            ("WORKERS", WORKERS.to_string()),
+        ],
+    )
+    .replace(
+        &format!("error_log {}/error.log", dir.path().display()),
+        &format!("error_log {}", error_log.display()),
+    );
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(&conf, config).map_err(io("nginx.conf"))?;
+    let stderr = log_file(&log_dir.join(format!("server-{transport}-nchan.log")))?;
+    let child = tokio::process::Command::new(&nginx)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(&error_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io("nginx"))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let peer = RunningPeer::new(PeerKind::Nchan, addr, addr, vec![child], None, dir);
+    let within = Duration::from_secs(10);
+    if !wait_listening(addr, within).await {
+        return Err(PeerError::NotReady(
+            "nginx".into(),
+            within,
+            error_log.display().to_string(),
+        ));
+    }
+    // Let the workers come up before the baseline RSS is taken.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while peer.pids().len() < 1 + WORKERS && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_transport_maps_to_its_nchan_subscriber() {
+        let p = profile();
+        for t in [
+            Transport::LongPoll,
+            Transport::Stream,
+            Transport::Sse,
+            Transport::Ws,
+        ] {
+            assert!(p.route(t).is_some(), "{t} offered by nchan");
+        }
+        assert!(matches!(p.offer(Transport::Poll), Offer::NotProfiled(_)));
+        let sse = p.route(Transport::Sse).unwrap();
+        assert_eq!(sse.framing, Framing::Sse);
+        assert_eq!(sse.headers, &[("accept", "text/event-stream")]);
+        assert_eq!(
+            p.subscribe_path(sse, &["a".into(), "room.1".into()]),
+            "/sse?id=a,room.1"
+        );
+        assert_eq!(p.route(Transport::Stream).unwrap().framing, Framing::Lines);
+        assert_eq!(p.route(Transport::LongPoll).unwrap().path, "/lp");
+        assert_eq!(
+            p.route(Transport::LongPoll).unwrap().framing,
+            Framing::LongPoll
+        );
+        assert_eq!(p.route(Transport::Ws).unwrap().framing, Framing::WebSocket);
+    }
+
+    #[test]
+    fn config_has_every_route_and_only_loopback() {
+        for path in ["/pub", "/sse", "/ws", "/stream", "/lp"] {
+            assert!(
+                CONFIG.contains(&format!("location = {path} ")),
+                "{path} in nchan.conf"
+            );
+        }
+        assert!(CONFIG.contains("nchan_longpoll_multipart_response raw;"));
+        for line in CONFIG
+            .lines()
+            .filter(|l| l.trim_start().starts_with("listen"))
+        {
+            assert!(line.contains("127.0.0.1:{{PORT}}"), "{line}");
+        }
+    }
+}

@@ -201,9 +201,13 @@ fn check_result(scenarios: &[PathBuf], path: &std::path::Path) -> Outcome {
         )
     })?;
     thresholds::apply(&scenario.thresholds, &mut result);
-    thresholds::write_outcomes(&result, std::io::stdout().lock())
-        .context("cannot write the outcomes")
-        .map_err(|e| (EXIT_RUNTIME, e))?;
+    thresholds::write_outcomes(
+        &result,
+        report::table::Format::Text,
+        std::io::stdout().lock(),
+    )
+    .context("cannot write the outcomes")
+    .map_err(|e| (EXIT_RUNTIME, e))?;
     threshold_exit(&result)
 }
 
@@ -415,7 +419,7 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
     }
     if result.transports.iter().any(|t| !t.thresholds.is_empty()) {
         println!();
-        let _ = thresholds::write_outcomes(result, &mut out);
+        let _ = thresholds::write_outcomes(result, report::table::Format::Text, &mut out);
     }
     println!(
         "\nwrote {0}/result.json, {0}/report.md, {0}/report.html",

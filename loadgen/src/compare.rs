@@ -24,7 +24,8 @@ use pushbench_common::Transport;
 
 use crate::merge::{MergeError, check_compatible};
 use crate::metric::{Kind, Metric, UnknownMetric};
-use crate::report::table::{write_aligned, write_markdown_rows};
+pub use crate::report::table::Format;
+use crate::report::table::write_rows;
 use crate::report::{RunResult, TransportResult};
 
 /// Which metrics can fail the comparison.
@@ -35,15 +36,6 @@ pub enum Gate {
     /// Only deterministic metrics (lost, duplicates, out_of_order, requests and bytes per delivery);
     /// timings and resource readings are reported, not gated — for shared, noisy CI machines.
     Deterministic,
-}
-
-/// Output format of the comparison table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Aligned columns for a terminal.
-    Text,
-    /// A Markdown table, ready to paste into a pull request.
-    Markdown,
 }
 
 /// Tolerances per metric, in percent of the baseline.
@@ -283,10 +275,7 @@ fn cells(r: &Row) -> Vec<String> {
 /// rows).
 pub fn write<W: Write>(comparison: &Comparison, format: Format, mut w: W) -> io::Result<()> {
     let rows: Vec<Vec<String>> = comparison.rows.iter().map(cells).collect();
-    match format {
-        Format::Text => write_aligned(&HEADERS, &rows, 2, &mut w)?,
-        Format::Markdown => write_markdown_rows(&HEADERS, &rows, 2, &mut w)?,
-    }
+    write_rows(format, &HEADERS, &rows, 2, &mut w)?;
     if format == Format::Markdown {
         writeln!(w)?;
     }

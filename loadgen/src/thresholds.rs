@@ -25,6 +25,7 @@ use pushbench_common::Transport;
 use serde::{Deserialize, Serialize};
 
 use crate::metric::Metric;
+use crate::report::table::{Format, write_rows};
 use crate::report::{RunResult, TransportResult};
 
 /// A comparison operator of a threshold.
@@ -251,9 +252,9 @@ pub fn apply(thresholds: &Thresholds, result: &mut RunResult) -> (usize, usize) 
     counts
 }
 
-/// Prints every outcome of `result` (one line each, measured value and PASS/FAIL) and a count line
-/// `thresholds: N passed, M failed`; nothing when there are none.
-pub fn write_outcomes<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
+/// Writes every outcome of `result` as a table (one row each: PASS/FAIL, transport, threshold, measured
+/// value) and a count line `thresholds: N passed, M failed`; nothing when there are none.
+pub fn write_outcomes<W: Write>(result: &RunResult, format: Format, mut w: W) -> io::Result<()> {
     let rows: Vec<Vec<String>> = result
         .transports
         .iter()
@@ -272,12 +273,16 @@ pub fn write_outcomes<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> 
     if rows.is_empty() {
         return Ok(());
     }
-    crate::report::table::write_aligned(
+    write_rows(
+        format,
         &["", "transport", "threshold", "measured"],
         &rows,
         3,
         &mut w,
     )?;
+    if format == Format::Markdown {
+        writeln!(w)?;
+    }
     let failed = rows.iter().filter(|r| r[0] == "FAIL").count();
     writeln!(
         w,
@@ -346,7 +351,7 @@ mod tests {
         bad.transports[0].server_rss_per_connection_bytes = None;
         assert_eq!(apply(&t, &mut bad), (0, 4));
         let mut text = Vec::new();
-        write_outcomes(&bad, &mut text).unwrap();
+        write_outcomes(&bad, Format::Text, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(
             text.contains("FAIL") && text.contains("lost <= 0"),

@@ -64,6 +64,13 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         "Run {} → {} on {} CPUs; server: {}; {}.\n",
         result.started_at, result.finished_at, result.cpus, result.server, result.tool
     )?;
+    if result.runs > 1 {
+        writeln!(
+            w,
+            "Merged from {} runs: counters summed, histograms added, percentiles recomputed; each metric's median and range over the runs are in `result.json` (`spread`).\n",
+            result.runs
+        )?;
+    }
     for warning in &result.warnings {
         writeln!(w, "> **Warning:** {warning}\n")?;
     }
@@ -73,6 +80,11 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         w,
         "\nLatency is measured from the publisher's intended send time (open loop) to receipt; bytes are counted at the socket in both directions; server memory is RSS growth per connected subscriber.\n"
     )?;
+    if result.transports.iter().any(|t| !t.thresholds.is_empty()) {
+        writeln!(w, "## Thresholds\n")?;
+        crate::thresholds::write_outcomes(result, table::Format::Markdown, &mut w)?;
+        writeln!(w)?;
+    }
     writeln!(w, "## Reading\n")?;
     for finding in reading::findings(result) {
         writeln!(w, "- {finding}")?;

@@ -62,6 +62,29 @@ pub fn write_markdown<W: Write>(result: &RunResult, w: W) -> io::Result<()> {
     write_markdown_rows(&HEADERS, &rows, 1, w)
 }
 
+/// Output format of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for a terminal.
+    Text,
+    /// A Markdown table, ready to paste into a pull request.
+    Markdown,
+}
+
+/// Writes any table in `format`; the first `left` columns are aligned left.
+pub fn write_rows<W: Write>(
+    format: Format,
+    headers: &[&str],
+    rows: &[Vec<String>],
+    left: usize,
+    w: W,
+) -> io::Result<()> {
+    match format {
+        Format::Text => write_aligned(headers, rows, left, w),
+        Format::Markdown => write_markdown_rows(headers, rows, left, w),
+    }
+}
+
 /// Writes any table with aligned columns for a terminal: the first `left` columns aligned left (names),
 /// the others right (figures).
 pub fn write_aligned<W: Write>(

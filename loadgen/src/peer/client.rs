@@ -36,11 +36,14 @@ pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
         Some(profile) => profile.subscribe_path(route, &topics),
         None => return,
     };
+    // nchan's long-poll cursor outlives a connection: a reconnect (after a client-side timeout or an
+    // error) resumes after the last message received instead of at the newest one.
+    let mut cursor = PollCursor::default();
     while !sub.stopped() {
         let outcome = match route.framing {
             Framing::Sse | Framing::Lines => stream_session(sub, route, &path).await,
             Framing::WebSocket => ws_session(sub, &path).await,
-            Framing::LongPoll => longpoll_loop(sub, route, &path).await,
+            Framing::LongPoll => longpoll_loop(sub, route, &path, &mut cursor).await,
         };
         match outcome {
             Ok(End::Stop) => break,
@@ -281,6 +284,7 @@ async fn longpoll_loop(
     sub: &mut Subscriber<'_>,
     route: &Route,
     path: &str,
+    cursor: &mut PollCursor,
 ) -> Result<End, ConnError> {
     let started = Instant::now();
     let (mut conn, connect_time) =
@@ -292,7 +296,6 @@ async fn longpoll_loop(
             }
         };
     sub.connection_opened();
-    let mut cursor = PollCursor::default();
     let mut reported = false;
     let hold = sub.shared.scenario.longpoll_timeout + Duration::from_secs(10);
     loop {

@@ -184,34 +184,6 @@ fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::peer::PeerKind;
-
-    #[test]
-    fn peers_show_not_offered_and_failures_never_figures() {
-        let servers = vec![
-            (ServerName::Ours, Outcome::Failed("boom".into())),
-            (
-                ServerName::Peer(PeerKind::Pushpin),
-                Outcome::Failed("x".into()),
-            ),
-        ];
-        let rows = rows(&[Transport::Poll, Transport::LongPoll], &servers);
-        assert_eq!(rows.len(), 4);
-        assert_eq!(rows[0].status, "failed: boom");
-        assert_eq!(rows[1].status, "not offered");
-        assert!(rows[3].status.starts_with("not profiled"));
-        assert!(rows.iter().all(|r| r.p99_us.is_none()));
-        let mut md = Vec::new();
-        write_md(&rows, "quick", &mut md).unwrap();
-        let md = String::from_utf8(md).unwrap();
-        assert!(md.contains("| poll | pushpin | not offered |"), "{md}");
-        assert!(md.contains("not a maximum"));
-    }
-}
-
 /// `pushbench run SCENARIO --peers ours,nchan,pushpin`: runs the scenario against each server in turn
 /// (each into `out_dir/<server>/`, with its own result.json and reports), then writes `peers.md` and
 /// `peers.json` side by side and prints the table. A server that fails is reported as failed; the others
@@ -276,4 +248,32 @@ pub fn run_peers(
         out_dir.display()
     );
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::PeerKind;
+
+    #[test]
+    fn peers_show_not_offered_and_failures_never_figures() {
+        let servers = vec![
+            (ServerName::Ours, Outcome::Failed("boom".into())),
+            (
+                ServerName::Peer(PeerKind::Pushpin),
+                Outcome::Failed("x".into()),
+            ),
+        ];
+        let rows = rows(&[Transport::Poll, Transport::LongPoll], &servers);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].status, "failed: boom");
+        assert_eq!(rows[1].status, "not offered");
+        assert!(rows[3].status.starts_with("not profiled"));
+        assert!(rows.iter().all(|r| r.p99_us.is_none()));
+        let mut md = Vec::new();
+        write_md(&rows, "quick", &mut md).unwrap();
+        let md = String::from_utf8(md).unwrap();
+        assert!(md.contains("| poll | pushpin | not offered |"), "{md}");
+        assert!(md.contains("not a maximum"));
+    }
 }

@@ -96,27 +96,34 @@ pub async fn publish(
             worker(w, workers, addr, host, &schedule, &wire, &sent).await
         }));
     }
-    let mut total = Published {
-        acks: Vec::with_capacity(schedule.count as usize),
-        failures: 0,
-        last_error: None,
-        lateness: new_histogram(),
-    };
-    for task in tasks {
-        match task.await {
-            Ok(part) => {
-                total.acks.extend(part.acks);
-                total.failures += part.failures;
-                total.last_error = part.last_error.or(total.last_error);
-                total.lateness.add(&part.lateness).expect("same bounds");
-            }
-            Err(e) => {
-                total.failures += 1;
-                total.last_error = Some(format!("publisher worker panicked: {e}"));
+    Published::gather(tasks, schedule.count as usize).await
+}
+
+impl Published {
+    /// Sums the parts published by concurrent workers (a worker that panicked counts as one failure).
+    pub(crate) async fn gather(tasks: Vec<tokio::task::JoinHandle<Published>>, capacity: usize) -> Published {
+        let mut total = Published {
+            acks: Vec::with_capacity(capacity),
+            failures: 0,
+            last_error: None,
+            lateness: new_histogram(),
+        };
+        for task in tasks {
+            match task.await {
+                Ok(part) => {
+                    total.acks.extend(part.acks);
+                    total.failures += part.failures;
+                    total.last_error = part.last_error.or(total.last_error);
+                    total.lateness.add(&part.lateness).expect("same bounds");
+                }
+                Err(e) => {
+                    total.failures += 1;
+                    total.last_error = Some(format!("publisher worker panicked: {e}"));
+                }
             }
         }
+        total
     }
-    total
 }
 
 async fn worker(

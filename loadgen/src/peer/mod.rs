@@ -498,27 +498,7 @@ pub async fn publish(
             publish_worker(kind, transport, addr, w, workers, &schedule, &wire, &sent).await
         }));
     }
-    let mut total = Published {
-        acks: Vec::with_capacity(schedule.count as usize),
-        failures: 0,
-        last_error: None,
-        lateness: new_histogram(),
-    };
-    for task in tasks {
-        match task.await {
-            Ok(part) => {
-                total.acks.extend(part.acks);
-                total.failures += part.failures;
-                total.last_error = part.last_error.or(total.last_error);
-                total.lateness.add(&part.lateness).expect("same bounds");
-            }
-            Err(e) => {
-                total.failures += 1;
-                total.last_error = Some(format!("publisher worker panicked: {e}"));
-            }
-        }
-    }
-    total
+    Published::gather(tasks, schedule.count as usize).await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -101,7 +101,10 @@ pub async fn publish(
 
 impl Published {
     /// Sums the parts published by concurrent workers (a worker that panicked counts as one failure).
-    pub(crate) async fn gather(tasks: Vec<tokio::task::JoinHandle<Published>>, capacity: usize) -> Published {
+    pub(crate) async fn gather(
+        tasks: Vec<tokio::task::JoinHandle<Published>>,
+        capacity: usize,
+    ) -> Published {
         let mut total = Published {
             acks: Vec::with_capacity(capacity),
             failures: 0,

@@ -12,7 +12,10 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::conn::{ConnError, connect};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::conn::{ConnError, Counted, connect};
 use crate::subscriber::{End, Subscriber};
 
 /// Read buffer per connection.
@@ -34,6 +37,35 @@ pub async fn run(sub: &mut Subscriber<'_>) {
     }
 }
 
+/// The client side of the upgrade, counted as one request: the socket and how long the upgrade took, or
+/// `None` when the run stopped first. A failed upgrade is recorded (and reported as `label`) here.
+pub(crate) async fn upgrade(
+    sub: &mut Subscriber<'_>,
+    url: String,
+    stream: Counted<TcpStream>,
+    label: &str,
+) -> Result<Option<(WebSocketStream<Counted<TcpStream>>, Duration)>, ConnError> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0);
+    sub.rec.log.counters.requests += 1;
+    let sent = Instant::now();
+    let handshake = tokio::select! {
+        _ = sub.shared.stop.cancelled() => return Ok(None),
+        h = tokio_tungstenite::client_async_with_config(url, stream, Some(config)) => h,
+    };
+    let upgrade = sent.elapsed();
+    match handshake {
+        Ok((ws, _response)) => Ok(Some((ws, upgrade))),
+        Err(e) => {
+            let e = ConnError::from(e);
+            sub.rec.on_failed_connect(&e);
+            sub.report("GET", label, upgrade, Err(&e)).await;
+            Err(e)
+        }
+    }
+}
+
 async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
     let started = Instant::now();
     let (stream, connect_time) = match connect(sub.shared.addr, &sub.shared.wire).await {
@@ -50,24 +82,8 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
         sub.topics_query,
         sub.after_param()
     );
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0);
-    sub.rec.log.counters.requests += 1;
-    let sent = Instant::now();
-    let handshake = tokio::select! {
-        _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
-        h = tokio_tungstenite::client_async_with_config(url, stream, Some(config)) => h,
-    };
-    let upgrade = sent.elapsed();
-    let mut ws = match handshake {
-        Ok((ws, _response)) => ws,
-        Err(e) => {
-            let e = ConnError::from(e);
-            sub.rec.on_failed_connect(&e);
-            sub.report("GET", "/ws upgrade", upgrade, Err(&e)).await;
-            return Err(e);
-        }
+    let Some((mut ws, upgrade)) = upgrade(sub, url, stream, "/ws upgrade").await? else {
+        return Ok(End::Stop);
     };
     sub.report("GET", "/ws upgrade", upgrade, Ok(Some(101)))
         .await;

@@ -16,7 +16,6 @@ use http_body_util::BodyExt;
 use pushbench_common::wire::{Event, SseParser};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::{Framing, Route, parse_peer_event};
 use crate::conn::{ConnError, HttpConn, connect, expect_success};
@@ -191,24 +190,8 @@ async fn ws_session(sub: &mut Subscriber<'_>, path: &str) -> Result<End, ConnErr
     };
     sub.connection_opened();
     let url = format!("ws://{}{}", sub.shared.host, path);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    sub.rec.log.counters.requests += 1;
-    let sent = Instant::now();
-    let handshake = tokio::select! {
-        _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
-        h = tokio_tungstenite::client_async_with_config(url, stream, Some(config)) => h,
-    };
-    let upgrade = sent.elapsed();
-    let mut ws = match handshake {
-        Ok((ws, _)) => ws,
-        Err(e) => {
-            let e = ConnError::from(e);
-            sub.rec.on_failed_connect(&e);
-            sub.report("GET", "ws upgrade", upgrade, Err(&e)).await;
-            return Err(e);
-        }
+    let Some((mut ws, upgrade)) = crate::ws::upgrade(sub, url, stream, "ws upgrade").await? else {
+        return Ok(End::Stop);
     };
     sub.on_subscribed(0);
     sub.report_connection(connect_time, upgrade, Some(started.elapsed()))

@@ -67,6 +67,10 @@ pub enum Command {
     },
     /// Compare a result with a baseline, per transport and metric; exit 4 on a regression past tolerance.
     Compare(CompareArgs),
+    /// One load-generator worker process of `run --workers N` (started by `run`, speaks JSON lines on
+    /// stdin/stdout).
+    #[command(hide = true)]
+    Worker,
     /// Merge results of the same scenario exactly (counters summed, histograms added, percentiles
     /// recomputed).
     Merge {
@@ -130,6 +134,17 @@ pub struct RunArgs {
     /// Do not print the live progress line.
     #[arg(long, default_value_t = false)]
     pub no_progress: bool,
+    /// Load-generator processes holding the subscribers. 1: this process. N ≥ 2: N worker processes
+    /// (`pushbench worker`), each holding a contiguous share, raising its open-file limit to the hard
+    /// limit and binding its sockets to its own loopback source address 127.0.0.(2+i), which has its
+    /// own ephemeral ports. Needed past ~19,700 subscribers where a process may open 20,000 files.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Server nodes sharing one feed through a Redis backplane started for the run (`redis-server`
+    /// on loopback, data in a temporary directory); subscribers spread over the nodes round robin and
+    /// each reconnect goes to the next node. 1: a single server without Redis. Spawned servers only.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=32), conflicts_with_all = ["target", "peer", "peers"])]
+    pub cluster: u32,
     /// Run the scenario this many times: each run goes to OUT/run-<i>/, and OUT/result.json is their exact
     /// merge with each metric's median and range over the runs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -152,6 +167,7 @@ pub fn main() -> ExitCode {
         Command::Report { result, out } => rerender(&result, out).map_err(|e| (EXIT_RUNTIME, e)),
         Command::Compare(args) => compare_command(&args),
         Command::Merge { results, output } => merge_command(&results, &output),
+        Command::Worker => crate::worker::main().map_err(|e| (EXIT_RUNTIME, e)),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -233,18 +249,23 @@ fn run_command(args: RunArgs) -> Outcome {
             .out
             .clone()
             .unwrap_or_else(|| default_out_dir(&scenario));
-        raise_open_file_limit(scenario.subscribers + 1024);
+        check_limits(
+            &scenario,
+            &args,
+            servers.contains(&crate::peer::ServerName::Ours),
+        )?;
         return crate::peer::report::run_peers(
             scenario,
             servers,
             args.server_bin.as_deref(),
             &out_dir,
             !args.no_progress,
+            args.workers as usize,
         )
         .map(|_| ())
         .map_err(|e| (EXIT_RUNTIME, e));
     }
-    let server = match args.target {
+    let server = match args.target.clone() {
         Some(url) => ServerSource::Target {
             url,
             pid: args.server_pid,
@@ -254,15 +275,8 @@ fn run_command(args: RunArgs) -> Outcome {
             locate(args.server_bin.as_deref()).map_err(|e| (EXIT_RUNTIME, e.into()))?,
         ),
     };
+    check_limits(&scenario, &args, matches!(server, ServerSource::Spawn(_)))?;
     let out_dir = args.out.unwrap_or_else(|| default_out_dir(&scenario));
-    let want = scenario.subscribers + 1024;
-    let files = raise_open_file_limit(want);
-    if want > files {
-        eprintln!(
-            "pushbench: warning: {} subscribers need about as many open files, but this process may open only {files}; the excess will fail to connect",
-            scenario.subscribers
-        );
-    }
     let runtime = || -> anyhow::Result<RunResult> {
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -281,6 +295,8 @@ fn run_command(args: RunArgs) -> Outcome {
                 server: server.clone(),
                 out_dir: dir.clone(),
                 progress: !args.no_progress,
+                workers: args.workers as usize,
+                cluster: args.cluster as usize,
             };
             let result = rt.block_on(run(scenario.clone(), &options))?;
             if args.repeat > 1 {
@@ -300,6 +316,24 @@ fn run_command(args: RunArgs) -> Outcome {
     };
     let result = runtime().map_err(|e| (EXIT_RUNTIME, e))?;
     threshold_exit(&result)
+}
+
+/// Raises the open-file limit (a spawned server inherits it) and refuses a run that would cross a limit
+/// of this machine ([`crate::limits`]).
+fn check_limits(scenario: &Scenario, args: &RunArgs, spawns_ours: bool) -> Outcome {
+    crate::limits::raise_open_file_limit(u64::MAX);
+    let plan = crate::limits::Plan {
+        subscribers: scenario.subscribers,
+        workers: u64::from(args.workers),
+        server_nodes: if spawns_ours {
+            u64::from(args.cluster)
+        } else {
+            0
+        },
+        own_source_addresses: args.workers > 1,
+    };
+    crate::limits::check(plan, crate::limits::Machine::read())
+        .map_err(|e| (EXIT_USAGE, anyhow::anyhow!("{e}")))
 }
 
 fn read_result(path: &std::path::Path) -> Result<RunResult, (u8, anyhow::Error)> {
@@ -352,23 +386,6 @@ fn merge_command(paths: &[PathBuf], output: &std::path::Path) -> Outcome {
         output.display()
     );
     Ok(())
-}
-
-/// Raises this process's limit on open files so that `want` fit (each subscriber holds a socket, and a
-/// spawned server, which inherits the limit, holds the other end): the soft limit goes up to the hard
-/// limit, and past it when `want` needs more and we may (as root). Returns the limit in force.
-fn raise_open_file_limit(want: u64) -> u64 {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return u64::MAX;
-    };
-    if want > hard && setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
-        return want;
-    }
-    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-        return hard;
-    }
-    soft
 }
 
 fn rerender(path: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@
 //! (or WebSocket upgrade), then the transport's `subscribed` message.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +25,7 @@ use hyper::client::conn::http1;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 /// Bytes moved through counted sockets, shared by every connection of one role.
@@ -118,8 +118,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 /// Why a connection or request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
-    /// TCP connect failed.
-    #[error("connect to {addr}: {error}")]
+    /// TCP connect failed (a local limit that caused it is named: see
+    /// [`crate::limits::limit_reached`]).
+    #[error("connect to {addr}: {error}{}", crate::limits::limit_reached(error).map(|l| format!(": {l}")).unwrap_or_default())]
     Connect {
         /// The server.
         addr: SocketAddr,
@@ -155,18 +156,52 @@ pub enum ConnError {
     Timeout(Duration),
 }
 
+/// Where a client connection goes, and from which local address.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// `Host` header / authority.
+    pub host: Arc<str>,
+    /// Local address to bind before connecting: each loopback source address (127.0.0.2, …) has its own
+    /// ~28,000 ephemeral ports. `None` lets the kernel choose.
+    pub source: Option<IpAddr>,
+}
+
+impl Endpoint {
+    /// `addr`, with its own text as `Host`, from a kernel-chosen source.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            host: addr.to_string().into(),
+            source: None,
+        }
+    }
+}
+
 /// Opens a counted TCP connection; returns it with the time the connect took.
 pub async fn connect(
-    addr: SocketAddr,
+    to: &Endpoint,
     counters: &Arc<WireCounters>,
 ) -> Result<(Counted<TcpStream>, Duration), ConnError> {
+    let addr = to.addr;
+    let failed = |error| ConnError::Connect { addr, error };
     let started = Instant::now();
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|error| ConnError::Connect { addr, error })?;
+    let tcp = match to.source {
+        None => TcpStream::connect(addr).await.map_err(failed)?,
+        Some(source) => {
+            let socket = if source.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }
+            .map_err(failed)?;
+            socket.bind(SocketAddr::new(source, 0)).map_err(failed)?;
+            socket.connect(addr).await.map_err(failed)?
+        }
+    };
     let took = started.elapsed();
-    tcp.set_nodelay(true)
-        .map_err(|error| ConnError::Connect { addr, error })?;
+    tcp.set_nodelay(true).map_err(failed)?;
     Ok((Counted::new(tcp, counters.clone()), took))
 }
 
@@ -189,11 +224,11 @@ impl Drop for HttpConn {
 impl HttpConn {
     /// Connects and performs the (trivial) HTTP/1 handshake. Returns the TCP connect time too.
     pub async fn open(
-        addr: SocketAddr,
-        host: Arc<str>,
+        to: &Endpoint,
         counters: &Arc<WireCounters>,
     ) -> Result<(Self, Duration), ConnError> {
-        let (stream, connect_time) = connect(addr, counters).await?;
+        let (stream, connect_time) = connect(to, counters).await?;
+        let host = to.host.clone();
         // hyper's read buffer starts at 8 KiB and grows only for large responses: bounded per subscriber.
         let (send, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))

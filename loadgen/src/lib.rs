@@ -14,7 +14,10 @@
 //! - [`publisher`]: the open-loop publisher.
 //! - [`conn`]: connections counted at the socket; HTTP/1 over them.
 //! - [`metrics`]: recorders, histograms, completeness accounting.
-//! - [`server_proc`]: spawning and sampling the server.
+//! - [`server_proc`]: spawning and sampling the server; [`deployment`]: one server or a cluster of
+//!   nodes on a Redis bus (`--cluster N`).
+//! - [`fleet`]: the subscribers of a run, in this process or spread over worker processes
+//!   ([`worker`], `--workers N`), tallied exactly.
 //! - [`peer`]: nchan and Pushpin measured with the same load (profiles, processes, side-by-side report).
 //! - [`report`]: `result.json` (and its schema), `report.md`, `report.html`, the terminal table.
 //! - [`metric`]: the gateable metrics (names, kind, default tolerance) that the next three share.
@@ -22,6 +25,8 @@
 //! - [`compare`]: a result against a baseline, per transport and metric, with tolerances.
 //! - [`merge`]: results of several runs merged exactly (`--repeat`, `pushbench merge`); [`stats`]: their
 //!   median and range.
+//! - [`sockmem`]: kernel memory of TCP sockets, the third share of a connection's memory.
+//! - [`limits`]: open files, ports and memory a run needs, checked before it starts.
 //! - [`cli`]: commands and exit codes; `main.rs` only calls [`cli::main`].
 
 // Lets `report/fixture.rs` name this crate the same way from the unit tests and from `tests/`.
@@ -31,6 +36,9 @@ extern crate self as pushbench;
 pub mod cli;
 pub mod compare;
 pub mod conn;
+pub mod deployment;
+pub mod fleet;
+pub mod limits;
 pub mod longpoll;
 pub mod merge;
 pub mod metric;
@@ -42,9 +50,11 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod server_proc;
+pub mod sockmem;
 pub mod sse;
 pub mod stats;
 pub mod stream;
 pub mod subscriber;
 pub mod thresholds;
+pub mod worker;
 pub mod ws;

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde_json::Value;
 
+use crate::deployment::NodeResult;
 use crate::metrics::{Percentiles, new_histogram};
 use crate::report::{
     GooseRow, HistogramError, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult,
@@ -245,6 +246,10 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         t.server_rss_per_connection_bytes
             .map(|b| b * t.subscribers_connected as f64)
     });
+    let kernel_growth = sum_opt(&|t| {
+        t.kernel_socket_bytes_per_connection
+            .map(|b| b * t.subscribers_connected as f64)
+    });
     let loadgen_rss_growth = sum_opt(&|t| {
         t.loadgen_rss_per_subscriber_bytes
             .map(|b| b * t.subscribers_connected as f64)
@@ -324,6 +329,10 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         loadgen_rss_bytes: max_opt(|t| t.loadgen_rss_bytes),
         loadgen_rss_per_subscriber_bytes: loadgen_rss_growth.and_then(per_connected),
         loadgen_fds: all().map(|t| t.loadgen_fds).max().unwrap_or(0),
+        loadgen_workers: first.loadgen_workers,
+        kernel_socket_bytes_before: max_opt(|t| t.kernel_socket_bytes_before),
+        kernel_socket_bytes_connected: max_opt(|t| t.kernel_socket_bytes_connected),
+        kernel_socket_bytes_per_connection: kernel_growth.and_then(per_connected),
         loadgen_lag_p99_us: all().map(|t| t.loadgen_lag_p99_us).max().unwrap_or(0),
         machine_cpu_busy_percent: window_weighted(|t| t.machine_cpu_busy_percent),
         loadgen_saturated: all().any(|t| t.loadgen_saturated),
@@ -342,6 +351,8 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         },
         goose: merge_goose(all().map(|t| t.goose.as_slice())),
         server_stats: all().next_back().and_then(|t| t.server_stats.clone()),
+        nodes: merge_nodes(all().map(|t| t.nodes.as_slice())),
+        bus: all().next_back().and_then(|t| t.bus.clone()),
         last_error: all().filter_map(|t| t.last_error.clone()).next_back(),
         spread: per_run
             .into_iter()
@@ -352,8 +363,41 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
     })
 }
 
+/// A cluster's nodes, position by position: subscribers and CPU summed, memory and fds the largest
+/// (per-connection memory pooled as for the totals); empty unless every run had the same node count.
+fn merge_nodes<'a>(runs: impl Iterator<Item = &'a [NodeResult]>) -> Vec<NodeResult> {
+    let runs: Vec<&[NodeResult]> = runs.collect();
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    if first.is_empty() || runs.iter().any(|r| r.len() != first.len()) {
+        return Vec::new();
+    }
+    (0..first.len())
+        .map(|i| {
+            let all = || runs.iter().map(move |r| &r[i]);
+            let subscribers: u64 = all().map(|n| n.subscribers).sum();
+            let growth: Option<f64> = all().try_fold(0.0, |acc, n| {
+                n.rss_per_connection_bytes
+                    .map(|b| acc + b * n.subscribers as f64)
+            });
+            NodeResult {
+                addr: first[i].addr.clone(),
+                subscribers,
+                rss_connected_bytes: all().filter_map(|n| n.rss_connected_bytes).max(),
+                rss_per_connection_bytes: growth
+                    .filter(|_| subscribers > 0)
+                    .map(|g| g / subscribers as f64),
+                cpu_ms: all().try_fold(0.0, |acc, n| n.cpu_ms.map(|c| acc + c)),
+                fds: all().filter_map(|n| n.fds).max(),
+                stats: all().next_back().and_then(|n| n.stats.clone()),
+            }
+        })
+        .collect()
+}
+
 /// goose rows by name: counts summed, means weighted by count, maxima the largest.
-fn merge_goose<'a>(runs: impl Iterator<Item = &'a [GooseRow]>) -> Vec<GooseRow> {
+pub(crate) fn merge_goose<'a>(runs: impl Iterator<Item = &'a [GooseRow]>) -> Vec<GooseRow> {
     let mut rows: Vec<GooseRow> = Vec::new();
     for run in runs {
         for row in run {

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use pushbench_common::wire::{Event, Gap};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Events buffered per subscriber before its latencies are merged into the shared histograms.
 pub const BATCH: usize = 64;
@@ -53,6 +53,21 @@ pub struct Histograms {
     pub first_byte: Histogram<u64>,
     /// Connect start → the subscription's cursor is known (`subscribed` message, or first poll answer).
     pub subscribed: Histogram<u64>,
+}
+
+impl Histograms {
+    /// Adds every histogram of `other` into `self`: exact, as all share the same bounds.
+    pub fn add(&mut self, other: &Self) {
+        for (mine, theirs) in [
+            (&mut self.latency, &other.latency),
+            (&mut self.latency_from_server, &other.latency_from_server),
+            (&mut self.connect, &other.connect),
+            (&mut self.first_byte, &other.first_byte),
+            (&mut self.subscribed, &other.subscribed),
+        ] {
+            mine.add(theirs).expect("histograms share their bounds");
+        }
+    }
 }
 
 impl Default for Histograms {
@@ -110,7 +125,7 @@ impl LatencyBatch {
 }
 
 /// Counters one subscriber keeps; summed over subscribers at the end.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriberCounters {
     /// HTTP requests sent (polls, long-polls, stream/SSE GETs, WebSocket upgrades).
     pub requests: u64,
@@ -330,7 +345,7 @@ impl PublishedLog {
 }
 
 /// Delivery accounting, for one subscriber or summed over many.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Completeness {
     /// Events the subscribers were owed.
     pub expected: u64,

@@ -65,7 +65,7 @@ pub async fn poll_once(
 ) -> Result<Option<End>, ConnError> {
     if conn.is_none() {
         let started = Instant::now();
-        match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
+        match HttpConn::open(&sub.next_node(), &sub.shared.wire).await {
             Ok((http, connect)) => {
                 sub.connection_opened();
                 *conn = Some(PollConn {

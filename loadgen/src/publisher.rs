@@ -10,7 +10,6 @@
 //! `i ≡ w mod workers`), so one slow answer delays only that worker's next event. Every acknowledgement
 //! `(id, topic)` is kept: it is the ground truth the subscribers are accounted against.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,7 +20,7 @@ use pushbench_common::Topic;
 use pushbench_common::wire::PublishAck;
 use tokio::time::Instant;
 
-use crate::conn::{ConnError, HttpConn, WireCounters, body_of};
+use crate::conn::{ConnError, Endpoint, HttpConn, WireCounters, body_of};
 use crate::metrics::new_histogram;
 
 /// What to publish.
@@ -79,21 +78,25 @@ pub fn event_data(intended_ns: u64, size: usize) -> String {
     data
 }
 
-/// Publishes the schedule to the server at `addr`; `sent` counts acknowledged events live.
+/// Publishes the schedule to the server's `nodes` (worker `w` publishes to node `w mod nodes`, so a
+/// cluster's nodes all take publishes); `sent` counts acknowledged events live.
 pub async fn publish(
-    addr: SocketAddr,
-    host: Arc<str>,
+    nodes: &[Endpoint],
     schedule: Arc<Schedule>,
     wire: Arc<WireCounters>,
     sent: Arc<AtomicU64>,
 ) -> Published {
-    let workers = schedule.workers();
+    let workers = schedule.workers().max(nodes.len());
     let mut tasks = Vec::with_capacity(workers);
     for w in 0..workers {
-        let (host, schedule, wire, sent) =
-            (host.clone(), schedule.clone(), wire.clone(), sent.clone());
+        let (node, schedule, wire, sent) = (
+            nodes[w % nodes.len()].clone(),
+            schedule.clone(),
+            wire.clone(),
+            sent.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            worker(w, workers, addr, host, &schedule, &wire, &sent).await
+            worker(w, workers, &node, &schedule, &wire, &sent).await
         }));
     }
     Published::gather(tasks, schedule.count as usize).await
@@ -132,8 +135,7 @@ impl Published {
 async fn worker(
     w: usize,
     workers: usize,
-    addr: SocketAddr,
-    host: Arc<str>,
+    node: &Endpoint,
     schedule: &Schedule,
     wire: &Arc<WireCounters>,
     sent: &AtomicU64,
@@ -160,7 +162,7 @@ async fn worker(
             schedule.intended_unix_ns(i),
             schedule.payload_bytes,
         ));
-        match publish_one(&mut conn, addr, &host, wire, &topics[topic as usize], data).await {
+        match publish_one(&mut conn, node, wire, &topics[topic as usize], data).await {
             Ok(ack) => {
                 out.acks.push((ack.id, topic));
                 sent.fetch_add(1, Ordering::Relaxed);
@@ -177,14 +179,13 @@ async fn worker(
 
 async fn publish_one(
     conn: &mut Option<HttpConn>,
-    addr: SocketAddr,
-    host: &Arc<str>,
+    node: &Endpoint,
     wire: &Arc<WireCounters>,
     path: &str,
     data: Bytes,
 ) -> Result<PublishAck, ConnError> {
     if conn.is_none() {
-        *conn = Some(HttpConn::open(addr, host.clone(), wire).await?.0);
+        *conn = Some(HttpConn::open(node, wire).await?.0);
     }
     let c = conn.as_mut().expect("opened above");
     let exchange = async {

@@ -15,29 +15,25 @@
 //! connection timings are kept, and it refuses an explicit `NoResetMetrics`), and no telnet/web controller.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use goose::config::{GooseConfiguration, GooseDefault, GooseDefaultType};
-use goose::prelude::{GooseAttack, Scenario as GooseScenario, Transaction, TransactionFunction};
 use pushbench_common::{ProcSample, Transport};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::WireCounters;
-use crate::metrics::{
-    Completeness, Percentiles, PublishedLog, RunMeters, SubscriberCounters, account, lock,
-    new_histogram, unix_ns,
-};
+use crate::conn::{Endpoint, WireCounters};
+use crate::deployment::{BusResult, Deployment, NodeResult, fds_of, sample_processes, sum};
+use crate::fleet::{Fleet, FleetSpec, LiveCounts};
+use crate::metrics::{Percentiles, PublishedLog, new_histogram, unix_ns};
 use crate::publisher::{Schedule, publish};
 use crate::report::{
-    GooseRow, Model, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult,
-    encode_histogram,
+    Model, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult, encode_histogram,
 };
 use crate::scenario::Scenario;
-use crate::server_proc::{Server, ServerError, count_fds};
-use crate::subscriber::{Shared, Subscriber};
+use crate::server_proc::ServerError;
+use crate::sockmem::KernelSockets;
 
 /// Where the server comes from.
 #[derive(Debug, Clone)]
@@ -64,6 +60,12 @@ pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Print a live progress line on stderr.
     pub progress: bool,
+    /// Load-generator processes holding the subscribers: 1 = this one; more = worker processes
+    /// ([`crate::worker`]).
+    pub workers: usize,
+    /// Server nodes on a Redis bus (spawned servers only): 1 = a single server
+    /// ([`crate::deployment`]).
+    pub cluster: usize,
 }
 
 /// Why a run failed.
@@ -78,6 +80,12 @@ pub enum RunError {
     /// A peer could not be started.
     #[error(transparent)]
     Peer(#[from] crate::peer::PeerError),
+    /// A worker process failed.
+    #[error("load generator worker {0}: {1}")]
+    Worker(usize, String),
+    /// A cluster could not be started.
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 impl From<goose::GooseError> for RunError {
@@ -116,6 +124,11 @@ pub async fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         cpus: cpus(),
         server: match &options.server {
+            ServerSource::Spawn(path) if options.cluster > 1 => format!(
+                "spawned {} nodes of {} on a Redis bus",
+                options.cluster,
+                path.display()
+            ),
             ServerSource::Spawn(path) => format!("spawned {}", path.display()),
             ServerSource::Target { url, .. } => format!("target {url}"),
             ServerSource::Peer(kind) => format!("peer {kind}"),
@@ -200,240 +213,243 @@ async fn run_transport(
     transport: Transport,
     options: &RunOptions,
 ) -> Result<TransportResult, RunError> {
-    let server = match &options.server {
-        ServerSource::Spawn(bin) => {
-            Server::spawn(
-                bin,
-                &scenario.server.args(),
-                &options.out_dir.join(format!("server-{transport}.log")),
-            )
-            .await?
-        }
-        ServerSource::Target { url, pid } => Server::target(url, *pid).await?,
-        ServerSource::Peer(kind) => {
-            Server::peer(crate::peer::RunningPeer::start(*kind, transport, &options.out_dir).await?)
-        }
-    };
-    let result = measure(scenario, transport, &server, options).await;
-    server.stop(Duration::from_secs(5)).await;
+    let deployment = Deployment::start(
+        &options.server,
+        scenario,
+        transport,
+        options.cluster,
+        &options.out_dir,
+    )
+    .await?;
+    let result = measure(scenario, transport, &deployment, options).await;
+    deployment.stop().await;
     result
 }
 
 async fn measure(
     scenario: &Arc<Scenario>,
     transport: Transport,
-    server: &Server,
+    servers: &Deployment,
     options: &RunOptions,
 ) -> Result<TransportResult, RunError> {
     let n = scenario.subscribers;
-    let shared = Arc::new(Shared {
+    let nodes: Vec<Endpoint> = servers.addrs().into_iter().map(Endpoint::new).collect();
+    let spec = FleetSpec {
         scenario: scenario.clone(),
         transport,
-        addr: server.addr,
-        host: server.addr.to_string().into(),
-        wire: Arc::new(WireCounters::default()),
-        meters: RunMeters::default(),
-        draining: CancellationToken::new(),
-        stop: CancellationToken::new(),
-        logs: Mutex::new(Vec::with_capacity(n as usize)),
-        peer: server.running_peer().map(|p| p.profile.clone()),
-    });
-    let server_before = server.sample();
-    let self_before = ProcSample::of_self().ok();
-
-    let attack = goose_attack(&shared)?;
-    let goose_done = CancellationToken::new();
-    let goose_run = {
-        let goose_done = goose_done.clone();
-        async move {
-            let metrics = attack.execute().await;
-            goose_done.cancel();
-            metrics
-        }
+        nodes: servers.addrs(),
+        peer: servers.running_peer().map(|p| p.kind),
     };
+    let server_before = servers.node_samples();
+    let kernel_before = KernelSockets::read();
+    let (mut fleet, loadgen_before) =
+        Fleet::start(&spec, options.workers, &options.out_dir).await?;
+    let loadgen_pids = fleet.pids();
 
     let published_live = Arc::new(AtomicU64::new(0));
     let peak_rss = Arc::new(AtomicU64::new(0));
-    let orchestrate = async {
-        let progress = spawn_progress(
-            shared.clone(),
-            published_live.clone(),
-            server.pid,
-            peak_rss.clone(),
-            options.progress,
-        );
+    let progress = spawn_progress(
+        ProgressSource {
+            transport,
+            subscribers: n,
+            live: fleet.live_counts(),
+            published: published_live.clone(),
+            server_pids: servers.pids(),
+            peak_rss: peak_rss.clone(),
+        },
+        options.progress,
+    );
 
-        // 2. all subscribers subscribed (or the launch deadline passed, or goose gave up).
-        let launch_deadline = Instant::now()
-            + Duration::from_secs_f64(n as f64 / scenario.launch_rate)
-            + Duration::from_secs(30);
-        while shared.meters.subscribed.load(Ordering::Relaxed) < n
-            && Instant::now() < launch_deadline
-            && !goose_done.is_cancelled()
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if goose_done.is_cancelled() {
-            // goose ended before every subscriber was launched: it failed; its error is reported below.
-            shared.stop.cancel();
-            progress.abort();
-            return None;
-        }
-        // A peer cannot tell a subscriber its cursor: wait until its subscriptions are live.
-        let peer_warning = match server.running_peer() {
-            Some(peer) => {
-                crate::peer::wait_subscribed(
-                    peer,
-                    transport,
-                    &per_topic(scenario),
-                    Duration::from_millis(500),
-                )
-                .await
-            }
-            None => None,
-        };
-        let server_connected = server.sample();
-        let server_fds = server.fds();
-        let self_connected = ProcSample::of_self().ok();
-        let loadgen_fds = count_fds(std::process::id()).unwrap_or(0);
-
-        // 3. publish on the open-loop schedule.
-        let start = Instant::now() + Duration::from_millis(50);
-        let start_unix_ns = unix_ns() + 50_000_000;
-        let schedule = Arc::new(Schedule {
-            rate: scenario.publish_rate,
-            count: scenario.events_to_publish(),
-            payload_bytes: scenario.payload_bytes,
-            topics: (0..scenario.topic_count())
-                .map(|t| scenario.topic(t))
-                .collect(),
-            start,
-            start_unix_ns,
-        });
-        shared.meters.measure_start_ns.store(
-            start_unix_ns + scenario.warmup.as_nanos() as u64,
-            Ordering::Relaxed,
-        );
-        let publisher_wire = Arc::new(WireCounters::default());
-        let machine_start = MachineCpu::read();
-        let server_cpu_start = Sample::of(server.sample());
-        let self_cpu_start = Sample::of(ProcSample::of_self().ok());
-        let lag_probe = spawn_lag_probe(shared.stop.clone());
-        let published = match server.running_peer() {
-            Some(peer) => {
-                crate::peer::publish(
-                    peer,
-                    transport,
-                    schedule.clone(),
-                    publisher_wire.clone(),
-                    published_live.clone(),
-                )
-                .await
-            }
-            None => {
-                publish(
-                    server.addr,
-                    shared.host.clone(),
-                    schedule.clone(),
-                    publisher_wire.clone(),
-                    published_live.clone(),
-                )
-                .await
-            }
-        };
-        shared.draining.cancel();
-
-        // 4. drain, then stop every subscriber.
-        tokio::time::sleep(scenario.drain).await;
-        let server_cpu_end = Sample::of(server.sample());
-        let machine_busy = machine_start
-            .zip(MachineCpu::read())
-            .and_then(|(a, b)| a.busy_percent_until(&b));
-        let self_cpu_end = Sample::of(ProcSample::of_self().ok());
-        shared.stop.cancel();
+    // 2. all subscribers subscribed (or the launch deadline passed, or a part of the fleet gave up).
+    let launch_deadline = Instant::now()
+        + Duration::from_secs_f64(n as f64 / scenario.launch_rate)
+        + Duration::from_secs(30);
+    while fleet.subscribed() < n && Instant::now() < launch_deadline && !fleet.ended() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if fleet.ended() {
+        // goose or a worker ended before every subscriber was launched: it failed; say why.
         progress.abort();
-        let lag = lag_probe.await.unwrap_or_else(|_| new_histogram());
-        Some(Orchestrated {
-            server_connected,
-            server_fds,
-            self_connected,
-            loadgen_fds,
-            published,
-            publisher_wire: publisher_wire.totals(),
-            server_cpu: server_cpu_start.cpu_until(&server_cpu_end),
-            machine_busy,
-            self_cpu: self_cpu_start.cpu_until(&self_cpu_end),
-            window: start.elapsed(),
-            lag_p99_us: lag.value_at_quantile(0.99),
-            peer_warning,
-        })
+        return Err(fleet.finish(&[]).await.err().unwrap_or_else(|| {
+            RunError::Goose("goose ended before the subscribers were launched".into())
+        }));
+    }
+    // A peer cannot tell a subscriber its cursor: wait until its subscriptions are live.
+    let peer_warning = match servers.running_peer() {
+        Some(peer) => {
+            crate::peer::wait_subscribed(
+                peer,
+                transport,
+                &per_topic(scenario),
+                Duration::from_millis(500),
+            )
+            .await
+        }
+        None => None,
     };
-    let (goose_metrics, o) = tokio::join!(goose_run, orchestrate);
+    if let Some(note) = &peer_warning {
+        eprintln!("pushbench: {transport}: note: {note}");
+    }
+    let server_connected = servers.node_samples();
+    let kernel_connected = KernelSockets::read();
+    let server_fds = servers.fds();
+    let node_fds: Vec<Option<u64>> = servers.nodes.iter().map(|s| s.fds()).collect();
+    let loadgen_connected = sample_processes(&loadgen_pids);
+    let loadgen_fds = fds_of(&loadgen_pids);
+
+    // 3. publish on the open-loop schedule.
+    let start = Instant::now() + Duration::from_millis(50);
+    let start_unix_ns = unix_ns() + 50_000_000;
+    let schedule = Arc::new(Schedule {
+        rate: scenario.publish_rate,
+        count: scenario.events_to_publish(),
+        payload_bytes: scenario.payload_bytes,
+        topics: (0..scenario.topic_count())
+            .map(|t| scenario.topic(t))
+            .collect(),
+        start,
+        start_unix_ns,
+    });
+    fleet
+        .measure_from(start_unix_ns + scenario.warmup.as_nanos() as u64)
+        .await?;
+    let publisher_wire = Arc::new(WireCounters::default());
+    let machine_start = MachineCpu::read();
+    let server_cpu_start = (Instant::now(), servers.node_samples());
+    let bus_cpu_start = Sample::of(servers.bus_sample());
+    let self_cpu_start = Sample::of(sample_processes(&loadgen_pids));
+    let stop_probe = CancellationToken::new();
+    let lag_probe = spawn_lag_probe(stop_probe.clone());
+    let published = match servers.running_peer() {
+        Some(peer) => {
+            crate::peer::publish(
+                peer,
+                transport,
+                schedule.clone(),
+                publisher_wire.clone(),
+                published_live.clone(),
+            )
+            .await
+        }
+        None => {
+            publish(
+                &nodes,
+                schedule.clone(),
+                publisher_wire.clone(),
+                published_live.clone(),
+            )
+            .await
+        }
+    };
+    fleet.drain().await?;
+
+    // 4. drain, then stop every subscriber.
+    tokio::time::sleep(scenario.drain).await;
+    let server_cpu_end = (Instant::now(), servers.node_samples());
+    let bus_cpu_end = Sample::of(servers.bus_sample());
+    let machine_busy = machine_start
+        .zip(MachineCpu::read())
+        .and_then(|(a, b)| a.busy_percent_until(&b));
+    let self_cpu_end = Sample::of(sample_processes(&loadgen_pids));
+    let window = start.elapsed();
+    stop_probe.cancel();
+    progress.abort();
     if options.progress {
         eprintln!();
     }
-    let goose_metrics = goose_metrics?;
-    let o = o.ok_or_else(|| {
-        RunError::Goose("goose ended before the subscribers were launched".into())
-    })?;
-    let server_stats = server.stats().await;
+    let lag = lag_probe.await.unwrap_or_else(|_| new_histogram());
+    let mut tally = fleet.finish(&published.acks).await?;
+    let server_stats: Vec<Option<serde_json::Value>> = {
+        let mut stats = Vec::new();
+        for node in &servers.nodes {
+            stats.push(node.stats().await);
+        }
+        stats
+    };
 
     // Accounting.
-    let logs = std::mem::take(&mut *shared.logs.lock().unwrap_or_else(|p| p.into_inner()));
     let published_log = PublishedLog::new(
         scenario.topic_count() as usize,
-        o.published.acks.iter().copied(),
+        published.acks.iter().copied(),
     );
-    let mut completeness = Completeness::default();
-    let mut counters = SubscriberCounters::default();
-    if let Some(note) = &o.peer_warning {
-        eprintln!("pushbench: {transport}: note: {note}");
-    }
-    let mut last_error = o.published.last_error.clone();
-    for log in &logs {
-        completeness.add(&account(log, &published_log));
-        counters.add(&log.counters);
-        if log.last_error.is_some() {
-            last_error.clone_from(&log.last_error);
-        }
-    }
+    let mut completeness = tally.completeness;
+    let counters = tally.counters;
+    let last_error = tally.last_error.clone().or(published.last_error.clone());
     // Subscribers goose never started (or that never handed a log back) are owed everything too.
-    let missing = n.saturating_sub(logs.len() as u64);
-    completeness.never_subscribed += missing;
+    completeness.never_subscribed += n.saturating_sub(tally.logs);
     let connected = n - completeness.never_subscribed;
 
-    let mut h = lock(&shared.meters.histograms);
-    if shared.peer.is_some() {
+    let h = &mut tally.histograms;
+    if servers.running_peer().is_some() {
         // Peers give no accept timestamp of their own: there is no "from server" latency to report.
         h.latency_from_server.reset();
     }
     let delivered = completeness.delivered;
     let per_delivery = |x: f64| (delivered > 0).then(|| x / delivered as f64);
-    let (bytes_received, bytes_sent) = shared.wire.totals();
+    let (bytes_received, bytes_sent) = tally.wire;
     let rss = |s: Option<ProcSample>| s.map(|s| s.rss_bytes);
-    let server_rss_before = rss(server_before);
-    let server_rss_connected = rss(o.server_connected);
-    let server_cpu_ms = o.server_cpu.map(|(cpu, _)| cpu.as_secs_f64() * 1000.0);
-    let loadgen_cpu_percent = o.self_cpu.map_or(0.0, |(cpu, wall)| {
+    let server_rss_before = rss(sum(&server_before));
+    let server_rss_connected = rss(sum(&server_connected));
+    let cpu_between =
+        |a: &[Option<ProcSample>], b: &[Option<ProcSample>]| sum(b)?.cpu.checked_sub(sum(a)?.cpu);
+    let server_window = server_cpu_end.0 - server_cpu_start.0;
+    let server_cpu = cpu_between(&server_cpu_start.1, &server_cpu_end.1);
+    let server_cpu_ms = server_cpu.map(|cpu| cpu.as_secs_f64() * 1000.0);
+    let self_cpu = self_cpu_start.cpu_until(&self_cpu_end);
+    let loadgen_cpu_percent = self_cpu.map_or(0.0, |(cpu, wall)| {
         cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0
     });
-    let server_cpu_percent = o
-        .server_cpu
-        .map(|(cpu, wall)| cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0);
+    let server_cpu_percent =
+        server_cpu.map(|cpu| cpu.as_secs_f64() / server_window.as_secs_f64().max(1e-9) * 100.0);
+    let lag_p99_us = lag.value_at_quantile(0.99).max(tally.lag_p99_us);
     let (saturated, reasons, noisy) = saturation(
         loadgen_cpu_percent,
         server_cpu_percent,
-        o.machine_busy,
-        o.lag_p99_us,
+        machine_busy,
+        lag_p99_us,
     );
-    let self_rss = rss(o.self_connected);
+    let loadgen_rss = rss(loadgen_connected);
+
+    let node_results = if servers.is_cluster() {
+        let count = servers.nodes.len() as u64;
+        (0..servers.nodes.len())
+            .map(|i| {
+                // Subscriber `s` connects first to node `s mod count`.
+                let subscribers = n / count + u64::from((i as u64) < n % count);
+                let growth = rss(server_connected[i])
+                    .zip(rss(server_before[i]))
+                    .map(|(after, before)| after as f64 - before as f64);
+                NodeResult {
+                    addr: servers.nodes[i].addr.to_string(),
+                    subscribers,
+                    rss_connected_bytes: rss(server_connected[i]),
+                    rss_per_connection_bytes: growth
+                        .filter(|_| subscribers > 0)
+                        .map(|g| g / subscribers as f64),
+                    cpu_ms: cpu_between(&server_cpu_start.1[i..=i], &server_cpu_end.1[i..=i])
+                        .map(|cpu| cpu.as_secs_f64() * 1000.0),
+                    fds: node_fds[i],
+                    stats: server_stats[i].clone(),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let bus = servers.bus_addr().map(|addr| BusResult {
+        addr: addr.to_string(),
+        rss_bytes: bus_cpu_end.proc.map(|p| p.rss_bytes),
+        cpu_ms: bus_cpu_start
+            .cpu_until(&bus_cpu_end)
+            .map(|(cpu, _)| cpu.as_secs_f64() * 1000.0),
+    });
 
     Ok(TransportResult {
         transport,
         subscribers: n,
         subscribers_connected: connected,
         published: published_log.total(),
-        publish_failures: o.published.failures,
+        publish_failures: published.failures,
         expected: completeness.expected,
         delivered,
         lost: completeness.lost,
@@ -457,8 +473,8 @@ async fn measure(
         bytes_received,
         bytes_sent,
         bytes_per_delivery: per_delivery((bytes_received + bytes_sent) as f64),
-        publisher_bytes_sent: o.publisher_wire.1,
-        publisher_bytes_received: o.publisher_wire.0,
+        publisher_bytes_sent: publisher_wire.totals().1,
+        publisher_bytes_received: publisher_wire.totals().0,
         server_rss_before_bytes: server_rss_before,
         server_rss_connected_bytes: server_rss_connected,
         server_rss_peak_bytes: Some(peak_rss.load(Ordering::Relaxed)).filter(|&p| p > 0),
@@ -468,25 +484,34 @@ async fn measure(
             }
             _ => None,
         },
+        kernel_socket_bytes_before: kernel_before.map(|k| k.total()),
+        kernel_socket_bytes_connected: kernel_connected.map(|k| k.total()),
+        kernel_socket_bytes_per_connection: match (kernel_before, kernel_connected) {
+            (Some(before), Some(after)) if connected > 0 => {
+                Some((after.total() as f64 - before.total() as f64) / connected as f64)
+            }
+            _ => None,
+        },
         server_cpu_ms,
         server_cpu_ms_per_1k_deliveries: server_cpu_ms.and_then(|ms| per_delivery(ms * 1000.0)),
-        server_fds: o.server_fds,
+        server_fds,
         loadgen_cpu_percent,
-        loadgen_rss_bytes: self_rss,
-        loadgen_rss_per_subscriber_bytes: match (self_before, self_rss) {
+        loadgen_rss_bytes: loadgen_rss,
+        loadgen_rss_per_subscriber_bytes: match (loadgen_before, loadgen_rss) {
             (Some(before), Some(after)) if connected > 0 => {
                 Some((after as f64 - before.rss_bytes as f64) / connected as f64)
             }
             _ => None,
         },
-        loadgen_fds: o.loadgen_fds,
-        loadgen_lag_p99_us: o.lag_p99_us,
-        machine_cpu_busy_percent: o.machine_busy,
+        loadgen_fds,
+        loadgen_workers: options.workers.max(1) as u64,
+        loadgen_lag_p99_us: lag_p99_us,
+        machine_cpu_busy_percent: machine_busy,
         loadgen_saturated: saturated,
         loadgen_saturation_reasons: reasons,
         noise: noisy,
-        publish_lateness_us: Percentiles::of(&o.published.lateness),
-        window_s: o.window.as_secs_f64(),
+        publish_lateness_us: Percentiles::of(&published.lateness),
+        window_s: window.as_secs_f64(),
         model: Model {
             events_per_subscriber_per_s: scenario.events_per_subscriber_per_s(),
             poll_interval_ms: scenario.poll_interval.as_secs_f64() * 1000.0,
@@ -501,31 +526,20 @@ async fn measure(
             connect_us: Some(encode_histogram(&h.connect)),
             first_byte_us: Some(encode_histogram(&h.first_byte)),
             subscribed_us: Some(encode_histogram(&h.subscribed)),
-            publish_lateness_us: Some(encode_histogram(&o.published.lateness)),
+            publish_lateness_us: Some(encode_histogram(&published.lateness)),
         },
-        goose: goose_rows(&goose_metrics),
-        server_stats,
+        goose: std::mem::take(&mut tally.goose),
+        server_stats: if servers.is_cluster() {
+            None
+        } else {
+            server_stats.into_iter().next().flatten()
+        },
+        nodes: node_results,
+        bus,
         last_error,
         spread: Default::default(),
         thresholds: Vec::new(),
     })
-}
-
-/// What the orchestrating half of a transport run measured.
-struct Orchestrated {
-    server_connected: Option<ProcSample>,
-    server_fds: Option<u64>,
-    self_connected: Option<ProcSample>,
-    loadgen_fds: u64,
-    published: crate::publisher::Published,
-    publisher_wire: (u64, u64),
-    server_cpu: Option<(Duration, Duration)>,
-    machine_busy: Option<f64>,
-    self_cpu: Option<(Duration, Duration)>,
-    window: Duration,
-    lag_p99_us: u64,
-    /// A peer whose subscriptions were not all confirmed live before publishing (printed as a note).
-    peer_warning: Option<String>,
 }
 
 /// Decides whether the figures describe the load generator rather than the transport, and what else
@@ -624,7 +638,7 @@ impl MachineCpu {
 }
 
 /// Measures how late a 5 ms sleep wakes up, until `stop`: the load generator's own queueing delay.
-fn spawn_lag_probe(
+pub(crate) fn spawn_lag_probe(
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<hdrhistogram::Histogram<u64>> {
     tokio::spawn(async move {
@@ -641,15 +655,21 @@ fn spawn_lag_probe(
     })
 }
 
+/// What the progress line shows.
+struct ProgressSource {
+    transport: Transport,
+    subscribers: u64,
+    /// `(subscribed, delivered)` now.
+    live: LiveCounts,
+    published: Arc<AtomicU64>,
+    /// The server's processes (summed: a cluster's nodes), for its peak RSS.
+    server_pids: Vec<u32>,
+    peak_rss: Arc<AtomicU64>,
+}
+
 /// The live progress line on stderr (rewritten in place on a terminal, one line every 2 s otherwise), and
 /// the server's peak RSS.
-fn spawn_progress(
-    shared: Arc<Shared>,
-    published: Arc<AtomicU64>,
-    server_pid: Option<u32>,
-    peak_rss: Arc<AtomicU64>,
-    print: bool,
-) -> tokio::task::JoinHandle<()> {
+fn spawn_progress(p: ProgressSource, print: bool) -> tokio::task::JoinHandle<()> {
     use std::io::IsTerminal;
     let terminal = std::io::stderr().is_terminal();
     tokio::spawn(async move {
@@ -658,24 +678,23 @@ fn spawn_progress(
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             tick += 1;
-            let rss = server_pid
-                .and_then(|pid| ProcSample::of_pid(pid).ok())
+            let rss = (!p.server_pids.is_empty())
+                .then(|| sample_processes(&p.server_pids))
+                .flatten()
                 .map(|s| s.rss_bytes);
             if let Some(rss) = rss {
-                peak_rss.fetch_max(rss, Ordering::Relaxed);
+                p.peak_rss.fetch_max(rss, Ordering::Relaxed);
             }
             if !print || (!terminal && !tick.is_multiple_of(4)) {
                 continue;
             }
-            let m = &shared.meters;
+            let (subscribed, delivered) = (p.live)();
             let line = format!(
-                "[{:<8}] {:>6.1}s  subscribed {}/{}  published {}  delivered {}  server rss {}",
-                shared.transport.as_str(),
+                "[{:<8}] {:>6.1}s  subscribed {subscribed}/{}  published {}  delivered {delivered}  server rss {}",
+                p.transport.as_str(),
                 started.elapsed().as_secs_f64(),
-                m.subscribed.load(Ordering::Relaxed),
-                shared.scenario.subscribers,
-                published.load(Ordering::Relaxed),
-                m.delivered.load(Ordering::Relaxed),
+                p.subscribers,
+                p.published.load(Ordering::Relaxed),
                 rss.map_or_else(
                     || "?".to_owned(),
                     |b| format!("{:.1} MiB", b as f64 / 1048576.0)
@@ -688,68 +707,6 @@ fn spawn_progress(
             }
         }
     })
-}
-
-/// Builds the goose attack for one transport: one scenario, one transaction per user (its whole life).
-fn goose_attack(shared: &Arc<Shared>) -> Result<GooseAttack, RunError> {
-    let s = &shared.scenario;
-    let life = {
-        let shared = shared.clone();
-        let function: TransactionFunction = Arc::new(move |user| {
-            let shared = shared.clone();
-            Box::pin(async move {
-                let index = user.weighted_users_index as u64;
-                Subscriber::new(&shared, user, index).run().await;
-                Ok(())
-            })
-        });
-        Transaction::new(function).set_name("subscriber life")
-    };
-    let scenario = GooseScenario::new(shared.transport.as_str()).register_transaction(life);
-    let hold = s.warmup + s.duration + s.drain + Duration::from_secs(3600);
-    let attack = GooseAttack::initialize_with_config(GooseConfiguration::default())?
-        .set_client_builder_without_cookies(
-            goose::client::GooseClientBuilder::new()
-                .without_cookies()
-                .timeout(hold),
-        )?
-        .register_scenario(scenario)
-        .set_default(
-            GooseDefault::Host,
-            format!("http://{}", shared.addr).as_str(),
-        )?
-        .set_default(GooseDefault::Users, s.subscribers as usize)?
-        .set_default(
-            GooseDefault::IncreaseRate,
-            s.launch_rate.to_string().as_str(),
-        )?
-        .set_default(GooseDefault::Iterations, 1)?
-        .set_default(GooseDefault::NoTelnet, true)?
-        .set_default(GooseDefault::NoPrintMetrics, true)?
-        .set_default(GooseDefault::NoErrorSummary, true)?
-        .set_default(GooseDefault::Quiet, 1)?
-        .set_default(GooseDefault::Timeout, hold.as_secs().to_string().as_str())?;
-    Ok(*attack)
-}
-
-fn goose_rows(metrics: &goose::metrics::GooseMetrics) -> Vec<GooseRow> {
-    let mut rows: Vec<GooseRow> = metrics
-        .requests
-        .iter()
-        .map(|(name, agg)| GooseRow {
-            name: name.clone(),
-            success: agg.success_count as u64,
-            fail: agg.fail_count as u64,
-            mean_us: if agg.raw_data.counter > 0 {
-                agg.raw_data.total_time_us as f64 / agg.raw_data.counter as f64
-            } else {
-                0.0
-            },
-            max_us: agg.raw_data.maximum_time_us,
-        })
-        .collect();
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
-    rows
 }
 
 /// The default output directory: `results/<scenario>-<UTC time>`.

@@ -171,7 +171,7 @@ pub struct RawServer {
 }
 
 /// Who receives which events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum Fanout {
     /// One topic, `all`; every subscriber receives every event.
@@ -189,7 +189,7 @@ pub enum Fanout {
 
 /// Reconnect churn: every subscriber drops its connection every `every / share` and resumes from its
 /// cursor; phases are spread so that in any `every` window about `share` of the subscribers reconnect.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Churn {
     /// Length of one churn period.
     #[serde(rename = "every_s", with = "secs")]
@@ -206,7 +206,7 @@ impl Churn {
 }
 
 /// Options for a spawned server.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerOptions {
     /// `--heartbeat-ms`.
     pub heartbeat_ms: Option<u64>,
@@ -235,8 +235,9 @@ impl ServerOptions {
     }
 }
 
-/// A validated scenario.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A validated scenario. It also deserializes from its own JSON form, which is how `--workers` hands it
+/// to the worker processes (thresholds stay with the coordinator).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
     /// Short name.
     pub name: String,
@@ -274,7 +275,7 @@ pub struct Scenario {
     /// Options of each spawned server.
     pub server: ServerOptions,
     /// Pass/fail conditions `pushbench run` checks (not part of the workload).
-    #[serde(skip_serializing_if = "Thresholds::is_empty")]
+    #[serde(skip_serializing_if = "Thresholds::is_empty", skip_deserializing)]
     pub thresholds: Thresholds,
 }
 
@@ -628,6 +629,13 @@ mod secs {
     pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        let secs: f64 = serde::Deserialize::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Serializes a [`Duration`] as whole milliseconds.
@@ -637,11 +645,30 @@ mod millis {
     pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(serde::Deserialize::deserialize(d)?))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scenario_reads_back_from_its_json_form() {
+        let mut scenario = Scenario::parse(
+            &format!("{GOOD}\n[churn]\nevery_s = 2.5\nshare = 0.5\n[fanout]\nmode = \"multicast\"\ntopics = 4\ntopics_per_subscriber = 2\n"),
+            "t",
+        )
+        .unwrap();
+        scenario.thresholds = Thresholds::default();
+        let json = serde_json::to_string(&scenario).unwrap();
+        let back: Scenario = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, scenario);
+    }
 
     const GOOD: &str = r#"
         name = "t"

@@ -19,7 +19,7 @@ use pushbench_common::ProcSample;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::conn::{HttpConn, WireCounters, body_of};
+use crate::conn::{Endpoint, HttpConn, WireCounters, body_of};
 
 /// Name of the server binary.
 pub const SERVER_BIN: &str = "pushbench-server";
@@ -214,7 +214,7 @@ impl Server {
             return None;
         }
         let counters = Arc::new(WireCounters::default());
-        let (mut conn, _) = HttpConn::open(self.addr, self.addr.to_string().into(), &counters)
+        let (mut conn, _) = HttpConn::open(&Endpoint::new(self.addr), &counters)
             .await
             .ok()?;
         let response = tokio::time::timeout(Duration::from_secs(5), conn.get("/stats", &[]))
@@ -230,18 +230,22 @@ impl Server {
         if let Some(peer) = self.peer.take() {
             peer.stop(grace).await;
         }
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Some(pid) = child.id() {
-            let pid = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-                return;
-            }
+        if let Some(child) = self.child.take() {
+            stop_child(child, grace).await;
         }
-        let _ = child.kill().await;
     }
+}
+
+/// Stops a child we spawned, by its PID: SIGTERM, then SIGKILL after `grace`.
+pub async fn stop_child(mut child: Child, grace: Duration) {
+    if let Some(pid) = child.id() {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
 }
 
 /// Number of open file descriptors of process `pid`.

@@ -106,14 +106,13 @@ where
     D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError>,
 {
     let started = Instant::now();
-    let (mut conn, connect) =
-        match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
-            Ok(opened) => opened,
-            Err(e) => {
-                sub.rec.on_failed_connect(&e);
-                return Err(e);
-            }
-        };
+    let (mut conn, connect) = match HttpConn::open(&sub.next_node(), &sub.shared.wire).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            sub.rec.on_failed_connect(&e);
+            return Err(e);
+        }
+    };
     sub.connection_opened();
     sub.rec.log.counters.requests += 1;
     let sent = Instant::now();

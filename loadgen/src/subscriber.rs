@@ -6,7 +6,6 @@
 //! its [`SubscriberLog`] back. goose checks its own stop signal only between transactions, so every wait
 //! here races the run's [`CancellationToken`].
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use pushbench_common::wire::{Control, Message};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{ConnError, WireCounters};
+use crate::conn::{ConnError, Endpoint, WireCounters};
 use crate::metrics::{Recorder, RunMeters, SubscriberLog};
 use crate::scenario::Scenario;
 
@@ -30,10 +29,9 @@ pub struct Shared {
     pub scenario: Arc<Scenario>,
     /// The transport under test.
     pub transport: Transport,
-    /// Server address.
-    pub addr: SocketAddr,
-    /// `Host` header / authority.
-    pub host: Arc<str>,
+    /// The server's nodes (one unless it is a cluster); subscriber `i`'s `k`-th connection goes to node
+    /// `(i + k) mod nodes`: spread round robin, and every reconnect lands on another node.
+    pub nodes: Vec<Endpoint>,
     /// Subscriber traffic, counted at the socket.
     pub wire: Arc<WireCounters>,
     /// Histograms and live counters.
@@ -82,6 +80,8 @@ pub struct Subscriber<'a> {
     counted_subscribed: bool,
     /// Whether it has opened a connection before (the next one is a reconnect).
     opened_any: bool,
+    /// Connections attempted so far: picks the node of the next one.
+    attempts: u64,
 }
 
 impl std::fmt::Debug for Subscriber<'_> {
@@ -120,6 +120,7 @@ impl<'a> Subscriber<'a> {
             churn,
             counted_subscribed: false,
             opened_any: false,
+            attempts: 0,
         }
     }
 
@@ -149,6 +150,14 @@ impl<'a> Subscriber<'a> {
             Transport::Sse => crate::sse::run(self).await,
             Transport::Ws => crate::ws::run(self).await,
         }
+    }
+
+    /// Where the next connection goes (see [`Shared::nodes`]).
+    pub fn next_node(&mut self) -> Endpoint {
+        let nodes = &self.shared.nodes;
+        let node = nodes[((self.index + self.attempts) % nodes.len() as u64) as usize].clone();
+        self.attempts += 1;
+        node
     }
 
     /// Whether the run is over.

@@ -68,7 +68,8 @@ pub(crate) async fn upgrade(
 
 async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
     let started = Instant::now();
-    let (stream, connect_time) = match connect(sub.shared.addr, &sub.shared.wire).await {
+    let node = sub.next_node();
+    let (stream, connect_time) = match connect(&node, &sub.shared.wire).await {
         Ok(opened) => opened,
         Err(e) => {
             sub.rec.on_failed_connect(&e);
@@ -78,7 +79,7 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
     sub.connection_opened();
     let url = format!(
         "ws://{}/ws?{}{}",
-        sub.shared.host,
+        node.host,
         sub.topics_query,
         sub.after_param()
     );

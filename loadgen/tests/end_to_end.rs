@@ -47,12 +47,19 @@ fn out_dir(name: &str) -> PathBuf {
 
 /// Runs `toml` (a scenario) and writes its outputs; returns the result and the output directory.
 fn run_scenario(toml: &str) -> (RunResult, PathBuf) {
+    run_spread(toml, 1, 1)
+}
+
+/// Runs `toml` with its subscribers over `workers` load-generator processes and `cluster` server nodes.
+fn run_spread(toml: &str, workers: usize, cluster: usize) -> (RunResult, PathBuf) {
     let scenario = Scenario::parse(toml, "test scenario").expect("test scenario is valid");
     let dir = out_dir(&scenario.name);
     let options = RunOptions {
         server: ServerSource::Spawn(server_bin()),
         out_dir: dir.clone(),
         progress: false,
+        workers,
+        cluster,
     };
     let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
         .unwrap();
@@ -80,6 +87,99 @@ mode = "broadcast"
 [poll]
 interval_ms = 100
 "#;
+
+/// Multicast with churn: half of the subscribers reconnect every second.
+const CHURN_ACROSS: &str = r#"
+name = "e2e-spread"
+subscribers = 45
+launch_rate = 1000
+warmup_s = 0.5
+duration_s = 3
+drain_s = 1
+publish_rate = 12
+payload_bytes = 64
+[fanout]
+mode = "multicast"
+topics = 4
+topics_per_subscriber = 2
+[poll]
+interval_ms = 100
+[churn]
+every_s = 1
+share = 0.5
+"#;
+
+/// Three load-generator processes, two server nodes on a Redis bus, churn: every reconnect goes to the
+/// other node and resumes there from its cursor. Nothing is lost or repeated, the workers' tallies add
+/// up to every subscriber, and both nodes delivered.
+#[test]
+fn workers_and_a_cluster_lose_nothing_when_subscribers_change_node() {
+    let (result, dir) = run_spread(CHURN_ACROSS, 3, 2);
+    assert_exact(&result);
+    for r in &result.transports {
+        let t = r.transport;
+        assert_eq!(r.loadgen_workers, 3, "{t}");
+        assert!(
+            r.reconnects >= r.subscribers,
+            "{t}: churn reconnected only {} times",
+            r.reconnects
+        );
+        assert_eq!(r.nodes.len(), 2, "{t}");
+        assert_eq!(
+            r.nodes.iter().map(|n| n.subscribers).sum::<u64>(),
+            r.subscribers,
+            "{t}"
+        );
+        let delivered_by_nodes: u64 = r
+            .nodes
+            .iter()
+            .map(|n| {
+                let stats = n.stats.as_ref().expect("node stats");
+                assert_eq!(stats["bus"]["outages"], 0, "{t}: {stats}");
+                let delivered = stats["transports"][t.as_str()]["deliveries"]
+                    .as_u64()
+                    .unwrap();
+                assert!(delivered > 0, "{t}: node {} delivered nothing", n.addr);
+                delivered
+            })
+            .sum();
+        // Nodes count what they sent, including events resent to a client that reconnected before it read them.
+        assert!(
+            delivered_by_nodes >= r.delivered,
+            "{t}: {delivered_by_nodes} < {}",
+            r.delivered
+        );
+        assert!(
+            r.bus.as_ref().is_some_and(|b| b.cpu_ms.is_some()),
+            "{t}: redis not sampled"
+        );
+        assert!(dir.join(format!("worker-{t}-2.log")).is_file());
+    }
+    assert!(result.server.contains("2 nodes"), "{}", result.server);
+}
+
+/// One process and three give the same exact accounting of the same workload.
+#[test]
+fn workers_account_exactly_like_one_process() {
+    let toml = format!("transports = [\"longpoll\", \"sse\", \"ws\"]\n{QUICK}");
+    let (one, _) = run_spread(&toml, 1, 1);
+    let (three, _) = run_spread(&toml, 3, 1);
+    for (a, b) in one.transports.iter().zip(&three.transports) {
+        assert_eq!(a.transport, b.transport);
+        assert_eq!(
+            (a.subscribers_connected, a.published),
+            (b.subscribers_connected, b.published)
+        );
+        assert_eq!(a.expected, b.expected, "{}", a.transport);
+        assert_eq!(a.delivered, b.delivered, "{}", a.transport);
+        assert_eq!(
+            b.latency_us.count, a.latency_us.count,
+            "{}: every timed delivery in the merged histogram",
+            a.transport
+        );
+    }
+    assert_exact(&three);
+}
 
 fn by_transport(result: &RunResult, t: Transport) -> &pushbench::report::TransportResult {
     result

@@ -40,6 +40,8 @@ fn run_peer(kind: PeerKind) -> pushbench::report::RunResult {
         server: ServerSource::Peer(kind),
         out_dir: dir.clone(),
         progress: false,
+        workers: 1,
+        cluster: 1,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt
@@ -132,10 +134,13 @@ fn no_peer_process_outlives_its_run() {
         .unwrap();
     lock.lock().expect("one run at a time");
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // Two load-generator workers: they must be gone at the end too.
     let options = RunOptions {
         server: ServerSource::Peer(PeerKind::Nchan),
         out_dir: dir,
         progress: false,
+        workers: 2,
+        cluster: 1,
     };
     rt.block_on(run(Arc::new(scenario), &options)).unwrap();
     drop(rt);

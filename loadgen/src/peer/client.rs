@@ -127,14 +127,13 @@ async fn stream_session(
     path: &str,
 ) -> Result<End, ConnError> {
     let started = Instant::now();
-    let (mut conn, connect_time) =
-        match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
-            Ok(opened) => opened,
-            Err(e) => {
-                sub.rec.on_failed_connect(&e);
-                return Err(e);
-            }
-        };
+    let (mut conn, connect_time) = match HttpConn::open(&sub.next_node(), &sub.shared.wire).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            sub.rec.on_failed_connect(&e);
+            return Err(e);
+        }
+    };
     sub.connection_opened();
     sub.rec.log.counters.requests += 1;
     let sent = Instant::now();
@@ -181,7 +180,8 @@ async fn stream_session(
 
 async fn ws_session(sub: &mut Subscriber<'_>, path: &str) -> Result<End, ConnError> {
     let started = Instant::now();
-    let (stream, connect_time) = match connect(sub.shared.addr, &sub.shared.wire).await {
+    let node = sub.next_node();
+    let (stream, connect_time) = match connect(&node, &sub.shared.wire).await {
         Ok(opened) => opened,
         Err(e) => {
             sub.rec.on_failed_connect(&e);
@@ -189,7 +189,7 @@ async fn ws_session(sub: &mut Subscriber<'_>, path: &str) -> Result<End, ConnErr
         }
     };
     sub.connection_opened();
-    let url = format!("ws://{}{}", sub.shared.host, path);
+    let url = format!("ws://{}{}", node.host, path);
     let Some((mut ws, upgrade)) = crate::ws::upgrade(sub, url, stream, "ws upgrade").await? else {
         return Ok(End::Stop);
     };
@@ -270,14 +270,13 @@ async fn longpoll_loop(
     cursor: &mut PollCursor,
 ) -> Result<End, ConnError> {
     let started = Instant::now();
-    let (mut conn, connect_time) =
-        match HttpConn::open(sub.shared.addr, sub.shared.host.clone(), &sub.shared.wire).await {
-            Ok(opened) => opened,
-            Err(e) => {
-                sub.rec.on_failed_connect(&e);
-                return Err(e);
-            }
-        };
+    let (mut conn, connect_time) = match HttpConn::open(&sub.next_node(), &sub.shared.wire).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            sub.rec.on_failed_connect(&e);
+            return Err(e);
+        }
+    };
     sub.connection_opened();
     let mut reported = false;
     let hold = sub.shared.scenario.longpoll_timeout + Duration::from_secs(10);

@@ -39,12 +39,14 @@ use pushbench_common::{ProcSample, Transport};
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use crate::conn::{ConnError, HttpConn, WireCounters, body_of};
+use crate::conn::{ConnError, Endpoint, HttpConn, WireCounters, body_of};
 use crate::metrics::new_histogram;
 use crate::publisher::{Published, Schedule};
 
 /// A peer push server pushbench can start and measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerKind {
     /// nginx + nchan.
@@ -518,7 +520,7 @@ async fn publish_worker(
         last_error: None,
         lateness: new_histogram(),
     };
-    let host: Arc<str> = addr.to_string().into();
+    let node = Endpoint::new(addr);
     let mut conn: Option<HttpConn> = None;
     for i in (w as u64..schedule.count).step_by(workers) {
         let due = schedule.start + schedule.offset(i);
@@ -549,7 +551,7 @@ async fn publish_worker(
         if kind == PeerKind::Pushpin {
             conn = None;
         }
-        match publish_one(&mut conn, addr, &host, wire, &path, content_type, body).await {
+        match publish_one(&mut conn, &node, wire, &path, content_type, body).await {
             Ok(()) => {
                 out.acks.push((seq, topic));
                 sent.fetch_add(1, Ordering::Relaxed);
@@ -566,15 +568,14 @@ async fn publish_worker(
 
 async fn publish_one(
     conn: &mut Option<HttpConn>,
-    addr: SocketAddr,
-    host: &Arc<str>,
+    node: &Endpoint,
     wire: &Arc<WireCounters>,
     path: &str,
     content_type: &str,
     body: Bytes,
 ) -> Result<(), ConnError> {
     if conn.is_none() {
-        *conn = Some(HttpConn::open(addr, host.clone(), wire).await?.0);
+        *conn = Some(HttpConn::open(node, wire).await?.0);
     }
     let c = conn.as_mut().expect("opened above");
     let exchange = async {
@@ -613,11 +614,11 @@ pub async fn wait_subscribed(
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     let wire = Arc::new(WireCounters::default());
-    let host: Arc<str> = peer.addr.to_string().into();
+    let node = Endpoint::new(peer.addr);
     let mut last = String::new();
     loop {
         let mut all = true;
-        if let Ok((mut conn, _)) = HttpConn::open(peer.addr, host.clone(), &wire).await {
+        if let Ok((mut conn, _)) = HttpConn::open(&node, &wire).await {
             for (topic, want) in expected_per_topic {
                 let path = format!("/pub?id={topic}");
                 let got = match conn.get(&path, &[("accept", "text/json")]).await {

@@ -187,13 +187,15 @@ fn ms(us: u64) -> String {
 /// `pushbench run SCENARIO --peers ours,nchan,pushpin`: runs the scenario against each server in turn
 /// (each into `out_dir/<server>/`, with its own result.json and reports), then writes `peers.md` and
 /// `peers.json` side by side and prints the table. A server that fails is reported as failed; the others
-/// still run. Returns an error only when nothing could be written.
+/// still run. Returns an error only when nothing could be written. `workers` load-generator processes
+/// hold the subscribers of every server alike.
 pub fn run_peers(
     scenario: std::sync::Arc<crate::scenario::Scenario>,
     servers: &[ServerName],
     server_bin: Option<&std::path::Path>,
     out_dir: &std::path::Path,
     progress: bool,
+    workers: usize,
 ) -> anyhow::Result<Vec<Row>> {
     use anyhow::Context;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -217,6 +219,8 @@ pub fn run_peers(
             server,
             out_dir: dir.clone(),
             progress,
+            workers,
+            cluster: 1,
         };
         let outcome = match rt.block_on(crate::run::run(scenario.clone(), &options)) {
             Ok(result) => {

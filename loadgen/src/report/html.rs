@@ -90,7 +90,31 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     for finding in reading::findings(result) {
         let _ = write!(page, "<li>{}</li>", inline_markdown(&finding));
     }
-    page.push_str("</ul><h2>Charts</h2><div class=\"charts\">");
+    page.push_str("</ul>");
+    for (title, note, headers, rows) in [md::memory_split(result)]
+        .into_iter()
+        .chain(md::cluster(result))
+    {
+        let _ = write!(
+            page,
+            "<h2>{}</h2><p>{}</p><table><tr>",
+            esc(title),
+            inline_markdown(note)
+        );
+        for h in headers {
+            let _ = write!(page, "<th>{}</th>", esc(h));
+        }
+        page.push_str("</tr>");
+        for row in rows {
+            page.push_str("<tr>");
+            for cell in row {
+                let _ = write!(page, "<td>{}</td>", esc(&cell));
+            }
+            page.push_str("</tr>");
+        }
+        page.push_str("</table>");
+    }
+    page.push_str("<h2>Charts</h2><div class=\"charts\">");
     page.push_str(&latency_chart(result));
     let bars =
         |f: &dyn Fn(&super::TransportResult) -> Option<f64>| -> Vec<(usize, String, Option<f64>)> {

@@ -166,6 +166,14 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
             ms(r.loadgen_lag_p99_us as f64)
         )?;
     }
+    for (title, note, headers, rows) in [memory_split(result)].into_iter().chain(cluster(result)) {
+        writeln!(w, "\n## {title}\n\n{note}\n")?;
+        writeln!(w, "| {} |", headers.join(" | "))?;
+        writeln!(w, "|---{}|", "|---:".repeat(headers.len() - 1))?;
+        for row in rows {
+            writeln!(w, "| {} |", row.join(" | "))?;
+        }
+    }
     let errors: Vec<String> = result
         .transports
         .iter()
@@ -180,4 +188,117 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         writeln!(w, "{}", errors.join("\n"))?;
     }
     Ok(())
+}
+
+/// A detail table: title, a note under it, column headers, rows (the Markdown and HTML reports both
+/// render these).
+pub type Detail = (
+    &'static str,
+    &'static str,
+    Vec<&'static str>,
+    Vec<Vec<String>>,
+);
+
+/// Memory per connection, three ways: the server's RSS, the kernel's socket memory (both ends of a
+/// loopback connection) and the load generator's RSS.
+pub fn memory_split(result: &RunResult) -> Detail {
+    let kib = |b: Option<f64>| b.map_or("–".into(), |b| format!("{:.1}", b / 1024.0));
+    let rows = result
+        .transports
+        .iter()
+        .map(|r| {
+            let parts = [
+                r.server_rss_per_connection_bytes,
+                r.kernel_socket_bytes_per_connection,
+                r.loadgen_rss_per_subscriber_bytes,
+            ];
+            let total = parts.iter().try_fold(0.0, |acc, p| p.map(|p| acc + p));
+            vec![
+                r.transport.to_string(),
+                kib(parts[0]),
+                kib(parts[1]),
+                kib(parts[2]),
+                kib(total),
+                r.loadgen_workers.to_string(),
+            ]
+        })
+        .collect();
+    (
+        "Memory per connection",
+        "Growth from before the launch to all subscribed, divided by the subscribers connected. Kernel: \
+         socket slabs (`TCP`, `TCPv6`, `sock_inode_cache`) and TCP buffer pages, machine-wide, counting \
+         **both ends** of each loopback connection (server and client socket); other processes' sockets \
+         move it too. Load generator: all its processes; includes what goose and the runtime allocate \
+         for the launch, so it is meaningful at thousands of subscribers, not tens.",
+        vec![
+            "transport",
+            "server RSS KiB",
+            "kernel sockets KiB (both ends)",
+            "load generator KiB",
+            "total KiB",
+            "loadgen processes",
+        ],
+        rows,
+    )
+}
+
+/// A cluster's nodes and its Redis backplane, per transport; `None` for a single server.
+pub fn cluster(result: &RunResult) -> Option<Detail> {
+    if result.transports.iter().all(|r| r.nodes.is_empty()) {
+        return None;
+    }
+    let mib = |b: Option<u64>| b.map_or("–".into(), |b| format!("{:.1}", b as f64 / 1048576.0));
+    let mut rows = Vec::new();
+    for r in &result.transports {
+        for (i, n) in r.nodes.iter().enumerate() {
+            let stat = |k: &str| {
+                n.stats
+                    .as_ref()
+                    .and_then(|s| s["transports"][r.transport.as_str()][k].as_u64())
+                    .map_or("–".into(), |v| v.to_string())
+            };
+            rows.push(vec![
+                r.transport.to_string(),
+                format!("node {i} ({})", n.addr),
+                n.subscribers.to_string(),
+                stat("deliveries"),
+                stat("connections_total"),
+                mib(n.rss_connected_bytes),
+                opt(n.rss_per_connection_bytes.map(|b| b / 1024.0), 1),
+                opt(n.cpu_ms, 0),
+                n.fds.map_or("–".into(), |f| f.to_string()),
+            ]);
+        }
+        if let Some(bus) = &r.bus {
+            rows.push(vec![
+                r.transport.to_string(),
+                format!("redis ({})", bus.addr),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+                mib(bus.rss_bytes),
+                "–".into(),
+                opt(bus.cpu_ms, 0),
+                "–".into(),
+            ]);
+        }
+    }
+    Some((
+        "Cluster",
+        "Each subscriber's first connection goes to node `index mod nodes`, every reconnect to the next \
+         node. Deliveries and connections are the node's own counts (`/stats`); Redis is not included in \
+         the server figures above.",
+        vec![
+            "transport",
+            "process",
+            "first subscribers",
+            "deliveries",
+            "connections",
+            "RSS MiB",
+            "KiB/conn",
+            "CPU ms",
+            "fds",
+        ],
+        rows,
+    ))
 }

@@ -124,6 +124,16 @@ pub struct TransportResult {
     pub server_rss_peak_bytes: Option<u64>,
     /// `(connected − before) / subscribers_connected`.
     pub server_rss_per_connection_bytes: Option<f64>,
+    /// Kernel memory of TCP sockets (socket slabs and buffers, machine-wide: [`crate::sockmem`]) before
+    /// the subscribers connected.
+    #[serde(default)]
+    pub kernel_socket_bytes_before: Option<u64>,
+    /// The same once they were connected.
+    #[serde(default)]
+    pub kernel_socket_bytes_connected: Option<u64>,
+    /// `(connected − before) / subscribers_connected`: both ends of each loopback connection.
+    #[serde(default)]
+    pub kernel_socket_bytes_per_connection: Option<f64>,
     /// Server CPU time over publishing and drain, ms.
     pub server_cpu_ms: Option<f64>,
     /// `server_cpu_ms / delivered × 1000`.
@@ -138,8 +148,11 @@ pub struct TransportResult {
     /// Load generator RSS growth per connected subscriber; clean for the first transport of a run only
     /// (later ones reuse memory the allocator kept).
     pub loadgen_rss_per_subscriber_bytes: Option<f64>,
-    /// Load generator open file descriptors with subscribers connected.
+    /// Load generator open file descriptors with subscribers connected (summed over its processes).
     pub loadgen_fds: u64,
+    /// Load generator processes holding subscribers: 1, or the `--workers` count.
+    #[serde(default = "one")]
+    pub loadgen_workers: u64,
     /// 99th percentile of the load generator's scheduling lag (a 5 ms timer's oversleep), µs.
     pub loadgen_lag_p99_us: u64,
     /// Share of all cores busy over publishing and drain (`/proc/stat`: load generator, server, kernel and
@@ -162,8 +175,15 @@ pub struct TransportResult {
     pub histograms: SerializedHistograms,
     /// goose's request metrics for this transport.
     pub goose: Vec<GooseRow>,
-    /// The server's `/stats` at the end (its own counters), when readable.
+    /// The server's `/stats` at the end (its own counters), when readable (a cluster's are per node).
     pub server_stats: Option<serde_json::Value>,
+    /// A cluster's nodes (`--cluster N`), each with its own share; empty for a single server, whose
+    /// figures are the totals above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::deployment::NodeResult>,
+    /// A cluster's Redis backplane (not included in the server figures above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<crate::deployment::BusResult>,
     /// Last error any subscriber or the publisher saw.
     pub last_error: Option<String>,
     /// Per metric name, its value in every run merged into this result, with median and range; empty
@@ -211,6 +231,10 @@ pub struct SerializedHistograms {
     /// Publisher send start minus intended send time, µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_lateness_us: Option<String>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// One row of goose's request metrics.

@@ -27,9 +27,9 @@ use std::time::Duration;
 
 use pushbench_common::Topic;
 use pushbench_common::wire::PublishAck;
-use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, AsyncConnectionConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -97,6 +97,15 @@ pub struct RedisBus {
     max_len: usize,
     /// Connection state, shown in `/metrics`.
     pub status: Arc<BusStatus>,
+}
+
+/// The follower's connection: its reads block for [`BLOCK`] when nothing is published, so it must wait
+/// longer than that for an answer (the client's default of 500 ms would call every quiet second an
+/// outage and reconnect).
+fn follower_config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(BLOCK + Duration::from_secs(2)))
 }
 
 /// One entry of the stream, decoded.
@@ -190,10 +199,11 @@ impl RedisBus {
         let options = StreamReadOptions::default()
             .block(BLOCK.as_millis() as usize)
             .count(READ_COUNT);
+        let config = follower_config();
         loop {
             let connected = tokio::select! {
                 () = shutdown.cancelled() => return,
-                connected = self.client.get_multiplexed_async_connection() => connected,
+                connected = self.client.get_multiplexed_async_connection_with_config(&config) => connected,
             };
             let mut connection: MultiplexedConnection = match connected {
                 Ok(connection) => connection,

@@ -125,6 +125,24 @@ async fn two_nodes_deliver_every_event_once_to_subscribers_on_both() {
     }
 }
 
+/// A quiet feed is not an outage: the follower's blocking reads outlast their block time, and a publish
+/// after the quiet is delivered by the other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_bus_stays_up() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut sse = Subscriber::connect(&b, Transport::Sse, &["quiet"], None).await;
+    // Several of the follower's 1 s blocking reads come back empty.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let id = a.publish("quiet", "after the quiet").await.id;
+    assert_eq!(event_ids(&sse.collect_until(id).await), [id]);
+    for server in [&a, &b] {
+        let stats = server.stats().await;
+        assert_eq!(stats["bus"]["outages"], 0, "{stats}");
+        assert_eq!(stats["bus"]["up"], true, "{stats}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_on_another_node_without_loss_or_repetition() {
     let redis = TestRedis::start();

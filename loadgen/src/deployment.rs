@@ -1,0 +1,273 @@
+//! The server side of one transport run: one server (spawned, `--target`, or a peer), or with
+//! `--cluster N` a Redis backplane and N `pushbench-server --bus` nodes sharing one feed.
+//!
+//! A cluster is started fresh for every transport, like a single server: `redis-server` on a free
+//! loopback port with its working directory in a temporary directory (no persistence: `--save ""`,
+//! `--appendonly no`), then the nodes, each with the scenario's server options. Subscribers spread over
+//! the nodes round robin and move to the next node on every reconnect ([`crate::subscriber::Shared::nodes`]);
+//! the publisher's connections spread over them too. Memory and CPU are summed over the nodes for the
+//! headline figures and kept per node ([`NodeResult`]); Redis is sampled on its own ([`BusResult`]).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use pushbench_common::{ProcSample, Transport};
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+use crate::peer::{RunningPeer, TempDir, free_port, wait_listening};
+use crate::run::{RunError, ServerSource};
+use crate::scenario::Scenario;
+use crate::server_proc::{Server, count_fds, stop_child};
+
+/// How long Redis may take to accept connections.
+const REDIS_READY: Duration = Duration::from_secs(10);
+
+/// One node of a cluster, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeResult {
+    /// Where it listened.
+    pub addr: String,
+    /// Subscribers whose first connection went to this node (later reconnects move on).
+    pub subscribers: u64,
+    /// RSS once every subscriber was connected, bytes.
+    pub rss_connected_bytes: Option<u64>,
+    /// RSS growth over the launch divided by this node's subscribers, bytes.
+    pub rss_per_connection_bytes: Option<f64>,
+    /// CPU time over the publishing window, ms.
+    pub cpu_ms: Option<f64>,
+    /// Open file descriptors once every subscriber was connected.
+    pub fds: Option<u64>,
+    /// The node's `/stats` at the end.
+    pub stats: Option<serde_json::Value>,
+}
+
+/// The Redis backplane of a cluster, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusResult {
+    /// Where it listened.
+    pub addr: String,
+    /// RSS at the end of the window, bytes.
+    pub rss_bytes: Option<u64>,
+    /// CPU time over the publishing window, ms.
+    pub cpu_ms: Option<f64>,
+}
+
+/// A `redis-server` we started.
+#[derive(Debug)]
+struct Redis {
+    addr: SocketAddr,
+    child: Child,
+    /// Its working directory; removed after it stopped.
+    _dir: TempDir,
+}
+
+impl Redis {
+    async fn start(log: &Path) -> Result<Self, RunError> {
+        let failed = |reason: String| RunError::Cluster(format!("redis-server: {reason}"));
+        let dir = TempDir::new("redis").map_err(|e| failed(format!("temporary directory: {e}")))?;
+        let port = free_port().map_err(|e| failed(format!("no free port: {e}")))?;
+        let log_file = std::fs::File::create(log)
+            .map_err(|e| failed(format!("cannot create {}: {e}", log.display())))?;
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log_file))
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                failed(format!(
+                    "cannot start it ({e}); install it with scripts/setup (Debian package redis-server)"
+                ))
+            })?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if !wait_listening(addr, REDIS_READY).await {
+            stop_child(child, Duration::from_secs(1)).await;
+            return Err(failed(format!(
+                "not listening on {addr} within {REDIS_READY:?} (see {})",
+                log.display()
+            )));
+        }
+        Ok(Self {
+            addr,
+            child,
+            _dir: dir,
+        })
+    }
+
+    fn sample(&self) -> Option<ProcSample> {
+        ProcSample::of_pid(self.child.id()?).ok()
+    }
+}
+
+/// The servers of one transport run.
+#[derive(Debug)]
+pub struct Deployment {
+    /// One node, or a cluster's nodes in order.
+    pub nodes: Vec<Server>,
+    bus: Option<Redis>,
+}
+
+impl Deployment {
+    /// Starts what `source` names for `transport`: `cluster` nodes on a fresh Redis when `cluster > 1`
+    /// (spawned servers only).
+    pub async fn start(
+        source: &ServerSource,
+        scenario: &Scenario,
+        transport: Transport,
+        cluster: usize,
+        out_dir: &Path,
+    ) -> Result<Self, RunError> {
+        let single = |server| Self {
+            nodes: vec![server],
+            bus: None,
+        };
+        match source {
+            ServerSource::Spawn(bin) if cluster > 1 => {
+                let bus = Redis::start(&out_dir.join(format!("redis-{transport}.log"))).await?;
+                let mut args = scenario.server.args();
+                args.extend(["--bus".into(), format!("redis://{}", bus.addr)]);
+                let mut nodes = Vec::with_capacity(cluster);
+                for i in 0..cluster {
+                    let log = out_dir.join(format!("server-{transport}-node{i}.log"));
+                    match Server::spawn(bin, &args, &log).await {
+                        Ok(node) => nodes.push(node),
+                        Err(e) => {
+                            Self {
+                                nodes,
+                                bus: Some(bus),
+                            }
+                            .stop()
+                            .await;
+                            return Err(e.into());
+                        }
+                    }
+                }
+                Ok(Self {
+                    nodes,
+                    bus: Some(bus),
+                })
+            }
+            ServerSource::Spawn(bin) => Ok(single(
+                Server::spawn(
+                    bin,
+                    &scenario.server.args(),
+                    &out_dir.join(format!("server-{transport}.log")),
+                )
+                .await?,
+            )),
+            ServerSource::Target { url, pid } => Ok(single(Server::target(url, *pid).await?)),
+            ServerSource::Peer(kind) => Ok(single(Server::peer(
+                RunningPeer::start(*kind, transport, out_dir).await?,
+            ))),
+        }
+    }
+
+    /// Whether this is a cluster on a bus.
+    pub fn is_cluster(&self) -> bool {
+        self.bus.is_some()
+    }
+
+    /// Where subscribers and the publisher connect.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.addr).collect()
+    }
+
+    /// The running peer, when the server is one.
+    pub fn running_peer(&self) -> Option<&RunningPeer> {
+        self.nodes.first().and_then(Server::running_peer)
+    }
+
+    /// Each node's sample.
+    pub fn node_samples(&self) -> Vec<Option<ProcSample>> {
+        self.nodes.iter().map(Server::sample).collect()
+    }
+
+    /// RSS and CPU summed over the nodes (`None` when one cannot be sampled).
+    pub fn sample(&self) -> Option<ProcSample> {
+        sum(&self.node_samples())
+    }
+
+    /// Open files summed over the nodes.
+    pub fn fds(&self) -> Option<u64> {
+        self.nodes.iter().map(Server::fds).sum()
+    }
+
+    /// PIDs of the nodes that can be sampled.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(|n| n.pid).collect()
+    }
+
+    /// Redis's sample, in a cluster.
+    pub fn bus_sample(&self) -> Option<ProcSample> {
+        self.bus.as_ref().and_then(Redis::sample)
+    }
+
+    /// Redis's address, in a cluster.
+    pub fn bus_addr(&self) -> Option<SocketAddr> {
+        self.bus.as_ref().map(|b| b.addr)
+    }
+
+    /// Stops the nodes, then Redis.
+    pub async fn stop(self) {
+        for node in self.nodes {
+            node.stop(Duration::from_secs(5)).await;
+        }
+        if let Some(bus) = self.bus {
+            stop_child(bus.child, Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// Sums samples: RSS and CPU of several processes (`None` when one is missing).
+pub fn sum(samples: &[Option<ProcSample>]) -> Option<ProcSample> {
+    samples.iter().try_fold(
+        ProcSample {
+            rss_bytes: 0,
+            cpu: Duration::ZERO,
+        },
+        |acc, s| {
+            s.map(|s| ProcSample {
+                rss_bytes: acc.rss_bytes + s.rss_bytes,
+                cpu: acc.cpu + s.cpu,
+            })
+        },
+    )
+}
+
+/// RSS and CPU summed over processes `pids`.
+pub fn sample_processes(pids: &[u32]) -> Option<ProcSample> {
+    sum(&pids
+        .iter()
+        .map(|&pid| ProcSample::of_pid(pid).ok())
+        .collect::<Vec<_>>())
+}
+
+/// Open files summed over processes `pids`.
+pub fn fds_of(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|&pid| count_fds(pid)).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_sum_and_a_missing_one_spoils_the_sum() {
+        let s = |rss, ms| {
+            Some(ProcSample {
+                rss_bytes: rss,
+                cpu: Duration::from_millis(ms),
+            })
+        };
+        assert_eq!(sum(&[s(10, 5), s(32, 7)]), s(42, 12));
+        assert_eq!(sum(&[s(10, 5), None]), None);
+        assert!(sample_processes(&[std::process::id()]).unwrap().rss_bytes > 0);
+    }
+}

@@ -1,0 +1,364 @@
+//! The subscribers of one transport run, held in this process ([`Local`]) or spread over worker
+//! processes ([`crate::worker::Workers`], `--workers N`), driven the same way by [`crate::run`].
+//!
+//! A fleet launches its subscribers (goose users) as soon as it starts, shows live counts, learns when
+//! the measured window starts and when draining begins, and on `finish` accounts every subscriber
+//! against the publisher's acknowledgements into one [`Tally`]. Tallies add exactly — counters summed,
+//! HDR histograms added — so N workers give the result one process would have given.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use goose::config::{GooseConfiguration, GooseDefault, GooseDefaultType};
+use goose::metrics::GooseMetrics;
+use goose::prelude::{GooseAttack, Scenario as GooseScenario, Transaction, TransactionFunction};
+use pushbench_common::Transport;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::{Endpoint, WireCounters};
+use crate::deployment::sample_processes;
+use crate::metrics::{Completeness, Histograms, PublishedLog, SubscriberCounters, account, lock};
+use crate::peer::PeerKind;
+use crate::report::GooseRow;
+use crate::run::RunError;
+use crate::scenario::Scenario;
+use crate::subscriber::{Shared, Subscriber};
+use crate::worker::Workers;
+use pushbench_common::ProcSample;
+
+/// What every part of a fleet needs to know.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    /// The workload (all of it: subscriber `i`'s topics depend on the whole scenario).
+    pub scenario: Arc<Scenario>,
+    /// The transport under test.
+    pub transport: Transport,
+    /// The server's nodes, in order (see [`Shared::nodes`]).
+    pub nodes: Vec<SocketAddr>,
+    /// The peer whose clients replace ours, when the server is one.
+    pub peer: Option<PeerKind>,
+}
+
+/// What a set of subscribers measured, summable over sets.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Subscribers that handed back a log.
+    pub logs: u64,
+    /// Delivery accounting against the publisher's acknowledgements.
+    pub completeness: Completeness,
+    /// Request, reconnect and error counters.
+    pub counters: SubscriberCounters,
+    /// Last error a subscriber saw.
+    pub last_error: Option<String>,
+    /// Bytes `(read, written)` at the subscribers' sockets.
+    pub wire: (u64, u64),
+    /// Latency and connection histograms.
+    pub histograms: Histograms,
+    /// goose's request metrics.
+    pub goose: Vec<GooseRow>,
+    /// Scheduling lag p99 of the worker processes, µs (the largest; 0 in this process, which measures
+    /// its own).
+    pub lag_p99_us: u64,
+}
+
+impl Tally {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: Tally) {
+        self.logs += other.logs;
+        self.completeness.add(&other.completeness);
+        self.counters.add(&other.counters);
+        self.last_error = other.last_error.or(self.last_error.take());
+        self.wire = (self.wire.0 + other.wire.0, self.wire.1 + other.wire.1);
+        self.histograms.add(&other.histograms);
+        self.goose =
+            crate::merge::merge_goose([self.goose.as_slice(), other.goose.as_slice()].into_iter());
+        self.lag_p99_us = self.lag_p99_us.max(other.lag_p99_us);
+    }
+}
+
+/// Reads `(subscribed, delivered)` now.
+pub type LiveCounts = Arc<dyn Fn() -> (u64, u64) + Send + Sync>;
+
+/// All the subscribers of a transport run.
+#[derive(Debug)]
+pub enum Fleet {
+    /// In this process (`--workers 1`).
+    Local(Local),
+    /// In worker processes.
+    Workers(Workers),
+}
+
+impl Fleet {
+    /// Starts launching every subscriber of `spec`: here when `workers` ≤ 1, else over that many worker
+    /// processes. Returns the fleet and the load generator's resources (this process and its workers)
+    /// sampled just before the launch: the baseline of its memory per subscriber.
+    pub async fn start(
+        spec: &FleetSpec,
+        workers: usize,
+        log_dir: &std::path::Path,
+    ) -> Result<(Self, Option<ProcSample>), RunError> {
+        if workers <= 1 {
+            let before = sample_processes(&[std::process::id()]);
+            let all = 0..spec.scenario.subscribers;
+            return Ok((Self::Local(Local::start(spec, all, None)?), before));
+        }
+        let mut fleet = Workers::spawn(spec, workers, log_dir).await?;
+        let mut pids = vec![std::process::id()];
+        pids.extend(fleet.pids());
+        let before = sample_processes(&pids);
+        fleet.launch().await?;
+        Ok((Self::Workers(fleet), before))
+    }
+
+    /// The load generator's processes: this one, then the workers.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![std::process::id()];
+        if let Self::Workers(w) = self {
+            pids.extend(w.pids());
+        }
+        pids
+    }
+
+    /// A reader of `(subscribed, delivered)` that outlives a borrow of the fleet (for the progress line).
+    pub fn live_counts(&self) -> LiveCounts {
+        match self {
+            Self::Local(l) => {
+                let shared = l.shared.clone();
+                Arc::new(move || {
+                    let m = &shared.meters;
+                    (
+                        m.subscribed.load(Ordering::Relaxed),
+                        m.delivered.load(Ordering::Relaxed),
+                    )
+                })
+            }
+            Self::Workers(w) => w.live_counts(),
+        }
+    }
+
+    /// Subscribers whose first subscription is live.
+    pub fn subscribed(&self) -> u64 {
+        match self {
+            Self::Local(l) => l.subscribed(),
+            Self::Workers(w) => w.subscribed(),
+        }
+    }
+
+    /// Events received so far.
+    pub fn delivered(&self) -> u64 {
+        match self {
+            Self::Local(l) => l.delivered(),
+            Self::Workers(w) => w.delivered(),
+        }
+    }
+
+    /// Whether a part ended before `finish` (goose gave up, a worker exited).
+    pub fn ended(&self) -> bool {
+        match self {
+            Self::Local(l) => l.ended(),
+            Self::Workers(w) => w.ended(),
+        }
+    }
+
+    /// Events intended before `unix_ns` are warm-up.
+    pub async fn measure_from(&mut self, unix_ns: u64) -> Result<(), RunError> {
+        match self {
+            Self::Local(l) => {
+                l.measure_from(unix_ns);
+                Ok(())
+            }
+            Self::Workers(w) => w.measure_from(unix_ns).await,
+        }
+    }
+
+    /// The last event is published.
+    pub async fn drain(&mut self) -> Result<(), RunError> {
+        match self {
+            Self::Local(l) => {
+                l.drain();
+                Ok(())
+            }
+            Self::Workers(w) => w.drain().await,
+        }
+    }
+
+    /// Stops every subscriber and accounts them against `acks`.
+    pub async fn finish(self, acks: &[(u64, u64)]) -> Result<Tally, RunError> {
+        match self {
+            Self::Local(l) => l.finish(acks).await,
+            Self::Workers(w) => w.finish(acks).await,
+        }
+    }
+}
+
+/// Subscribers `range` of a run, held by goose in this process.
+#[derive(Debug)]
+pub struct Local {
+    shared: Arc<Shared>,
+    goose: JoinHandle<Result<GooseMetrics, goose::GooseError>>,
+}
+
+impl Local {
+    /// Starts goose launching subscribers `range`, their sockets bound to `source` when given.
+    pub fn start(
+        spec: &FleetSpec,
+        range: Range<u64>,
+        source: Option<IpAddr>,
+    ) -> Result<Self, RunError> {
+        let shared = Arc::new(Shared {
+            scenario: spec.scenario.clone(),
+            transport: spec.transport,
+            nodes: spec
+                .nodes
+                .iter()
+                .map(|&addr| Endpoint {
+                    source,
+                    ..Endpoint::new(addr)
+                })
+                .collect(),
+            wire: Arc::new(WireCounters::default()),
+            meters: Default::default(),
+            draining: CancellationToken::new(),
+            stop: CancellationToken::new(),
+            logs: Mutex::new(Vec::with_capacity((range.end - range.start) as usize)),
+            peer: spec.peer.map(|kind| Arc::new(kind.profile())),
+        });
+        let attack = goose_attack(&shared, range)?;
+        Ok(Self {
+            shared,
+            goose: tokio::spawn(attack.execute()),
+        })
+    }
+
+    /// Subscribers whose first subscription is live.
+    pub fn subscribed(&self) -> u64 {
+        self.shared.meters.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Events received so far.
+    pub fn delivered(&self) -> u64 {
+        self.shared.meters.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Whether goose has returned (before `finish`, that means it failed).
+    pub fn ended(&self) -> bool {
+        self.goose.is_finished()
+    }
+
+    /// Events intended before `unix_ns` are warm-up: counted, not timed.
+    pub fn measure_from(&self, unix_ns: u64) {
+        self.shared
+            .meters
+            .measure_start_ns
+            .store(unix_ns, Ordering::Relaxed);
+    }
+
+    /// The last event is published: churn stops.
+    pub fn drain(&self) {
+        self.shared.draining.cancel();
+    }
+
+    /// Stops every subscriber, waits for goose, and accounts each subscriber against `acks`
+    /// (`(id, topic index)` of every acknowledged publish).
+    pub async fn finish(self, acks: &[(u64, u64)]) -> Result<Tally, RunError> {
+        self.shared.stop.cancel();
+        let metrics = self
+            .goose
+            .await
+            .map_err(|e| RunError::Goose(format!("goose task: {e}")))??;
+        let scenario = &self.shared.scenario;
+        let published = PublishedLog::new(scenario.topic_count() as usize, acks.iter().copied());
+        let logs = std::mem::take(&mut *self.shared.logs.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut tally = Tally {
+            logs: logs.len() as u64,
+            wire: self.shared.wire.totals(),
+            goose: goose_rows(&metrics),
+            ..Tally::default()
+        };
+        for log in &logs {
+            tally.completeness.add(&account(log, &published));
+            tally.counters.add(&log.counters);
+            if log.last_error.is_some() {
+                tally.last_error.clone_from(&log.last_error);
+            }
+        }
+        tally.histograms.add(&lock(&self.shared.meters.histograms));
+        Ok(tally)
+    }
+}
+
+/// Builds the goose attack for subscribers `range`: one scenario, one transaction per user (its whole
+/// life); user `k` is subscriber `range.start + k`.
+///
+/// goose runs with one shared client without cookies (no client per user), `--iterations 1` (each user's
+/// single transaction is its life; with iterations goose never resets its metrics after the launch, so
+/// connection timings are kept, and it refuses an explicit `NoResetMetrics`), and no telnet/web
+/// controller.
+fn goose_attack(shared: &Arc<Shared>, range: Range<u64>) -> Result<GooseAttack, RunError> {
+    let s = &shared.scenario;
+    let users = range.end - range.start;
+    let life = {
+        let shared = shared.clone();
+        let first = range.start;
+        let function: TransactionFunction = Arc::new(move |user| {
+            let shared = shared.clone();
+            Box::pin(async move {
+                let index = first + user.weighted_users_index as u64;
+                Subscriber::new(&shared, user, index).run().await;
+                Ok(())
+            })
+        });
+        Transaction::new(function).set_name("subscriber life")
+    };
+    let scenario = GooseScenario::new(shared.transport.as_str()).register_transaction(life);
+    let hold = s.warmup + s.duration + s.drain + Duration::from_secs(3600);
+    // Each part launches at its share of the scenario's rate, so that together they launch at the rate.
+    let share = users as f64 / s.subscribers as f64;
+    let attack = GooseAttack::initialize_with_config(GooseConfiguration::default())?
+        .set_client_builder_without_cookies(
+            goose::client::GooseClientBuilder::new()
+                .without_cookies()
+                .timeout(hold),
+        )?
+        .register_scenario(scenario)
+        .set_default(
+            GooseDefault::Host,
+            format!("http://{}", shared.nodes[0].host).as_str(),
+        )?
+        .set_default(GooseDefault::Users, users as usize)?
+        .set_default(
+            GooseDefault::IncreaseRate,
+            (s.launch_rate * share).to_string().as_str(),
+        )?
+        .set_default(GooseDefault::Iterations, 1)?
+        .set_default(GooseDefault::NoTelnet, true)?
+        .set_default(GooseDefault::NoPrintMetrics, true)?
+        .set_default(GooseDefault::NoErrorSummary, true)?
+        .set_default(GooseDefault::Quiet, 1)?
+        .set_default(GooseDefault::Timeout, hold.as_secs().to_string().as_str())?;
+    Ok(*attack)
+}
+
+fn goose_rows(metrics: &GooseMetrics) -> Vec<GooseRow> {
+    let mut rows: Vec<GooseRow> = metrics
+        .requests
+        .iter()
+        .map(|(name, agg)| GooseRow {
+            name: name.clone(),
+            success: agg.success_count as u64,
+            fail: agg.fail_count as u64,
+            mean_us: if agg.raw_data.counter > 0 {
+                agg.raw_data.total_time_us as f64 / agg.raw_data.counter as f64
+            } else {
+                0.0
+            },
+            max_us: agg.raw_data.maximum_time_us,
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}

@@ -1,0 +1,581 @@
+//! `pushbench run --workers N`: the subscribers of a run spread over N load-generator processes.
+//!
+//! One process may hold at most as many sockets as its open-file limit allows (20,000 here), and one
+//! loopback source address has ~28,000 ephemeral ports. The coordinating `pushbench run` therefore starts
+//! N copies of itself as `pushbench worker` (a hidden subcommand); worker `i` raises its soft open-file
+//! limit to the hard one, holds subscribers `[i·n/N, (i+1)·n/N)` and binds their sockets to the loopback
+//! source address `127.0.0.(2+i)`. The coordinator keeps the server, the publisher and the clock.
+//!
+//! The protocol is one JSON object per line: the coordinator writes a [`WorkerSpec`], then [`Command`]s on
+//! the worker's stdin; the worker answers [`Report`]s on its stdout, each line prefixed with
+//! [`REPORT_PREFIX`] because goose prints its own lines there too (its stderr goes to
+//! `worker-<transport>-<i>.log` in the output directory):
+//!
+//! ```text
+//! → spec            ← ready        (the coordinator samples every worker's memory: the baseline)
+//! → launch          ← live …       (every 250 ms: subscribed, delivered)
+//! → measure_from    → drain
+//! → stop {acks}     ← done {tally} (the worker accounts its subscribers against the acks and exits)
+//! ```
+//!
+//! Each worker's [`Tally`] carries its counters and its HDR histograms (serialized), so the
+//! coordinator's sum is exact. A worker that dies or answers nonsense fails the run with its name.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use pushbench_common::Transport;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command as Process};
+use tokio::sync::oneshot;
+
+use crate::fleet::{FleetSpec, LiveCounts, Local, Tally};
+use crate::metrics::{Completeness, Histograms, SubscriberCounters};
+use crate::peer::PeerKind;
+use crate::report::{GooseRow, decode_histogram, encode_histogram};
+use crate::run::{RunError, spawn_lag_probe};
+use crate::scenario::Scenario;
+
+/// Marks a worker's report lines on its stdout; other lines there are goose's and are skipped.
+pub const REPORT_PREFIX: &str = "@pushbench ";
+/// How long a worker may take to start and report `ready`.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Interval of a worker's live counts.
+const LIVE_EVERY: Duration = Duration::from_millis(250);
+
+/// What one worker holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    /// The whole workload.
+    pub scenario: Scenario,
+    /// The transport under test.
+    pub transport: Transport,
+    /// The server's nodes.
+    pub nodes: Vec<SocketAddr>,
+    /// The peer, when the server is one.
+    pub peer: Option<PeerKind>,
+    /// First subscriber index held (inclusive).
+    pub first: u64,
+    /// Last subscriber index held (exclusive).
+    pub end: u64,
+    /// Source address of the worker's sockets.
+    pub source: Option<IpAddr>,
+}
+
+/// Coordinator → worker, after the spec.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Start launching the subscribers.
+    Launch,
+    /// Events intended before this Unix ns are warm-up.
+    MeasureFrom(u64),
+    /// The last event is published: churn stops.
+    Drain,
+    /// Stop every subscriber and account them against these `(id, topic index)` acknowledgements.
+    Stop {
+        /// Every acknowledged publish.
+        acks: Vec<(u64, u64)>,
+    },
+}
+
+/// Worker → coordinator.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Report {
+    /// Started; waiting for `launch`.
+    Ready,
+    /// Live counts.
+    Live {
+        /// Subscribers whose first subscription is live.
+        subscribed: u64,
+        /// Events received so far.
+        delivered: u64,
+    },
+    /// The final tally.
+    Done(Box<WireTally>),
+    /// The worker could not do its part.
+    Failed(String),
+}
+
+/// A [`Tally`] as it crosses the pipe: histograms in their serialized HdrHistogram form.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireTally {
+    logs: u64,
+    completeness: Completeness,
+    counters: SubscriberCounters,
+    last_error: Option<String>,
+    wire: (u64, u64),
+    /// latency, latency from server, connect, first byte, subscribed.
+    histograms: [String; 5],
+    goose: Vec<GooseRow>,
+    lag_p99_us: u64,
+}
+
+impl WireTally {
+    fn of(t: &Tally) -> Self {
+        let h = &t.histograms;
+        Self {
+            logs: t.logs,
+            completeness: t.completeness,
+            counters: t.counters,
+            last_error: t.last_error.clone(),
+            wire: t.wire,
+            histograms: [
+                &h.latency,
+                &h.latency_from_server,
+                &h.connect,
+                &h.first_byte,
+                &h.subscribed,
+            ]
+            .map(encode_histogram),
+            goose: t.goose.clone(),
+            lag_p99_us: t.lag_p99_us,
+        }
+    }
+
+    fn into_tally(self) -> Result<Tally, String> {
+        let mut decoded = Vec::with_capacity(self.histograms.len());
+        for text in &self.histograms {
+            decoded.push(decode_histogram(text).map_err(|e| e.to_string())?);
+        }
+        let [
+            latency,
+            latency_from_server,
+            connect,
+            first_byte,
+            subscribed,
+        ]: [_; 5] = decoded.try_into().expect("five histograms");
+        Ok(Tally {
+            logs: self.logs,
+            completeness: self.completeness,
+            counters: self.counters,
+            last_error: self.last_error,
+            wire: self.wire,
+            histograms: Histograms {
+                latency,
+                latency_from_server,
+                connect,
+                first_byte,
+                subscribed,
+            },
+            goose: self.goose,
+            lag_p99_us: self.lag_p99_us,
+        })
+    }
+}
+
+/// Source address of worker `i`: `127.0.0.(2+i)`, leaving 127.0.0.1 to the coordinator and the server.
+pub fn source_address(i: usize) -> Option<IpAddr> {
+    u8::try_from(i + 2)
+        .ok()
+        .filter(|&o| o < 255)
+        .map(|o| IpAddr::V4(Ipv4Addr::new(127, 0, 0, o)))
+}
+
+/// Subscribers of worker `i` of `workers`, out of `n`: contiguous, sizes differing by at most one.
+pub fn share(n: u64, workers: u64, i: u64) -> std::ops::Range<u64> {
+    (i * n / workers)..((i + 1) * n / workers)
+}
+
+/// Live state of one worker, written by its stdout reader.
+#[derive(Debug, Default)]
+struct Live {
+    subscribed: AtomicU64,
+    delivered: AtomicU64,
+    ended: AtomicBool,
+}
+
+#[derive(Debug)]
+struct WorkerProc {
+    index: usize,
+    child: Child,
+    stdin: ChildStdin,
+    live: Arc<Live>,
+    done: oneshot::Receiver<Result<WireTally, String>>,
+}
+
+/// The worker processes of one transport run.
+#[derive(Debug)]
+pub struct Workers {
+    procs: Vec<WorkerProc>,
+}
+
+impl Workers {
+    /// Starts `workers` worker processes for `spec` and waits until each reports `ready`.
+    pub async fn spawn(spec: &FleetSpec, workers: usize, log_dir: &Path) -> Result<Self, RunError> {
+        let bin = locate_self()?;
+        let n = spec.scenario.subscribers;
+        let mut procs = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let range = share(n, workers as u64, i as u64);
+            let source = source_address(i).ok_or_else(|| {
+                RunError::Worker(
+                    i,
+                    "no loopback source address left (at most 253 workers)".into(),
+                )
+            })?;
+            let worker_spec = WorkerSpec {
+                scenario: (*spec.scenario).clone(),
+                transport: spec.transport,
+                nodes: spec.nodes.clone(),
+                peer: spec.peer,
+                first: range.start,
+                end: range.end,
+                source: Some(source),
+            };
+            procs.push(WorkerProc::spawn(&bin, i, &worker_spec, log_dir).await?);
+        }
+        Ok(Self { procs })
+    }
+
+    /// Every worker starts launching its subscribers.
+    pub async fn launch(&mut self) -> Result<(), RunError> {
+        self.send_all(&Command::Launch).await
+    }
+
+    /// PIDs of the worker processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().filter_map(|p| p.child.id()).collect()
+    }
+
+    /// Reads `(subscribed, delivered)` summed over the workers.
+    pub fn live_counts(&self) -> LiveCounts {
+        let lives: Vec<Arc<Live>> = self.procs.iter().map(|p| p.live.clone()).collect();
+        Arc::new(move || {
+            lives.iter().fold((0, 0), |(s, d), l| {
+                (
+                    s + l.subscribed.load(Ordering::Relaxed),
+                    d + l.delivered.load(Ordering::Relaxed),
+                )
+            })
+        })
+    }
+
+    /// Subscribed, summed over the workers.
+    pub fn subscribed(&self) -> u64 {
+        self.live_counts()().0
+    }
+
+    /// Delivered, summed over the workers.
+    pub fn delivered(&self) -> u64 {
+        self.live_counts()().1
+    }
+
+    /// Whether a worker has stopped talking (it failed or exited).
+    pub fn ended(&self) -> bool {
+        self.procs
+            .iter()
+            .any(|p| p.live.ended.load(Ordering::Relaxed))
+    }
+
+    /// Tells every worker when the measured window starts.
+    pub async fn measure_from(&mut self, unix_ns: u64) -> Result<(), RunError> {
+        self.send_all(&Command::MeasureFrom(unix_ns)).await
+    }
+
+    /// Tells every worker that draining begins.
+    pub async fn drain(&mut self) -> Result<(), RunError> {
+        self.send_all(&Command::Drain).await
+    }
+
+    /// Stops every worker and sums their tallies.
+    pub async fn finish(mut self, acks: &[(u64, u64)]) -> Result<Tally, RunError> {
+        self.send_all(&Command::Stop {
+            acks: acks.to_vec(),
+        })
+        .await?;
+        let mut total = Tally::default();
+        for p in self.procs {
+            let index = p.index;
+            let wire = p
+                .done
+                .await
+                .map_err(|_| RunError::Worker(index, "exited without a tally".into()))?
+                .map_err(|e| RunError::Worker(index, e))?;
+            total.add(wire.into_tally().map_err(|e| RunError::Worker(index, e))?);
+            let mut child = p.child;
+            // It exits by itself after `done`; never leave one behind.
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn send_all(&mut self, command: &Command) -> Result<(), RunError> {
+        let mut line = serde_json::to_vec(command).expect("commands serialize");
+        line.push(b'\n');
+        for p in &mut self.procs {
+            p.stdin
+                .write_all(&line)
+                .await
+                .map_err(|e| RunError::Worker(p.index, format!("cannot write to it: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl WorkerProc {
+    async fn spawn(
+        bin: &Path,
+        index: usize,
+        spec: &WorkerSpec,
+        log_dir: &Path,
+    ) -> Result<Self, RunError> {
+        let failed = |reason: String| RunError::Worker(index, reason);
+        let log_path = log_dir.join(format!("worker-{}-{index}.log", spec.transport));
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| failed(format!("cannot create {}: {e}", log_path.display())))?;
+        let mut child = Process::new(bin)
+            .arg("worker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| failed(format!("cannot start {}: {e}", bin.display())))?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = serde_json::to_vec(spec).expect("a spec serializes");
+        line.push(b'\n');
+        stdin
+            .write_all(&line)
+            .await
+            .map_err(|e| failed(format!("cannot send its spec: {e}")))?;
+
+        let live = Arc::new(Live::default());
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        tokio::spawn(read_reports(
+            BufReader::new(stdout),
+            live.clone(),
+            ready_tx,
+            done_tx,
+            log_path.clone(),
+        ));
+        match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
+            Ok(Ok(())) => {}
+            _ => {
+                return Err(failed(format!(
+                    "not ready within {READY_TIMEOUT:?} (see {})",
+                    log_path.display()
+                )));
+            }
+        }
+        Ok(Self {
+            index,
+            child,
+            stdin,
+            live,
+            done,
+        })
+    }
+}
+
+/// Reads a worker's reports until it ends: live counts into `live`, the tally (or its failure) into
+/// `done`. Anything else ends the worker's run with a message naming its log.
+async fn read_reports(
+    stdout: BufReader<tokio::process::ChildStdout>,
+    live: Arc<Live>,
+    ready: oneshot::Sender<()>,
+    done: oneshot::Sender<Result<WireTally, String>>,
+    log: PathBuf,
+) {
+    let mut ready = Some(ready);
+    let mut lines = stdout.lines();
+    let outcome = loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => {
+                match serde_json::from_str::<Report>(match line.strip_prefix(REPORT_PREFIX) {
+                    Some(json) => json,
+                    None => continue,
+                }) {
+                    Ok(Report::Ready) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(Report::Live {
+                        subscribed,
+                        delivered,
+                    }) => {
+                        live.subscribed.store(subscribed, Ordering::Relaxed);
+                        live.delivered.store(delivered, Ordering::Relaxed);
+                    }
+                    Ok(Report::Done(tally)) => break Ok(*tally),
+                    Ok(Report::Failed(reason)) => break Err(reason),
+                    Err(e) => break Err(format!("unreadable report {line:?}: {e}")),
+                }
+            }
+            Ok(None) => break Err(format!("exited (see {})", log.display())),
+            Err(e) => break Err(format!("cannot read its reports: {e}")),
+        }
+    };
+    live.ended.store(true, Ordering::Relaxed);
+    let _ = done.send(outcome);
+}
+
+/// This executable, or `pushbench` next to it (when running as a test binary).
+fn locate_self() -> Result<PathBuf, RunError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| RunError::Worker(0, format!("own executable unknown: {e}")))?;
+    if exe.file_stem().is_some_and(|s| s == "pushbench") {
+        return Ok(exe);
+    }
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        if d.join("pushbench").is_file() {
+            return Ok(d.join("pushbench"));
+        }
+        dir = d.parent();
+    }
+    Err(RunError::Worker(
+        0,
+        format!("no pushbench executable near {}", exe.display()),
+    ))
+}
+
+/// `pushbench worker`: reads its spec and commands on stdin, reports on stdout (see the module docs).
+pub fn main() -> anyhow::Result<()> {
+    crate::limits::raise_open_file_limit(u64::MAX);
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(serve())
+}
+
+fn report(r: &Report) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(REPORT_PREFIX.as_bytes())?;
+    serde_json::to_writer(&mut out, r).context("cannot write a report")?;
+    out.write_all(b"\n")?;
+    out.flush().context("cannot write a report")
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut next = async || -> anyhow::Result<String> {
+        lines
+            .next_line()
+            .await
+            .context("cannot read stdin")?
+            .context("the coordinator closed stdin")
+    };
+    let spec: WorkerSpec = serde_json::from_str(&next().await?).context("bad worker spec")?;
+    let fleet = FleetSpec {
+        scenario: Arc::new(spec.scenario),
+        transport: spec.transport,
+        nodes: spec.nodes,
+        peer: spec.peer,
+    };
+    report(&Report::Ready)?;
+    let command = |line: String| -> anyhow::Result<Command> {
+        serde_json::from_str(&line).with_context(|| format!("bad command {line:?}"))
+    };
+    match command(next().await?)? {
+        Command::Launch => {}
+        other => anyhow::bail!("expected launch, got {other:?}"),
+    }
+    let local = match Local::start(&fleet, spec.first..spec.end, spec.source) {
+        Ok(local) => local,
+        Err(e) => {
+            report(&Report::Failed(e.to_string()))?;
+            return Err(e.into());
+        }
+    };
+    let stop_probe = tokio_util::sync::CancellationToken::new();
+    let lag = spawn_lag_probe(stop_probe.clone());
+    let mut tick = tokio::time::interval(LIVE_EVERY);
+    let acks = loop {
+        tokio::select! {
+            line = next() => match command(line?)? {
+                Command::MeasureFrom(ns) => local.measure_from(ns),
+                Command::Drain => local.drain(),
+                Command::Stop { acks } => break acks,
+                Command::Launch => anyhow::bail!("launched twice"),
+            },
+            _ = tick.tick() => report(&Report::Live {
+                subscribed: local.subscribed(),
+                delivered: local.delivered(),
+            })?,
+        }
+    };
+    stop_probe.cancel();
+    let lag_p99_us = lag.await.map_or(0, |h| h.value_at_quantile(0.99));
+    match local.finish(&acks).await {
+        Ok(mut tally) => {
+            tally.lag_p99_us = lag_p99_us;
+            report(&Report::Done(Box::new(WireTally::of(&tally))))
+        }
+        Err(e) => report(&Report::Failed(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_subscriber_once() {
+        for (n, workers) in [(10, 3), (50_000, 3), (7, 7), (19_000, 2)] {
+            let mut next = 0;
+            for i in 0..workers {
+                let r = share(n, workers, i);
+                assert_eq!(r.start, next);
+                assert!(r.end - r.start >= n / workers && r.end - r.start <= n / workers + 1);
+                next = r.end;
+            }
+            assert_eq!(next, n);
+        }
+    }
+
+    #[test]
+    fn source_addresses_are_distinct_loopback_addresses() {
+        assert_eq!(source_address(0), Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(source_address(252), Some("127.0.0.254".parse().unwrap()));
+        assert_eq!(source_address(253), None);
+    }
+
+    #[test]
+    fn a_tally_crosses_the_pipe_exactly() {
+        let mut tally = Tally {
+            logs: 3,
+            completeness: Completeness {
+                expected: 30,
+                delivered: 29,
+                lost: 1,
+                ..Completeness::default()
+            },
+            wire: (1000, 200),
+            lag_p99_us: 77,
+            ..Tally::default()
+        };
+        for v in [5, 500, 50_000] {
+            tally.histograms.latency.record(v).unwrap();
+            tally.histograms.connect.record(v * 2).unwrap();
+        }
+        let json = serde_json::to_string(&Report::Done(Box::new(WireTally::of(&tally)))).unwrap();
+        let Report::Done(back) = serde_json::from_str(&json).unwrap() else {
+            panic!("not a tally: {json}");
+        };
+        let back = back.into_tally().unwrap();
+        assert_eq!(back.completeness, tally.completeness);
+        assert_eq!(
+            (back.logs, back.wire, back.lag_p99_us),
+            (3, (1000, 200), 77)
+        );
+        assert_eq!(back.histograms.latency, tally.histograms.latency);
+        assert_eq!(back.histograms.connect, tally.histograms.connect);
+        assert_eq!(back.histograms.subscribed.len(), 0);
+    }
+}

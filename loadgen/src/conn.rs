@@ -196,6 +196,15 @@ pub async fn connect(
                 TcpSocket::new_v6()
             }
             .map_err(failed)?;
+            // Let connect() choose the port for the whole 4-tuple, not bind() for the address alone: a
+            // port then serves every destination, and loopback may reuse one still in TIME_WAIT from an
+            // earlier run (net.ipv4.tcp_tw_reuse), where bind() would search past all of them.
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::IpBindAddressNoPort,
+                &true,
+            )
+            .map_err(|e| failed(e.into()))?;
             socket.bind(SocketAddr::new(source, 0)).map_err(failed)?;
             socket.connect(addr).await.map_err(failed)?
         }

@@ -330,6 +330,7 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         loadgen_rss_per_subscriber_bytes: loadgen_rss_growth.and_then(per_connected),
         loadgen_fds: all().map(|t| t.loadgen_fds).max().unwrap_or(0),
         loadgen_workers: first.loadgen_workers,
+        subscribers_live_at_first_publish: all().map(|t| t.subscribers_live_at_first_publish).sum(),
         kernel_socket_bytes_before: max_opt(|t| t.kernel_socket_bytes_before),
         kernel_socket_bytes_connected: max_opt(|t| t.kernel_socket_bytes_connected),
         kernel_socket_bytes_per_connection: kernel_growth.and_then(per_connected),

@@ -175,6 +175,14 @@ fn warnings_for(r: &TransportResult) -> Vec<String> {
             r.transport, r.subscribers_connected, r.subscribers
         ));
     }
+    if let Some(live) = r.subscribers_live_at_first_publish
+        && live < r.subscribers_connected
+    {
+        w.push(format!(
+            "{}: only {live} of {} subscribers were live when publishing began (the launch deadline passed first): the others are owed only what was published after they subscribed",
+            r.transport, r.subscribers_connected
+        ));
+    }
     if r.publish_failures > 0 {
         w.push(format!(
             "{}: {} publishes failed",
@@ -290,6 +298,7 @@ async fn measure(
     if let Some(note) = &peer_warning {
         eprintln!("pushbench: {transport}: note: {note}");
     }
+    let live_at_first_publish = fleet.subscribed();
     let server_connected = servers.node_samples();
     let kernel_connected = KernelSockets::read();
     let server_fds = servers.fds();
@@ -374,7 +383,8 @@ async fn measure(
     );
     let mut completeness = tally.completeness;
     let counters = tally.counters;
-    let last_error = tally.last_error.clone().or(published.last_error.clone());
+    // A failed publish matters more than a subscriber's last hiccup: show it when there is one.
+    let last_error = published.last_error.clone().or(tally.last_error.clone());
     // Subscribers goose never started (or that never handed a log back) are owed everything too.
     completeness.never_subscribed += n.saturating_sub(tally.logs);
     let connected = n - completeness.never_subscribed;
@@ -448,6 +458,7 @@ async fn measure(
         transport,
         subscribers: n,
         subscribers_connected: connected,
+        subscribers_live_at_first_publish: Some(live_at_first_publish),
         published: published_log.total(),
         publish_failures: published.failures,
         expected: completeness.expected,

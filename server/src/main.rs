@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Parser;
 use pushbench_server::{Args, Config, Server};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -38,9 +38,7 @@ async fn serve() -> anyhow::Result<()> {
             "open-file limit is below --max-connections"
         );
     }
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener = listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let server = Server::start(listener, config)
         .await
         .context("starting the feed")?;
@@ -52,6 +50,22 @@ async fn serve() -> anyhow::Result<()> {
     drop(stdout);
     server.serve(shutdown_signal()).await;
     Ok(())
+}
+
+/// Pending connections the kernel may queue before the server accepts them. tokio's default (1,024)
+/// overflows when thousands of subscribers connect per second while the server is busy, and each
+/// overflow costs the client a 1 s SYN retransmit; the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn shutdown_signal() {

@@ -71,6 +71,7 @@ pub(crate) fn test_result(latencies_us: &[u64]) -> RunResult {
             loadgen_rss_per_subscriber_bytes: Some(20_000.0),
             loadgen_fds: 120,
             loadgen_workers: 1,
+            subscribers_live_at_first_publish: Some(100),
             kernel_socket_bytes_before: Some(5_000_000),
             kernel_socket_bytes_connected: Some(5_640_000),
             kernel_socket_bytes_per_connection: Some(6_400.0),

@@ -62,6 +62,10 @@ pub struct TransportResult {
     pub subscribers: u64,
     /// Subscribers that got a live subscription.
     pub subscribers_connected: u64,
+    /// Subscribers live when the first event was published. Fewer than connected means the launch
+    /// deadline passed first: the late ones are owed only what was published after they subscribed.
+    #[serde(default)]
+    pub subscribers_live_at_first_publish: Option<u64>,
     /// Events acknowledged by the server.
     pub published: u64,
     /// Publishes that failed.

@@ -83,6 +83,9 @@ pub enum RunError {
     /// A worker process failed.
     #[error("load generator worker {0}: {1}")]
     Worker(usize, String),
+    /// A signal ended the run; everything it started was stopped.
+    #[error("interrupted by {0}: the processes this run started were stopped")]
+    Interrupted(&'static str),
     /// A cluster could not be started.
     #[error("cluster: {0}")]
     Cluster(String),
@@ -101,7 +104,23 @@ const SATURATION_SHARE: f64 = 0.9;
 const SATURATION_LAG_US: u64 = 10_000;
 
 /// Runs every transport of `scenario` and returns the result (not yet written).
+///
+/// SIGINT or SIGTERM ends the run with [`RunError::Interrupted`]: the run's future is dropped, and with it
+/// every process it started (servers, Redis, peers, workers: all are killed on drop), so an interrupted
+/// run leaves nothing behind. (SIGKILL cannot be caught: workers then exit when their stdin closes, and a
+/// spawned server is left to the caller.)
 pub async fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunResult, RunError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| RunError::Goose(format!("cannot watch SIGTERM: {e}")))?;
+    tokio::select! {
+        result = run_all(scenario, options) => result,
+        _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted("SIGINT")),
+        _ = terminate.recv() => Err(RunError::Interrupted("SIGTERM")),
+    }
+}
+
+async fn run_all(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunResult, RunError> {
     let started_at = chrono::Utc::now();
     let mut transports = Vec::new();
     let mut warnings = Vec::new();

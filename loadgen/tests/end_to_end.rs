@@ -181,6 +181,76 @@ fn workers_account_exactly_like_one_process() {
     assert_exact(&three);
 }
 
+/// SIGTERM in the middle of a run ends it with a message and stops every process it started: the
+/// cluster's nodes, Redis and the load-generator workers.
+#[test]
+fn an_interrupted_run_leaves_no_process_behind() {
+    let dir = out_dir("interrupted");
+    let scenario = dir.join("long.toml");
+    std::fs::write(
+        &scenario,
+        QUICK
+            .replace("e2e-quick", "e2e-interrupted")
+            .replace("duration_s = 4", "duration_s = 120"),
+    )
+    .unwrap();
+    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
+        .unwrap();
+    lock.lock().expect("one run at a time");
+    let run = Command::new(env!("CARGO_BIN_EXE_pushbench"))
+        .arg("run")
+        .arg(&scenario)
+        .args(["--workers", "2", "--cluster", "2", "--no-progress", "--out"])
+        .arg(&dir)
+        .arg("--server-bin")
+        .arg(server_bin())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = run.id();
+    // Two nodes, Redis and two workers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let started = loop {
+        let started: Vec<u32> = pushbench::peer::descendants(pid)
+            .into_iter()
+            .filter(|&p| p != pid)
+            .collect();
+        if started.len() >= 5 {
+            break started;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {started:?} started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    let alive = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while started.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left: Vec<&u32> = started.iter().filter(|p| alive(p)).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 fn by_transport(result: &RunResult, t: Transport) -> &pushbench::report::TransportResult {
     result
         .transports

@@ -230,6 +230,8 @@ pub fn run_peers(
                 }
                 Outcome::Ran(result)
             }
+            // An interrupted run stops them all: the servers after it would be measured for nothing.
+            Err(e @ crate::run::RunError::Interrupted(_)) => return Err(e.into()),
             Err(e) => {
                 eprintln!("pushbench: {}: {e:#}", name.as_str());
                 Outcome::Failed(format!("{e:#}"))

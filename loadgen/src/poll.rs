@@ -65,9 +65,8 @@ pub async fn poll_once(
 ) -> Result<Option<End>, ConnError> {
     if conn.is_none() {
         let started = Instant::now();
-        match HttpConn::open(&sub.next_node(), &sub.shared.wire).await {
+        match sub.open_http().await {
             Ok((http, connect)) => {
-                sub.connection_opened();
                 *conn = Some(PollConn {
                     http,
                     started,
@@ -75,8 +74,7 @@ pub async fn poll_once(
                     reported: false,
                 });
             }
-            Err(e) => {
-                sub.rec.on_failed_connect(&e);
+            Err(_) => {
                 sub.pause_after_error().await;
                 return Ok(None);
             }

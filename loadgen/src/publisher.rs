@@ -103,6 +103,46 @@ pub async fn publish(
 }
 
 impl Published {
+    /// Nothing published yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            acks: Vec::new(),
+            failures: 0,
+            last_error: None,
+            lateness: new_histogram(),
+        }
+    }
+
+    /// Sleeps until event `i` is due and records how late the send starts.
+    pub(crate) async fn wait_for(&mut self, schedule: &Schedule, i: u64) {
+        let due = schedule.start + schedule.offset(i);
+        tokio::time::sleep_until(due).await;
+        let late = Instant::now().saturating_duration_since(due);
+        self.lateness
+            .saturating_record((late.as_micros() as u64).max(1));
+    }
+
+    /// Records one publish: its `(id, topic index)` acknowledgement, or its failure (which drops `conn`:
+    /// the next publish opens a fresh connection).
+    pub(crate) fn record(
+        &mut self,
+        outcome: Result<(u64, u64), ConnError>,
+        conn: &mut Option<HttpConn>,
+        sent: &AtomicU64,
+    ) {
+        match outcome {
+            Ok(ack) => {
+                self.acks.push(ack);
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                *conn = None;
+                self.failures += 1;
+                self.last_error = Some(e.to_string());
+            }
+        }
+    }
+
     /// Sums the parts published by concurrent workers (a worker that panicked counts as one failure).
     pub(crate) async fn gather(
         tasks: Vec<tokio::task::JoinHandle<Published>>,
@@ -110,9 +150,7 @@ impl Published {
     ) -> Published {
         let mut total = Published {
             acks: Vec::with_capacity(capacity),
-            failures: 0,
-            last_error: None,
-            lateness: new_histogram(),
+            ..Published::new()
         };
         for task in tasks {
             match task.await {
@@ -140,12 +178,7 @@ async fn worker(
     wire: &Arc<WireCounters>,
     sent: &AtomicU64,
 ) -> Published {
-    let mut out = Published {
-        acks: Vec::new(),
-        failures: 0,
-        last_error: None,
-        lateness: new_histogram(),
-    };
+    let mut out = Published::new();
     let mut conn: Option<HttpConn> = None;
     let topics: Vec<String> = schedule
         .topics
@@ -153,37 +186,43 @@ async fn worker(
         .map(|t| format!("/publish/{t}"))
         .collect();
     for i in (w as u64..schedule.count).step_by(workers) {
-        tokio::time::sleep_until(schedule.start + schedule.offset(i)).await;
-        let late = Instant::now().saturating_duration_since(schedule.start + schedule.offset(i));
-        out.lateness
-            .saturating_record((late.as_micros() as u64).max(1));
+        out.wait_for(schedule, i).await;
         let topic = i % topics.len() as u64;
         let data = Bytes::from(event_data(
             schedule.intended_unix_ns(i),
             schedule.payload_bytes,
         ));
-        match publish_one(&mut conn, node, wire, &topics[topic as usize], data).await {
-            Ok(ack) => {
-                out.acks.push((ack.id, topic));
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                conn = None;
-                out.failures += 1;
-                out.last_error = Some(e.to_string());
-            }
-        }
+        let path = &topics[topic as usize];
+        let outcome = post(
+            &mut conn,
+            node,
+            wire,
+            path,
+            "text/plain; charset=utf-8",
+            data,
+        )
+        .await
+        .and_then(|body| {
+            serde_json::from_slice::<PublishAck>(&body).map_err(|e| ConnError::Protocol {
+                path: path.clone(),
+                reason: format!("publish answer: {e}"),
+            })
+        });
+        out.record(outcome.map(|ack| (ack.id, topic)), &mut conn, sent);
     }
     out
 }
 
-async fn publish_one(
+/// POSTs `body` to `path` on `conn` (opened to `node` first when there is none) and returns the answer's
+/// body; a successful status is required and the exchange may take at most 10 s.
+pub(crate) async fn post(
     conn: &mut Option<HttpConn>,
     node: &Endpoint,
     wire: &Arc<WireCounters>,
     path: &str,
-    data: Bytes,
-) -> Result<PublishAck, ConnError> {
+    content_type: &str,
+    body: Bytes,
+) -> Result<Bytes, ConnError> {
     if conn.is_none() {
         *conn = Some(HttpConn::open(node, wire).await?.0);
     }
@@ -193,19 +232,15 @@ async fn publish_one(
             .send(
                 hyper::Method::POST,
                 path,
-                &[("content-type", "text/plain; charset=utf-8")],
-                data,
+                &[("content-type", content_type)],
+                body,
             )
             .await?;
         body_of(path, response).await
     };
-    let body = tokio::time::timeout(Duration::from_secs(10), exchange)
+    tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .map_err(|_| ConnError::Timeout(Duration::from_secs(10)))??;
-    serde_json::from_slice(&body).map_err(|e| ConnError::Protocol {
-        path: path.to_owned(),
-        reason: format!("publish answer: {e}"),
-    })
+        .map_err(|_| ConnError::Timeout(Duration::from_secs(10)))?
 }
 
 #[cfg(test)]

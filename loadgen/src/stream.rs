@@ -6,7 +6,10 @@
 //! several lines, so bytes go through a bounded line buffer, not chunk by chunk. On churn or error the
 //! subscriber reconnects with `after=<cursor>` and the server replays what it missed.
 
+use std::time::Duration;
+
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::conn::{ConnError, HttpConn, expect_success};
@@ -105,59 +108,100 @@ async fn session<D>(
 where
     D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError>,
 {
+    let headers: Vec<(&str, &str)> = header.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    match open_stream(sub, path, &headers, path_name(path)).await? {
+        Some(stream) => stream.read(sub, decode, true).await,
+        None => Ok(End::Stop),
+    }
+}
+
+/// A streaming response being read, with the timings of how it was opened.
+pub struct OpenStream {
+    /// Keeps the connection's driver alive while the body is read.
+    _conn: HttpConn,
+    body: Incoming,
+    connect: Duration,
+    first_byte: Duration,
+    started: Instant,
+}
+
+/// Opens a connection to the subscriber's next node and sends `GET path` with `headers`; a failure is
+/// recorded (failed connect, goose row `name`) and returned. `Ok(None)`: the run stopped meanwhile.
+pub async fn open_stream(
+    sub: &mut Subscriber<'_>,
+    path: &str,
+    headers: &[(&str, &str)],
+    name: &str,
+) -> Result<Option<OpenStream>, ConnError> {
     let started = Instant::now();
-    let (mut conn, connect) = match HttpConn::open(&sub.next_node(), &sub.shared.wire).await {
-        Ok(opened) => opened,
-        Err(e) => {
-            sub.rec.on_failed_connect(&e);
-            return Err(e);
-        }
-    };
-    sub.connection_opened();
+    let (mut conn, connect) = sub.open_http().await?;
     sub.rec.log.counters.requests += 1;
     let sent = Instant::now();
-    let headers: Vec<(&str, &str)> = header.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let response = tokio::select! {
-        _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
-        r = conn.get(path, &headers) => r,
+        _ = sub.shared.stop.cancelled() => return Ok(None),
+        r = conn.get(path, headers) => r,
     };
     let first_byte = sent.elapsed();
     let response = match response {
         Ok(r) => expect_success(path, r).await,
         Err(e) => Err(e),
     };
-    let response = match response {
-        Ok(r) => r,
+    match response {
+        Ok(r) => Ok(Some(OpenStream {
+            _conn: conn,
+            body: r.into_body(),
+            connect,
+            first_byte,
+            started,
+        })),
         Err(e) => {
             sub.rec.on_failed_connect(&e);
-            sub.report("GET", path_name(path), first_byte, Err(&e))
-                .await;
-            return Err(e);
+            sub.report("GET", name, first_byte, Err(&e)).await;
+            Err(e)
         }
-    };
-    let mut connection_reported = false;
-    let mut body = response.into_body();
-    let churn = sub.churn_signal();
-    tokio::pin!(churn);
-    loop {
-        let frame = tokio::select! {
-            _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
-            () = &mut churn => return Ok(End::Churn),
-            frame = body.frame() => frame,
-        };
-        let frame = match frame {
-            None => return Err(sub.protocol_error("the server ended the stream".into())),
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(frame)) => frame,
-        };
-        let Some(data) = frame.data_ref() else {
-            continue;
-        };
-        let subscribed = decode(sub, data)?;
-        if subscribed && !connection_reported {
-            connection_reported = true;
-            sub.report_connection(connect, first_byte, Some(started.elapsed()))
-                .await;
+    }
+}
+
+impl OpenStream {
+    /// Reports the connection's timings, with the time to subscribed counted until now.
+    pub async fn report(&self, sub: &mut Subscriber<'_>) {
+        sub.report_connection(self.connect, self.first_byte, Some(self.started.elapsed()))
+            .await;
+    }
+
+    /// Reads the body until the run stops or churn is due, handing every data chunk to `on_data`, which
+    /// returns whether it completed the `subscribed` message; with `report_when_subscribed`, the
+    /// connection is reported then.
+    pub async fn read<D>(
+        mut self,
+        sub: &mut Subscriber<'_>,
+        mut on_data: D,
+        report_when_subscribed: bool,
+    ) -> Result<End, ConnError>
+    where
+        D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError>,
+    {
+        let mut reported = !report_when_subscribed;
+        let churn = sub.churn_signal();
+        tokio::pin!(churn);
+        loop {
+            let frame = tokio::select! {
+                _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
+                () = &mut churn => return Ok(End::Churn),
+                frame = self.body.frame() => frame,
+            };
+            let frame = match frame {
+                None => return Err(sub.protocol_error("the server ended the stream".into())),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(frame)) => frame,
+            };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            if on_data(sub, data)? && !reported {
+                reported = true;
+                self.report(sub).await;
+            }
         }
     }
 }

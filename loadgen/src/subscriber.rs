@@ -15,9 +15,10 @@ use pushbench_common::wire::{Control, Message};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{ConnError, Endpoint, WireCounters};
+use crate::conn::{ConnError, Counted, Endpoint, HttpConn, WireCounters, connect};
 use crate::metrics::{Recorder, RunMeters, SubscriberLog};
 use crate::scenario::Scenario;
+use tokio::net::TcpStream;
 
 /// Pause after a failed connection before trying again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -212,9 +213,35 @@ impl<'a> Subscriber<'a> {
         self.churn_due();
     }
 
+    /// Opens an HTTP connection to the next node (see [`Shared::nodes`]), recording a failed connect or
+    /// counting the new connection; returns it with its TCP connect time.
+    pub async fn open_http(&mut self) -> Result<(HttpConn, Duration), ConnError> {
+        let node = self.next_node();
+        let opened = HttpConn::open(&node, &self.shared.wire).await;
+        self.opened(opened)
+    }
+
+    /// The same for a bare TCP connection (a WebSocket upgrades it), with the node it went to.
+    pub async fn open_tcp(
+        &mut self,
+    ) -> Result<(Endpoint, Counted<TcpStream>, Duration), ConnError> {
+        let node = self.next_node();
+        let opened = connect(&node, &self.shared.wire).await;
+        self.opened(opened)
+            .map(|(stream, took)| (node, stream, took))
+    }
+
+    fn opened<T>(&mut self, outcome: Result<T, ConnError>) -> Result<T, ConnError> {
+        match &outcome {
+            Ok(_) => self.connection_opened(),
+            Err(e) => self.rec.on_failed_connect(e),
+        }
+        outcome
+    }
+
     /// Counts a new TCP connection: every one after the subscriber's first is a reconnect (churn or error
     /// recovery). The one place reconnects are counted.
-    pub fn connection_opened(&mut self) {
+    fn connection_opened(&mut self) {
         if self.opened_any {
             self.rec.log.counters.reconnects += 1;
         }

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::conn::{ConnError, Counted, connect};
+use crate::conn::{ConnError, Counted};
 use crate::subscriber::{End, Subscriber};
 
 /// Read buffer per connection.
@@ -67,54 +67,93 @@ pub(crate) async fn upgrade(
 }
 
 async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
-    let started = Instant::now();
-    let node = sub.next_node();
-    let (stream, connect_time) = match connect(&node, &sub.shared.wire).await {
-        Ok(opened) => opened,
-        Err(e) => {
-            sub.rec.on_failed_connect(&e);
-            return Err(e);
-        }
-    };
-    sub.connection_opened();
-    let url = format!(
-        "ws://{}/ws?{}{}",
-        node.host,
-        sub.topics_query,
-        sub.after_param()
-    );
-    let Some((mut ws, upgrade)) = upgrade(sub, url, stream, "/ws upgrade").await? else {
+    let path = format!("/ws?{}{}", sub.topics_query, sub.after_param());
+    let Some(ws) = open(sub, &path, "/ws upgrade").await? else {
         return Ok(End::Stop);
     };
-    sub.report("GET", "/ws upgrade", upgrade, Ok(Some(101)))
+    sub.report("GET", "/ws upgrade", ws.upgrade, Ok(Some(101)))
         .await;
-    let churn = sub.churn_signal();
-    tokio::pin!(churn);
-    let mut reported = false;
-    let end = loop {
-        let frame = tokio::select! {
-            _ = sub.shared.stop.cancelled() => break End::Stop,
-            () = &mut churn => break End::Churn,
-            frame = ws.next() => frame,
-        };
-        let subscribed = match frame {
-            Some(Ok(Frame::Text(text))) => sub.on_message(text.as_bytes())?,
-            Some(Ok(Frame::Binary(bytes))) => sub.on_message(&bytes)?,
-            Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => false,
-            Some(Ok(Frame::Close(reason))) => {
-                return Err(sub.protocol_error(format!("server closed the WebSocket: {reason:?}")));
+    ws.read(sub, |sub, message| sub.on_message(message), true)
+        .await
+}
+
+/// An upgraded WebSocket being read, with the timings of how it was opened.
+pub(crate) struct OpenWs {
+    ws: WebSocketStream<Counted<TcpStream>>,
+    connect: Duration,
+    upgrade: Duration,
+    started: Instant,
+}
+
+/// Connects to the subscriber's next node and upgrades `path` to a WebSocket; a failure is recorded
+/// (reported as `label`) and returned. `Ok(None)`: the run stopped meanwhile.
+pub(crate) async fn open(
+    sub: &mut Subscriber<'_>,
+    path: &str,
+    label: &str,
+) -> Result<Option<OpenWs>, ConnError> {
+    let started = Instant::now();
+    let (node, stream, connect) = sub.open_tcp().await?;
+    let url = format!("ws://{}{path}", node.host);
+    Ok(upgrade(sub, url, stream, label)
+        .await?
+        .map(|(ws, upgrade)| OpenWs {
+            ws,
+            connect,
+            upgrade,
+            started,
+        }))
+}
+
+impl OpenWs {
+    /// Reports the connection's timings, with the time to subscribed counted until now.
+    pub(crate) async fn report(&self, sub: &mut Subscriber<'_>) {
+        sub.report_connection(self.connect, self.upgrade, Some(self.started.elapsed()))
+            .await;
+    }
+
+    /// Reads messages until the run stops or churn is due, handing each text or binary message to
+    /// `on_message`, which returns whether it was the `subscribed` message; with
+    /// `report_when_subscribed`, the connection is reported then. Closes politely at the end.
+    pub(crate) async fn read<M>(
+        mut self,
+        sub: &mut Subscriber<'_>,
+        mut on_message: M,
+        report_when_subscribed: bool,
+    ) -> Result<End, ConnError>
+    where
+        M: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError>,
+    {
+        let churn = sub.churn_signal();
+        tokio::pin!(churn);
+        let mut reported = !report_when_subscribed;
+        let end = loop {
+            let frame = tokio::select! {
+                _ = sub.shared.stop.cancelled() => break End::Stop,
+                () = &mut churn => break End::Churn,
+                frame = self.ws.next() => frame,
+            };
+            let subscribed = match frame {
+                Some(Ok(Frame::Text(text))) => on_message(sub, text.as_bytes())?,
+                Some(Ok(Frame::Binary(bytes))) => on_message(sub, &bytes)?,
+                Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => false,
+                Some(Ok(Frame::Close(reason))) => {
+                    return Err(
+                        sub.protocol_error(format!("the server closed the WebSocket: {reason:?}"))
+                    );
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(sub.protocol_error("the server ended the WebSocket".into())),
+            };
+            if subscribed && !reported {
+                reported = true;
+                self.report(sub).await;
             }
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(sub.protocol_error("the server ended the WebSocket".into())),
         };
-        if subscribed && !reported {
-            reported = true;
-            sub.report_connection(connect_time, upgrade, Some(started.elapsed()))
-                .await;
-        }
-    };
-    // A polite close; the server may already be gone at shutdown, so its answer is not awaited for long.
-    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
-    let _ = ws.flush().await;
-    Ok(end)
+        // A polite close; the server may already be gone at shutdown, so its answer is not awaited for
+        // long.
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.ws.close(None)).await;
+        let _ = self.ws.flush().await;
+        Ok(end)
+    }
 }

@@ -11,15 +11,13 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use pushbench_common::wire::{Event, SseParser};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message as Frame;
 
 use super::{Framing, Route, parse_peer_event};
-use crate::conn::{ConnError, HttpConn, connect, expect_success};
-use crate::stream::split_lines;
+use crate::conn::ConnError;
+use crate::stream::{open_stream, split_lines};
 use crate::subscriber::{End, Subscriber};
 
 /// Runs a subscriber against a peer's `route` until the run stops.
@@ -126,99 +124,41 @@ async fn stream_session(
     route: &Route,
     path: &str,
 ) -> Result<End, ConnError> {
-    let started = Instant::now();
-    let (mut conn, connect_time) = match HttpConn::open(&sub.next_node(), &sub.shared.wire).await {
-        Ok(opened) => opened,
-        Err(e) => {
-            sub.rec.on_failed_connect(&e);
-            return Err(e);
-        }
+    let Some(stream) = open_stream(sub, path, route.headers, route.path).await? else {
+        return Ok(End::Stop);
     };
-    sub.connection_opened();
-    sub.rec.log.counters.requests += 1;
-    let sent = Instant::now();
-    let response = tokio::select! {
-        _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
-        r = conn.get(path, route.headers) => r,
-    };
-    let first_byte = sent.elapsed();
-    let response = match response {
-        Ok(r) => expect_success(path, r).await,
-        Err(e) => Err(e),
-    };
-    let response = match response {
-        Ok(r) => r,
-        Err(e) => {
-            sub.rec.on_failed_connect(&e);
-            sub.report("GET", route.path, first_byte, Err(&e)).await;
-            return Err(e);
-        }
-    };
+    // A peer sends no `subscribed` message: the subscription counts as live once the answer began.
     sub.on_subscribed(0);
-    sub.report_connection(connect_time, first_byte, Some(started.elapsed()))
-        .await;
+    stream.report(sub).await;
     let mut decoder = StreamDecoder::new(route.framing);
-    let mut body = response.into_body();
-    let churn = sub.churn_signal();
-    tokio::pin!(churn);
-    loop {
-        let frame = tokio::select! {
-            _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
-            () = &mut churn => return Ok(End::Churn),
-            frame = body.frame() => frame,
-        };
-        let frame = match frame {
-            None => return Err(sub.protocol_error("the peer ended the stream".into())),
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(frame)) => frame,
-        };
-        if let Some(data) = frame.data_ref() {
-            decoder.feed(data, |payload| on_payload(sub, payload))?;
-        }
-    }
+    stream
+        .read(
+            sub,
+            |sub, data| {
+                decoder.feed(data, |payload| on_payload(sub, payload))?;
+                Ok(false)
+            },
+            false,
+        )
+        .await
 }
 
 async fn ws_session(sub: &mut Subscriber<'_>, path: &str) -> Result<End, ConnError> {
-    let started = Instant::now();
-    let node = sub.next_node();
-    let (stream, connect_time) = match connect(&node, &sub.shared.wire).await {
-        Ok(opened) => opened,
-        Err(e) => {
-            sub.rec.on_failed_connect(&e);
-            return Err(e);
-        }
-    };
-    sub.connection_opened();
-    let url = format!("ws://{}{}", node.host, path);
-    let Some((mut ws, upgrade)) = crate::ws::upgrade(sub, url, stream, "ws upgrade").await? else {
+    let Some(ws) = crate::ws::open(sub, path, "ws upgrade").await? else {
         return Ok(End::Stop);
     };
+    // A peer sends no `subscribed` message: the subscription counts as live once upgraded.
     sub.on_subscribed(0);
-    sub.report_connection(connect_time, upgrade, Some(started.elapsed()))
-        .await;
-    let churn = sub.churn_signal();
-    tokio::pin!(churn);
-    let end = loop {
-        let frame = tokio::select! {
-            _ = sub.shared.stop.cancelled() => break End::Stop,
-            () = &mut churn => break End::Churn,
-            frame = ws.next() => frame,
-        };
-        match frame {
-            Some(Ok(Frame::Text(text))) => on_payload(sub, text.as_bytes())?,
-            Some(Ok(Frame::Binary(bytes))) => on_payload(sub, &bytes)?,
-            Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => {}
-            Some(Ok(Frame::Close(reason))) => {
-                return Err(
-                    sub.protocol_error(format!("the peer closed the WebSocket: {reason:?}"))
-                );
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(sub.protocol_error("the peer ended the WebSocket".into())),
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
-    Ok(end)
+    ws.report(sub).await;
+    ws.read(
+        sub,
+        |sub, payload| {
+            on_payload(sub, payload)?;
+            Ok(false)
+        },
+        false,
+    )
+    .await
 }
 
 /// nchan's poll cursor: the `Last-Modified` and `Etag` of the last answer, sent back as
@@ -270,14 +210,7 @@ async fn longpoll_loop(
     cursor: &mut PollCursor,
 ) -> Result<End, ConnError> {
     let started = Instant::now();
-    let (mut conn, connect_time) = match HttpConn::open(&sub.next_node(), &sub.shared.wire).await {
-        Ok(opened) => opened,
-        Err(e) => {
-            sub.rec.on_failed_connect(&e);
-            return Err(e);
-        }
-    };
-    sub.connection_opened();
+    let (mut conn, connect_time) = sub.open_http().await?;
     let mut reported = false;
     let hold = sub.shared.scenario.longpoll_timeout + Duration::from_secs(10);
     loop {

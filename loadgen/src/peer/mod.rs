@@ -31,7 +31,7 @@ pub mod report;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,9 +39,8 @@ use pushbench_common::{ProcSample, Transport};
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use crate::conn::{ConnError, Endpoint, HttpConn, WireCounters, body_of};
-use crate::metrics::new_histogram;
-use crate::publisher::{Published, Schedule};
+use crate::conn::{Endpoint, HttpConn, WireCounters, body_of};
+use crate::publisher::{Published, Schedule, post};
 
 /// A peer push server pushbench can start and measure.
 #[derive(
@@ -514,20 +513,11 @@ async fn publish_worker(
     wire: &Arc<WireCounters>,
     sent: &AtomicU64,
 ) -> Published {
-    let mut out = Published {
-        acks: Vec::new(),
-        failures: 0,
-        last_error: None,
-        lateness: new_histogram(),
-    };
+    let mut out = Published::new();
     let node = Endpoint::new(addr);
     let mut conn: Option<HttpConn> = None;
     for i in (w as u64..schedule.count).step_by(workers) {
-        let due = schedule.start + schedule.offset(i);
-        tokio::time::sleep_until(due).await;
-        let late = Instant::now().saturating_duration_since(due);
-        out.lateness
-            .saturating_record((late.as_micros() as u64).max(1));
+        out.wait_for(schedule, i).await;
         let topic = i % schedule.topics.len() as u64;
         let seq = i + 1;
         let data = peer_event_data(schedule.intended_unix_ns(i), seq, schedule.payload_bytes);
@@ -551,48 +541,10 @@ async fn publish_worker(
         if kind == PeerKind::Pushpin {
             conn = None;
         }
-        match publish_one(&mut conn, &node, wire, &path, content_type, body).await {
-            Ok(()) => {
-                out.acks.push((seq, topic));
-                sent.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                conn = None;
-                out.failures += 1;
-                out.last_error = Some(e.to_string());
-            }
-        }
+        let outcome = post(&mut conn, &node, wire, &path, content_type, body).await;
+        out.record(outcome.map(|_| (seq, topic)), &mut conn, sent);
     }
     out
-}
-
-async fn publish_one(
-    conn: &mut Option<HttpConn>,
-    node: &Endpoint,
-    wire: &Arc<WireCounters>,
-    path: &str,
-    content_type: &str,
-    body: Bytes,
-) -> Result<(), ConnError> {
-    if conn.is_none() {
-        *conn = Some(HttpConn::open(node, wire).await?.0);
-    }
-    let c = conn.as_mut().expect("opened above");
-    let exchange = async {
-        let response = c
-            .send(
-                hyper::Method::POST,
-                path,
-                &[("content-type", content_type)],
-                body,
-            )
-            .await?;
-        body_of(path, response).await
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .map_err(|_| ConnError::Timeout(Duration::from_secs(10)))??;
-    Ok(())
 }
 
 /// Waits until a peer's subscriptions are live before the first publish, where the peer can tell

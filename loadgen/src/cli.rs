@@ -71,6 +71,9 @@ pub enum Command {
     /// stdin/stdout).
     #[command(hide = true)]
     Worker,
+    /// Search, per transport, the most subscribers (or the highest publish rate) the server sustains with
+    /// zero loss and p99 latency under --p99-ms; write OUT/capacity.json, .md, .html with the curve walked.
+    Capacity(crate::capacity::CapacityArgs),
     /// Merge results of the same scenario exactly (counters summed, histograms added, percentiles
     /// recomputed).
     Merge {
@@ -168,6 +171,7 @@ pub fn main() -> ExitCode {
         Command::Compare(args) => compare_command(&args),
         Command::Merge { results, output } => merge_command(&results, &output),
         Command::Worker => crate::worker::main().map_err(|e| (EXIT_RUNTIME, e)),
+        Command::Capacity(args) => crate::capacity::command(args),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),

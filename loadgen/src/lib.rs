@@ -27,12 +27,15 @@
 //!   median and range.
 //! - [`sockmem`]: kernel memory of TCP sockets, the third share of a connection's memory.
 //! - [`limits`]: open files, ports and memory a run needs, checked before it starts.
+//! - [`capacity`]: `pushbench capacity`, the search for the most subscribers (or events/s) a transport
+//!   sustains under a p99 limit, and its reports.
 //! - [`cli`]: commands and exit codes; `main.rs` only calls [`cli::main`].
 
 // Lets `report/fixture.rs` name this crate the same way from the unit tests and from `tests/`.
 #[cfg(test)]
 extern crate self as pushbench;
 
+pub mod capacity;
 pub mod cli;
 pub mod compare;
 pub mod conn;

@@ -1,10 +1,12 @@
 //! The side-by-side report of `pushbench run SCENARIO --peers ours,nchan,pushpin`: per transport, one row
 //! per server, from each server's own `result.json` (written in `<out>/<server>/`).
 //!
-//! Written as `<out>/peers.md` (and printed), with `<out>/peers.json` holding the same rows. The rate
+//! Written as `<out>/peers.md` (and printed), with `<out>/peers.json` holding the same rows and
+//! `<out>/peers.html` the same table with bar charts per transport (one bar per server). The rate
 //! column is the rate **delivered at the scenario's load** (`delivered / window`), not a searched maximum:
 //! the header says so. Transports a peer does not offer are shown as "not offered", those it offers but
-//! this profile does not drive as "not profiled", never as figures.
+//! this profile does not drive as "not profiled", never as figures; in the charts, a saturated run is
+//! likewise shown as text, not as a bar.
 
 use std::io::Write;
 
@@ -125,59 +127,202 @@ fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 /// Writes the table as Markdown.
 pub fn write_md(rows: &[Row], scenario: &str, mut out: impl Write) -> std::io::Result<()> {
     writeln!(out, "# {scenario}: servers side by side\n")?;
-    writeln!(
-        out,
-        "Same scenario, same load generator, one fresh server per transport. Latency is measured from the \
-         publisher's intended send time carried in each event; completeness from a sequence number carried \
-         in each event (peers) or the server's id (ours). **delivered/s is the rate delivered at this \
-         scenario's load, not a maximum.** Memory is the RSS growth of all the server's processes per \
-         connected subscriber; CPU is all its processes' user + system time over publishing and drain.\n"
-    )?;
-    writeln!(
-        out,
-        "| transport | server | subscribers | server RSS / subscriber | server CPU s / 1M deliveries | delivered/s (at load) | p50 | p99 | lost | dup+ooo |"
-    )?;
+    writeln!(out, "{INTRO}\n")?;
+    writeln!(out, "| {} |", HEADERS.join(" | "))?;
     writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for r in rows {
-        if r.status != "measured" {
-            writeln!(
+        match cells(r) {
+            Cells::Status(status) => writeln!(
                 out,
-                "| {} | {} | {} | | | | | | | |",
-                r.transport, r.server, r.status
-            )?;
-            continue;
+                "| {} | {} | {status} | | | | | | | |",
+                r.transport, r.server
+            )?,
+            Cells::Figures(cells) => writeln!(out, "| {} |", cells.join(" | "))?,
         }
+    }
+    if let Some(saturated) = saturated(rows) {
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.transport,
-            r.server,
-            opt(r.subscribers, |(c, n)| format!("{c}/{n}")),
-            opt(r.rss_per_subscriber_bytes, |b| format!(
-                "{:.1} KiB",
-                b / 1024.0
-            )),
-            opt(r.cpu_s_per_million, |c| format!("{c:.2}")),
-            opt(r.delivered_per_s, |d| format!("{d:.0}")),
-            opt(r.p50_us, ms),
-            opt(r.p99_us, ms),
-            opt(r.lost, |l| l.to_string()),
-            opt(r.dup_ooo, |l| l.to_string()),
+            "\nSATURATED (the figures describe the load generator or the machine): {saturated}"
         )?;
     }
+    Ok(())
+}
+
+/// What the tables say above them (Markdown emphasis included).
+const INTRO: &str = "Same scenario, same load generator, one fresh server per transport. Latency is measured \
+     from the publisher's intended send time carried in each event; completeness from a sequence number \
+     carried in each event (peers) or the server's id (ours). **delivered/s is the rate delivered at this \
+     scenario's load, not a maximum.** Memory is the RSS growth of all the server's processes per connected \
+     subscriber; CPU is all its processes' user + system time over publishing and drain.";
+
+const HEADERS: [&str; 10] = [
+    "transport",
+    "server",
+    "subscribers",
+    "server RSS / subscriber",
+    "server CPU s / 1M deliveries",
+    "delivered/s (at load)",
+    "p50",
+    "p99",
+    "lost",
+    "dup+ooo",
+];
+
+/// A row's cells: its status alone when nothing was measured, else every figure.
+enum Cells {
+    Status(String),
+    Figures(Vec<String>),
+}
+
+fn cells(r: &Row) -> Cells {
+    if r.status != "measured" {
+        return Cells::Status(r.status.clone());
+    }
+    Cells::Figures(vec![
+        r.transport.to_string(),
+        r.server.to_owned(),
+        opt(r.subscribers, |(c, n)| format!("{c}/{n}")),
+        opt(r.rss_per_subscriber_bytes, |b| {
+            format!("{:.1} KiB", b / 1024.0)
+        }),
+        opt(r.cpu_s_per_million, |c| format!("{c:.2}")),
+        opt(r.delivered_per_s, |d| format!("{d:.0}")),
+        opt(r.p50_us, ms),
+        opt(r.p99_us, ms),
+        opt(r.lost, |l| l.to_string()),
+        opt(r.dup_ooo, |l| l.to_string()),
+    ])
+}
+
+/// "sse on nchan, ..." for the saturated rows, if any.
+fn saturated(rows: &[Row]) -> Option<String> {
     let saturated: Vec<String> = rows
         .iter()
         .filter(|r| r.saturated)
         .map(|r| format!("{} on {}", r.transport, r.server))
         .collect();
-    if !saturated.is_empty() {
-        writeln!(
-            out,
-            "\nSATURATED (the figures describe the load generator or the machine): {}",
-            saturated.join(", ")
-        )?;
+    (!saturated.is_empty()).then(|| saturated.join(", "))
+}
+
+/// A server's colour in the charts (the same in every chart).
+fn colour(server: &str) -> usize {
+    match server {
+        "ours" => 3,
+        "nchan" => 2,
+        _ => 1,
     }
-    Ok(())
+}
+
+/// One bar of a chart: the figure, or why there is none (the row's status, "saturated", "not measured").
+fn bar(r: &Row, figure: Option<f64>) -> Result<f64, String> {
+    if r.status != "measured" {
+        // The short form ("not profiled", "failed"); the table holds the reason.
+        let short = r.status.split(':').next().unwrap_or(&r.status);
+        return Err(short.to_owned());
+    }
+    if r.saturated {
+        return Err("saturated: the machine's figure, not the server's".to_owned());
+    }
+    figure.ok_or_else(|| "not measured".to_owned())
+}
+
+/// Writes `peers.html`: the table of `peers.md` and, per transport, bar charts of memory per idle
+/// subscriber, CPU per million deliveries and p50/p99 latency, one bar per server; self-contained (inline
+/// CSS and SVG, no script, no network).
+pub fn write_html(rows: &[Row], scenario: &str, mut out: impl Write) -> std::io::Result<()> {
+    use crate::report::html::{STYLE, bar_chart, esc};
+    use std::fmt::Write as _;
+    let mut page = String::new();
+    let title = format!("{scenario}: servers side by side");
+    let intro = esc(INTRO)
+        .replacen("**", "<strong>", 1)
+        .replacen("**", "</strong>", 1);
+    let _ = write!(
+        page,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>pushbench: {t}</title>\
+         <style>{STYLE}</style></head><body><h1>{t}</h1><p>{intro}</p><table><tr>",
+        t = esc(&title)
+    );
+    for h in HEADERS {
+        let _ = write!(page, "<th>{}</th>", esc(h));
+    }
+    page.push_str("</tr>");
+    for r in rows {
+        match cells(r) {
+            Cells::Status(status) => {
+                let _ = write!(
+                    page,
+                    "<tr class=\"status\"><td>{}</td><td>{}</td><td colspan=\"8\">{}</td></tr>",
+                    r.transport,
+                    r.server,
+                    esc(&status)
+                );
+            }
+            Cells::Figures(cells) => {
+                page.push_str(if r.saturated {
+                    "<tr class=\"saturated\">"
+                } else {
+                    "<tr>"
+                });
+                for cell in cells {
+                    let _ = write!(page, "<td>{}</td>", esc(&cell));
+                }
+                page.push_str("</tr>");
+            }
+        }
+    }
+    page.push_str("</table>");
+    if let Some(saturated) = saturated(rows) {
+        let _ = write!(
+            page,
+            "<p class=\"warn\">SATURATED (the figures describe the load generator or the machine, and \
+             are not drawn): {}</p>",
+            esc(&saturated)
+        );
+    }
+    let mut transports: Vec<Transport> = Vec::new();
+    for r in rows {
+        if !transports.contains(&r.transport) {
+            transports.push(r.transport);
+        }
+    }
+    for t in transports {
+        let of_t: Vec<&Row> = rows.iter().filter(|r| r.transport == t).collect();
+        let bars =
+            |figure: &dyn Fn(&Row) -> Option<f64>| -> Vec<(usize, String, Result<f64, String>)> {
+                of_t.iter()
+                    .map(|r| (colour(r.server), r.server.to_owned(), bar(r, figure(r))))
+                    .collect()
+            };
+        let _ = write!(
+            page,
+            "<section id=\"{t}\"><h2>{t}</h2><div class=\"charts\">"
+        );
+        page.push_str(&bar_chart(
+            "Server memory per idle subscriber",
+            "KiB",
+            &bars(&|r| r.rss_per_subscriber_bytes.map(|b| b / 1024.0)),
+        ));
+        page.push_str(&bar_chart(
+            "Server CPU per million deliveries",
+            "s",
+            &bars(&|r| r.cpu_s_per_million),
+        ));
+        page.push_str(&bar_chart(
+            "Latency p50",
+            "ms",
+            &bars(&|r| r.p50_us.map(|us| us as f64 / 1000.0)),
+        ));
+        page.push_str(&bar_chart(
+            "Latency p99",
+            "ms",
+            &bars(&|r| r.p99_us.map(|us| us as f64 / 1000.0)),
+        ));
+        page.push_str("</div></section>");
+    }
+    page.push_str("</body></html>\n");
+    out.write_all(page.as_bytes())
 }
 
 fn ms(us: u64) -> String {
@@ -185,10 +330,10 @@ fn ms(us: u64) -> String {
 }
 
 /// `pushbench run SCENARIO --peers ours,nchan,pushpin`: runs the scenario against each server in turn
-/// (each into `out_dir/<server>/`, with its own result.json and reports), then writes `peers.md` and
-/// `peers.json` side by side and prints the table. A server that fails is reported as failed; the others
-/// still run. Returns an error only when nothing could be written. `workers` load-generator processes
-/// hold the subscribers of every server alike.
+/// (each into `out_dir/<server>/`, with its own result.json and reports), then writes `peers.md`,
+/// `peers.json` and `peers.html` side by side and prints the table. A server that fails is reported as
+/// failed; the others still run. Returns an error only when nothing could be written. `workers`
+/// load-generator processes hold the subscribers of every server alike.
 pub fn run_peers(
     scenario: std::sync::Arc<crate::scenario::Scenario>,
     servers: &[ServerName],
@@ -248,9 +393,14 @@ pub fn run_peers(
     let file =
         std::fs::File::create(&json).with_context(|| format!("cannot write {}", json.display()))?;
     serde_json::to_writer_pretty(std::io::BufWriter::new(file), &rows)?;
+    let html = out_dir.join("peers.html");
+    let file =
+        std::fs::File::create(&html).with_context(|| format!("cannot write {}", html.display()))?;
+    write_html(&rows, &scenario.name, std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", html.display()))?;
     write_md(&rows, &scenario.name, std::io::stdout().lock())?;
     println!(
-        "\nwrote {0}/peers.md, {0}/peers.json and one directory per server",
+        "\nwrote {0}/peers.md, {0}/peers.json, {0}/peers.html and one directory per server",
         out_dir.display()
     );
     Ok(rows)
@@ -281,5 +431,77 @@ mod tests {
         let md = String::from_utf8(md).unwrap();
         assert!(md.contains("| poll | pushpin | not offered |"), "{md}");
         assert!(md.contains("not a maximum"));
+    }
+
+    /// Ours measured poll and ws; nchan ran ws only (poll: not profiled); Pushpin ran ws saturated (poll:
+    /// not offered).
+    fn fixture_rows() -> Vec<Row> {
+        let ws = crate::report::test_result(&[1_000, 2_000, 40_000]);
+        let mut ours = ws.clone();
+        let mut poll = ours.transports[0].clone();
+        poll.transport = Transport::Poll;
+        ours.transports.insert(0, poll);
+        let mut pushpin = ws.clone();
+        pushpin.transports[0].loadgen_saturated = true;
+        let servers = vec![
+            (ServerName::Ours, Outcome::Ran(ours)),
+            (ServerName::Peer(PeerKind::Nchan), Outcome::Ran(ws)),
+            (ServerName::Peer(PeerKind::Pushpin), Outcome::Ran(pushpin)),
+        ];
+        rows(&[Transport::Poll, Transport::Ws], &servers)
+    }
+
+    /// The `<svg>…</svg>` elements of `html` inside `<section id="{id}">`.
+    fn charts<'a>(html: &'a str, id: &str) -> Vec<&'a str> {
+        let start = html
+            .find(&format!("<section id=\"{id}\">"))
+            .unwrap_or_else(|| panic!("no section {id}"));
+        let section = &html[start..start + html[start..].find("</section>").unwrap()];
+        section
+            .split("<svg")
+            .skip(1)
+            .map(|s| &s[..s.find("</svg>").unwrap()])
+            .collect()
+    }
+
+    #[test]
+    fn peers_html_has_the_table_and_a_bar_per_measured_server_only() {
+        let rows = fixture_rows();
+        let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(statuses[0], "measured");
+        assert!(statuses[1].starts_with("not profiled: "), "{statuses:?}");
+        assert_eq!(statuses[2], "not offered");
+        let mut html = Vec::new();
+        write_html(&rows, "quick", &mut html).unwrap();
+        let html = String::from_utf8(html).unwrap();
+        assert!(html.starts_with("<!doctype html>") && html.ends_with("</html>\n"));
+        assert!(!html.contains("<script") && !html.contains("src=\"http"));
+        // The table: a row per (transport, server), the states as text across the figure columns.
+        assert_eq!(html.matches("<tr").count(), 1 + rows.len());
+        assert!(html.contains("<td>poll</td><td>pushpin</td><td colspan=\"8\">not offered</td>"));
+        assert!(html.contains("<tr class=\"saturated\"><td>ws</td><td>pushpin</td>"));
+        assert!(html.contains("<strong>delivered/s is the rate delivered at this scenario"));
+        assert!(html.contains("SATURATED") && html.contains("ws on pushpin"));
+        // Charts: four per transport, memory, CPU, p50, p99.
+        assert_eq!(html.matches("<svg").count(), 8);
+        let poll = charts(&html, "poll");
+        assert_eq!(poll.len(), 4);
+        for chart in &poll {
+            // One bar (ours); nchan and Pushpin are named with their state, never drawn.
+            assert_eq!(chart.matches("<rect").count(), 1, "{chart}");
+            assert!(chart.contains(">not offered</text>"), "{chart}");
+            assert!(chart.contains(">not profiled</text>"), "{chart}");
+            assert!(chart.contains(">pushpin</text>") && chart.contains(">nchan</text>"));
+        }
+        assert!(poll[0].contains("4.00 KiB"), "ours' memory: {}", poll[0]);
+        for chart in charts(&html, "ws") {
+            // ours and nchan drawn; Pushpin's saturated run is text.
+            assert_eq!(chart.matches("<rect").count(), 2, "{chart}");
+            assert!(chart.contains(">saturated: the machine"), "{chart}");
+        }
+        let p99 = rows[3].p99_us.unwrap() as f64 / 1000.0;
+        assert!((40.0..41.0).contains(&p99), "the fixture's p99: {p99}");
+        let label = format!("{} ms", crate::report::html::format_value(p99));
+        assert!(charts(&html, "ws")[3].contains(&label), "{label}");
     }
 }

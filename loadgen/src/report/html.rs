@@ -8,13 +8,20 @@ use std::io::{self, Write};
 use super::{RunResult, decode_histogram, md, reading, table};
 
 /// One colour per transport, in [`pushbench_common::Transport::ALL`] order.
-const COLOURS: [&str; 5] = ["#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd"];
+pub(crate) const COLOURS: [&str; 5] = ["#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd"];
 /// Percentiles drawn on the latency curve.
 const QUANTILES: [f64; 12] = [
     0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
 ];
 
-fn esc(text: &str) -> String {
+/// The pages' inline style sheet (shared by the capacity and side-by-side pages).
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
+    table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}\
+    td:first-child,th:first-child{text-align:left}.warn{background:#fee;border:2px solid #c00;padding:.5em;font-weight:bold}\
+    .charts{display:flex;flex-wrap:wrap;gap:1em}svg{background:#fafafa;border:1px solid #ddd}code{background:#f3f3f3}";
+
+/// Escapes text for HTML content and attribute values.
+pub(crate) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -54,12 +61,7 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     let mut page = String::new();
     let _ = write!(
         page,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>pushbench: {n}</title><style>\
-         body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}\
-         table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}\
-         td:first-child,th:first-child{{text-align:left}}.warn{{background:#fee;border:2px solid #c00;padding:.5em;font-weight:bold}}\
-         .charts{{display:flex;flex-wrap:wrap;gap:1em}}svg{{background:#fafafa;border:1px solid #ddd}}code{{background:#f3f3f3}}\
-         </style></head><body><h1>pushbench: <code>{n}</code></h1>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>pushbench: {n}</title><style>{STYLE}</style></head><body><h1>pushbench: <code>{n}</code></h1>",
         n = esc(name)
     );
     let _ = write!(
@@ -117,11 +119,14 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     page.push_str("<h2>Charts</h2><div class=\"charts\">");
     page.push_str(&latency_chart(result));
     let bars =
-        |f: &dyn Fn(&super::TransportResult) -> Option<f64>| -> Vec<(usize, String, Option<f64>)> {
+        |f: &dyn Fn(&super::TransportResult) -> Option<f64>| -> Vec<(usize, String, Result<f64, String>)> {
             result
                 .transports
                 .iter()
-                .map(|r| (r.transport.index(), r.transport.to_string(), f(r)))
+                .map(|r| {
+                    let value = f(r).ok_or_else(|| "n/a".to_owned());
+                    (r.transport.index(), r.transport.to_string(), value)
+                })
                 .collect()
         };
     page.push_str(&bar_chart(
@@ -252,14 +257,19 @@ fn latency_chart(result: &RunResult) -> String {
     svg
 }
 
-/// Horizontal bars, one per transport; missing values are labelled "n/a".
-fn bar_chart(title: &str, unit: &str, values: &[(usize, String, Option<f64>)]) -> String {
+/// Horizontal bars, one per row `(colour index, label, value)`; a row whose value is `Err(text)` gets
+/// that text instead of a bar (why there is no figure: "n/a", "not offered", ...).
+pub(crate) fn bar_chart(
+    title: &str,
+    unit: &str,
+    values: &[(usize, String, Result<f64, String>)],
+) -> String {
     let (width, row, left, top) = (420.0, 26.0, 80.0, 30.0);
     let height = top + row * values.len() as f64 + 10.0;
     let max = values
         .iter()
-        .filter_map(|v| v.2)
-        .fold(0.0_f64, f64::max)
+        .filter_map(|v| v.2.as_ref().ok())
+        .fold(0.0_f64, |a, &b| a.max(b))
         .max(f64::MIN_POSITIVE);
     let mut svg = format!(
         "<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">"
@@ -279,7 +289,7 @@ fn bar_chart(title: &str, unit: &str, values: &[(usize, String, Option<f64>)]) -
             esc(name)
         );
         match value {
-            Some(v) => {
+            Ok(v) => {
                 let w = (v / max * (width - left - 90.0)).max(1.0);
                 let _ = write!(
                     svg,
@@ -292,11 +302,12 @@ fn bar_chart(title: &str, unit: &str, values: &[(usize, String, Option<f64>)]) -
                     esc(unit)
                 );
             }
-            None => {
+            Err(text) => {
                 let _ = write!(
                     svg,
-                    "<text x=\"{left}\" y=\"{:.1}\" fill=\"#888\">n/a</text>",
-                    y + 15.0
+                    "<text x=\"{left}\" y=\"{:.1}\" fill=\"#888\">{}</text>",
+                    y + 15.0,
+                    esc(text)
                 );
             }
         }
@@ -305,7 +316,8 @@ fn bar_chart(title: &str, unit: &str, values: &[(usize, String, Option<f64>)]) -
     svg
 }
 
-fn format_value(v: f64) -> String {
+/// A figure with three significant digits or so.
+pub(crate) fn format_value(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {

@@ -369,6 +369,22 @@ impl Axis {
     }
 }
 
+/// The labels of an axis covering `lo..=hi` (for the tests).
+#[cfg(test)]
+pub(super) fn tick_labels(lo: f64, hi: f64, log: bool) -> Vec<String> {
+    Axis::new([lo, hi].into_iter(), log)
+        .ticks()
+        .into_iter()
+        .map(tick)
+        .collect()
+}
+
+/// An axis label: 0.5, 2, 50, 2000 (no trailing zeros).
+fn tick(v: f64) -> String {
+    let text = format!("{v:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 /// The smallest 1, 2 or 5 × 10^k at or above `v`.
 fn nice_ceiling(v: f64) -> f64 {
     let decade = 10f64.powf(v.log10().floor());
@@ -410,7 +426,7 @@ fn xy_chart(chart: &Chart<'_>) -> String {
             width - right,
             left - 4.0,
             yy + 4.0,
-            figure(t)
+            tick(t)
         );
     }
     for t in x.ticks() {
@@ -420,7 +436,7 @@ fn xy_chart(chart: &Chart<'_>) -> String {
             "<line x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{top}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{xx:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             height - bottom,
             height - bottom + 14.0,
-            figure(t)
+            tick(t)
         );
     }
     let _ = write!(

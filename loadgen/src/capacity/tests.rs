@@ -285,3 +285,19 @@ fn reports_hold_a_table_per_transport_sorted_by_value_and_the_charts() {
     let back: Capacity = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
 }
+
+#[test]
+fn chart_axes_have_round_ticks() {
+    assert_eq!(
+        report::tick_labels(0.0, 4.2, false),
+        ["0", "1", "2", "3", "4", "5"]
+    );
+    assert_eq!(
+        report::tick_labels(3.0, 180.0, true),
+        ["1", "2", "5", "10", "20", "50", "100", "200", "500", "1000"]
+    );
+    assert_eq!(
+        report::tick_labels(0.0, 0.7, false)[..3],
+        ["0", "0.2", "0.4"]
+    );
+}

@@ -241,7 +241,7 @@ pub fn write_html(rows: &[Row], scenario: &str, mut out: impl Write) -> std::io:
     let _ = write!(
         page,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>pushbench: {t}</title>\
-         <style>{STYLE}</style></head><body><h1>{t}</h1><p>{intro}</p><table><tr>",
+         <style>{STYLE}tr.saturated td{{background:#fee}}td.status{{text-align:left;color:#666}}</style></head><body><h1>{t}</h1><p>{intro}</p><table><tr>",
         t = esc(&title)
     );
     for h in HEADERS {
@@ -253,7 +253,7 @@ pub fn write_html(rows: &[Row], scenario: &str, mut out: impl Write) -> std::io:
             Cells::Status(status) => {
                 let _ = write!(
                     page,
-                    "<tr class=\"status\"><td>{}</td><td>{}</td><td colspan=\"8\">{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td class=\"status\" colspan=\"8\">{}</td></tr>",
                     r.transport,
                     r.server,
                     esc(&status)
@@ -478,7 +478,9 @@ mod tests {
         assert!(!html.contains("<script") && !html.contains("src=\"http"));
         // The table: a row per (transport, server), the states as text across the figure columns.
         assert_eq!(html.matches("<tr").count(), 1 + rows.len());
-        assert!(html.contains("<td>poll</td><td>pushpin</td><td colspan=\"8\">not offered</td>"));
+        assert!(html.contains(
+            "<td>poll</td><td>pushpin</td><td class=\"status\" colspan=\"8\">not offered</td>"
+        ));
         assert!(html.contains("<tr class=\"saturated\"><td>ws</td><td>pushpin</td>"));
         assert!(html.contains("<strong>delivered/s is the rate delivered at this scenario"));
         assert!(html.contains("SATURATED") && html.contains("ws on pushpin"));

@@ -323,3 +323,77 @@ fn bad_bounds_are_usage_errors_and_help_documents_the_defaults() {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
 }
+
+#[test]
+fn sigint_ends_the_search_writes_the_steps_so_far_and_leaves_no_server() {
+    use std::io::BufRead;
+    let d = dir("sigint");
+    let file = d.join("scenario.toml");
+    // Long enough steps that the signal lands inside the second one.
+    std::fs::write(&file, TINY.replace("duration_s = 1", "duration_s = 4")).unwrap();
+    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
+        .unwrap();
+    lock.lock().expect("one run at a time");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushbench"))
+        .arg("capacity")
+        .arg(&file)
+        .args([
+            "--p99-ms",
+            "1000",
+            "--start",
+            "2",
+            "--max",
+            "8",
+            "--no-progress",
+        ])
+        .arg("--out")
+        .arg(d.join("out"))
+        .arg("--server-bin")
+        .arg(server_bin())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Wait for a second step to start: sse's second, or ws's first when a busy machine stopped sse at
+    // its first.
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.ends_with("sse step 2: 4 subscribers") || line.ends_with("ws step 1: 2 subscribers")
+        {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    seen.extend(stderr.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    let seen = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{seen}");
+    assert!(seen.contains("interrupted by SIGINT"), "{seen}");
+    let c = report::read(&d.join("out").join("capacity.json")).expect("written before exiting");
+    let sse = &c.transports[0];
+    if sse.outcome == Outcome::MachineLimit {
+        // Interrupted during ws's first step: nothing of ws to record.
+        assert_eq!(c.transports.len(), 1, "{c:#?}");
+    } else {
+        assert_eq!(c.transports.len(), 1, "ws is not searched after the signal");
+        assert_eq!(sse.outcome, Outcome::Interrupted, "{sse:#?}");
+        assert_eq!(
+            sse.steps.len(),
+            1,
+            "the interrupted step is not recorded: {sse:#?}"
+        );
+        assert!(sse.summary.contains("interrupted by SIGINT"));
+        assert!(sse.limit.is_none(), "no verdict");
+    }
+    let left = pushbench::peer::descendants(pid);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}

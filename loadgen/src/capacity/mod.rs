@@ -104,6 +104,9 @@ pub enum CapacityError {
     /// `--p99-ms` not a positive number.
     #[error("--p99-ms must be a positive number of milliseconds, got {0}")]
     P99(f64),
+    /// A signal ended the search (what was searched until then is written).
+    #[error("interrupted by {0}: the search stopped; the steps run so far are in capacity.json")]
+    Interrupted(&'static str),
     /// An output could not be written.
     #[error("cannot write {path}: {error}")]
     Write {
@@ -117,7 +120,7 @@ pub enum CapacityError {
 impl CapacityError {
     /// Whether the command line (or the scenario) is at fault rather than the run.
     pub fn is_usage(&self) -> bool {
-        !matches!(self, Self::Write { .. })
+        !matches!(self, Self::Write { .. } | Self::Interrupted(_))
     }
 }
 
@@ -358,6 +361,8 @@ pub enum Outcome {
     StepBudget,
     /// The server does not offer this transport (a peer).
     NotOffered,
+    /// SIGINT or SIGTERM ended the search: the steps run until then, no verdict.
+    Interrupted,
 }
 
 /// What stopped a transport's search.
@@ -540,16 +545,25 @@ pub struct Capacity {
 /// (each a `result.json` with its reports), then `capacity.json`, `capacity.md` and `capacity.html` in
 /// `out_dir`. `options` is the run's options; each step changes only its output directory. A step whose
 /// run fails stops that transport's search (recorded as a machine limit with the error) and the next
-/// transport is searched; only unwritable outputs are errors.
+/// transport is searched. Errors: unwritable outputs; SIGINT or SIGTERM, which ends the search after
+/// writing the steps run so far (the interrupted step is not among them).
 pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, CapacityError> {
     let started_at = now();
     let mut transports = Vec::new();
     let mut server = String::new();
+    let mut interrupted = None;
+    // A step's run stops itself on SIGTERM (and goose's attack on SIGINT); these also catch a signal
+    // between two steps.
+    let mut signals = Signals::watch();
     for &transport in &spec.scenario.transports {
         let mut search = Search::new(spec.params);
         let mut steps = Vec::new();
         let mut offered = true;
         while let Some(value) = search.next() {
+            if let Some(signal) = signals.pending() {
+                interrupted = Some(signal);
+                break;
+            }
             let n = steps.len() as u32 + 1;
             let rel = format!("{transport}/step-{n}-{}", format_value(value, spec.vary));
             let dir = options.out_dir.join(&rel);
@@ -565,6 +579,11 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
                 spec.vary.unit()
             );
             let step = match crate::run::run(Arc::new(scenario), &step_options).await {
+                // goose turns SIGINT into a clean early end of its attack: a truncated step, not a result.
+                Ok(_) if goose::is_killswitch_triggered() => {
+                    interrupted = Some("SIGINT");
+                    break;
+                }
                 Ok(result) => {
                     write_step(&result, &dir)?;
                     server.clone_from(&result.server);
@@ -576,6 +595,10 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
                             break;
                         }
                     }
+                }
+                Err(RunError::Interrupted(signal)) => {
+                    interrupted = Some(signal);
+                    break;
                 }
                 Err(e) => Step::failed(n, value, rel, run_error(&e), spec),
             };
@@ -596,7 +619,19 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
             search.record(value, step.verdict);
             steps.push(step);
         }
-        let result = if offered {
+        if interrupted.is_some() && steps.is_empty() {
+            break;
+        }
+        let result = if let Some(signal) = interrupted {
+            let mut partial = conclude(transport, spec.vary, spec.p99_ms, &spec.params, steps);
+            partial.outcome = Outcome::Interrupted;
+            partial.limit = None;
+            partial.summary = format!(
+                "{transport}: interrupted by {signal} after {} steps; no verdict",
+                partial.steps.len()
+            );
+            partial
+        } else if offered {
             conclude(transport, spec.vary, spec.p99_ms, &spec.params, steps)
         } else {
             TransportCapacity {
@@ -610,6 +645,9 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
         };
         eprintln!("pushbench: capacity {}", result.summary);
         transports.push(result);
+        if interrupted.is_some() {
+            break;
+        }
     }
     let capacity = Capacity {
         tool: concat!("pushbench ", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -623,7 +661,42 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
         transports,
     };
     report::write_all(&capacity, &options.out_dir)?;
-    Ok(capacity)
+    match interrupted {
+        Some(signal) => Err(CapacityError::Interrupted(signal)),
+        None => Ok(capacity),
+    }
+}
+
+/// SIGINT and SIGTERM, watched for the whole search.
+struct Signals(Vec<(tokio::signal::unix::Signal, &'static str)>);
+
+impl Signals {
+    fn watch() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            (SignalKind::interrupt(), "SIGINT"),
+            (SignalKind::terminate(), "SIGTERM"),
+        ];
+        Self(
+            kinds
+                .into_iter()
+                .filter_map(|(kind, name)| Some((signal(kind).ok()?, name)))
+                .collect(),
+        )
+    }
+
+    /// The name of a signal received since the last call, if any. Once a step has run, goose's own
+    /// handler takes SIGINT (it raises goose's kill switch, which goose resets when its next attack
+    /// starts): that is read here too.
+    fn pending(&mut self) -> Option<&'static str> {
+        use futures_util::FutureExt;
+        if goose::is_killswitch_triggered() {
+            return Some("SIGINT");
+        }
+        self.0
+            .iter_mut()
+            .find_map(|(signal, name)| signal.recv().now_or_never().flatten().map(|()| *name))
+    }
 }
 
 fn run_error(e: &RunError) -> String {

@@ -45,6 +45,7 @@ fn outcome_text(t: &TransportCapacity) -> &'static str {
         super::Outcome::MachineLimit => "limited by the load generator / machine",
         super::Outcome::StepBudget => "stopped by --max-steps",
         super::Outcome::NotOffered => "not offered",
+        super::Outcome::Interrupted => "interrupted (no verdict)",
     }
 }
 

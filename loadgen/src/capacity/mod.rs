@@ -14,7 +14,7 @@ pub mod command;
 pub mod report;
 pub mod search;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use pushbench_common::Transport;
@@ -720,11 +720,6 @@ fn write_step(result: &RunResult, dir: &Path) -> Result<(), CapacityError> {
         path: dir.display().to_string(),
         error: format!("{e:#}"),
     })
-}
-
-/// `OUT/<transport>/step-<n>-<value>` for a step (for tests and tools reading the outputs).
-pub fn step_dir(out_dir: &Path, step: &Step) -> PathBuf {
-    out_dir.join(&step.dir)
 }
 
 #[cfg(test)]

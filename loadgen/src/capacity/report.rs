@@ -311,8 +311,9 @@ struct Axis {
 }
 
 impl Axis {
-    /// Covers `values`; a log axis spans whole decades, a linear one starts at 0.
-    fn new(values: impl Iterator<Item = f64> + Clone, log: bool) -> Self {
+    /// Covers `values`; a log axis spans whole decades (`tight`: just the values, with a margin), a linear
+    /// one starts at 0.
+    fn new(values: impl Iterator<Item = f64> + Clone, log: bool, tight: bool) -> Self {
         let (min, max) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
         if min > max {
             return Self {
@@ -321,7 +322,14 @@ impl Axis {
                 log,
             };
         }
-        if log {
+        if log && tight {
+            let min = min.max(1e-3);
+            Self {
+                lo: min / 1.15,
+                hi: max.max(min) * 1.15,
+                log,
+            }
+        } else if log {
             let min = min.max(1e-3);
             let lo = 10f64.powf(min.log10().floor());
             let hi = 10f64.powf(max.max(min).log10().ceil()).max(lo * 10.0);
@@ -348,11 +356,11 @@ impl Axis {
     fn ticks(&self) -> Vec<f64> {
         let mut ticks = Vec::new();
         if self.log {
-            let mut decade = self.lo;
+            let mut decade = 10f64.powf(self.lo.log10().floor());
             while decade <= self.hi * 1.0001 {
                 for m in [1.0, 2.0, 5.0] {
                     let t = decade * m;
-                    if t <= self.hi * 1.0001 {
+                    if t >= self.lo * 0.9999 && t <= self.hi * 1.0001 {
                         ticks.push(t);
                     }
                 }
@@ -373,7 +381,17 @@ impl Axis {
 /// The labels of an axis covering `lo..=hi` (for the tests).
 #[cfg(test)]
 pub(super) fn tick_labels(lo: f64, hi: f64, log: bool) -> Vec<String> {
-    Axis::new([lo, hi].into_iter(), log)
+    Axis::new([lo, hi].into_iter(), log, false)
+        .ticks()
+        .into_iter()
+        .map(tick)
+        .collect()
+}
+
+/// The labels of a tight log axis covering `lo..=hi` (for the tests).
+#[cfg(test)]
+pub(super) fn tight_tick_labels(lo: f64, hi: f64) -> Vec<String> {
+    Axis::new([lo, hi].into_iter(), true, true)
         .ticks()
         .into_iter()
         .map(tick)
@@ -405,12 +423,13 @@ fn xy_chart(chart: &Chart<'_>) -> String {
     let (xmin, xmax) = xs
         .clone()
         .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let x = Axis::new(xs, xmin > 0.0 && xmax / xmin >= 8.0);
+    let x = Axis::new(xs, xmin > 0.0 && xmax / xmin >= 8.0, true);
     let y = Axis::new(
         points()
             .map(|p| p.1)
             .chain(chart.limit.as_ref().map(|l| l.0)),
         chart.log_y,
+        false,
     );
     let px = |v: f64| left + x.frac(v) * (width - left - right);
     let py = |v: f64| height - bottom - y.frac(v) * (height - top - bottom);
@@ -460,10 +479,10 @@ fn xy_chart(chart: &Chart<'_>) -> String {
         let yy = py(*limit);
         let _ = write!(
             svg,
-            "<line class=\"limit\" x1=\"{left}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#c00\" stroke-dasharray=\"6 4\" stroke-width=\"1.5\"/><text x=\"{}\" y=\"{:.1}\" fill=\"#c00\">{}</text>",
+            "<line class=\"limit\" x1=\"{left}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#c00\" stroke-dasharray=\"6 4\" stroke-width=\"1.5\"/><text x=\"{}\" y=\"{:.1}\" fill=\"#c00\" text-anchor=\"end\">{}</text>",
             width - right,
-            width - right + 4.0,
-            yy + 4.0,
+            width - right - 4.0,
+            yy - 4.0,
             esc(label)
         );
     }

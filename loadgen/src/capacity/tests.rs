@@ -301,3 +301,9 @@ fn chart_axes_have_round_ticks() {
         ["0", "0.2", "0.4"]
     );
 }
+
+#[test]
+fn a_tight_log_axis_spans_just_the_values() {
+    let labels = report::tight_tick_labels(100.0, 1600.0);
+    assert_eq!(labels, ["100", "200", "500", "1000"]);
+}

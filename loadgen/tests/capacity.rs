@@ -137,7 +137,12 @@ fn check_walk(out: &Path, t: &TransportCapacity, start: f64, max: f64, field: &s
                 assert!(!s.reasons.is_empty(), "{what}");
                 fail = Some(fail.map_or(s.value, |f: f64| f.min(s.value)));
             }
-            Verdict::Machine => assert_eq!(i + 1, t.steps.len(), "a machine stop ends it: {what}"),
+            Verdict::Machine | Verdict::Error => {
+                assert_eq!(i + 1, t.steps.len(), "a stop ends it: {what}")
+            }
+        }
+        if s.verdict == Verdict::Error {
+            continue; // its run wrote no result
         }
         // The step's own outputs, written by the same writers as `pushbench run`.
         let step = out.join(&s.dir);
@@ -168,7 +173,10 @@ fn check_walk(out: &Path, t: &TransportCapacity, start: f64, max: f64, field: &s
     // The verdict follows from the steps.
     assert_eq!(t.capacity, pass, "{what}");
     let machine = t.steps.iter().any(|s| s.verdict == Verdict::Machine);
-    let expected = if machine {
+    let error = t.steps.iter().any(|s| s.verdict == Verdict::Error);
+    let expected = if error {
+        Outcome::RunFailed
+    } else if machine {
         Outcome::MachineLimit
     } else if fail.is_some() && pass.is_some() {
         Outcome::ServerLimit

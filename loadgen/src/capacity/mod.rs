@@ -244,7 +244,7 @@ impl Step {
         Self {
             n,
             value,
-            verdict: Verdict::Machine,
+            verdict: Verdict::Error,
             reasons: vec![format!("the run failed: {error}")],
             dir,
             subscribers: match spec.vary {
@@ -355,8 +355,10 @@ pub enum Outcome {
     FailsAtStart,
     /// Passed at `--max`: the server's limit is higher.
     ReachedMax,
-    /// Stopped by the load generator or the machine (or a failed run): not the server's limit.
+    /// Stopped by the load generator or the machine: not the server's limit.
     MachineLimit,
+    /// Stopped by a step whose run failed: no verdict above it.
+    RunFailed,
     /// Stopped by `--max-steps` before a failure or `--max`.
     StepBudget,
     /// The server does not offer this transport (a peer).
@@ -393,8 +395,8 @@ pub struct TransportCapacity {
     pub steps: Vec<Step>,
 }
 
-/// The verdict follows from the steps alone: the largest pass is the capacity; a stop by the machine
-/// (always the last step) says "limited by the load generator / machine"; otherwise the smallest fail
+/// The verdict follows from the steps alone: the largest pass is the capacity; a failed run or a stop by
+/// the machine (always the last step) says so ("limited by the load generator / machine"); otherwise the smallest fail
 /// above it is the server's limit; with no fail, `max` passed or the step budget ran out.
 pub fn conclude(
     transport: Transport,
@@ -413,6 +415,7 @@ pub fn conclude(
         .filter(|s| s.verdict == Verdict::Fail)
         .min_by(|a, b| a.value.total_cmp(&b.value));
     let machine = steps.iter().find(|s| s.verdict == Verdict::Machine);
+    let error = steps.iter().find(|s| s.verdict == Verdict::Error);
     let unit = vary.unit();
     let value = |v: f64| format_value(v, vary);
     let held = match capacity {
@@ -422,7 +425,16 @@ pub fn conclude(
         ),
         None => "sustained no value tried".to_owned(),
     };
-    let (outcome, limit) = if let Some(m) = machine {
+    let (outcome, limit) = if let Some(e) = error {
+        (
+            Outcome::RunFailed,
+            Some(Limit {
+                at: e.value,
+                by: "run failure".into(),
+                why: e.reasons.join("; "),
+            }),
+        )
+    } else if let Some(m) = machine {
         let why = m.reasons.join("; ");
         (
             Outcome::MachineLimit,
@@ -489,6 +501,12 @@ pub fn conclude(
         }
         (Outcome::MachineLimit, Some(l)) => format!(
             "{transport}: limited by the load generator / machine at {} {unit}, not by the server ({}); below it the server {}",
+            value(l.at),
+            l.why,
+            held.replace("sustains", "sustained")
+        ),
+        (Outcome::RunFailed, Some(l)) => format!(
+            "{transport}: the run at {} {unit} failed ({}); below it the server {}",
             value(l.at),
             l.why,
             held.replace("sustains", "sustained")
@@ -610,6 +628,7 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
                     Verdict::Pass => "pass",
                     Verdict::Fail => "FAIL",
                     Verdict::Machine => "STOP (load generator / machine)",
+                    Verdict::Error => "STOP (the run failed)",
                 },
                 step.latency_p99_ms.map_or_else(String::new, |p| format!(
                     " (p99 {p:.1} ms, lost {})",

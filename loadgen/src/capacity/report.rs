@@ -44,6 +44,7 @@ fn outcome_text(t: &TransportCapacity) -> &'static str {
         super::Outcome::ReachedMax => "passed at --max (limit higher)",
         super::Outcome::MachineLimit => "limited by the load generator / machine",
         super::Outcome::StepBudget => "stopped by --max-steps",
+        super::Outcome::RunFailed => "a run failed",
         super::Outcome::NotOffered => "not offered",
         super::Outcome::Interrupted => "interrupted (no verdict)",
     }
@@ -105,6 +106,7 @@ fn step_cells(s: &Step, vary: Vary) -> [String; 14] {
             Verdict::Pass => "pass",
             Verdict::Fail => "FAIL",
             Verdict::Machine => "STOP: machine",
+            Verdict::Error => "STOP: run failed",
         }
         .to_owned(),
         o(s.latency_p50_ms, &figure),
@@ -509,7 +511,7 @@ fn xy_chart(chart: &Chart<'_>) -> String {
                     svg,
                     "<circle class=\"fail\" cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"4\" fill=\"#fff\" stroke=\"{colour}\" stroke-width=\"2\"/>"
                 ),
-                Verdict::Machine => write!(
+                Verdict::Machine | Verdict::Error => write!(
                     svg,
                     "<path class=\"machine\" d=\"M{:.1},{:.1}l8,8m0,-8l-8,8\" stroke=\"{colour}\" stroke-width=\"2\"/>",
                     cx - 4.0,

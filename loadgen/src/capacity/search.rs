@@ -16,8 +16,10 @@ pub enum Verdict {
     /// The server lost events or was too slow: a limit of the server.
     Fail,
     /// The load generator or the machine was the limit (saturated, out of file descriptors, connect
-    /// failures) or the run itself failed: not a limit of the server; the search stops.
+    /// failures): not a limit of the server; the search stops.
     Machine,
+    /// The step's run failed (the server would not start, a worker died, ...): the search stops.
+    Error,
 }
 
 /// The bounds of a search, validated by [`Params::new`].
@@ -140,7 +142,7 @@ impl Search {
     pub fn record(&mut self, value: f64, verdict: Verdict) {
         self.steps += 1;
         match verdict {
-            Verdict::Machine => {
+            Verdict::Machine | Verdict::Error => {
                 self.next = None;
                 return;
             }
@@ -256,6 +258,9 @@ mod tests {
         assert_eq!(search.next(), Some(20.0));
         search.record(20.0, Verdict::Machine);
         assert_eq!(search.next(), None);
+        let mut search = Search::new(params(10.0, 1000.0, 3, 50));
+        search.record(10.0, Verdict::Error);
+        assert_eq!(search.next(), None, "a failed run stops it too");
     }
 
     #[test]

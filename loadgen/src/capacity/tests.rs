@@ -151,6 +151,7 @@ fn step(n: u32, value: f64, verdict: Verdict) -> Step {
         Verdict::Pass => vec![],
         Verdict::Fail => vec!["p99 80.0 ms ≥ 50 ms".into()],
         Verdict::Machine => vec!["load generator / machine saturated (lag)".into()],
+        Verdict::Error => vec!["the run failed: server exited".into()],
     };
     s.latency_p99_ms = Some(value / 10.0);
     s
@@ -217,6 +218,15 @@ fn the_verdict_follows_from_the_steps() {
     let c = conclusion(&[(250.0, Pass), (500.0, Pass), (1000.0, Pass)]);
     assert_eq!((c.outcome, c.capacity), (Outcome::ReachedMax, Some(1000.0)));
     assert!(c.summary.contains("limit is higher"));
+
+    let c = conclusion(&[(100.0, Pass), (200.0, Verdict::Error)]);
+    assert_eq!((c.outcome, c.capacity), (Outcome::RunFailed, Some(100.0)));
+    assert!(
+        c.summary
+            .contains("the run at 200 subscribers failed (the run failed: server exited)"),
+        "{}",
+        c.summary
+    );
 
     let c = conclusion(&[(100.0, Pass), (200.0, Pass)]);
     assert_eq!((c.outcome, c.capacity), (Outcome::StepBudget, Some(200.0)));

@@ -361,7 +361,8 @@ pub enum Outcome {
     RunFailed,
     /// Stopped by `--max-steps` before a failure or `--max`.
     StepBudget,
-    /// The server does not offer this transport (a peer).
+    /// The server does not offer this transport, or its peer profile does not drive it (the summary
+    /// says which): not searched.
     NotOffered,
     /// SIGINT or SIGTERM ended the search: the steps run until then, no verdict.
     Interrupted,
@@ -515,7 +516,7 @@ pub fn conclude(
             "{transport}: {held}; the search stopped after --max-steps ({}) without finding a limit",
             l.why
         ),
-        _ => format!("{transport}: not offered by this server"),
+        _ => format!("{transport}: not searched"),
     };
     TransportCapacity {
         transport,
@@ -574,9 +575,20 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
     // between two steps.
     let mut signals = Signals::watch();
     for &transport in &spec.scenario.transports {
+        if let Some(why) = not_driven(&options.server, transport) {
+            eprintln!("pushbench: capacity {transport}: {why}");
+            transports.push(TransportCapacity {
+                transport,
+                outcome: Outcome::NotOffered,
+                capacity: None,
+                limit: None,
+                summary: format!("{transport}: {why}"),
+                steps: Vec::new(),
+            });
+            continue;
+        }
         let mut search = Search::new(spec.params);
         let mut steps = Vec::new();
-        let mut offered = true;
         while let Some(value) = search.next() {
             if let Some(signal) = signals.pending() {
                 interrupted = Some(signal);
@@ -607,11 +619,7 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
                     server.clone_from(&result.server);
                     match result.transports.first() {
                         Some(r) => Step::of(n, value, rel, r, spec),
-                        None => {
-                            // A peer that does not drive this transport runs nothing.
-                            offered = false;
-                            break;
-                        }
+                        None => Step::failed(n, value, rel, "no result".into(), spec),
                     }
                 }
                 Err(RunError::Interrupted(signal)) => {
@@ -650,17 +658,8 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
                 partial.steps.len()
             );
             partial
-        } else if offered {
-            conclude(transport, spec.vary, spec.p99_ms, &spec.params, steps)
         } else {
-            TransportCapacity {
-                transport,
-                outcome: Outcome::NotOffered,
-                capacity: None,
-                limit: None,
-                summary: format!("{transport}: not offered by this server"),
-                steps: Vec::new(),
-            }
+            conclude(transport, spec.vary, spec.p99_ms, &spec.params, steps)
         };
         eprintln!("pushbench: capacity {}", result.summary);
         transports.push(result);
@@ -683,6 +682,19 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
     match interrupted {
         Some(signal) => Err(CapacityError::Interrupted(signal)),
         None => Ok(capacity),
+    }
+}
+
+/// Why a peer's transport is not searched (its profile does not drive it), as the side-by-side report
+/// says it; `None` when it is run.
+fn not_driven(server: &crate::run::ServerSource, transport: Transport) -> Option<String> {
+    let crate::run::ServerSource::Peer(kind) = server else {
+        return None;
+    };
+    match kind.profile().offer(transport) {
+        crate::peer::Offer::Offered(_) => None,
+        crate::peer::Offer::NotProfiled(why) => Some(format!("not profiled for {kind}: {why}")),
+        crate::peer::Offer::NotOffered => Some(format!("not offered by {kind}")),
     }
 }
 

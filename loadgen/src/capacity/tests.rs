@@ -317,3 +317,19 @@ fn a_tight_log_axis_spans_just_the_values() {
     let labels = report::tight_tick_labels(100.0, 1600.0);
     assert_eq!(labels, ["100", "200", "500", "1000"]);
 }
+
+#[test]
+fn a_peer_transport_its_profile_does_not_drive_is_not_searched() {
+    use crate::peer::PeerKind;
+    use crate::run::ServerSource;
+    let pushpin = ServerSource::Peer(PeerKind::Pushpin);
+    assert_eq!(
+        not_driven(&pushpin, Transport::Poll).as_deref(),
+        Some("not offered by pushpin")
+    );
+    let why = not_driven(&ServerSource::Peer(PeerKind::Nchan), Transport::Poll).unwrap();
+    assert!(why.starts_with("not profiled for nchan: "), "{why}");
+    assert_eq!(not_driven(&pushpin, Transport::Sse), None);
+    let ours = ServerSource::Spawn("pushbench-server".into());
+    assert_eq!(not_driven(&ours, Transport::Poll), None);
+}

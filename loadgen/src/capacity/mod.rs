@@ -386,7 +386,9 @@ pub struct TransportCapacity {
     pub transport: Transport,
     /// How the search ended.
     pub outcome: Outcome,
-    /// Largest value that passed (None: none did).
+    /// Largest value that passed (None: none did). The server's capacity only with
+    /// [`Outcome::ServerLimit`] (a lower bound with [`Outcome::ReachedMax`]); with any other outcome, just
+    /// the largest value measured cleanly before the search stopped.
     pub capacity: Option<f64>,
     /// What stopped the search.
     pub limit: Option<Limit>,

@@ -113,9 +113,17 @@ pub async fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())
         .map_err(|e| RunError::Goose(format!("cannot watch SIGTERM: {e}")))?;
+    // Once goose has started an attack its own handler takes SIGINT (it raises goose's kill switch and
+    // ends the attack early, which would otherwise look like a short run): watch that switch too.
+    let goose_sigint = async {
+        while !goose::is_killswitch_triggered() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
     tokio::select! {
         result = run_all(scenario, options) => result,
         _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted("SIGINT")),
+        () = goose_sigint => Err(RunError::Interrupted("SIGINT")),
         _ = terminate.recv() => Err(RunError::Interrupted("SIGTERM")),
     }
 }

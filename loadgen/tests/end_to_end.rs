@@ -185,7 +185,24 @@ fn workers_account_exactly_like_one_process() {
 /// cluster's nodes, Redis and the load-generator workers.
 #[test]
 fn an_interrupted_run_leaves_no_process_behind() {
-    let dir = out_dir("interrupted");
+    interrupt(
+        nix::sys::signal::Signal::SIGTERM,
+        &["--workers", "2", "--cluster", "2"],
+        5,
+    );
+}
+
+/// SIGINT (Ctrl-C) while goose runs in this process, where goose's own handler takes the signal: the
+/// run still ends as interrupted, not as a short run with a result.
+#[test]
+fn ctrl_c_interrupts_a_run_while_goose_holds_the_signal() {
+    interrupt(nix::sys::signal::Signal::SIGINT, &[], 1);
+}
+
+/// Starts a long run with `flags`, waits until it has `children` processes and has launched its
+/// subscribers, sends `signal`, and checks the message, the exit code and that no process is left.
+fn interrupt(signal: nix::sys::signal::Signal, flags: &[&str], children: usize) {
+    let dir = out_dir(&format!("interrupted-{}", signal.as_str()));
     let scenario = dir.join("long.toml");
     std::fs::write(
         &scenario,
@@ -200,7 +217,8 @@ fn an_interrupted_run_leaves_no_process_behind() {
     let run = Command::new(env!("CARGO_BIN_EXE_pushbench"))
         .arg("run")
         .arg(&scenario)
-        .args(["--workers", "2", "--cluster", "2", "--no-progress", "--out"])
+        .args(flags)
+        .args(["--no-progress", "--out"])
         .arg(&dir)
         .arg("--server-bin")
         .arg(server_bin())
@@ -208,14 +226,13 @@ fn an_interrupted_run_leaves_no_process_behind() {
         .spawn()
         .unwrap();
     let pid = run.id();
-    // Two nodes, Redis and two workers.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let started = loop {
         let started: Vec<u32> = pushbench::peer::descendants(pid)
             .into_iter()
             .filter(|&p| p != pid)
             .collect();
-        if started.len() >= 5 {
+        if started.len() >= children {
             break started;
         }
         assert!(
@@ -224,15 +241,16 @@ fn an_interrupted_run_leaves_no_process_behind() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    // Let goose start its attack (and install its own SIGINT handler).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
     let output = run.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("interrupted by {}", signal.as_str())),
+        "{stderr}"
+    );
     let alive = |p: &u32| {
         std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
             !stat

@@ -611,11 +611,6 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
                 spec.vary.unit()
             );
             let step = match crate::run::run(Arc::new(scenario), &step_options).await {
-                // goose turns SIGINT into a clean early end of its attack: a truncated step, not a result.
-                Ok(_) if goose::is_killswitch_triggered() => {
-                    interrupted = Some("SIGINT");
-                    break;
-                }
                 Ok(result) => {
                     write_step(&result, &dir)?;
                     server.clone_from(&result.server);

@@ -52,6 +52,11 @@ pub struct Args {
     /// A WebSocket send blocked this long (the client does not read) disconnects the client as a slow consumer.
     #[arg(long, default_value_t = 10_000)]
     pub write_timeout_ms: u64,
+    /// Write coalescing (like Centrifugo's `client.write_delay`): a stream, SSE or WebSocket subscriber
+    /// woken by a publish waits this long (0 to 1000 ms), then sends everything published meanwhile in one
+    /// write. Fewer writes, so less CPU per event, for up to this much latency; 0 writes at once.
+    #[arg(long, default_value_t = 0)]
+    pub write_delay_ms: u64,
     /// On SIGINT/SIGTERM, how long to wait for open connections to close before exiting anyway.
     #[arg(long, default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
@@ -77,6 +82,9 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub generate_bytes: usize,
 }
+
+/// Longest `--write-delay-ms`: beyond a second a delay is a stall, not a trade of latency for CPU.
+pub const MAX_WRITE_DELAY_MS: u64 = 1_000;
 
 /// Rate of `--demo` when `--generate` is not given.
 const DEMO_RATE: f64 = 5.0;
@@ -140,6 +148,8 @@ pub struct Config {
     pub longpoll_max: Duration,
     /// WebSocket send timeout before a slow consumer is disconnected.
     pub write_timeout: Duration,
+    /// How long a woken streaming subscriber waits for more events before it writes (0 = at once).
+    pub write_delay: Duration,
     /// Grace period for open connections at shutdown.
     pub shutdown_grace: Duration,
     /// Synthetic publisher.
@@ -213,6 +223,14 @@ impl TryFrom<&Args> for Config {
                 "write-timeout-ms",
                 args.write_timeout_ms,
             )?),
+            write_delay: if args.write_delay_ms <= MAX_WRITE_DELAY_MS {
+                Duration::from_millis(args.write_delay_ms)
+            } else {
+                return Err(ConfigError {
+                    flag: "write-delay-ms",
+                    reason: format!("must be between 0 and {MAX_WRITE_DELAY_MS}"),
+                });
+            },
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             generator,
             bus: match &args.bus {
@@ -260,6 +278,7 @@ mod tests {
         assert_eq!(c.max_payload, 65_536);
         assert_eq!(c.longpoll_default, Duration::from_secs(30));
         assert_eq!(c.generator.initial.rate, 0.0);
+        assert_eq!(c.write_delay, Duration::ZERO, "writes at once unless asked");
     }
 
     #[test]
@@ -279,6 +298,16 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("--generate-topic:")
+        );
+        assert_eq!(
+            config(&["--write-delay-ms", "1001"])
+                .unwrap_err()
+                .to_string(),
+            "--write-delay-ms: must be between 0 and 1000"
+        );
+        assert_eq!(
+            config(&["--write-delay-ms", "1000"]).unwrap().write_delay,
+            Duration::from_secs(1)
         );
         let generator = config(&["--generate", "7"]).unwrap().generator;
         assert_eq!(

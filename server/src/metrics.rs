@@ -20,6 +20,7 @@ struct TransportCounters {
     connections_total: AtomicU64,
     deliveries: AtomicU64,
     bytes: AtomicU64,
+    writes: AtomicU64,
     gaps: AtomicU64,
     slow_consumer_gaps: AtomicU64,
     slow_consumer_disconnects: AtomicU64,
@@ -124,6 +125,12 @@ impl Metrics {
         c.bytes.fetch_add(bytes, Relaxed);
     }
 
+    /// Counts one write to a subscriber's socket: one batch of frames (greeting, gap notice and events,
+    /// heartbeat, ping, reply) handed over at once.
+    pub fn wrote(&self, transport: Transport) {
+        self.counters(transport).writes.fetch_add(1, Relaxed);
+    }
+
     /// Counts a gap notice; `live` when the subscriber fell behind while connected (a slow consumer)
     /// rather than resuming from an old cursor.
     pub fn gap(&self, transport: Transport, live: bool) {
@@ -171,6 +178,7 @@ impl Metrics {
                             connections_total: c.connections_total.load(Relaxed),
                             deliveries: c.deliveries.load(Relaxed),
                             bytes: c.bytes.load(Relaxed),
+                            writes: c.writes.load(Relaxed),
                             gaps: c.gaps.load(Relaxed),
                             slow_consumer_gaps: c.slow_consumer_gaps.load(Relaxed),
                             slow_consumer_disconnects: c.slow_consumer_disconnects.load(Relaxed),
@@ -221,6 +229,7 @@ struct TransportStats {
     connections_total: u64,
     deliveries: u64,
     bytes: u64,
+    writes: u64,
     gaps: u64,
     slow_consumer_gaps: u64,
     slow_consumer_disconnects: u64,
@@ -323,7 +332,7 @@ impl Stats {
             &'static str,
             fn(&TransportStats) -> u64,
         );
-        let per_transport: [Family; 7] = [
+        let per_transport: [Family; 8] = [
             (
                 "pushbench_connections_open",
                 "gauge",
@@ -347,6 +356,13 @@ impl Stats {
                 "counter",
                 "Bytes of bodies and frames written to subscribers, HTTP headers excluded.",
                 |t| t.bytes,
+            ),
+            (
+                "pushbench_writes_total",
+                "counter",
+                "Writes to subscribers' sockets (stream, SSE, WebSocket): one per batch of frames sent together; \
+                 deliveries per write grow with batching and --write-delay-ms.",
+                |t| t.writes,
             ),
             (
                 "pushbench_gaps_total",
@@ -414,6 +430,7 @@ mod tests {
     fn prometheus_text_is_well_formed() {
         let metrics = Metrics::new(10);
         metrics.delivered(Transport::Stream, 3, 300);
+        metrics.wrote(Transport::Stream);
         let text = metrics.snapshot(empty_replay(), None).to_prometheus();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
@@ -424,5 +441,7 @@ mod tests {
             );
         }
         assert!(text.contains("pushbench_delivered_bytes_total{transport=\"stream\"} 300\n"));
+        assert!(text.contains("pushbench_writes_total{transport=\"stream\"} 1\n"));
+        assert!(text.contains("pushbench_writes_total{transport=\"ws\"} 0\n"));
     }
 }

@@ -78,6 +78,12 @@ impl StoredEvent {
         self.line.clone()
     }
 
+    /// The wire JSON plus a trailing newline, borrowed: copying it out of a shared event does not touch
+    /// the reference count that every subscriber's copy would otherwise contend on.
+    pub fn line(&self) -> &[u8] {
+        &self.line
+    }
+
     /// Bytes this event is charged against the replay budget: its line, room for one framed copy
     /// (the SSE frame, built lazily) and the bookkeeping.
     fn charged_bytes(&self) -> usize {
@@ -320,6 +326,15 @@ impl ReplayLog {
             .map(|t| self.topic_entry(t).waiters.insert(notify.clone()))
             .collect();
         (keys, self.head)
+    }
+
+    /// Wakes every registered subscription, whatever its topics.
+    pub fn wake_all(&self) {
+        for topic in self.topics.values() {
+            for (_, waiter) in &topic.waiters {
+                waiter.notify_one();
+            }
+        }
     }
 
     /// Undoes [`ReplayLog::register`].

@@ -22,7 +22,9 @@
 mod log;
 mod redis_bus;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use pushbench_common::Topic;
 use pushbench_common::wire::{Gap, PublishAck};
@@ -81,6 +83,11 @@ struct Inner {
     batch: BatchLimits,
     /// The shared stream, when several nodes share this feed.
     bus: Option<Arc<RedisBus>>,
+    /// Set by [`Feed::close`]. A plain flag rather than a look at a cancellation token, because every
+    /// subscriber's wake-up checks it, and a token's check takes a lock that all of them would share.
+    closed: AtomicBool,
+    /// Cancelled by [`Feed::close`]: cuts a subscriber's coalescing delay short.
+    closing: CancellationToken,
 }
 
 impl Feed {
@@ -91,6 +98,8 @@ impl Feed {
                 log: RwLock::new(ReplayLog::new(replay)),
                 batch,
                 bus: None,
+                closed: AtomicBool::new(false),
+                closing: CancellationToken::new(),
             }),
         }
     }
@@ -113,6 +122,8 @@ impl Feed {
                 log: RwLock::new(log),
                 batch,
                 bus: Some(bus.clone()),
+                closed: AtomicBool::new(false),
+                closing: CancellationToken::new(),
             }),
         };
         feed.append_replicated(history);
@@ -183,6 +194,20 @@ impl Feed {
         self.log_read().stats()
     }
 
+    /// Ends every live subscription: each returns what it has not yet read, then `None` (see
+    /// [`Subscription::next_batch`]). Subscriptions started later end at once. Shutdown calls this.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.closing.cancel();
+        // Under the write lock, so that no subscription registers between the flag and the wake-ups
+        // unseen: one registered later sees the flag on its first wait.
+        self.log_write().wake_all();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
     /// Starts a live subscription on `topics` from cursor `after`, or from the current head when `None`.
     pub fn subscribe(&self, topics: Arc<[Topic]>, after: Option<u64>) -> Subscription {
         let notify = Arc::new(Notify::new());
@@ -220,18 +245,33 @@ impl Subscription {
         batch
     }
 
-    /// Waits until there is something to deliver, then reads it and advances the cursor.
+    /// Waits until there is something to deliver, then reads it and advances the cursor; `None` once the
+    /// feed is [closed](Feed::close) and everything available has been returned.
+    ///
+    /// With a `coalesce` delay, a subscriber woken by a publish waits that much longer before it reads,
+    /// so that the events published meanwhile come in the same batch and go out in one write: fewer
+    /// writes (system calls) per event, for up to `coalesce` of latency. Events already waiting when it
+    /// is called are returned at once, and closing the feed cuts the delay short.
     ///
     /// Cancel-safe: the cursor only moves when a batch is returned, so dropping the future loses nothing.
-    pub async fn next_batch(&mut self) -> Batch {
+    pub async fn next_batch(&mut self, coalesce: Duration) -> Option<Batch> {
         loop {
             // `Notify` keeps a permit when woken with nobody waiting, so a publish that lands between the
             // read and the wait below is not missed.
             let batch = self.read_now();
             if !batch.is_empty() {
-                return batch;
+                return Some(batch);
+            }
+            if self.feed.is_closed() {
+                return None;
             }
             self.notify.notified().await;
+            if !coalesce.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(coalesce) => {}
+                    () = self.feed.inner.closing.cancelled() => {}
+                }
+            }
         }
     }
 }
@@ -271,7 +311,7 @@ mod tests {
         let mut sub = feed.subscribe(topics(&["a"]), None);
         assert_eq!(sub.cursor(), 1);
         let ev = feed.publish(t, "after").await.unwrap();
-        let batch = sub.next_batch().await;
+        let batch = sub.next_batch(Duration::ZERO).await.unwrap();
         assert_eq!(
             batch.events.iter().map(|e| e.id).collect::<Vec<_>>(),
             vec![ev.id]
@@ -283,7 +323,8 @@ mod tests {
     async fn publish_wakes_a_waiting_subscriber() {
         let feed = feed(100);
         let mut sub = feed.subscribe(topics(&["a", "b"]), None);
-        let waiter = tokio::spawn(async move { sub.next_batch().await.events.len() });
+        let waiter =
+            tokio::spawn(async move { sub.next_batch(Duration::ZERO).await.unwrap().events.len() });
         tokio::task::yield_now().await;
         feed.publish(Topic::parse("c").unwrap(), "not mine")
             .await
@@ -292,6 +333,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(waiter.await.unwrap(), 1);
+    }
+
+    /// Ids of the events of the first batch a subscriber waiting with `coalesce` gets when one event is
+    /// published, it wakes, and two more are published before it reads again. On the current-thread
+    /// runtime the subscriber runs only at the `yield_now`s, so the order is fixed.
+    async fn first_batch_of_a_burst(coalesce: Duration) -> Vec<u64> {
+        let feed = feed(100);
+        let mut sub = feed.subscribe(topics(&["a"]), None);
+        let waiter = tokio::spawn(async move { sub.next_batch(coalesce).await.unwrap() });
+        tokio::task::yield_now().await; // the subscriber waits
+        let a = Topic::parse("a").unwrap();
+        feed.publish(a.clone(), "1").await.unwrap();
+        tokio::task::yield_now().await; // it wakes: reads at once, or starts its delay
+        feed.publish(a.clone(), "2").await.unwrap();
+        feed.publish(a, "3").await.unwrap();
+        let batch = waiter.await.unwrap();
+        batch.events.iter().map(|e| e.id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_coalescing_delay_gathers_a_burst_into_one_batch() {
+        assert_eq!(first_batch_of_a_burst(Duration::ZERO).await, vec![1]);
+        assert_eq!(
+            first_batch_of_a_burst(Duration::from_millis(50)).await,
+            vec![1, 2, 3]
+        );
+    }
+
+    #[tokio::test]
+    async fn closing_the_feed_cuts_the_delay_short_and_ends_subscriptions() {
+        let feed = feed(100);
+        let mut sub = feed.subscribe(topics(&["a"]), None);
+        let waiter = tokio::spawn(async move {
+            let batch = sub.next_batch(Duration::from_secs(3600)).await;
+            (
+                batch.map(|b| b.events.len()),
+                sub.next_batch(Duration::ZERO).await.is_none(),
+            )
+        });
+        tokio::task::yield_now().await;
+        feed.publish(Topic::parse("a").unwrap(), "x").await.unwrap();
+        tokio::task::yield_now().await; // in its hour-long delay now
+        feed.close();
+        let ended = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+        assert_eq!(
+            ended.expect("the delay was cut short").unwrap(),
+            (Some(1), true),
+            "the pending event first, then the end"
+        );
+        let mut late = feed.subscribe(topics(&["a"]), None);
+        assert!(late.next_batch(Duration::ZERO).await.is_none());
     }
 
     #[tokio::test]

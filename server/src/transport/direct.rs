@@ -14,7 +14,7 @@
 //! Keep-alive connections that reach a subscription after another kind of request take the hyper path,
 //! which behaves identically.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -284,25 +284,21 @@ async fn serve<F: Framing>(
     }
     let (mut reader, mut writer) = tcp.split();
     loop {
-        let frame = tokio::select! {
-            frame = subscriber.next_frame() => frame,
+        // One chunk per write: room for the chunk-size line in front, the subscriber's frames after it.
+        let mut chunk = Vec::with_capacity(CHUNK_HEAD_ROOM + 256);
+        chunk.resize(CHUNK_HEAD_ROOM, 0);
+        let more = tokio::select! {
+            more = subscriber.next_write(&mut chunk) => more,
             // Owning the socket lets us notice a client that hangs up even while nothing is sent.
             () = peer_closed(&mut reader) => return,
         };
-        let Some(first) = frame else {
+        if !more {
             let _ = tokio::time::timeout(write_timeout, writer.write_all(b"0\r\n\r\n")).await;
             let _ = writer.shutdown().await;
             return;
-        };
-        // One chunk per batch: everything ready now goes out in a single write.
-        let mut frames = vec![first];
-        frames.extend(std::iter::from_fn(|| subscriber.ready_frame()));
-        let size: usize = frames.iter().map(Bytes::len).sum();
-        let mut chunk = Vec::with_capacity(size + 12);
-        chunk.extend_from_slice(format!("{size:x}\r\n").as_bytes());
-        frames.iter().for_each(|f| chunk.extend_from_slice(f));
-        chunk.extend_from_slice(b"\r\n");
-        match tokio::time::timeout(write_timeout, writer.write_all(&chunk)).await {
+        }
+        let chunk = frame_chunk(&mut chunk);
+        match tokio::time::timeout(write_timeout, writer.write_all(chunk)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {
@@ -311,6 +307,23 @@ async fn serve<F: Framing>(
             }
         }
     }
+}
+
+/// Bytes kept free in front of a chunk's data for its size line: 16 hex digits and CRLF.
+const CHUNK_HEAD_ROOM: usize = 18;
+
+/// Turns `buffer` — [`CHUNK_HEAD_ROOM`] bytes of room, then the data — into one HTTP/1.1 chunk, in place,
+/// and returns it.
+fn frame_chunk(buffer: &mut Vec<u8>) -> &[u8] {
+    let size = buffer.len() - CHUNK_HEAD_ROOM;
+    let mut head = [0u8; CHUNK_HEAD_ROOM];
+    let mut free = &mut head[..];
+    write!(free, "{size:x}\r\n").expect("a usize in hex and CRLF fit in the room");
+    let len = CHUNK_HEAD_ROOM - free.len();
+    let start = CHUNK_HEAD_ROOM - len;
+    buffer[start..CHUNK_HEAD_ROOM].copy_from_slice(&head[..len]);
+    buffer.extend_from_slice(b"\r\n");
+    &buffer[start..]
 }
 
 /// Answers the upgrade and runs the WebSocket session on the raw socket.
@@ -485,6 +498,18 @@ mod tests {
         ] {
             assert!(parse(head).is_none(), "{head:?}");
         }
+    }
+
+    #[test]
+    fn chunks_are_framed_in_place() {
+        let mut buffer = vec![0; CHUNK_HEAD_ROOM];
+        buffer.extend_from_slice(&[b'x'; 26]);
+        assert_eq!(
+            frame_chunk(&mut buffer),
+            format!("1a\r\n{}\r\n", "x".repeat(26)).as_bytes()
+        );
+        let mut empty = vec![0; CHUNK_HEAD_ROOM];
+        assert_eq!(frame_chunk(&mut empty), b"0\r\n\r\n");
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub(super) async fn wait(
     let _slot = state.metrics.admit(Transport::LongPoll)?;
     let mut subscription = state.feed.subscribe(topics, after);
     Ok(tokio::select! {
-        batch = subscription.next_batch() => batch,
+        // Long-polls answer at once: an answer is one write whatever it holds, so there is nothing to
+        // coalesce, and `None` (the feed closed at shutdown) leaves the shutdown branch to answer.
+        Some(batch) = subscription.next_batch(Duration::ZERO) => batch,
         () = tokio::time::sleep(hold) => subscription.read_now(),
         () = state.shutdown.cancelled() => subscription.read_now(),
     })

@@ -76,18 +76,16 @@ impl Framing for EventStream {
         .into()
     }
 
-    fn event(event: &StoredEvent) -> Bytes {
-        event
-            .sse_frame
-            .get_or_init(|| {
-                let json = event.json();
-                let mut frame = Vec::with_capacity(json.len() + 32);
-                frame.extend_from_slice(format!("id: {}\ndata: ", event.id).as_bytes());
-                frame.extend_from_slice(&json);
-                frame.extend_from_slice(b"\n\n");
-                frame.into()
-            })
-            .clone()
+    fn event(event: &StoredEvent, out: &mut Vec<u8>) {
+        let frame = event.sse_frame.get_or_init(|| {
+            let json = event.json();
+            let mut frame = Vec::with_capacity(json.len() + 32);
+            frame.extend_from_slice(format!("id: {}\ndata: ", event.id).as_bytes());
+            frame.extend_from_slice(&json);
+            frame.extend_from_slice(b"\n\n");
+            frame.into()
+        });
+        out.extend_from_slice(frame);
     }
 
     fn gap(gap: Gap) -> Bytes {

@@ -44,8 +44,8 @@ impl Framing for NdJson {
         line(&Control::Subscribed { next })
     }
 
-    fn event(event: &StoredEvent) -> Bytes {
-        event.json_line()
+    fn event(event: &StoredEvent, out: &mut Vec<u8>) {
+        out.extend_from_slice(event.line());
     }
 
     fn gap(gap: Gap) -> Bytes {

@@ -1,16 +1,18 @@
 //! The response body shared by the two HTTP streaming transports (`/stream` and `/sse`): they differ only
 //! in how a message is framed, which each supplies as a [`Framing`].
 //!
-//! The body is a stream that hyper polls whenever it can write more. Each poll yields one frame: the
-//! `subscribed` greeting first, then the events of the current batch one by one (each a reference-counted
-//! slice of the event's shared encoding, so hyper gathers a batch into one `writev`), a gap notice when the
-//! subscriber fell off the replay buffer, or a heartbeat after an idle interval. Hyper stops polling while
-//! the socket is full, so a slow reader holds at most one batch plus hyper's bounded write queue; the rest
-//! waits in the shared replay log. At shutdown the stream ends, hyper writes the final chunk and closes.
+//! A [`Subscriber`] produces one *write* at a time: the `subscribed` greeting first, then everything its
+//! subscription has to deliver (a gap notice when it fell off the replay buffer, and the events of the
+//! batch), or a heartbeat after an idle interval — all the frames of one write in one buffer, so that a
+//! batch costs one system call however many events it holds. Under `--write-delay-ms` a woken subscriber
+//! waits that long first, so that events published meanwhile join the same write. Its writer (hyper's
+//! body, or [`super::direct`]) waits for the socket to take a write before asking for the next, so a slow
+//! reader holds at most one batch; the rest waits in the shared replay log. At shutdown the stream ends
+//! after writing what it had read, and the writer sends the final chunk and closes.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -20,6 +22,7 @@ use bytes::Bytes;
 use pushbench_common::Topic;
 use pushbench_common::Transport;
 use pushbench_common::wire::Gap;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
 use crate::feed::{StoredEvent, Subscription};
@@ -34,8 +37,8 @@ pub(super) trait Framing: Send + 'static {
     const CONTENT_TYPE: &'static str;
     /// The greeting that carries the starting cursor.
     fn subscribed(next: u64) -> Bytes;
-    /// One event.
-    fn event(event: &StoredEvent) -> Bytes;
+    /// Appends one event to `out`.
+    fn event(event: &StoredEvent, out: &mut Vec<u8>);
     /// A gap notice.
     fn gap(gap: Gap) -> Bytes;
     /// Keep-alive after an idle interval.
@@ -50,8 +53,11 @@ pub(super) fn respond<F: Framing>(
 ) -> Result<Response, ApiError> {
     let subscriber = Subscriber::<F>::admit(state, topics, after)?;
     let frames = futures_util::stream::unfold(subscriber, |mut subscriber| async move {
-        let frame = subscriber.next_frame().await?;
-        Some((Ok::<_, Infallible>(frame), subscriber))
+        let mut write = Vec::new();
+        if !subscriber.next_write(&mut write).await {
+            return None;
+        }
+        Some((Ok::<_, Infallible>(Bytes::from(write)), subscriber))
     });
     let headers = [
         (header::CONTENT_TYPE, F::CONTENT_TYPE),
@@ -66,12 +72,15 @@ pub(super) fn respond<F: Framing>(
 /// [`super::direct`]).
 pub(super) struct Subscriber<F> {
     subscription: Subscription,
-    /// Events of the current batch not yet written.
-    pending: VecDeque<Arc<StoredEvent>>,
     state: AppState,
     greeted: bool,
     /// Set after the first read: a gap after that means this subscriber fell behind while connected.
     live: bool,
+    /// Fires after an idle heartbeat interval; pushed back after every write. One timer for the whole
+    /// connection, rather than a new one per wait: pushing a registered timer's deadline later is a
+    /// compare-and-swap, while registering and cancelling one takes the timer wheel's lock, on every
+    /// wake-up of every subscriber. Boxed because hyper's body moves the subscriber between polls.
+    heartbeat: Pin<Box<Sleep>>,
     _slot: ConnectionGuard,
     _framing: PhantomData<fn() -> F>,
 }
@@ -86,51 +95,49 @@ impl<F: Framing> Subscriber<F> {
         let slot = state.metrics.admit(F::TRANSPORT)?;
         Ok(Self {
             subscription: state.feed.subscribe(topics, after),
-            pending: VecDeque::new(),
             state: state.clone(),
             greeted: false,
             live: false,
+            heartbeat: Box::pin(tokio::time::sleep(state.config.heartbeat)),
             _slot: slot,
             _framing: PhantomData,
         })
     }
 
-    /// The next frame to write, waiting for one if needed, or `None` to end the response (shutdown).
-    /// Cancel-safe: nothing is consumed unless a frame is returned.
-    pub(super) async fn next_frame(&mut self) -> Option<Bytes> {
+    /// Appends the next write to `out`, waiting for something to send; `false` to end the response
+    /// (shutdown, after everything read has been written).
+    ///
+    /// Cancel-safe: nothing is consumed unless it returns.
+    pub(super) async fn next_write(&mut self, out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        let mut events = 0;
         if !self.greeted {
             self.greeted = true;
-            return Some(self.counted(F::subscribed(self.subscription.cursor()), 0));
-        }
-        if self.pending.is_empty() {
+            out.extend_from_slice(&F::subscribed(self.subscription.cursor()));
+        } else {
             tokio::select! {
                 biased;
-                () = self.state.shutdown.cancelled() => return None,
-                batch = self.subscription.next_batch() => {
-                    self.pending.extend(batch.events);
+                batch = self.subscription.next_batch(self.state.config.write_delay) => {
+                    let Some(batch) = batch else { return false };
                     let live = std::mem::replace(&mut self.live, true);
                     if let Some(gap) = batch.gap {
                         self.state.metrics.gap(F::TRANSPORT, live);
-                        return Some(self.counted(F::gap(gap), 0));
+                        out.extend_from_slice(&F::gap(gap));
+                    }
+                    events = batch.events.len() as u64;
+                    for event in &batch.events {
+                        F::event(event, out);
                     }
                 }
-                () = tokio::time::sleep(self.state.config.heartbeat) => return Some(self.counted(F::heartbeat(), 0)),
+                () = self.heartbeat.as_mut() => out.extend_from_slice(&F::heartbeat()),
             }
         }
-        self.ready_frame()
-    }
-
-    /// The next frame of the current batch, if one is ready without waiting: lets a writer gather a
-    /// whole batch into one write.
-    pub(super) fn ready_frame(&mut self) -> Option<Bytes> {
-        let event = self.pending.pop_front()?;
-        Some(self.counted(F::event(&event), 1))
-    }
-
-    fn counted(&self, frame: Bytes, events: u64) -> Bytes {
-        self.state
-            .metrics
-            .delivered(F::TRANSPORT, events, frame.len() as u64);
-        frame
+        self.heartbeat
+            .as_mut()
+            .reset(Instant::now() + self.state.config.heartbeat);
+        let metrics = &self.state.metrics;
+        metrics.delivered(F::TRANSPORT, events, (out.len() - start) as u64);
+        metrics.wrote(F::TRANSPORT);
+        true
     }
 }

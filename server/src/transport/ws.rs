@@ -22,7 +22,8 @@ use pushbench_common::wire::{ClientMessage, Control};
 use pushbench_common::{Topic, Transport};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data as OpData, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes, handshake::derive_accept_key};
 use tracing::debug;
@@ -190,12 +191,9 @@ impl Session {
             return;
         }
         loop {
+            // Incoming frames first, so that a busy feed cannot starve the client's pongs and publishes.
             tokio::select! {
                 biased;
-                () = self.state.shutdown.cancelled() => {
-                    close(&mut socket, CloseCode::Away, "server shutting down").await;
-                    return;
-                }
                 incoming = socket.next() => match incoming {
                     Some(Ok(Message::Text(text))) => {
                         // Boxed: publishing (possibly through Redis) is rare and its future large; inline it
@@ -216,7 +214,12 @@ impl Session {
                         return;
                     }
                 },
-                batch = self.subscription.next_batch() => {
+                batch = self.subscription.next_batch(self.state.config.write_delay) => {
+                    // The feed closes at shutdown, after this session has sent what it had read.
+                    let Some(batch) = batch else {
+                        close(&mut socket, CloseCode::Away, "server shutting down").await;
+                        return;
+                    };
                     let mut frames = Vec::with_capacity(batch.events.len() + 1);
                     if let Some(gap) = batch.gap {
                         self.state.metrics.gap(Transport::Ws, live);
@@ -224,8 +227,10 @@ impl Session {
                     }
                     live = true;
                     let events = batch.events.len() as u64;
+                    // A raw text frame: the event's JSON was built by our serializer, so it is UTF-8
+                    // already, and `Message::Text` would check that again for every subscriber.
                     frames.extend(batch.events.iter().map(|e| {
-                        Message::Text(Utf8Bytes::try_from(e.json()).expect("event JSON is UTF-8"))
+                        Message::Frame(Frame::message(e.json(), OpCode::Data(OpData::Text), true))
                     }));
                     if Box::pin(self.send_counted(&mut socket, frames, events)).await.is_err() { return; }
                 }
@@ -277,12 +282,20 @@ impl Session {
     where
         S: Sink<Message, Error = tungstenite::Error> + Unpin,
     {
-        let bytes: u64 = frames.iter().map(|f| frame_len(f.len())).sum();
+        let bytes: u64 = frames
+            .iter()
+            .map(|f| match f {
+                // A raw frame's length already counts its header.
+                Message::Frame(frame) => frame.len() as u64,
+                other => frame_len(other.len()),
+            })
+            .sum();
         let mut all = futures_util::stream::iter(frames.into_iter().map(Ok));
         match tokio::time::timeout(self.state.config.write_timeout, socket.send_all(&mut all)).await
         {
             Ok(Ok(())) => {
                 self.state.metrics.delivered(Transport::Ws, events, bytes);
+                self.state.metrics.wrote(Transport::Ws);
                 Ok(())
             }
             Ok(Err(e)) => {
@@ -334,6 +347,17 @@ mod tests {
         assert_eq!(frame_len(125), 127);
         assert_eq!(frame_len(126), 130);
         assert_eq!(frame_len(70_000), 70_010);
+    }
+
+    #[test]
+    fn raw_event_frames_are_counted_like_text_frames() {
+        let json = bytes::Bytes::from_static(br#"{"id":1,"topic":"a","ts":2,"data":"x"}"#);
+        let raw = Message::Frame(Frame::message(
+            json.clone(),
+            OpCode::Data(OpData::Text),
+            true,
+        ));
+        assert_eq!(raw.len() as u64, frame_len(json.len()));
     }
 
     #[test]

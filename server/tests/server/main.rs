@@ -3,6 +3,7 @@
 
 mod bus;
 mod client;
+mod coalescing;
 mod errors;
 mod paths;
 mod resume;

@@ -84,6 +84,11 @@ impl StoredEvent {
         &self.line
     }
 
+    /// The wire JSON, borrowed (see [`StoredEvent::line`]).
+    pub fn json_slice(&self) -> &[u8] {
+        &self.line[..self.line.len() - 1]
+    }
+
     /// Bytes this event is charged against the replay budget: its line, room for one framed copy
     /// (the SSE frame, built lazily) and the bookkeeping.
     fn charged_bytes(&self) -> usize {
@@ -262,8 +267,14 @@ impl ReplayLog {
     }
 
     /// Events on `topics` with ids above `after`, at most one batch, with a gap notice when some of them
-    /// were already evicted.
-    pub fn read(&self, topics: &[Topic], after: u64, limits: BatchLimits) -> Batch {
+    /// were already evicted. Borrowed from the log: taking a reference count on each event would make every
+    /// subscriber of a broadcast contend on the same counters.
+    pub fn read(
+        &self,
+        topics: &[Topic],
+        after: u64,
+        limits: BatchLimits,
+    ) -> Batch<&Arc<StoredEvent>> {
         let evicted_upto = topics
             .iter()
             .map(|t| {
@@ -288,12 +299,12 @@ impl ReplayLog {
         // Each topic's events after the cursor; the batch is the `max_events` lowest ids among them.
         // Every one of those lies within the first `max_events` of its own topic, so taking that many per
         // topic and sorting is exact. `more` records whether anything was left out.
-        let mut events: Vec<Arc<StoredEvent>> = Vec::new();
+        let mut events: Vec<&Arc<StoredEvent>> = Vec::new();
         let mut more = false;
         for log in topics.iter().filter_map(|t| self.topics.get(t)) {
             let start = first_after(&log.events, cursor);
             more |= log.events.len() - start > limits.max_events;
-            events.extend(log.events.range(start..).take(limits.max_events).cloned());
+            events.extend(log.events.range(start..).take(limits.max_events));
         }
         if topics.len() > 1 {
             events.sort_unstable_by_key(|e| e.id);
@@ -363,7 +374,7 @@ mod tests {
         Topic::parse(name).unwrap()
     }
 
-    fn ids(batch: &Batch) -> Vec<u64> {
+    fn ids(batch: &Batch<&Arc<StoredEvent>>) -> Vec<u64> {
         batch.events.iter().map(|e| e.id).collect()
     }
 

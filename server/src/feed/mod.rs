@@ -52,21 +52,43 @@ pub struct BatchLimits {
     pub max_bytes: usize,
 }
 
-/// Events read after a cursor.
-#[derive(Debug, Default)]
-pub struct Batch {
+/// Events read after a cursor: shared handles (`Arc<StoredEvent>`, the default), or references into the
+/// log while its lock is held (see [`Subscription::next_batch_with`]).
+#[derive(Debug)]
+pub struct Batch<E = Arc<StoredEvent>> {
     /// Set when events after the cursor were evicted before they were read.
     pub gap: Option<Gap>,
     /// Events after the cursor (or after the gap), in id order.
-    pub events: Vec<Arc<StoredEvent>>,
+    pub events: Vec<E>,
     /// The cursor to continue from.
     pub next: u64,
 }
 
-impl Batch {
+impl<E> Default for Batch<E> {
+    fn default() -> Self {
+        Self {
+            gap: None,
+            events: Vec::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<E> Batch<E> {
     /// Whether there is nothing to send.
     pub fn is_empty(&self) -> bool {
         self.gap.is_none() && self.events.is_empty()
+    }
+}
+
+impl Batch<&Arc<StoredEvent>> {
+    /// The same batch with handles of its own, to keep after the log's lock is released.
+    pub fn to_owned_events(&self) -> Batch {
+        Batch {
+            gap: self.gap,
+            events: self.events.iter().map(|&e| e.clone()).collect(),
+            next: self.next,
+        }
     }
 }
 
@@ -181,7 +203,9 @@ impl Feed {
 
     /// Reads the events after `after` on `topics` (one batch at most).
     pub fn read(&self, topics: &[Topic], after: u64) -> Batch {
-        self.log_read().read(topics, after, self.inner.batch)
+        self.log_read()
+            .read(topics, after, self.inner.batch)
+            .to_owned_events()
     }
 
     /// The id of the newest event: the cursor of a subscriber that wants only what comes next.
@@ -255,12 +279,24 @@ impl Subscription {
     ///
     /// Cancel-safe: the cursor only moves when a batch is returned, so dropping the future loses nothing.
     pub async fn next_batch(&mut self, coalesce: Duration) -> Option<Batch> {
+        self.next_batch_with(coalesce, |batch| batch.to_owned_events())
+            .await
+    }
+
+    /// Like [`Subscription::next_batch`], but hands the batch to `take` while the log is locked for
+    /// reading, its events borrowed: a transport that copies their bytes into its write buffer touches no
+    /// reference count (in a broadcast, every subscriber would contend on the same ones). `take` runs
+    /// once, for a non-empty batch, and must not block.
+    pub async fn next_batch_with<R>(
+        &mut self,
+        coalesce: Duration,
+        mut take: impl FnMut(Batch<&Arc<StoredEvent>>) -> R,
+    ) -> Option<R> {
         loop {
             // `Notify` keeps a permit when woken with nobody waiting, so a publish that lands between the
             // read and the wait below is not missed.
-            let batch = self.read_now();
-            if !batch.is_empty() {
-                return Some(batch);
+            if let Some(taken) = self.take_now(&mut take) {
+                return Some(taken);
             }
             if self.feed.is_closed() {
                 return None;
@@ -273,6 +309,15 @@ impl Subscription {
                 }
             }
         }
+    }
+
+    /// Reads what is available now; when there is something, advances the cursor past it and returns
+    /// what `take` made of it.
+    fn take_now<R>(&mut self, take: &mut impl FnMut(Batch<&Arc<StoredEvent>>) -> R) -> Option<R> {
+        let log = self.feed.log_read();
+        let batch = log.read(&self.topics, self.cursor, self.feed.inner.batch);
+        self.cursor = batch.next;
+        (!batch.is_empty()).then(|| take(batch))
     }
 }
 

@@ -115,21 +115,32 @@ impl<F: Framing> Subscriber<F> {
             self.greeted = true;
             out.extend_from_slice(&F::subscribed(self.subscription.cursor()));
         } else {
-            tokio::select! {
-                biased;
-                batch = self.subscription.next_batch(self.state.config.write_delay) => {
-                    let Some(batch) = batch else { return false };
-                    let live = std::mem::replace(&mut self.live, true);
+            let (metrics, live) = (&self.state.metrics, &mut self.live);
+            // The batch is framed straight into `out` while the log is locked for reading.
+            let read = self
+                .subscription
+                .next_batch_with(self.state.config.write_delay, |batch| {
                     if let Some(gap) = batch.gap {
-                        self.state.metrics.gap(F::TRANSPORT, live);
+                        metrics.gap(F::TRANSPORT, *live);
                         out.extend_from_slice(&F::gap(gap));
                     }
-                    events = batch.events.len() as u64;
+                    *live = true;
                     for event in &batch.events {
                         F::event(event, out);
                     }
-                }
-                () = self.heartbeat.as_mut() => out.extend_from_slice(&F::heartbeat()),
+                    batch.events.len() as u64
+                });
+            let taken = tokio::select! {
+                biased;
+                read = read => match read {
+                    Some(events) => Some(events),
+                    None => return false,
+                },
+                () = self.heartbeat.as_mut() => None,
+            };
+            match taken {
+                Some(taken) => events = taken,
+                None => out.extend_from_slice(&F::heartbeat()),
             }
         }
         self.heartbeat

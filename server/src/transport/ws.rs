@@ -20,10 +20,9 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use hyper_util::rt::TokioIo;
 use pushbench_common::wire::{ClientMessage, Control};
 use pushbench_common::{Topic, Transport};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data as OpData, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes, handshake::derive_accept_key};
 use tracing::debug;
@@ -175,6 +174,7 @@ impl Session {
     where
         S: Sink<Message, Error = tungstenite::Error>
             + Stream<Item = Result<Message, tungstenite::Error>>
+            + RawFrames
             + Unpin,
     {
         let heartbeat = self.state.config.heartbeat;
@@ -214,25 +214,27 @@ impl Session {
                         return;
                     }
                 },
-                batch = self.subscription.next_batch(self.state.config.write_delay) => {
+                // The batch is encoded straight into one buffer of ready frames while the log is locked
+                // for reading, and written in one go: one system call however many events it holds.
+                frames = self.subscription.next_batch_with(self.state.config.write_delay, |batch| {
+                    let mut frames = Vec::with_capacity(256);
+                    if let Some(gap) = batch.gap {
+                        self.state.metrics.gap(Transport::Ws, live);
+                        let json = serde_json::to_vec(&Control::Gap(gap)).expect("control messages serialize");
+                        push_text_frame(&mut frames, &json);
+                    }
+                    live = true;
+                    for event in &batch.events {
+                        push_text_frame(&mut frames, event.json_slice());
+                    }
+                    (frames, batch.events.len() as u64)
+                }) => {
                     // The feed closes at shutdown, after this session has sent what it had read.
-                    let Some(batch) = batch else {
+                    let Some((frames, events)) = frames else {
                         close(&mut socket, CloseCode::Away, "server shutting down").await;
                         return;
                     };
-                    let mut frames = Vec::with_capacity(batch.events.len() + 1);
-                    if let Some(gap) = batch.gap {
-                        self.state.metrics.gap(Transport::Ws, live);
-                        frames.push(control_frame(&Control::Gap(gap)));
-                    }
-                    live = true;
-                    let events = batch.events.len() as u64;
-                    // A raw text frame: the event's JSON was built by our serializer, so it is UTF-8
-                    // already, and `Message::Text` would check that again for every subscriber.
-                    frames.extend(batch.events.iter().map(|e| {
-                        Message::Frame(Frame::message(e.json(), OpCode::Data(OpData::Text), true))
-                    }));
-                    if Box::pin(self.send_counted(&mut socket, frames, events)).await.is_err() { return; }
+                    if Box::pin(self.send_raw(&mut socket, &frames, events)).await.is_err() { return; }
                 }
                 _ = ping.tick() => {
                     if missed_pings >= MAX_MISSED_PINGS {
@@ -271,6 +273,45 @@ impl Session {
         }
     }
 
+    /// Writes a batch of encoded event frames in one write and counts it; a client that does not take it
+    /// within the write timeout is dropped as a slow consumer, like in [`Session::send_counted`].
+    async fn send_raw<S>(&self, socket: &mut S, frames: &[u8], events: u64) -> Result<(), ()>
+    where
+        S: Sink<Message, Error = tungstenite::Error> + RawFrames + Unpin,
+    {
+        let mut written = 0;
+        let write = socket.write_frames(frames, &mut written);
+        match tokio::time::timeout(self.state.config.write_timeout, write).await {
+            Ok(Ok(())) => {
+                let metrics = &self.state.metrics;
+                metrics.delivered(Transport::Ws, events, frames.len() as u64);
+                metrics.wrote(Transport::Ws);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                debug!(error = %e, "websocket write failed");
+                Err(())
+            }
+            Err(_elapsed) => {
+                self.state.metrics.slow_consumer_disconnect(Transport::Ws);
+                // The close frame must not land inside a half-written frame: finish the batch first, if
+                // the client takes it within the same second the close frame is given.
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    socket.write_frames(frames, &mut written),
+                )
+                .await;
+                close(
+                    socket,
+                    CloseCode::Policy,
+                    "slow consumer: writes blocked past the write timeout",
+                )
+                .await;
+                Err(())
+            }
+        }
+    }
+
     /// Writes `frames` in one flush and counts them. A client that does not take them within the write
     /// timeout is a slow consumer: it is told why and dropped, so it cannot pin a send buffer forever.
     async fn send_counted<S>(
@@ -282,14 +323,7 @@ impl Session {
     where
         S: Sink<Message, Error = tungstenite::Error> + Unpin,
     {
-        let bytes: u64 = frames
-            .iter()
-            .map(|f| match f {
-                // A raw frame's length already counts its header.
-                Message::Frame(frame) => frame.len() as u64,
-                other => frame_len(other.len()),
-            })
-            .sum();
+        let bytes: u64 = frames.iter().map(|f| frame_len(f.len())).sum();
         let mut all = futures_util::stream::iter(frames.into_iter().map(Ok));
         match tokio::time::timeout(self.state.config.write_timeout, socket.send_all(&mut all)).await
         {
@@ -313,6 +347,53 @@ impl Session {
                 Err(())
             }
         }
+    }
+}
+
+/// Appends one unmasked, final text frame carrying `payload` (RFC 6455 §5.2).
+fn push_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.push(0x81); // FIN, text
+    match payload.len() {
+        len @ 0..=125 => out.push(len as u8),
+        len @ 126..=65_535 => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+/// A WebSocket that can also take data frames already encoded, written as they are. Events are encoded
+/// once per batch into one buffer rather than handed over one message at a time.
+pub(super) trait RawFrames {
+    /// Writes complete server frames after anything the socket itself still holds (a pong, the rest of
+    /// an earlier write), advancing `written` as the socket takes them.
+    fn write_frames(
+        &mut self,
+        frames: &[u8],
+        written: &mut usize,
+    ) -> impl Future<Output = Result<(), tungstenite::Error>> + Send;
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> RawFrames for WebSocketStream<S> {
+    async fn write_frames(
+        &mut self,
+        frames: &[u8],
+        written: &mut usize,
+    ) -> Result<(), tungstenite::Error> {
+        // Frames tungstenite has queued go first, so that ours never land inside one of them.
+        SinkExt::flush(self).await?;
+        while *written < frames.len() {
+            match self.get_mut().write(&frames[*written..]).await? {
+                0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+                n => *written += n,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -350,14 +431,20 @@ mod tests {
     }
 
     #[test]
-    fn raw_event_frames_are_counted_like_text_frames() {
-        let json = bytes::Bytes::from_static(br#"{"id":1,"topic":"a","ts":2,"data":"x"}"#);
-        let raw = Message::Frame(Frame::message(
-            json.clone(),
-            OpCode::Data(OpData::Text),
-            true,
-        ));
-        assert_eq!(raw.len() as u64, frame_len(json.len()));
+    fn raw_text_frames_are_what_tungstenite_would_send() {
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        for len in [0, 1, 125, 126, 65_535, 65_536, 70_000] {
+            let payload = vec![b'x'; len];
+            let mut ours = Vec::new();
+            push_text_frame(&mut ours, &payload);
+            let mut theirs = Vec::new();
+            Frame::message(payload, OpCode::Data(Data::Text), true)
+                .format(&mut theirs)
+                .unwrap();
+            assert_eq!(ours, theirs, "payload of {len} bytes");
+            assert_eq!(ours.len() as u64, frame_len(len), "counted as on the wire");
+        }
     }
 
     #[test]

@@ -303,10 +303,16 @@ impl Subscription {
             }
             self.notify.notified().await;
             if !coalesce.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(coalesce) => {}
-                    () = self.feed.inner.closing.cancelled() => {}
-                }
+                // Boxed: inline, the timer and the cancellation future would enlarge every idle
+                // subscriber's future for a wait that lasts only while it has something to send.
+                let closing = &self.feed.inner.closing;
+                Box::pin(async {
+                    tokio::select! {
+                        () = tokio::time::sleep(coalesce) => {}
+                        () = closing.cancelled() => {}
+                    }
+                })
+                .await;
             }
         }
     }

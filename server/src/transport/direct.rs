@@ -283,12 +283,15 @@ async fn serve<F: Framing>(
         return;
     }
     let (mut reader, mut writer) = tcp.split();
+    // Inline here rather than in the subscriber: this future is pinned for the connection's life.
+    let heartbeat = std::pin::pin!(subscriber.heartbeat_timer());
+    let mut heartbeat = heartbeat;
     loop {
-        // One chunk per write: room for the chunk-size line in front, the subscriber's frames after it.
-        let mut chunk = Vec::with_capacity(CHUNK_HEAD_ROOM + 256);
-        chunk.resize(CHUNK_HEAD_ROOM, 0);
+        // One chunk per write, allocated only once there is something to write: room for the chunk-size
+        // line in front, the subscriber's frames after it.
+        let mut chunk = Vec::new();
         let more = tokio::select! {
-            more = subscriber.next_write(&mut chunk) => more,
+            more = subscriber.next_write(heartbeat.as_mut(), &mut chunk, CHUNK_HEAD_ROOM) => more,
             // Owning the socket lets us notice a client that hangs up even while nothing is sent.
             () = peer_closed(&mut reader) => return,
         };

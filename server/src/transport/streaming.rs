@@ -52,13 +52,24 @@ pub(super) fn respond<F: Framing>(
     after: Option<u64>,
 ) -> Result<Response, ApiError> {
     let subscriber = Subscriber::<F>::admit(state, topics, after)?;
-    let frames = futures_util::stream::unfold(subscriber, |mut subscriber| async move {
-        let mut write = Vec::new();
-        if !subscriber.next_write(&mut write).await {
-            return None;
-        }
-        Some((Ok::<_, Infallible>(Bytes::from(write)), subscriber))
-    });
+    // Boxed: hyper's body moves its state between polls.
+    let heartbeat = Box::pin(subscriber.heartbeat_timer());
+    let frames = futures_util::stream::unfold(
+        (subscriber, heartbeat),
+        |(mut subscriber, mut heartbeat)| async move {
+            let mut write = Vec::new();
+            if !subscriber
+                .next_write(heartbeat.as_mut(), &mut write, 0)
+                .await
+            {
+                return None;
+            }
+            Some((
+                Ok::<_, Infallible>(Bytes::from(write)),
+                (subscriber, heartbeat),
+            ))
+        },
+    );
     let headers = [
         (header::CONTENT_TYPE, F::CONTENT_TYPE),
         (header::CACHE_CONTROL, "no-store"),
@@ -76,11 +87,6 @@ pub(super) struct Subscriber<F> {
     greeted: bool,
     /// Set after the first read: a gap after that means this subscriber fell behind while connected.
     live: bool,
-    /// Fires after an idle heartbeat interval; pushed back after every write. One timer for the whole
-    /// connection, rather than a new one per wait: pushing a registered timer's deadline later is a
-    /// compare-and-swap, while registering and cancelling one takes the timer wheel's lock, on every
-    /// wake-up of every subscriber. Boxed because hyper's body moves the subscriber between polls.
-    heartbeat: Pin<Box<Sleep>>,
     _slot: ConnectionGuard,
     _framing: PhantomData<fn() -> F>,
 }
@@ -98,21 +104,36 @@ impl<F: Framing> Subscriber<F> {
             state: state.clone(),
             greeted: false,
             live: false,
-            heartbeat: Box::pin(tokio::time::sleep(state.config.heartbeat)),
             _slot: slot,
             _framing: PhantomData,
         })
     }
 
-    /// Appends the next write to `out`, waiting for something to send; `false` to end the response
-    /// (shutdown, after everything read has been written).
+    /// The heartbeat timer to pass to [`Subscriber::next_write`]: it fires after an idle interval and is
+    /// pushed back after every write. One timer for the whole connection, rather than a new one per wait:
+    /// pushing a registered timer's deadline later is a compare-and-swap, while registering and cancelling
+    /// one takes the timer wheel's lock, on every wake-up of every subscriber. The writer keeps it, so
+    /// that it can sit inline in a pinned connection future instead of in an allocation of its own.
+    pub(super) fn heartbeat_timer(&self) -> Sleep {
+        tokio::time::sleep(self.state.config.heartbeat)
+    }
+
+    /// Waits for something to send, then appends `head_room` bytes (left for the writer's own framing)
+    /// and the write to `out`; `false` to end the response (shutdown, after everything read has been
+    /// written). An idle subscriber holds no buffer: `out` grows only once there is something to write.
     ///
     /// Cancel-safe: nothing is consumed unless it returns.
-    pub(super) async fn next_write(&mut self, out: &mut Vec<u8>) -> bool {
-        let start = out.len();
+    pub(super) async fn next_write(
+        &mut self,
+        mut heartbeat: Pin<&mut Sleep>,
+        out: &mut Vec<u8>,
+        head_room: usize,
+    ) -> bool {
+        let start = out.len() + head_room;
         let mut events = 0;
         if !self.greeted {
             self.greeted = true;
+            out.resize(start, 0);
             out.extend_from_slice(&F::subscribed(self.subscription.cursor()));
         } else {
             let (metrics, live) = (&self.state.metrics, &mut self.live);
@@ -120,6 +141,8 @@ impl<F: Framing> Subscriber<F> {
             let read = self
                 .subscription
                 .next_batch_with(self.state.config.write_delay, |batch| {
+                    out.reserve(head_room + 256);
+                    out.resize(start, 0);
                     if let Some(gap) = batch.gap {
                         metrics.gap(F::TRANSPORT, *live);
                         out.extend_from_slice(&F::gap(gap));
@@ -136,16 +159,17 @@ impl<F: Framing> Subscriber<F> {
                     Some(events) => Some(events),
                     None => return false,
                 },
-                () = self.heartbeat.as_mut() => None,
+                () = heartbeat.as_mut() => None,
             };
             match taken {
                 Some(taken) => events = taken,
-                None => out.extend_from_slice(&F::heartbeat()),
+                None => {
+                    out.resize(start, 0);
+                    out.extend_from_slice(&F::heartbeat());
+                }
             }
         }
-        self.heartbeat
-            .as_mut()
-            .reset(Instant::now() + self.state.config.heartbeat);
+        heartbeat.reset(Instant::now() + self.state.config.heartbeat);
         let metrics = &self.state.metrics;
         metrics.delivered(F::TRANSPORT, events, (out.len() - start) as u64);
         metrics.wrote(F::TRANSPORT);

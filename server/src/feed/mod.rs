@@ -11,7 +11,11 @@
 //!   behind that events it has not read are evicted, its next read carries an explicit [`Gap`] and
 //!   it continues from the oldest event still held (counted as a slow-consumer gap by the transport);
 //! - a publish to a topic wakes only that topic's subscribers (each holds one [`Notify`] registered in
-//!   every topic it reads), so unicast to 20,000 users does not wake 20,000 tasks per event.
+//!   every topic it reads), so unicast to 20,000 users does not wake 20,000 tasks per event;
+//! - a woken subscriber may wait a moment before it reads (`--write-delay-ms`), so that a burst leaves in
+//!   one batch, and transports can frame a batch while it is still borrowed from the log
+//!   ([`Subscription::next_batch_with`]);
+//! - [`Feed::close`] (shutdown) ends every subscription once it has returned what it had to read.
 //!
 //! # Several nodes
 //! [`Feed`] is the interface the transports use: `publish`, `read`, `subscribe`. Embedded (the default),

@@ -35,8 +35,8 @@ pub struct CapacityArgs {
     #[arg(long, default_value_t = 3)]
     pub refine: u32,
     /// Largest value tried [default: 19000 subscribers — a process may hold at most 20,000 file
-    /// descriptors on this machine (hard limit), and the server holds one socket per subscriber; for
-    /// --vary rate, 100000 events/s].
+    /// descriptors on this machine (hard limit), and the server holds one socket per subscriber; go past
+    /// it with --workers and --cluster; for --vary rate, 100000 events/s].
     #[arg(long)]
     pub max: Option<f64>,
     /// Most steps per transport, growth and bisection together.
@@ -54,6 +54,13 @@ pub struct CapacityArgs {
     /// scenarios/peers/); transports it does not drive are reported as not offered.
     #[arg(long, value_enum, conflicts_with = "server_bin")]
     pub peer: Option<crate::peer::PeerKind>,
+    /// Load-generator processes holding each step's subscribers, as `run --workers` (past ~19,700
+    /// subscribers a single process runs out of open files).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Server nodes on a Redis bus for each step, as `run --cluster` (spawned servers only).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=32), conflicts_with = "peer")]
+    pub cluster: u32,
     /// Do not print the live progress line of each step.
     #[arg(long, default_value_t = false)]
     pub no_progress: bool,
@@ -103,9 +110,13 @@ pub fn command(args: CapacityArgs) -> Result<(), (u8, anyhow::Error)> {
     let open_files = crate::limits::raise_open_file_limit(u64::MAX);
     let plan = crate::limits::Plan {
         subscribers: largest,
-        workers: 1,
-        server_nodes: u64::from(args.peer.is_none()),
-        own_source_addresses: false,
+        workers: u64::from(args.workers),
+        server_nodes: if args.peer.is_none() {
+            u64::from(args.cluster)
+        } else {
+            0
+        },
+        own_source_addresses: args.workers > 1,
     };
     crate::limits::check(plan, crate::limits::Machine::read())
         .map_err(|e| usage(anyhow::anyhow!("--max {}: {e}", params.max)))?;
@@ -136,8 +147,8 @@ pub fn command(args: CapacityArgs) -> Result<(), (u8, anyhow::Error)> {
         server,
         out_dir: out_dir.clone(),
         progress: !args.no_progress,
-        workers: 1,
-        cluster: 1,
+        workers: args.workers as usize,
+        cluster: args.cluster as usize,
     };
     let runtime = || -> anyhow::Result<super::Capacity> {
         std::fs::create_dir_all(&out_dir)

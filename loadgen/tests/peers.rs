@@ -83,11 +83,11 @@ fn nchan_delivers_every_event_exactly_on_its_transports() {
         return;
     }
     let result = run_peer(PeerKind::Nchan);
-    // Interval polling is not profiled for nchan (peer/nchan.rs says why): it is not run.
     assert_exact(
         &result,
         PeerKind::Nchan,
         &[
+            Transport::Poll,
             Transport::LongPoll,
             Transport::Stream,
             Transport::Sse,
@@ -95,6 +95,17 @@ fn nchan_delivers_every_event_exactly_on_its_transports() {
         ],
     );
     assert_eq!(result.server, "peer nchan");
+    // Interval polling is counted honestly: nchan answers one message per request, so every delivery
+    // took one request of its own, and the polls that found nothing (304) are counted as empty.
+    let poll = &result.transports[0];
+    assert!(
+        poll.requests >= poll.delivered + poll.empty_polls,
+        "{} requests, {} delivered, {} empty",
+        poll.requests,
+        poll.delivered,
+        poll.empty_polls
+    );
+    assert!(poll.empty_polls > 0, "idle ticks answer 304");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Subscriber clients for the peers' framings: SSE, line streams, WebSocket, nchan's long-poll.
+//! Subscriber clients for the peers' framings: SSE, line streams, WebSocket, nchan's long-poll and
+//! interval poll.
 //!
 //! Each event's data is `"<intended_ns> <seq> xxx…"` ([`super::peer_event_data`]): the client hands the
 //! recorder an event whose id is `seq` and whose timestamp is the intended send time, so latency, loss,
@@ -33,14 +34,16 @@ pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
         Some(profile) => profile.subscribe_path(route, &topics),
         None => return,
     };
-    // nchan's long-poll cursor outlives a connection: a reconnect (after a client-side timeout or an
-    // error) resumes after the last message received instead of at the newest one.
+    // nchan's poll cursor outlives a connection: a reconnect (after a client-side timeout, an error or
+    // churn) resumes after the last message received instead of at the newest one.
     let mut cursor = PollCursor::default();
     while !sub.stopped() {
         let outcome = match route.framing {
             Framing::Sse | Framing::Lines => stream_session(sub, route, &path).await,
             Framing::WebSocket => ws_session(sub, &path).await,
-            Framing::LongPoll => longpoll_loop(sub, route, &path, &mut cursor).await,
+            Framing::LongPoll | Framing::IntervalPoll => {
+                poll_loop(sub, route, &path, &mut cursor).await
+            }
         };
         match outcome {
             Ok(End::Stop) => break,
@@ -201,9 +204,14 @@ impl PollCursor {
     }
 }
 
-/// nchan long-poll on one keep-alive connection: each answer holds every event after the cursor, one per
-/// line; the next request carries the answer's `Last-Modified` / `Etag` back.
-async fn longpoll_loop(
+/// nchan's long-poll and interval poll on one keep-alive connection: the request carries the cursor of the
+/// last answer that held a message (`If-Modified-Since` / `If-None-Match`). Long-poll
+/// ([`Framing::LongPoll`]): each answer holds every event after the cursor, one per line, and the next
+/// request goes at once. Interval poll ([`Framing::IntervalPoll`], `pace` = the scenario's interval): an
+/// answer holds at most one event, so after a `200` the client asks again at once (more may be waiting)
+/// and after a `304` it waits for its next tick; the cursor moves only on a `200`. Every request is
+/// counted; a `304` is an empty poll.
+async fn poll_loop(
     sub: &mut Subscriber<'_>,
     route: &Route,
     path: &str,
@@ -212,10 +220,36 @@ async fn longpoll_loop(
     let started = Instant::now();
     let (mut conn, connect_time) = sub.open_http().await?;
     let mut reported = false;
-    let hold = sub.shared.scenario.longpoll_timeout + Duration::from_secs(10);
+    let interval = route.framing == Framing::IntervalPoll;
+    // An interval poll is answered at once; a long-poll is held up to nchan's subscriber timeout.
+    let hold = if interval {
+        Duration::from_secs(10)
+    } else {
+        sub.shared.scenario.longpoll_timeout + Duration::from_secs(10)
+    };
+    // Interval polls tick like ours (crate::poll): phases spread over the subscribers.
+    let mut ticker = interval.then(|| {
+        let every = sub.shared.scenario.poll_interval;
+        let phase = every.mul_f64((sub.index as f64 * 0.618_033_988_749_895).fract());
+        let mut t = tokio::time::interval_at(Instant::now() + phase, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut wait = true;
     loop {
-        // A long-poll is live once sent; nchan's channel count confirms it before the first publish.
-        sub.on_subscribed(0);
+        if let Some(ticker) = ticker.as_mut().filter(|_| wait) {
+            tokio::select! {
+                _ = sub.shared.stop.cancelled() => return Ok(End::Stop),
+                _ = ticker.tick() => {}
+            }
+            if sub.churn_due() {
+                return Ok(End::Churn);
+            }
+        }
+        if !interval {
+            // A long-poll is live once sent; nchan's channel count confirms it before the first publish.
+            sub.on_subscribed(0);
+        }
         sub.rec.log.counters.requests += 1;
         let sent = Instant::now();
         let headers = cursor.headers();
@@ -244,18 +278,34 @@ async fn longpoll_loop(
             sub.report_connection(connect_time, took, Some(started.elapsed()))
                 .await;
         }
+        if interval {
+            // An interval poller holds nothing at nchan: it is live once nchan answered it.
+            sub.on_subscribed(0);
+        }
         match status.as_u16() {
             200 => {
                 cursor.update(&head);
                 sub.report("GET", route.path, took, Ok(Some(200))).await;
-                let mut lines = StreamDecoder::new(Framing::Lines);
-                lines.feed(&body, |payload| on_payload(sub, payload))?;
-                lines.feed(b"\n", |payload| on_payload(sub, payload))?;
+                if interval {
+                    // One message per answer, the body as published.
+                    on_payload(sub, &body)?;
+                } else {
+                    let mut lines = StreamDecoder::new(Framing::Lines);
+                    lines.feed(&body, |payload| on_payload(sub, payload))?;
+                    lines.feed(b"\n", |payload| on_payload(sub, payload))?;
+                }
+                wait = false;
             }
-            // The hold timed out with nothing new: ask again with the same cursor.
+            // Nothing after the cursor (interval poll), or the hold timed out with nothing new
+            // (long-poll): ask again with the same cursor, an interval poll at its next tick.
             304 | 408 => {
                 sub.rec.log.counters.empty_polls += 1;
-                cursor.update(&head);
+                sub.report("GET", route.path, took, Ok(Some(status.as_u16())))
+                    .await;
+                if !interval {
+                    cursor.update(&head);
+                }
+                wait = true;
             }
             other => {
                 let e = ConnError::Status {

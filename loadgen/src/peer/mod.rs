@@ -121,6 +121,9 @@ pub enum Framing {
     /// nchan long-poll: every waiting event in one answer, one per line; cursor in `Last-Modified` +
     /// `Etag`, sent back as `If-Modified-Since` + `If-None-Match`.
     LongPoll,
+    /// nchan interval poll: at most one event per `200` answer, the body as published; `304` when nothing
+    /// follows the cursor. Cursor as for [`Framing::LongPoll`], moved only by a `200`.
+    IntervalPoll,
 }
 
 /// How to subscribe to one transport of a peer.

@@ -3,7 +3,7 @@
 //!
 //! | transport | nchan subscriber | URL | framing |
 //! |---|---|---|---|
-//! | poll | `intervalpoll` | not profiled (below) | |
+//! | poll | `intervalpoll`, `nchan_subscriber_first_message oldest` | `GET /poll?id=T` + `If-Modified-Since`/`If-None-Match` from the last `200` | one event per `200`; `304` when none |
 //! | longpoll | `longpoll`, `nchan_longpoll_multipart_response raw` | `GET /lp?id=T` + `If-Modified-Since`/`If-None-Match` from the last answer | every waiting event, one per line |
 //! | stream | `http-raw-stream` | `GET /stream?id=T` | one event per line |
 //! | sse | `eventsource` | `GET /sse?id=T`, `Accept: text/event-stream` | `id:` + `data:` |
@@ -11,9 +11,20 @@
 //!
 //! Publish: `POST /pub?id=T` with the event data as body. Several topics: `?id=a,b` (multiplexed).
 //!
-//! Interval polling is not driven: nchan 1.3.6's `intervalpoll`, asked with the cursor of its previous
-//! answer after three publishes, answered `304` with its cursor moved past them (tried with curl on this
-//! machine); the client would lose events, so no figure is shown rather than a wrong one.
+//! Interval polling, as found on nchan 1.3.6 (curl, and this profile's runs): an `intervalpoll` answer
+//! carries one message after the cursor, or `304 Not Modified` at once when there is none. Two settings
+//! decide whether it loses messages, both in `nchan.conf`'s `/poll` location:
+//! - `nchan_subscriber_first_message oldest`: with `newest` a poll without a cursor asks for "the next
+//!   message", which an interval poll never finds: nchan answers `304` without `Last-Modified`/`Etag`,
+//!   so the client never gets a cursor and receives nothing. With `oldest` the first cursor-less poll gets
+//!   the oldest buffered message (each transport runs on a fresh nginx, so that is the first one
+//!   published), and from then on the cursor walks the buffer.
+//! - no `nchan_longpoll_multipart_response`: with `raw` multipart on an interval poll, nchan answered
+//!   `304` with its `Last-Modified`/`Etag` moved to the newest message, past the unread ones (3 of 3
+//!   lost), and `304` again for the same cursor.
+//!
+//! The client ([`super::client`]) keeps the cursor of the last `200`, asks again at once after a `200`
+//! (more may be waiting), and waits for its next tick after a `304`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -46,12 +57,7 @@ pub fn profile() -> Profile {
     Profile {
         kind: PeerKind::Nchan,
         offers: vec![
-            (
-                Transport::Poll,
-                Offer::NotProfiled(
-                    "nchan's intervalpoll answered 304 past unread messages in our tests: it would lose events",
-                ),
-            ),
+            (Transport::Poll, route("/poll", &[], Framing::IntervalPoll)),
             (Transport::LongPoll, route("/lp", &[], Framing::LongPoll)),
             (Transport::Stream, route("/stream", &[], Framing::Lines)),
             (
@@ -144,6 +150,7 @@ mod tests {
     fn every_transport_maps_to_its_nchan_subscriber() {
         let p = profile();
         for t in [
+            Transport::Poll,
             Transport::LongPoll,
             Transport::Stream,
             Transport::Sse,
@@ -151,7 +158,8 @@ mod tests {
         ] {
             assert!(p.route(t).is_some(), "{t} offered by nchan");
         }
-        assert!(matches!(p.offer(Transport::Poll), Offer::NotProfiled(_)));
+        let poll = p.route(Transport::Poll).unwrap();
+        assert_eq!((poll.path, poll.framing), ("/poll", Framing::IntervalPoll));
         let sse = p.route(Transport::Sse).unwrap();
         assert_eq!(sse.framing, Framing::Sse);
         assert_eq!(sse.headers, &[("accept", "text/event-stream")]);
@@ -170,13 +178,28 @@ mod tests {
 
     #[test]
     fn config_has_every_route_and_only_loopback() {
-        for path in ["/pub", "/sse", "/ws", "/stream", "/lp"] {
+        for path in ["/pub", "/sse", "/ws", "/stream", "/lp", "/poll"] {
             assert!(
                 CONFIG.contains(&format!("location = {path} ")),
                 "{path} in nchan.conf"
             );
         }
         assert!(CONFIG.contains("nchan_longpoll_multipart_response raw;"));
+        // The interval poll starts at the oldest message and answers one message per request (see the
+        // module's notes: `newest` or multipart would lose messages).
+        let poll = &CONFIG[CONFIG.find("location = /poll ").unwrap()..];
+        let poll = &poll[..poll.find('}').unwrap()];
+        assert!(poll.contains("nchan_subscriber intervalpoll;"), "{poll}");
+        assert!(
+            poll.contains("nchan_subscriber_first_message oldest;"),
+            "{poll}"
+        );
+        assert!(
+            !poll
+                .lines()
+                .any(|l| !l.trim_start().starts_with('#') && l.contains("multipart")),
+            "{poll}"
+        );
         for line in CONFIG
             .lines()
             .filter(|l| l.trim_start().starts_with("listen"))

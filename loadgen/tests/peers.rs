@@ -109,7 +109,7 @@ fn nchan_delivers_every_event_exactly_on_its_transports() {
 }
 
 #[test]
-fn pushpin_delivers_every_event_exactly_on_its_streaming_transports() {
+fn pushpin_delivers_every_event_exactly_on_its_transports() {
     if !pushpin::installed() {
         eprintln!(
             "SKIPPED: pushpin (with condure and zurl) is not installed (run scripts/setup-peers to install it)"
@@ -120,7 +120,24 @@ fn pushpin_delivers_every_event_exactly_on_its_streaming_transports() {
     assert_exact(
         &result,
         PeerKind::Pushpin,
-        &[Transport::Stream, Transport::Sse, Transport::Ws],
+        &[
+            Transport::LongPoll,
+            Transport::Stream,
+            Transport::Sse,
+            Transport::Ws,
+        ],
+    );
+    // Long-poll: every answer carried events (from the GRIP backend's log, or Pushpin's publish to the
+    // held request), one request per answer plus the one cut at the end; no hold ran into its 20 s
+    // timeout, which a publish lost between the backend's answer and Pushpin's hold would have done.
+    let lp = &result.transports[0];
+    assert_eq!(lp.empty_polls, 0, "{lp:?}");
+    assert!(
+        lp.requests > lp.requests_cut && lp.requests - lp.requests_cut <= lp.delivered,
+        "{} requests ({} cut) for {} deliveries",
+        lp.requests,
+        lp.requests_cut,
+        lp.delivered
     );
 }
 
@@ -160,5 +177,87 @@ fn no_peer_process_outlives_its_run() {
     assert_eq!(
         ServerName::parse("nchan"),
         Ok(ServerName::Peer(PeerKind::Nchan))
+    );
+}
+
+/// One HTTP/1.1 exchange on a fresh connection (`Connection: close`): status, headers, body.
+fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// The race a GRIP long-poll must survive: an event reaches Pushpin after the backend found nothing newer
+/// in its log, but before Pushpin holds the request. Forced here: Pushpin gets event 1 first, the backend's
+/// log only later, so the backend holds the long-poll with `prev-id=0` while Pushpin's channel is at id 1.
+/// Pushpin must notice the gap and ask the backend again (which by then answers from its log) instead of
+/// holding the request for the whole 20 s hold.
+#[test]
+fn pushpin_longpoll_recovers_an_event_that_raced_the_hold() {
+    if !pushpin::installed() {
+        eprintln!(
+            "SKIPPED: pushpin (with condure and zurl) is not installed (scripts/setup-peers)"
+        );
+        return;
+    }
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("peers-race-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
+        .unwrap();
+    lock.lock().expect("one run at a time");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let peer = rt
+        .block_on(pushbench::peer::RunningPeer::start(
+            PeerKind::Pushpin,
+            Transport::LongPoll,
+            &dir,
+        ))
+        .unwrap();
+    let log = peer
+        .message_log()
+        .expect("Pushpin's GRIP backend keeps a log")
+        .clone();
+    let publish = pushpin::publish_longpoll_body("race", 1, 0, "1 1 x");
+    let (status, _, _) = http(
+        peer.publish_addr,
+        &format!(
+            "POST /publish/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{publish}",
+            publish.len()
+        ),
+    );
+    assert_eq!(status, 200, "publish accepted");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let addr = peer.addr;
+    let started = std::time::Instant::now();
+    let poll = std::thread::spawn(move || {
+        http(
+            addr,
+            "GET /lp?topic=race&after=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    });
+    // The backend writes event 1 to its log only now.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(log.append("race", "1 1 x"), (1, 0));
+    let (status, head, body) = poll.join().unwrap();
+    let took = started.elapsed();
+    rt.block_on(peer.stop(std::time::Duration::from_secs(2)));
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, "1 1 x\n", "{head}");
+    assert!(head.contains("pushbench-cursor: 1"), "{head}");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "the long-poll waited {took:?}: Pushpin held it past the gap instead of asking the backend again"
     );
 }

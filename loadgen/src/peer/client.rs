@@ -41,7 +41,7 @@ pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
         let outcome = match route.framing {
             Framing::Sse | Framing::Lines => stream_session(sub, route, &path).await,
             Framing::WebSocket => ws_session(sub, &path).await,
-            Framing::LongPoll | Framing::IntervalPoll => {
+            Framing::LongPoll | Framing::IntervalPoll | Framing::GripLongPoll => {
                 poll_loop(sub, route, &path, &mut cursor).await
             }
         };
@@ -164,30 +164,44 @@ async fn ws_session(sub: &mut Subscriber<'_>, path: &str) -> Result<End, ConnErr
     .await
 }
 
-/// nchan's poll cursor: the `Last-Modified` and `Etag` of the last answer, sent back as
-/// `If-Modified-Since` and `If-None-Match`.
+/// A poll cursor: nchan's `Last-Modified` and `Etag` of the last answer, sent back as
+/// `If-Modified-Since` and `If-None-Match`; or our GRIP backend's `Pushbench-Cursor`, sent back as
+/// `&after=<id>` (Pushpin).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PollCursor {
     /// `Last-Modified` of the last event received.
     pub last_modified: Option<String>,
     /// `Etag` of the last event received.
     pub etag: Option<String>,
+    /// `Pushbench-Cursor` of the last answer (GRIP backend).
+    pub after: Option<String>,
 }
 
 impl PollCursor {
     /// Takes the cursor from an answer's headers (kept as is when the answer carries none).
     pub fn update(&mut self, headers: &hyper::HeaderMap) {
-        let get = |name| {
+        let get = |name: &str| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        if let Some(lm) = get(hyper::header::LAST_MODIFIED) {
+        if let Some(lm) = get(hyper::header::LAST_MODIFIED.as_str()) {
             self.last_modified = Some(lm);
         }
-        if let Some(etag) = get(hyper::header::ETAG) {
+        if let Some(etag) = get(hyper::header::ETAG.as_str()) {
             self.etag = Some(etag);
+        }
+        if let Some(after) = get(super::pushpin::CURSOR_HEADER) {
+            self.after = Some(after);
+        }
+    }
+
+    /// `path` with the GRIP backend's cursor added (`&after=<id>`), when there is one.
+    pub fn path<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        match &self.after {
+            Some(after) => Cow::Owned(format!("{path}&after={after}")),
+            None => Cow::Borrowed(path),
         }
     }
 
@@ -204,13 +218,15 @@ impl PollCursor {
     }
 }
 
-/// nchan's long-poll and interval poll on one keep-alive connection: the request carries the cursor of the
+/// nchan's long-poll and interval poll, and Pushpin's long-poll, on one keep-alive connection: the request carries the cursor of the
 /// last answer that held a message (`If-Modified-Since` / `If-None-Match`). Long-poll
 /// ([`Framing::LongPoll`]): each answer holds every event after the cursor, one per line, and the next
-/// request goes at once. Interval poll ([`Framing::IntervalPoll`], `pace` = the scenario's interval): an
+/// request goes at once. Interval poll ([`Framing::IntervalPoll`], ticking at the scenario's poll interval): an
 /// answer holds at most one event, so after a `200` the client asks again at once (more may be waiting)
-/// and after a `304` it waits for its next tick; the cursor moves only on a `200`. Every request is
-/// counted; a `304` is an empty poll.
+/// and after a `304` it waits for its next tick; the cursor moves only on a `200`. Pushpin long-poll
+/// ([`Framing::GripLongPoll`]): as nchan's long-poll, with the cursor in the query (`&after=<id>`) and an
+/// empty `200` when the hold timed out. Every request is counted; an answer without events is an empty
+/// poll.
 async fn poll_loop(
     sub: &mut Subscriber<'_>,
     route: &Route,
@@ -221,7 +237,8 @@ async fn poll_loop(
     let (mut conn, connect_time) = sub.open_http().await?;
     let mut reported = false;
     let interval = route.framing == Framing::IntervalPoll;
-    // An interval poll is answered at once; a long-poll is held up to nchan's subscriber timeout.
+    // An interval poll is answered at once; a long-poll is held up to the peer's hold timeout (nchan
+    // 20 s, Pushpin 20 s), below this limit.
     let hold = if interval {
         Duration::from_secs(10)
     } else {
@@ -247,14 +264,16 @@ async fn poll_loop(
             }
         }
         if !interval {
-            // A long-poll is live once sent; nchan's channel count confirms it before the first publish.
+            // A long-poll is live once sent; nchan's channel count confirms it before the first publish
+            // (Pushpin: the run waits a settle time).
             sub.on_subscribed(0);
         }
         sub.rec.log.counters.requests += 1;
         let sent = Instant::now();
         let headers = cursor.headers();
+        let request = cursor.path(path);
         let exchange = async {
-            let response = conn.get(path, &headers).await?;
+            let response = conn.get(&request, &headers).await?;
             let status = response.status();
             let head = response.headers().clone();
             let body = response.into_body().collect().await?.to_bytes();
@@ -282,8 +301,10 @@ async fn poll_loop(
             // An interval poller holds nothing at nchan: it is live once nchan answered it.
             sub.on_subscribed(0);
         }
+        // Our GRIP backend's long-poll answers a hold that timed out with no events.
+        let no_events = route.framing == Framing::GripLongPoll && body.is_empty();
         match status.as_u16() {
-            200 => {
+            200 if !no_events => {
                 cursor.update(&head);
                 sub.report("GET", route.path, took, Ok(Some(200))).await;
                 if interval {
@@ -298,7 +319,7 @@ async fn poll_loop(
             }
             // Nothing after the cursor (interval poll), or the hold timed out with nothing new
             // (long-poll): ask again with the same cursor, an interval poll at its next tick.
-            304 | 408 => {
+            200 | 304 | 408 => {
                 sub.rec.log.counters.empty_polls += 1;
                 sub.report("GET", route.path, took, Ok(Some(status.as_u16())))
                     .await;

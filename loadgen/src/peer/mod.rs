@@ -124,6 +124,10 @@ pub enum Framing {
     /// nchan interval poll: at most one event per `200` answer, the body as published; `304` when nothing
     /// follows the cursor. Cursor as for [`Framing::LongPoll`], moved only by a `200`.
     IntervalPoll,
+    /// Long-poll through Pushpin to our GRIP backend: every event after the cursor in one answer, one per
+    /// line; the cursor (a log id of the backend) in the `Pushbench-Cursor` answer header, sent back as
+    /// `&after=<id>`. An answer without events (the hold timed out) is an empty poll.
+    GripLongPoll,
 }
 
 /// How to subscribe to one transport of a peer.
@@ -332,6 +336,8 @@ pub struct RunningPeer {
     seen: std::sync::Mutex<Vec<u32>>,
     /// The GRIP backend task (Pushpin).
     backend: Option<tokio::task::JoinHandle<()>>,
+    /// The GRIP backend's message log, which the publisher appends long-poll events to (Pushpin).
+    log: Option<Arc<pushpin::MessageLog>>,
     /// Runtime files; removed last.
     dir: TempDir,
 }
@@ -365,10 +371,17 @@ impl RunningPeer {
             children,
             seen: std::sync::Mutex::new(Vec::new()),
             backend,
+            log: None,
             dir,
         };
         peer.pids();
         peer
+    }
+
+    /// The same peer with its GRIP backend's message log.
+    fn with_log(mut self, log: Arc<pushpin::MessageLog>) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// Every PID of the peer now: the processes we started and all their descendants.
@@ -430,6 +443,12 @@ impl RunningPeer {
             let _ = tokio::time::timeout(left, child.wait()).await;
         }
         // Drop kills whatever is still there.
+    }
+
+    /// The GRIP backend's message log (Pushpin), which long-poll events are appended to before they are
+    /// published.
+    pub fn message_log(&self) -> Option<&Arc<pushpin::MessageLog>> {
+        self.log.as_ref()
     }
 
     /// The temporary directory (configs, sockets, pid files).
@@ -497,27 +516,40 @@ pub async fn publish(
     let mut tasks = Vec::with_capacity(workers);
     for w in 0..workers {
         let (schedule, wire, sent) = (schedule.clone(), wire.clone(), sent.clone());
-        let (kind, addr) = (peer.kind, peer.publish_addr);
+        let (kind, addr, log) = (peer.kind, peer.publish_addr, peer.log.clone());
         tasks.push(tokio::spawn(async move {
-            publish_worker(kind, transport, addr, w, workers, &schedule, &wire, &sent).await
+            let to = Target {
+                kind,
+                transport,
+                addr,
+                log,
+            };
+            publish_worker(&to, w, workers, &schedule, &wire, &sent).await
         }));
     }
     Published::gather(tasks, schedule.count as usize).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn publish_worker(
+/// Where a publish worker sends events.
+struct Target {
     kind: PeerKind,
     transport: Transport,
     addr: SocketAddr,
+    /// Pushpin's GRIP backend log: long-poll events are appended to it before they are published.
+    log: Option<Arc<pushpin::MessageLog>>,
+}
+
+async fn publish_worker(
+    to: &Target,
     w: usize,
     workers: usize,
     schedule: &Schedule,
     wire: &Arc<WireCounters>,
     sent: &AtomicU64,
 ) -> Published {
+    let (kind, transport) = (to.kind, to.transport);
     let mut out = Published::new();
-    let node = Endpoint::new(addr);
+    let node = Endpoint::new(to.addr);
     let mut conn: Option<HttpConn> = None;
     for i in (w as u64..schedule.count).step_by(workers) {
         out.wait_for(schedule, i).await;
@@ -530,15 +562,23 @@ async fn publish_worker(
                 "text/plain",
                 Bytes::from(data),
             ),
-            PeerKind::Pushpin => (
-                "/publish/".to_owned(),
-                "application/json",
-                Bytes::from(pushpin::publish_body(
-                    transport,
-                    schedule.topics[topic as usize].as_str(),
-                    &data,
-                )),
-            ),
+            PeerKind::Pushpin => {
+                let channel = schedule.topics[topic as usize].as_str();
+                let body = match (&to.log, transport) {
+                    // The backend's log first, as an application writes before it publishes: a long-poll
+                    // that reaches the backend from now on is answered from the log.
+                    (Some(log), Transport::LongPoll) => {
+                        let (id, prev) = log.append(channel, &data);
+                        pushpin::publish_longpoll_body(channel, id, prev, &data)
+                    }
+                    _ => pushpin::publish_body(transport, channel, &data),
+                };
+                (
+                    "/publish/".to_owned(),
+                    "application/json",
+                    Bytes::from(body),
+                )
+            }
         };
         // Pushpin's publish API closes the connection after each answer: a fresh one per event there.
         if kind == PeerKind::Pushpin {

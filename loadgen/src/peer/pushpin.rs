@@ -10,8 +10,14 @@
 //! | stream | `GET /stream?topic=T` | `Grip-Hold: stream`, `Grip-Channel: T`, `text/plain` | `http-stream`, `"<data>\n"` |
 //! | sse | `GET /sse?topic=T` | the same, `text/event-stream` | `http-stream`, `"data: <data>\n\n"` |
 //! | ws | WebSocket, forwarded as WebSocket-over-HTTP `POST /ws?topic=T` | `OPEN` + `c:{"type":"subscribe","channel":T}` | `ws-message` |
-//! | longpoll | — | not profiled: GRIP long-polls lose what is published between two requests unless the backend keeps its own message log (`Grip-Last`, `prev-id`) | |
+//! | longpoll | `GET /lp?topic=T[&after=C]` | from the backend's [`MessageLog`]: every event after `C` at once (one per line, `Pushbench-Cursor: <last id>`), else `Grip-Hold: response`, `Grip-Channel: T; prev-id=<last id on T>`, `Grip-Timeout: 20`, `Pushbench-Cursor: C` | `http-response` with `id`/`prev-id`, body `"<data>\n"`, `Pushbench-Cursor: <id>` |
 //! | poll | — | not offered: Pushpin pushes; a poll would just be proxied to the backend | |
+//!
+//! Long-polling loses nothing because the backend keeps a [`MessageLog`] (the publisher appends each event
+//! before publishing it): a long-poll with a cursor is answered from the log when newer events are there,
+//! and a publish that races the hold (after the backend's answer, before Pushpin holds the request) makes
+//! Pushpin ask the backend again, which then answers from the log (forced in `loadgen/tests/peers.rs`;
+//! Pushpin 1.36.0 asked again about 1.1 s later).
 //!
 //! Publish: `POST /publish/` on the handler's HTTP port with `{"items":[{"channel":T,"formats":{..}}]}`.
 //! Processes: `pushpin --config` (its runner starts condure, pushpin-proxy and pushpin-handler) and
@@ -55,12 +61,7 @@ pub fn profile() -> Profile {
         kind: PeerKind::Pushpin,
         offers: vec![
             (Transport::Poll, Offer::NotOffered),
-            (
-                Transport::LongPoll,
-                Offer::NotProfiled(
-                    "GRIP long-polls need a backend message log (Grip-Last/prev-id) to lose nothing between requests",
-                ),
-            ),
+            (Transport::LongPoll, route("/lp", Framing::GripLongPoll)),
             (Transport::Stream, route("/stream", Framing::Lines)),
             (Transport::Sse, route("/sse", Framing::Sse)),
             (Transport::Ws, route("/ws", Framing::WebSocket)),
@@ -87,6 +88,94 @@ pub fn publish_body(transport: Transport, channel: &str, data: &str) -> String {
     serde_json::json!({"items": [{"channel": channel, "formats": formats}]}).to_string()
 }
 
+/// The publish request body for one long-poll event: an `http-response` that ends a held long-poll with
+/// the event's data as one line and its log id as the client's next cursor (`Pushbench-Cursor`), with the
+/// GRIP sequence ids `id` / `prev-id` (the previous log id on the same channel) that let Pushpin order the
+/// channel's messages and notice one it missed.
+pub fn publish_longpoll_body(channel: &str, id: u64, prev_id: u64, data: &str) -> String {
+    let item = serde_json::json!({
+        "channel": channel,
+        "id": id.to_string(),
+        "prev-id": prev_id.to_string(),
+        "formats": {"http-response": {
+            "code": 200,
+            "headers": {"Content-Type": "text/plain", CURSOR_HEADER: id.to_string()},
+            "body": format!("{data}\n"),
+        }},
+    });
+    serde_json::json!({"items": [item]}).to_string()
+}
+
+/// Response header carrying a long-poll client's next cursor (a log id of the backend).
+pub const CURSOR_HEADER: &str = "Pushbench-Cursor";
+
+/// How long Pushpin holds an idle long-poll before it sends the backend's timeout answer (below the
+/// client's own limit of the scenario's long-poll timeout + 10 s).
+pub const HOLD_TIMEOUT_S: u64 = 20;
+
+/// The GRIP backend's message log, as a real backend keeps one in its database: the publisher appends
+/// each long-poll event here **before** publishing it to Pushpin, so that a long-poll carrying a cursor is
+/// answered from the log at once when newer events are there, and otherwise held with each channel's
+/// `prev-id` (the last log id on it, `0` before its first event, so that every hold and every publish
+/// carries one). Ids are global (one cursor serves a multi-topic long-poll), increasing, starting at 1.
+#[derive(Debug, Default)]
+pub struct MessageLog {
+    inner: std::sync::Mutex<LogInner>,
+}
+
+#[derive(Debug, Default)]
+struct LogInner {
+    /// `(topic, data)`; the log id is the index + 1.
+    entries: Vec<(String, String)>,
+    /// The last log id per topic.
+    last: std::collections::HashMap<String, u64>,
+}
+
+/// What the backend does with a long-poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogAnswer {
+    /// Answer at once: the data of every later event on the topics, and the last one's id.
+    Events(Vec<String>, u64),
+    /// Nothing later: hold on the topics with these `prev-id`s (0: nothing on that topic yet); the
+    /// timeout answer keeps the cursor.
+    Hold(Vec<u64>, u64),
+}
+
+impl MessageLog {
+    /// Appends an event; returns its id and the previous id on the same topic (0 for its first).
+    pub fn append(&self, topic: &str, data: &str) -> (u64, u64) {
+        let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        log.entries.push((topic.to_owned(), data.to_owned()));
+        let id = log.entries.len() as u64;
+        let prev = log.last.insert(topic.to_owned(), id).unwrap_or(0);
+        (id, prev)
+    }
+
+    /// The answer to a long-poll on `topics` after `cursor` (None: from the newest event on).
+    pub fn answer(&self, topics: &[String], cursor: Option<u64>) -> LogAnswer {
+        let log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let head = log.entries.len() as u64;
+        let cursor = cursor.unwrap_or(head).min(head);
+        let mut data = Vec::new();
+        let mut last = cursor;
+        for (i, (topic, d)) in log.entries.iter().enumerate().skip(cursor as usize) {
+            if topics.contains(topic) {
+                data.push(d.clone());
+                last = i as u64 + 1;
+            }
+        }
+        if data.is_empty() {
+            let prev = topics
+                .iter()
+                .map(|t| log.last.get(t).copied().unwrap_or(0))
+                .collect();
+            LogAnswer::Hold(prev, cursor)
+        } else {
+            LogAnswer::Events(data, last)
+        }
+    }
+}
+
 /// Starts the GRIP backend, zurl and Pushpin; logs go to `log_dir/server-<transport>-pushpin*.log`.
 pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<RunningPeer, PeerError> {
     let pushpin = which("pushpin").ok_or_else(|| PeerError::NotInstalled("pushpin".into()))?;
@@ -107,7 +196,8 @@ pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<Runnin
         .local_addr()
         .map_err(io("the GRIP backend"))?
         .port();
-    let backend = tokio::spawn(backend(listener));
+    let log = std::sync::Arc::new(MessageLog::default());
+    let backend = tokio::spawn(backend(listener, log.clone()));
     let (http_port, publish_port) = (
         free_port().map_err(io("a free port"))?,
         free_port().map_err(io("a free port"))?,
@@ -159,7 +249,8 @@ pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<Runnin
         vec![pushpin_child, zurl_child],
         Some(backend),
         dir,
-    );
+    )
+    .with_log(log);
     let within = Duration::from_secs(15);
     let log = log_dir.join(format!("server-{transport}-pushpin.log"));
     for a in [addr, publish_addr] {
@@ -177,14 +268,16 @@ pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<Runnin
 }
 
 /// The GRIP backend: accepts connections from Pushpin until aborted.
-async fn backend(listener: tokio::net::TcpListener) {
+async fn backend(listener: tokio::net::TcpListener, log: std::sync::Arc<MessageLog>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
+        let log = log.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(|req| async move {
-                Ok::<_, Infallible>(grip_answer(req).await)
+            let service = hyper::service::service_fn(move |req| {
+                let log = log.clone();
+                async move { Ok::<_, Infallible>(grip_answer(req, &log).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -204,8 +297,31 @@ pub fn topics_of(query: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-async fn grip_answer(req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+/// The `after=<id>` cursor of a backend request, if any.
+pub fn after_of(query: Option<&str>) -> Option<u64> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("after="))
+        .and_then(|v| v.parse().ok())
+}
+
+async fn grip_answer(
+    req: Request<hyper::body::Incoming>,
+    log: &MessageLog,
+) -> Response<Full<Bytes>> {
     let topics = topics_of(req.uri().query());
+    if req.uri().path() == "/lp" && !topics.is_empty() {
+        let answer = log.answer(&topics, after_of(req.uri().query()));
+        let (headers, body) = longpoll_response(&topics, &answer);
+        let mut response = Response::builder().status(StatusCode::OK);
+        for (name, value) in headers {
+            response = response.header(name, value);
+        }
+        return response
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid response parts");
+    }
     let path = req.uri().path().to_owned();
     let is_ws_over_http = req
         .headers()
@@ -225,6 +341,44 @@ async fn grip_answer(req: Request<hyper::body::Incoming>) -> Response<Full<Bytes
     response
         .body(Full::new(Bytes::from(body)))
         .expect("valid response parts")
+}
+
+/// The backend's answer to a long-poll: the events at once, or a GRIP response hold whose own body and
+/// headers are what Pushpin sends when the hold times out (no events, the same cursor).
+pub fn longpoll_response(
+    topics: &[String],
+    answer: &LogAnswer,
+) -> (Vec<(&'static str, String)>, Vec<u8>) {
+    match answer {
+        LogAnswer::Events(data, last) => {
+            let mut body = data.join("\n");
+            body.push('\n');
+            (
+                vec![
+                    ("content-type", "text/plain".into()),
+                    (CURSOR_HEADER, last.to_string()),
+                ],
+                body.into_bytes(),
+            )
+        }
+        LogAnswer::Hold(prev_ids, cursor) => {
+            let channels: Vec<String> = topics
+                .iter()
+                .zip(prev_ids)
+                .map(|(t, prev)| format!("{t}; prev-id={prev}"))
+                .collect();
+            (
+                vec![
+                    ("content-type", "text/plain".into()),
+                    (CURSOR_HEADER, cursor.to_string()),
+                    ("grip-hold", "response".into()),
+                    ("grip-channel", channels.join(", ")),
+                    ("grip-timeout", HOLD_TIMEOUT_S.to_string()),
+                ],
+                Vec::new(),
+            )
+        }
+    }
 }
 
 /// The backend's answer (status, headers, body) to one request: pure, so it is unit-tested.
@@ -292,13 +446,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn profile_is_honest_about_what_is_not_driven() {
+    fn profile_drives_every_transport_pushpin_offers() {
         let p = profile();
         assert_eq!(p.offer(Transport::Poll), &Offer::NotOffered);
-        assert!(matches!(
-            p.offer(Transport::LongPoll),
-            Offer::NotProfiled(_)
-        ));
+        assert_eq!(
+            p.route(Transport::LongPoll).unwrap().framing,
+            Framing::GripLongPoll
+        );
         assert_eq!(p.route(Transport::Sse).unwrap().framing, Framing::Sse);
         assert_eq!(p.route(Transport::Stream).unwrap().framing, Framing::Lines);
         assert_eq!(p.route(Transport::Ws).unwrap().framing, Framing::WebSocket);
@@ -340,6 +494,55 @@ mod tests {
         assert!(body.is_empty());
         let (status, _, _) = grip_response("/sse", &[], false, b"");
         assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn longpoll_is_answered_from_the_log_or_held_with_prev_ids() {
+        let log = MessageLog::default();
+        let all = vec!["all".to_owned()];
+        // Nothing yet: held at cursor 0, no prev-id.
+        assert_eq!(log.answer(&all, None), LogAnswer::Hold(vec![0], 0));
+        assert_eq!(log.append("all", "1 1 x"), (1, 0));
+        assert_eq!(log.append("other", "2 2 x"), (2, 0));
+        assert_eq!(log.append("all", "3 3 x"), (3, 1));
+        // A cursor before newer events: answered at once with all of them, the last id as cursor.
+        assert_eq!(
+            log.answer(&all, Some(0)),
+            LogAnswer::Events(vec!["1 1 x".into(), "3 3 x".into()], 3)
+        );
+        assert_eq!(
+            log.answer(&all, Some(1)),
+            LogAnswer::Events(vec!["3 3 x".into()], 3)
+        );
+        // Caught up, or no cursor (from the newest on): held with the channel's last id as prev-id.
+        let both = vec!["all".to_owned(), "other".to_owned()];
+        assert_eq!(log.answer(&both, Some(3)), LogAnswer::Hold(vec![3, 2], 3));
+        assert_eq!(log.answer(&all, None), LogAnswer::Hold(vec![3], 3));
+        let (headers, body) = longpoll_response(&both, &log.answer(&both, Some(3)));
+        assert!(body.is_empty());
+        assert!(headers.contains(&("grip-hold", "response".into())));
+        assert!(headers.contains(&("grip-channel", "all; prev-id=3, other; prev-id=2".into())));
+        assert!(headers.contains(&(CURSOR_HEADER, "3".into())));
+        let (headers, body) = longpoll_response(&all, &log.answer(&all, Some(0)));
+        assert_eq!(body, b"1 1 x\n3 3 x\n");
+        assert!(headers.contains(&(CURSOR_HEADER, "3".into())));
+        assert!(!headers.iter().any(|(n, _)| n.starts_with("grip")));
+        assert_eq!(after_of(Some("topic=all&after=17")), Some(17));
+        assert_eq!(after_of(Some("topic=all")), None);
+        // The published event ends a held long-poll with its id as the next cursor.
+        let v: serde_json::Value =
+            serde_json::from_str(&publish_longpoll_body("all", 3, 1, "3 3 x")).unwrap();
+        let item = &v["items"][0];
+        assert_eq!(
+            (item["id"].as_str(), item["prev-id"].as_str()),
+            (Some("3"), Some("1"))
+        );
+        let response = &item["formats"]["http-response"];
+        assert_eq!(response["body"], "3 3 x\n");
+        assert_eq!(response["headers"][CURSOR_HEADER], "3");
+        let v: serde_json::Value =
+            serde_json::from_str(&publish_longpoll_body("all", 1, 0, "1 1 x")).unwrap();
+        assert_eq!(v["items"][0]["prev-id"], "0");
     }
 
     #[test]

@@ -173,8 +173,9 @@ pub struct PollCursor {
     pub last_modified: Option<String>,
     /// `Etag` of the last event received.
     pub etag: Option<String>,
-    /// `Pushbench-Cursor` of the last answer (GRIP backend).
-    pub after: Option<String>,
+    /// Per channel, the last log id of our GRIP backend seen (`Pushbench-Cursor` of the answers, merged:
+    /// an event Pushpin pushes names only its own channel).
+    pub grip: Option<super::pushpin::Cursor>,
 }
 
 impl PollCursor {
@@ -192,15 +193,22 @@ impl PollCursor {
         if let Some(etag) = get(hyper::header::ETAG.as_str()) {
             self.etag = Some(etag);
         }
-        if let Some(after) = get(super::pushpin::CURSOR_HEADER) {
-            self.after = Some(after);
+        if let Some(text) = get(super::pushpin::CURSOR_HEADER) {
+            let grip = self.grip.get_or_insert_default();
+            for (channel, id) in super::pushpin::parse_cursor(&text) {
+                let seen = grip.entry(channel).or_default();
+                *seen = (*seen).max(id);
+            }
         }
     }
 
-    /// `path` with the GRIP backend's cursor added (`&after=<id>`), when there is one.
+    /// `path` with the GRIP backend's cursor added (`&after=a=1,b=7`), when there is one.
     pub fn path<'a>(&self, path: &'a str) -> Cow<'a, str> {
-        match &self.after {
-            Some(after) => Cow::Owned(format!("{path}&after={after}")),
+        match &self.grip {
+            Some(grip) => Cow::Owned(format!(
+                "{path}&after={}",
+                super::pushpin::format_cursor(grip)
+            )),
             None => Cow::Borrowed(path),
         }
     }
@@ -224,8 +232,8 @@ impl PollCursor {
 /// request goes at once. Interval poll ([`Framing::IntervalPoll`], ticking at the scenario's poll interval): an
 /// answer holds at most one event, so after a `200` the client asks again at once (more may be waiting)
 /// and after a `304` it waits for its next tick; the cursor moves only on a `200`. Pushpin long-poll
-/// ([`Framing::GripLongPoll`]): as nchan's long-poll, with the cursor in the query (`&after=<id>`) and an
-/// empty `200` when the hold timed out. Every request is counted; an answer without events is an empty
+/// ([`Framing::GripLongPoll`]): as nchan's long-poll, with the cursor in the query (`&after=a=1,b=7`), an
+/// empty `200` first (the cursor to start from) and whenever a hold timed out. Every request is counted; an answer without events is an empty
 /// poll.
 async fn poll_loop(
     sub: &mut Subscriber<'_>,
@@ -430,6 +438,26 @@ mod tests {
                 .ok_or(ConnError::Timeout(Duration::ZERO))
         });
         assert!(result.is_err());
+    }
+
+    #[test]
+    fn grip_cursor_merges_per_channel() {
+        let mut cursor = PollCursor::default();
+        assert_eq!(cursor.path("/lp?topic=a&topic=b"), "/lp?topic=a&topic=b");
+        let answer = |text: &str| {
+            let mut head = hyper::HeaderMap::new();
+            head.insert("pushbench-cursor", text.parse().unwrap());
+            head
+        };
+        cursor.update(&answer("a=0,b=0"));
+        // An event Pushpin pushed names its own channel only; an older id never moves a cursor back.
+        cursor.update(&answer("b=7"));
+        cursor.update(&answer("b=5,a=2"));
+        assert_eq!(
+            cursor.path("/lp?topic=a&topic=b"),
+            "/lp?topic=a&topic=b&after=a=2,b=7"
+        );
+        assert!(cursor.headers().is_empty());
     }
 
     #[test]

@@ -10,15 +10,17 @@
 //! | stream | `GET /stream?topic=T` | `Grip-Hold: stream`, `Grip-Channel: T`, `text/plain` | `http-stream`, `"<data>\n"` |
 //! | sse | `GET /sse?topic=T` | the same, `text/event-stream` | `http-stream`, `"data: <data>\n\n"` |
 //! | ws | WebSocket, forwarded as WebSocket-over-HTTP `POST /ws?topic=T` | `OPEN` + `c:{"type":"subscribe","channel":T}` | `ws-message` |
-//! | longpoll | `GET /lp?topic=T[&after=C]` | from the backend's [`MessageLog`]: every event after `C` at once (one per line, `Pushbench-Cursor: <last id>`), else `Grip-Hold: response`, `Grip-Channel: T; prev-id=<last id on T>`, `Grip-Timeout: 20`, `Pushbench-Cursor: C` | `http-response` with `id`/`prev-id`, body `"<data>\n"`, `Pushbench-Cursor: <id>` |
+//! | longpoll | `GET /lp?topic=T` once (answered at once with the cursor, `Pushbench-Cursor: T=<newest id>`), then `GET /lp?topic=T&after=T=<id>` | from the backend's [`MessageLog`]: every event after the cursor at once (one per line, the cursor after them), else `Grip-Hold: response`, `Grip-Channel: T; prev-id=<last id on T>`, `Grip-Timeout: 20` | `http-response` with `id`/`prev-id`, body `"<data>\n"`, `Pushbench-Cursor: T=<id>` |
 //! | poll | — | not offered: Pushpin pushes; a poll would just be proxied to the backend | |
 //!
-//! Long-polling loses nothing because the backend keeps a [`MessageLog`] (the publisher appends each event
-//! before publishing it): a long-poll with a cursor is answered from the log when newer events are there,
-//! and a publish that races the hold (after the backend's answer, before Pushpin holds the request) makes
-//! Pushpin ask the backend again, which then answers from the log (forced in `loadgen/tests/peers.rs`;
-//! Pushpin 1.36.0 asked again about 1.1 s later).
-//!
+//! Long-polling loses nothing between requests because the backend keeps a [`MessageLog`] (the publisher
+//! appends each event before publishing it): a long-poll with a cursor is answered from the log when newer
+//! events are there, and a publish that races the hold (after the backend's answer, before Pushpin holds
+//! the request) makes Pushpin ask the backend again, which then answers from the log (forced in
+//! `loadgen/tests/peers.rs`; Pushpin 1.36.0 asked again about 1.1 s later). On several topics per
+//! subscriber events can arrive out of order, and the last event of a channel that raced a hold can wait
+//! for the hold timeout (scenarios/peers/README.md, "Known limits").
+
 //! Publish: `POST /publish/` on the handler's HTTP port with `{"items":[{"channel":T,"formats":{..}}]}`.
 //! Processes: `pushpin --config` (its runner starts condure, pushpin-proxy and pushpin-handler) and
 //! `zurl`, which we start ourselves (the stock services line does not), all with sockets in a temporary
@@ -89,9 +91,9 @@ pub fn publish_body(transport: Transport, channel: &str, data: &str) -> String {
 }
 
 /// The publish request body for one long-poll event: an `http-response` that ends a held long-poll with
-/// the event's data as one line and its log id as the client's next cursor (`Pushbench-Cursor`), with the
-/// GRIP sequence ids `id` / `prev-id` (the previous log id on the same channel) that let Pushpin order the
-/// channel's messages and notice one it missed.
+/// the event's data as one line and `<channel>=<id>` as the client's cursor on that channel
+/// (`Pushbench-Cursor`), with the GRIP sequence ids `id` / `prev-id` (the previous log id on the same
+/// channel, 0 before its first) that let Pushpin order the channel's messages and notice a gap.
 pub fn publish_longpoll_body(channel: &str, id: u64, prev_id: u64, data: &str) -> String {
     let item = serde_json::json!({
         "channel": channel,
@@ -99,25 +101,47 @@ pub fn publish_longpoll_body(channel: &str, id: u64, prev_id: u64, data: &str) -
         "prev-id": prev_id.to_string(),
         "formats": {"http-response": {
             "code": 200,
-            "headers": {"Content-Type": "text/plain", CURSOR_HEADER: id.to_string()},
+            "headers": {"Content-Type": "text/plain", CURSOR_HEADER: format!("{channel}={id}")},
             "body": format!("{data}\n"),
         }},
     });
     serde_json::json!({"items": [item]}).to_string()
 }
 
-/// Response header carrying a long-poll client's next cursor (a log id of the backend).
+/// Response header carrying a long-poll client's cursor: `<channel>=<log id>` per channel, comma-separated
+/// (an answer from the log names every channel of the request; an event Pushpin pushes names its own).
 pub const CURSOR_HEADER: &str = "Pushbench-Cursor";
 
 /// How long Pushpin holds an idle long-poll before it sends the backend's timeout answer (below the
 /// client's own limit of the scenario's long-poll timeout + 10 s).
 pub const HOLD_TIMEOUT_S: u64 = 20;
 
+/// A long-poll cursor: the last log id seen per channel.
+pub type Cursor = std::collections::BTreeMap<String, u64>;
+
+/// `a=1,b=7` → the cursor (malformed parts are skipped).
+pub fn parse_cursor(text: &str) -> Cursor {
+    text.split(',')
+        .filter_map(|part| {
+            let (channel, id) = part.trim().rsplit_once('=')?;
+            Some((channel.to_owned(), id.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The cursor → `a=1,b=7`.
+pub fn format_cursor(cursor: &Cursor) -> String {
+    let parts: Vec<String> = cursor.iter().map(|(c, id)| format!("{c}={id}")).collect();
+    parts.join(",")
+}
+
 /// The GRIP backend's message log, as a real backend keeps one in its database: the publisher appends
 /// each long-poll event here **before** publishing it to Pushpin, so that a long-poll carrying a cursor is
 /// answered from the log at once when newer events are there, and otherwise held with each channel's
-/// `prev-id` (the last log id on it, `0` before its first event, so that every hold and every publish
-/// carries one). Ids are global (one cursor serves a multi-topic long-poll), increasing, starting at 1.
+/// `prev-id` (the last log id on it, 0 before its first event, so that every hold and every publish carries
+/// one). Log ids are increasing, starting at 1; the cursor is kept **per channel**: Pushpin delivers the
+/// first event published on any channel of a held request, and an event of another channel published just
+/// before may have missed the hold (it raced it), so one global cursor could step over it.
 #[derive(Debug, Default)]
 pub struct MessageLog {
     inner: std::sync::Mutex<LogInner>,
@@ -134,11 +158,13 @@ struct LogInner {
 /// What the backend does with a long-poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogAnswer {
-    /// Answer at once: the data of every later event on the topics, and the last one's id.
-    Events(Vec<String>, u64),
-    /// Nothing later: hold on the topics with these `prev-id`s (0: nothing on that topic yet); the
-    /// timeout answer keeps the cursor.
-    Hold(Vec<u64>, u64),
+    /// No cursor yet: answer at once with the current one (the newest id per channel), as a page learns
+    /// where to start; the client then asks with it.
+    Head(Cursor),
+    /// Answer at once: the data of every later event on the topics, in log order, and the cursor after them.
+    Events(Vec<String>, Cursor),
+    /// Nothing later: hold on the topics with these `prev-id`s; the timeout answer keeps the cursor.
+    Hold(Vec<u64>, Cursor),
 }
 
 impl MessageLog {
@@ -151,27 +177,33 @@ impl MessageLog {
         (id, prev)
     }
 
-    /// The answer to a long-poll on `topics` after `cursor` (None: from the newest event on).
-    pub fn answer(&self, topics: &[String], cursor: Option<u64>) -> LogAnswer {
+    /// The answer to a long-poll on `topics` with `cursor` (None: none yet).
+    pub fn answer(&self, topics: &[String], cursor: Option<&Cursor>) -> LogAnswer {
         let log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let head = log.entries.len() as u64;
-        let cursor = cursor.unwrap_or(head).min(head);
+        let last = |t: &String| log.last.get(t).copied().unwrap_or(0);
+        let Some(cursor) = cursor else {
+            return LogAnswer::Head(topics.iter().map(|t| (t.clone(), last(t))).collect());
+        };
+        // A channel the cursor does not name is read from its start.
+        let mut next: Cursor = topics
+            .iter()
+            .map(|t| (t.clone(), cursor.get(t).copied().unwrap_or(0)))
+            .collect();
+        let from = next.values().copied().min().unwrap_or(0) as usize;
         let mut data = Vec::new();
-        let mut last = cursor;
-        for (i, (topic, d)) in log.entries.iter().enumerate().skip(cursor as usize) {
-            if topics.contains(topic) {
+        for (i, (topic, d)) in log.entries.iter().enumerate().skip(from) {
+            let id = i as u64 + 1;
+            if let Some(seen) = next.get_mut(topic)
+                && id > *seen
+            {
+                *seen = id;
                 data.push(d.clone());
-                last = i as u64 + 1;
             }
         }
         if data.is_empty() {
-            let prev = topics
-                .iter()
-                .map(|t| log.last.get(t).copied().unwrap_or(0))
-                .collect();
-            LogAnswer::Hold(prev, cursor)
+            LogAnswer::Hold(topics.iter().map(last).collect(), next)
         } else {
-            LogAnswer::Events(data, last)
+            LogAnswer::Events(data, next)
         }
     }
 }
@@ -297,13 +329,13 @@ pub fn topics_of(query: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-/// The `after=<id>` cursor of a backend request, if any.
-pub fn after_of(query: Option<&str>) -> Option<u64> {
+/// The `after=<cursor>` of a backend request, if any.
+pub fn after_of(query: Option<&str>) -> Option<Cursor> {
     query
         .unwrap_or_default()
         .split('&')
         .find_map(|kv| kv.strip_prefix("after="))
-        .and_then(|v| v.parse().ok())
+        .map(parse_cursor)
 }
 
 async fn grip_answer(
@@ -312,7 +344,7 @@ async fn grip_answer(
 ) -> Response<Full<Bytes>> {
     let topics = topics_of(req.uri().query());
     if req.uri().path() == "/lp" && !topics.is_empty() {
-        let answer = log.answer(&topics, after_of(req.uri().query()));
+        let answer = log.answer(&topics, after_of(req.uri().query()).as_ref());
         let (headers, body) = longpoll_response(&topics, &answer);
         let mut response = Response::builder().status(StatusCode::OK);
         for (name, value) in headers {
@@ -349,15 +381,17 @@ pub fn longpoll_response(
     topics: &[String],
     answer: &LogAnswer,
 ) -> (Vec<(&'static str, String)>, Vec<u8>) {
+    let text = ("content-type", "text/plain".to_owned());
     match answer {
-        LogAnswer::Events(data, last) => {
+        LogAnswer::Head(cursor) => (
+            vec![text, (CURSOR_HEADER, format_cursor(cursor))],
+            Vec::new(),
+        ),
+        LogAnswer::Events(data, cursor) => {
             let mut body = data.join("\n");
             body.push('\n');
             (
-                vec![
-                    ("content-type", "text/plain".into()),
-                    (CURSOR_HEADER, last.to_string()),
-                ],
+                vec![text, (CURSOR_HEADER, format_cursor(cursor))],
                 body.into_bytes(),
             )
         }
@@ -369,8 +403,8 @@ pub fn longpoll_response(
                 .collect();
             (
                 vec![
-                    ("content-type", "text/plain".into()),
-                    (CURSOR_HEADER, cursor.to_string()),
+                    text,
+                    (CURSOR_HEADER, format_cursor(cursor)),
                     ("grip-hold", "response".into()),
                     ("grip-channel", channels.join(", ")),
                     ("grip-timeout", HOLD_TIMEOUT_S.to_string()),
@@ -500,36 +534,52 @@ mod tests {
     fn longpoll_is_answered_from_the_log_or_held_with_prev_ids() {
         let log = MessageLog::default();
         let all = vec!["all".to_owned()];
-        // Nothing yet: held at cursor 0, no prev-id.
-        assert_eq!(log.answer(&all, None), LogAnswer::Hold(vec![0], 0));
+        let cur = |text: &str| parse_cursor(text);
+        // No cursor: the head at once, to start from.
+        assert_eq!(log.answer(&all, None), LogAnswer::Head(cur("all=0")));
+        // Nothing yet: held with prev-id 0.
+        assert_eq!(
+            log.answer(&all, Some(&cur("all=0"))),
+            LogAnswer::Hold(vec![0], cur("all=0"))
+        );
         assert_eq!(log.append("all", "1 1 x"), (1, 0));
         assert_eq!(log.append("other", "2 2 x"), (2, 0));
         assert_eq!(log.append("all", "3 3 x"), (3, 1));
-        // A cursor before newer events: answered at once with all of them, the last id as cursor.
+        // A cursor before newer events: answered at once with all of them, the cursor after them.
         assert_eq!(
-            log.answer(&all, Some(0)),
-            LogAnswer::Events(vec!["1 1 x".into(), "3 3 x".into()], 3)
+            log.answer(&all, Some(&cur("all=0"))),
+            LogAnswer::Events(vec!["1 1 x".into(), "3 3 x".into()], cur("all=3"))
         );
-        assert_eq!(
-            log.answer(&all, Some(1)),
-            LogAnswer::Events(vec!["3 3 x".into()], 3)
-        );
-        // Caught up, or no cursor (from the newest on): held with the channel's last id as prev-id.
         let both = vec!["all".to_owned(), "other".to_owned()];
-        assert_eq!(log.answer(&both, Some(3)), LogAnswer::Hold(vec![3, 2], 3));
-        assert_eq!(log.answer(&all, None), LogAnswer::Hold(vec![3], 3));
-        let (headers, body) = longpoll_response(&both, &log.answer(&both, Some(3)));
+        // Per channel: "all" was read up to 3 (an event Pushpin pushed), "other" not yet: 2 comes now.
+        assert_eq!(
+            log.answer(&both, Some(&cur("all=3,other=0"))),
+            LogAnswer::Events(vec!["2 2 x".into()], cur("all=3,other=2"))
+        );
+        assert_eq!(
+            log.answer(&both, None),
+            LogAnswer::Head(cur("all=3,other=2"))
+        );
+        // Caught up: held with each channel's last id as prev-id.
+        let held = log.answer(&both, Some(&cur("all=3,other=2")));
+        assert_eq!(held, LogAnswer::Hold(vec![3, 2], cur("all=3,other=2")));
+        let (headers, body) = longpoll_response(&both, &held);
         assert!(body.is_empty());
         assert!(headers.contains(&("grip-hold", "response".into())));
         assert!(headers.contains(&("grip-channel", "all; prev-id=3, other; prev-id=2".into())));
-        assert!(headers.contains(&(CURSOR_HEADER, "3".into())));
-        let (headers, body) = longpoll_response(&all, &log.answer(&all, Some(0)));
+        assert!(headers.contains(&(CURSOR_HEADER, "all=3,other=2".into())));
+        let (headers, body) = longpoll_response(&all, &log.answer(&all, Some(&cur("all=0"))));
         assert_eq!(body, b"1 1 x\n3 3 x\n");
-        assert!(headers.contains(&(CURSOR_HEADER, "3".into())));
+        assert!(headers.contains(&(CURSOR_HEADER, "all=3".into())));
         assert!(!headers.iter().any(|(n, _)| n.starts_with("grip")));
-        assert_eq!(after_of(Some("topic=all&after=17")), Some(17));
+        // Topic names may hold '.', ':' and '-'.
+        assert_eq!(
+            after_of(Some("topic=room.1&after=room.1=17,a:b-c=2")),
+            Some(cur("room.1=17,a:b-c=2"))
+        );
+        assert_eq!(format_cursor(&cur("b=2,a=1")), "a=1,b=2");
         assert_eq!(after_of(Some("topic=all")), None);
-        // The published event ends a held long-poll with its id as the next cursor.
+        // The published event ends a held long-poll with its channel's cursor.
         let v: serde_json::Value =
             serde_json::from_str(&publish_longpoll_body("all", 3, 1, "3 3 x")).unwrap();
         let item = &v["items"][0];
@@ -539,10 +589,7 @@ mod tests {
         );
         let response = &item["formats"]["http-response"];
         assert_eq!(response["body"], "3 3 x\n");
-        assert_eq!(response["headers"][CURSOR_HEADER], "3");
-        let v: serde_json::Value =
-            serde_json::from_str(&publish_longpoll_body("all", 1, 0, "1 1 x")).unwrap();
-        assert_eq!(v["items"][0]["prev-id"], "0");
+        assert_eq!(response["headers"][CURSOR_HEADER], "all=3");
     }
 
     #[test]

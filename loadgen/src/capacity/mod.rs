@@ -690,7 +690,6 @@ fn not_driven(server: &crate::run::ServerSource, transport: Transport) -> Option
     };
     match kind.profile().offer(transport) {
         crate::peer::Offer::Offered(_) => None,
-        crate::peer::Offer::NotProfiled(why) => Some(format!("not profiled for {kind}: {why}")),
         crate::peer::Offer::NotOffered => Some(format!("not offered by {kind}")),
     }
 }

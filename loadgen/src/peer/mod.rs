@@ -146,8 +146,6 @@ pub struct Route {
 pub enum Offer {
     /// Offered and driven by this profile.
     Offered(Route),
-    /// The peer offers it, but this profile does not drive it yet (the reason is reported).
-    NotProfiled(&'static str),
     /// The peer has no such transport.
     NotOffered,
 }

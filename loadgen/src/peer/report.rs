@@ -4,9 +4,8 @@
 //! Written as `<out>/peers.md` (and printed), with `<out>/peers.json` holding the same rows and
 //! `<out>/peers.html` the same table with bar charts per transport (one bar per server). The rate
 //! column is the rate **delivered at the scenario's load** (`delivered / window`), not a searched maximum:
-//! the header says so. Transports a peer does not offer are shown as "not offered", those it offers but
-//! this profile does not drive as "not profiled", never as figures; in the charts, a saturated run is
-//! likewise shown as text, not as a bar.
+//! the header says so. Transports a peer does not offer are shown as "not offered", never as figures; in
+//! the charts, a saturated run is likewise shown as text, not as a bar.
 
 use std::io::Write;
 
@@ -23,7 +22,7 @@ pub struct Row {
     pub transport: Transport,
     /// Server (`ours`, `nchan`, `pushpin`).
     pub server: &'static str,
-    /// `measured`, `not offered`, `not profiled: <why>`, or `failed: <error>`.
+    /// `measured`, `not offered`, `not run`, or `failed: <error>`.
     pub status: String,
     /// Subscribers connected / started.
     pub subscribers: Option<(u64, u64)>,
@@ -77,10 +76,6 @@ pub fn rows(transports: &[Transport], servers: &[(ServerName, Outcome)]) -> Vec<
                 match kind.profile().offer(t) {
                     Offer::NotOffered => {
                         rows.push(blank("not offered".into()));
-                        continue;
-                    }
-                    Offer::NotProfiled(why) => {
-                        rows.push(blank(format!("not profiled: {why}")));
                         continue;
                     }
                     Offer::Offered(_) => {}
@@ -217,7 +212,7 @@ fn colour(server: &str) -> usize {
 /// One bar of a chart: the figure, or why there is none (the row's status, "saturated", "not measured").
 fn bar(r: &Row, figure: Option<f64>) -> Result<f64, String> {
     if r.status != "measured" {
-        // The short form ("not profiled", "failed"); the table holds the reason.
+        // The short form ("not offered", "failed"); the table holds the reason.
         let short = r.status.split(':').next().unwrap_or(&r.status);
         return Err(short.to_owned());
     }
@@ -424,7 +419,7 @@ mod tests {
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0].status, "failed: boom");
         assert_eq!(rows[1].status, "not offered");
-        assert!(rows[3].status.starts_with("not profiled"));
+        assert_eq!(rows[3].status, "failed: x");
         assert!(rows.iter().all(|r| r.p99_us.is_none()));
         let mut md = Vec::new();
         write_md(&rows, "quick", &mut md).unwrap();
@@ -433,8 +428,8 @@ mod tests {
         assert!(md.contains("not a maximum"));
     }
 
-    /// Ours measured poll and ws; nchan ran ws only (poll: not profiled); Pushpin ran ws saturated (poll:
-    /// not offered).
+    /// Ours measured poll and ws; nchan ran ws only (its poll run is missing: not run); Pushpin ran ws
+    /// saturated (poll: not offered).
     fn fixture_rows() -> Vec<Row> {
         let ws = crate::report::test_result(&[1_000, 2_000, 40_000]);
         let mut ours = ws.clone();
@@ -469,7 +464,7 @@ mod tests {
         let rows = fixture_rows();
         let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
         assert_eq!(statuses[0], "measured");
-        assert!(statuses[1].starts_with("not profiled: "), "{statuses:?}");
+        assert_eq!(statuses[1], "not run", "{statuses:?}");
         assert_eq!(statuses[2], "not offered");
         let mut html = Vec::new();
         write_html(&rows, "quick", &mut html).unwrap();
@@ -492,7 +487,7 @@ mod tests {
             // One bar (ours); nchan and Pushpin are named with their state, never drawn.
             assert_eq!(chart.matches("<rect").count(), 1, "{chart}");
             assert!(chart.contains(">not offered</text>"), "{chart}");
-            assert!(chart.contains(">not profiled</text>"), "{chart}");
+            assert!(chart.contains(">not run</text>"), "{chart}");
             assert!(chart.contains(">pushpin</text>") && chart.contains(">nchan</text>"));
         }
         assert!(poll[0].contains("4.00 KiB"), "ours' memory: {}", poll[0]);

@@ -29,7 +29,11 @@ interval_ms = 20
 "#;
 
 fn run_peer(kind: PeerKind) -> pushbench::report::RunResult {
-    let scenario = Scenario::parse(TINY, "peers test scenario").unwrap();
+    run_peer_with(kind, TINY)
+}
+
+fn run_peer_with(kind: PeerKind, toml: &str) -> pushbench::report::RunResult {
+    let scenario = Scenario::parse(toml, "peers test scenario").unwrap();
     let dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("peers-{kind}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -139,6 +143,28 @@ fn pushpin_delivers_every_event_exactly_on_its_transports() {
         lp.requests_cut,
         lp.delivered
     );
+}
+
+/// nginx closes a keep-alive connection after 1,000 requests unless configured otherwise; the publisher
+/// keeps one connection, so a run of more than 1,000 events must not lose one to that close.
+#[test]
+fn nchan_takes_more_than_a_thousand_publishes_on_one_connection() {
+    if !nchan::installed() {
+        eprintln!("SKIPPED: nginx with the nchan module is not installed (scripts/setup-peers)");
+        return;
+    }
+    let toml = TINY
+        .replace(
+            r#"transports = ["poll", "longpoll", "stream", "sse", "ws"]"#,
+            r#"transports = ["sse"]"#,
+        )
+        .replace("subscribers = 20", "subscribers = 5")
+        .replace("publish_rate = 20", "publish_rate = 500");
+    let result = run_peer_with(PeerKind::Nchan, &toml);
+    let t = &result.transports[0];
+    assert!(t.published > 1000, "only {} published", t.published);
+    assert_eq!(t.publish_failures, 0, "{:?}", t.last_error);
+    assert_eq!((t.delivered, t.lost), (t.expected, 0), "{:?}", t.last_error);
 }
 
 #[test]

@@ -325,18 +325,14 @@ fn run_command(args: RunArgs) -> Outcome {
 /// Raises the open-file limit (a spawned server inherits it) and refuses a run that would cross a limit
 /// of this machine ([`crate::limits`]).
 fn check_limits(scenario: &Scenario, args: &RunArgs, spawns_ours: bool) -> Outcome {
-    crate::limits::raise_open_file_limit(u64::MAX);
-    let plan = crate::limits::Plan {
-        subscribers: scenario.subscribers,
-        workers: u64::from(args.workers),
-        server_nodes: if spawns_ours {
-            u64::from(args.cluster)
-        } else {
-            0
-        },
-        own_source_addresses: args.workers > 1,
-    };
-    crate::limits::check(plan, crate::limits::Machine::read())
+    let plan = crate::limits::Plan::new(
+        scenario.subscribers,
+        args.workers,
+        args.cluster,
+        spawns_ours,
+    );
+    crate::limits::prepare(plan)
+        .map(|_| ())
         .map_err(|e| (EXIT_USAGE, anyhow::anyhow!("{e}")))
 }
 

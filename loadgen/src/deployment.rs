@@ -194,11 +194,6 @@ impl Deployment {
         sum(&self.node_samples())
     }
 
-    /// Open files summed over the nodes.
-    pub fn fds(&self) -> Option<u64> {
-        self.nodes.iter().map(Server::fds).sum()
-    }
-
     /// PIDs of the nodes that can be sampled.
     pub fn pids(&self) -> Vec<u32> {
         self.nodes.iter().filter_map(|n| n.pid).collect()

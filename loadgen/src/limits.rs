@@ -58,6 +58,31 @@ pub struct Plan {
     pub own_source_addresses: bool,
 }
 
+impl Plan {
+    /// `subscribers` over `workers` load-generator processes (each on its own source address when there
+    /// are several) and, when we spawn our own server, `cluster` nodes.
+    pub fn new(subscribers: u64, workers: u32, cluster: u32, spawns_our_server: bool) -> Self {
+        Self {
+            subscribers,
+            workers: u64::from(workers),
+            server_nodes: if spawns_our_server {
+                u64::from(cluster)
+            } else {
+                0
+            },
+            own_source_addresses: workers > 1,
+        }
+    }
+}
+
+/// Raises this process's open-file limit (spawned servers inherit it) and checks `plan` against this
+/// machine; returns the open-file limit in force.
+pub fn prepare(plan: Plan) -> Result<u64, String> {
+    let open_files = raise_open_file_limit(u64::MAX);
+    check(plan, Machine::read())?;
+    Ok(open_files)
+}
+
 /// What the machine gives, read once.
 #[derive(Debug, Clone, Copy)]
 pub struct Machine {
@@ -170,13 +195,8 @@ mod tests {
         memory: Some(20 << 30),
     };
 
-    fn plan(subscribers: u64, workers: u64, server_nodes: u64) -> Plan {
-        Plan {
-            subscribers,
-            workers,
-            server_nodes,
-            own_source_addresses: workers > 1,
-        }
+    fn plan(subscribers: u64, workers: u32, server_nodes: u32) -> Plan {
+        Plan::new(subscribers, workers, server_nodes, server_nodes > 0)
     }
 
     #[test]

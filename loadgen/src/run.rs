@@ -268,11 +268,12 @@ async fn measure(
     options: &RunOptions,
 ) -> Result<TransportResult, RunError> {
     let n = scenario.subscribers;
-    let nodes: Vec<Endpoint> = servers.addrs().into_iter().map(Endpoint::new).collect();
+    let addrs = servers.addrs();
+    let nodes: Vec<Endpoint> = addrs.iter().copied().map(Endpoint::new).collect();
     let spec = FleetSpec {
         scenario: scenario.clone(),
         transport,
-        nodes: servers.addrs(),
+        nodes: addrs,
         peer: servers.running_peer().map(|p| p.kind),
     };
     let server_before = servers.node_samples();
@@ -328,8 +329,8 @@ async fn measure(
     let live_at_first_publish = fleet.subscribed();
     let server_connected = servers.node_samples();
     let kernel_connected = KernelSockets::read();
-    let server_fds = servers.fds();
     let node_fds: Vec<Option<u64>> = servers.nodes.iter().map(|s| s.fds()).collect();
+    let server_fds: Option<u64> = node_fds.iter().copied().sum();
     let loadgen_connected = sample_processes(&loadgen_pids);
     let loadgen_fds = fds_of(&loadgen_pids);
 

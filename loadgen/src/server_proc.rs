@@ -62,20 +62,25 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ServerError> {
             Err(ServerError::NotFound(path.display().to_string()))
         };
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| ServerError::NotFound(format!("current executable unknown: {e}")))?;
+    beside_this_executable(SERVER_BIN).map_err(ServerError::NotFound)
+}
+
+/// The executable `name` next to the current executable or in its parent directory (where cargo puts
+/// binaries when the current one is a test in `target/*/deps`); the error lists the places tried.
+pub fn beside_this_executable(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current executable unknown: {e}"))?;
     let mut tried = Vec::new();
     let mut dir = exe.parent();
     for _ in 0..2 {
         let Some(d) = dir else { break };
-        let candidate = d.join(SERVER_BIN);
+        let candidate = d.join(name);
         if candidate.is_file() {
             return Ok(candidate);
         }
         tried.push(candidate.display().to_string());
         dir = d.parent();
     }
-    Err(ServerError::NotFound(tried.join(", ")))
+    Err(tried.join(", "))
 }
 
 /// A server the load generator talks to.

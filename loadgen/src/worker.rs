@@ -192,6 +192,18 @@ struct Live {
     ended: AtomicBool,
 }
 
+impl Live {
+    /// `(subscribed, delivered)` over `lives`.
+    fn sum<'a>(lives: impl Iterator<Item = &'a Live>) -> (u64, u64) {
+        lives.fold((0, 0), |(s, d), l| {
+            (
+                s + l.subscribed.load(Ordering::Relaxed),
+                d + l.delivered.load(Ordering::Relaxed),
+            )
+        })
+    }
+}
+
 #[derive(Debug)]
 struct WorkerProc {
     index: usize,
@@ -248,24 +260,17 @@ impl Workers {
     /// Reads `(subscribed, delivered)` summed over the workers.
     pub fn live_counts(&self) -> LiveCounts {
         let lives: Vec<Arc<Live>> = self.procs.iter().map(|p| p.live.clone()).collect();
-        Arc::new(move || {
-            lives.iter().fold((0, 0), |(s, d), l| {
-                (
-                    s + l.subscribed.load(Ordering::Relaxed),
-                    d + l.delivered.load(Ordering::Relaxed),
-                )
-            })
-        })
+        Arc::new(move || Live::sum(lives.iter().map(|l| &**l)))
     }
 
     /// Subscribed, summed over the workers.
     pub fn subscribed(&self) -> u64 {
-        self.live_counts()().0
+        Live::sum(self.procs.iter().map(|p| &*p.live)).0
     }
 
     /// Delivered, summed over the workers.
     pub fn delivered(&self) -> u64 {
-        self.live_counts()().1
+        Live::sum(self.procs.iter().map(|p| &*p.live)).1
     }
 
     /// Whether a worker has stopped talking (it failed or exited).
@@ -432,18 +437,8 @@ fn locate_self() -> Result<PathBuf, RunError> {
     if exe.file_stem().is_some_and(|s| s == "pushbench") {
         return Ok(exe);
     }
-    let mut dir = exe.parent();
-    for _ in 0..2 {
-        let Some(d) = dir else { break };
-        if d.join("pushbench").is_file() {
-            return Ok(d.join("pushbench"));
-        }
-        dir = d.parent();
-    }
-    Err(RunError::Worker(
-        0,
-        format!("no pushbench executable near {}", exe.display()),
-    ))
+    crate::server_proc::beside_this_executable("pushbench")
+        .map_err(|tried| RunError::Worker(0, format!("no pushbench executable at {tried}")))
 }
 
 /// `pushbench worker`: reads its spec and commands on stdin, reports on stdout (see the module docs).

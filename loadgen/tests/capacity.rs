@@ -5,9 +5,10 @@
 //! other runs. A step flagged saturated (a busy shared machine) is accepted only as what it must be: the
 //! last step, with the verdict "limited by the load generator / machine".
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use pushbench::capacity::{Capacity, Outcome, TransportCapacity, Verdict, report};
 use pushbench::report::RunResult;
@@ -28,31 +29,6 @@ mode = "broadcast"
 [thresholds]
 lost = 0
 "#;
-
-/// The server binary, built on demand with the same profile as this test when it is not there yet.
-fn server_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(path) = pushbench::server_proc::locate(None) {
-            return path;
-        }
-        let release = std::env::current_exe()
-            .unwrap()
-            .components()
-            .any(|c| c.as_os_str() == "release");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo.args(["build", "-p", "pushbench-server"]);
-        if release {
-            cargo.arg("--release");
-        }
-        assert!(
-            cargo.status().expect("cargo runs").success(),
-            "building pushbench-server failed"
-        );
-        pushbench::server_proc::locate(None).expect("pushbench-server was just built")
-    })
-    .clone()
-}
 
 fn dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -86,16 +62,14 @@ fn capacity_once(out: &Path, scenario: &str, args: &[&str]) -> (i32, String, Str
     let _ = std::fs::remove_dir_all(out.join("out"));
     let file = out.join("scenario.toml");
     std::fs::write(&file, scenario).unwrap();
-    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
-        .unwrap();
-    lock.lock().expect("one run at a time");
+    let _lock = support::one_run_at_a_time();
     let output = Command::new(env!("CARGO_BIN_EXE_pushbench"))
         .arg("capacity")
         .arg(&file)
         .arg("--out")
         .arg(out.join("out"))
         .arg("--server-bin")
-        .arg(server_bin())
+        .arg(support::server_bin())
         .arg("--no-progress")
         .args(args)
         .output()
@@ -339,9 +313,7 @@ fn sigint_ends_the_search_writes_the_steps_so_far_and_leaves_no_server() {
     let file = d.join("scenario.toml");
     // Long enough steps that the signal lands inside the second one.
     std::fs::write(&file, TINY.replace("duration_s = 1", "duration_s = 4")).unwrap();
-    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
-        .unwrap();
-    lock.lock().expect("one run at a time");
+    let _lock = support::one_run_at_a_time();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pushbench"))
         .arg("capacity")
         .arg(&file)
@@ -357,7 +329,7 @@ fn sigint_ends_the_search_writes_the_steps_so_far_and_leaves_no_server() {
         .arg("--out")
         .arg(d.join("out"))
         .arg("--server-bin")
-        .arg(server_bin())
+        .arg(support::server_bin())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

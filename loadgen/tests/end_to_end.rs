@@ -4,39 +4,16 @@
 //! lock file, so that their timing figures are not disturbed by each other on a small machine; every
 //! timing assertion is a ratio or an ordering with a wide margin. One quick run serves several checks.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use pushbench::report::RunResult;
 use pushbench::run::{RunOptions, ServerSource, run};
 use pushbench::scenario::Scenario;
 use pushbench_common::Transport;
-
-/// The server binary, built on demand with the same profile as this test when it is not there yet.
-fn server_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(path) = pushbench::server_proc::locate(None) {
-            return path;
-        }
-        let release = std::env::current_exe()
-            .unwrap()
-            .components()
-            .any(|c| c.as_os_str() == "release");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo.args(["build", "-p", "pushbench-server"]);
-        if release {
-            cargo.arg("--release");
-        }
-        assert!(
-            cargo.status().expect("cargo runs").success(),
-            "building pushbench-server failed"
-        );
-        pushbench::server_proc::locate(None).expect("pushbench-server was just built")
-    })
-    .clone()
-}
 
 fn out_dir(name: &str) -> PathBuf {
     let dir =
@@ -55,15 +32,13 @@ fn run_spread(toml: &str, workers: usize, cluster: usize) -> (RunResult, PathBuf
     let scenario = Scenario::parse(toml, "test scenario").expect("test scenario is valid");
     let dir = out_dir(&scenario.name);
     let options = RunOptions {
-        server: ServerSource::Spawn(server_bin()),
+        server: ServerSource::Spawn(support::server_bin()),
         out_dir: dir.clone(),
         progress: false,
         workers,
         cluster,
     };
-    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
-        .unwrap();
-    lock.lock().expect("one run at a time");
+    let _lock = support::one_run_at_a_time();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt
         .block_on(run(Arc::new(scenario), &options))
@@ -211,9 +186,7 @@ fn interrupt(signal: nix::sys::signal::Signal, flags: &[&str], children: usize) 
             .replace("duration_s = 4", "duration_s = 120"),
     )
     .unwrap();
-    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
-        .unwrap();
-    lock.lock().expect("one run at a time");
+    let _lock = support::one_run_at_a_time();
     let run = Command::new(env!("CARGO_BIN_EXE_pushbench"))
         .arg("run")
         .arg(&scenario)
@@ -221,7 +194,7 @@ fn interrupt(signal: nix::sys::signal::Signal, flags: &[&str], children: usize) 
         .args(["--no-progress", "--out"])
         .arg(&dir)
         .arg("--server-bin")
-        .arg(server_bin())
+        .arg(support::server_bin())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -4,6 +4,8 @@
 //! Skipped (with a message saying how to install them) only when the peer is not installed; CI installs
 //! both with `scripts/setup-peers`. Runs share the end-to-end lock file so that timings are not disturbed.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,9 +39,7 @@ fn run_peer_with(kind: PeerKind, toml: &str) -> pushbench::report::RunResult {
     let dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("peers-{kind}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
-        .unwrap();
-    lock.lock().expect("one run at a time");
+    let _lock = support::one_run_at_a_time();
     let options = RunOptions {
         server: ServerSource::Peer(kind),
         out_dir: dir.clone(),
@@ -184,9 +184,7 @@ fn no_peer_process_outlives_its_run() {
     let dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("peers-stop-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
-        .unwrap();
-    lock.lock().expect("one run at a time");
+    let _lock = support::one_run_at_a_time();
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Two load-generator workers: they must be gone at the end too.
     let options = RunOptions {
@@ -240,9 +238,7 @@ fn pushpin_longpoll_recovers_an_event_that_raced_the_hold() {
     let dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("peers-race-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let lock = std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock"))
-        .unwrap();
-    lock.lock().expect("one run at a time");
+    let _lock = support::one_run_at_a_time();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let peer = rt
         .block_on(pushbench::peer::RunningPeer::start(

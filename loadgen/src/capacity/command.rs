@@ -107,18 +107,8 @@ pub fn command(args: CapacityArgs) -> Result<(), (u8, anyhow::Error)> {
         Vary::Rate => scenario.subscribers,
     };
     // The largest step must fit this machine's limits (open files, ports, memory), like any run.
-    let open_files = crate::limits::raise_open_file_limit(u64::MAX);
-    let plan = crate::limits::Plan {
-        subscribers: largest,
-        workers: u64::from(args.workers),
-        server_nodes: if args.peer.is_none() {
-            u64::from(args.cluster)
-        } else {
-            0
-        },
-        own_source_addresses: args.workers > 1,
-    };
-    crate::limits::check(plan, crate::limits::Machine::read())
+    let plan = crate::limits::Plan::new(largest, args.workers, args.cluster, args.peer.is_none());
+    let open_files = crate::limits::prepare(plan)
         .map_err(|e| usage(anyhow::anyhow!("--max {}: {e}", params.max)))?;
     let spec = Spec {
         table,

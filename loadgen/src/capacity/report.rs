@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use super::{Capacity, CapacityError, Step, TransportCapacity, Vary, Verdict, format_value};
-use crate::report::html::{COLOURS, STYLE, esc, format_value as figure};
+use crate::report::html::{COLOURS, STYLE, esc, format_value as figure, legend_entry};
 
 /// Writes `capacity.json`, `capacity.md` and `capacity.html` into `dir`.
 pub fn write_all(capacity: &Capacity, dir: &Path) -> Result<(), CapacityError> {
@@ -519,15 +519,12 @@ fn xy_chart(chart: &Chart<'_>) -> String {
                 ),
             };
         }
-        let ly = top + 14.0 * i as f64 + 10.0;
-        let _ = write!(
-            svg,
-            "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+        legend_entry(
+            &mut svg,
             width - right + 8.0,
-            ly - 9.0,
-            width - right + 22.0,
-            ly,
-            esc(&s.name)
+            top + 14.0 * i as f64 + 10.0,
+            colour,
+            &s.name,
         );
     }
     let ly = top + 14.0 * chart.series.len() as f64 + 24.0;

@@ -242,19 +242,27 @@ fn latency_chart(result: &RunResult) -> String {
             svg,
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{path}\"/>"
         );
-        let ly = top + 14.0 * i as f64 + 10.0;
-        let _ = write!(
-            svg,
-            "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+        legend_entry(
+            &mut svg,
             width - right + 8.0,
-            ly - 9.0,
-            width - right + 22.0,
-            ly,
-            esc(name)
+            top + 14.0 * i as f64 + 10.0,
+            colour,
+            name,
         );
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// One line of a chart's legend at `(x, baseline)`: a colour swatch and the series' name.
+pub(crate) fn legend_entry(svg: &mut String, x: f64, baseline: f64, colour: &str, name: &str) {
+    let _ = write!(
+        svg,
+        "<rect x=\"{x}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"{baseline}\">{}</text>",
+        baseline - 9.0,
+        x + 14.0,
+        esc(name)
+    );
 }
 
 /// Horizontal bars, one per row `(colour index, label, value)`; a row whose value is `Err(text)` gets

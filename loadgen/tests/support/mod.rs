@@ -1,0 +1,44 @@
+//! What the load generator's integration tests share: the server binary and the lock that serializes
+//! their runs.
+//!
+//! Runs are serialized, across test processes too (nextest runs each test in its own process), through
+//! a lock file, so that their timing figures are not disturbed by each other on a small machine.
+
+#![allow(dead_code)] // each test crate uses the part it needs
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The server binary, built on demand with the same profile as this test when it is not there yet.
+pub(crate) fn server_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(path) = pushbench::server_proc::locate(None) {
+            return path;
+        }
+        let release = std::env::current_exe()
+            .unwrap()
+            .components()
+            .any(|c| c.as_os_str() == "release");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "-p", "pushbench-server"]);
+        if release {
+            cargo.arg("--release");
+        }
+        assert!(
+            cargo.status().expect("cargo runs").success(),
+            "building pushbench-server failed"
+        );
+        pushbench::server_proc::locate(None).expect("pushbench-server was just built")
+    })
+    .clone()
+}
+
+/// Holds the lock of all runs until dropped: one run at a time, whichever test process runs it.
+pub(crate) fn one_run_at_a_time() -> File {
+    let lock = File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock")).unwrap();
+    lock.lock().expect("one run at a time");
+    lock
+}

@@ -52,15 +52,12 @@ impl TestServer {
     }
 
     pub(crate) async fn publish(&self, topic: &str, data: &str) -> PublishAck {
-        let response = self
-            .http
-            .post(self.url(&format!("/publish/{topic}")))
-            .body(data.to_owned())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-        response.json().await.unwrap()
+        publish_via(
+            &self.http,
+            &self.url(&format!("/publish/{topic}")),
+            data.to_owned(),
+        )
+        .await
     }
 
     pub(crate) async fn stats(&self) -> serde_json::Value {
@@ -408,4 +405,12 @@ pub(crate) fn event_ids(items: &[Received]) -> Vec<u64> {
             Received::Gap(gap) => panic!("unexpected gap {gap:?}"),
         })
         .collect()
+}
+
+/// Publishes `data` with `http` to the publish URL `url` (for concurrent publishers, which each need a
+/// client of their own) and returns the acknowledgement.
+pub(crate) async fn publish_via(http: &reqwest::Client, url: &str, data: String) -> PublishAck {
+    let response = http.post(url).body(data).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    response.json().await.unwrap()
 }

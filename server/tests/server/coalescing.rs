@@ -7,7 +7,7 @@ use std::time::Duration;
 use pushbench_common::Transport;
 use pushbench_common::wire::Gap;
 
-use crate::client::{Received, Subscriber, TestServer, event_ids};
+use crate::client::{Received, Subscriber, TestServer, event_ids, publish_via};
 
 const STREAMING: [Transport; 3] = [Transport::Stream, Transport::Sse, Transport::Ws];
 const BURST: usize = 20;
@@ -84,15 +84,7 @@ async fn with_a_write_delay_concurrent_publishers_lose_and_repeat_nothing() {
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for i in 0..100 {
-                    let ack: pushbench_common::wire::PublishAck = http
-                        .post(&url)
-                        .body(format!("publisher {p} event {i}"))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                    let ack = publish_via(&http, &url, format!("publisher {p} event {i}")).await;
                     ids.push(ack.id);
                 }
                 ids

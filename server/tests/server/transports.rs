@@ -2,7 +2,7 @@
 
 use pushbench_common::Transport;
 
-use crate::client::{Received, Subscriber, TestServer};
+use crate::client::{Received, Subscriber, TestServer, publish_via};
 
 const PUBLISHERS: usize = 4;
 const EVENTS_PER_PUBLISHER: usize = 300;
@@ -25,15 +25,7 @@ async fn a_thousand_events_on_two_topics_arrive_complete_and_in_order_on_every_t
             for i in 0..EVENTS_PER_PUBLISHER {
                 let topic = ["room.a", "room.b", "room.c"][(p + i) % 3];
                 let data = format!("publisher {p} event {i} \u{e9}\"quoted\"");
-                let ack: pushbench_common::wire::PublishAck = http
-                    .post(format!("{base}{topic}"))
-                    .body(data.clone())
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let ack = publish_via(&http, &format!("{base}{topic}"), data.clone()).await;
                 acks.push((ack.id, topic, data));
             }
             acks

@@ -282,18 +282,8 @@ impl Session {
         let mut written = 0;
         let write = socket.write_frames(frames, &mut written);
         match tokio::time::timeout(self.state.config.write_timeout, write).await {
-            Ok(Ok(())) => {
-                let metrics = &self.state.metrics;
-                metrics.delivered(Transport::Ws, events, frames.len() as u64);
-                metrics.wrote(Transport::Ws);
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                debug!(error = %e, "websocket write failed");
-                Err(())
-            }
+            Ok(outcome) => self.written(outcome, events, frames.len() as u64),
             Err(_elapsed) => {
-                self.state.metrics.slow_consumer_disconnect(Transport::Ws);
                 // The close frame must not land inside a half-written frame: finish the batch first, if
                 // the client takes it within the same second the close frame is given.
                 let _ = tokio::time::timeout(
@@ -301,13 +291,7 @@ impl Session {
                     socket.write_frames(frames, &mut written),
                 )
                 .await;
-                close(
-                    socket,
-                    CloseCode::Policy,
-                    "slow consumer: writes blocked past the write timeout",
-                )
-                .await;
-                Err(())
+                self.drop_slow_consumer(socket).await
             }
         }
     }
@@ -327,26 +311,44 @@ impl Session {
         let mut all = futures_util::stream::iter(frames.into_iter().map(Ok));
         match tokio::time::timeout(self.state.config.write_timeout, socket.send_all(&mut all)).await
         {
-            Ok(Ok(())) => {
+            Ok(outcome) => self.written(outcome, events, bytes),
+            Err(_elapsed) => self.drop_slow_consumer(socket).await,
+        }
+    }
+
+    /// Counts a finished write of `events` events in `bytes` bytes, or logs why it failed.
+    fn written(
+        &self,
+        outcome: Result<(), tungstenite::Error>,
+        events: u64,
+        bytes: u64,
+    ) -> Result<(), ()> {
+        match outcome {
+            Ok(()) => {
                 self.state.metrics.delivered(Transport::Ws, events, bytes);
                 self.state.metrics.wrote(Transport::Ws);
                 Ok(())
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 debug!(error = %e, "websocket write failed");
                 Err(())
             }
-            Err(_elapsed) => {
-                self.state.metrics.slow_consumer_disconnect(Transport::Ws);
-                close(
-                    socket,
-                    CloseCode::Policy,
-                    "slow consumer: writes blocked past the write timeout",
-                )
-                .await;
-                Err(())
-            }
         }
+    }
+
+    /// A client that did not take a write within the write timeout: counted, told why, and dropped.
+    async fn drop_slow_consumer<S>(&self, socket: &mut S) -> Result<(), ()>
+    where
+        S: Sink<Message, Error = tungstenite::Error> + Unpin,
+    {
+        self.state.metrics.slow_consumer_disconnect(Transport::Ws);
+        close(
+            socket,
+            CloseCode::Policy,
+            "slow consumer: writes blocked past the write timeout",
+        )
+        .await;
+        Err(())
     }
 }
 

@@ -168,9 +168,9 @@ pub struct RawServer {
     /// `--max-connections`.
     #[serde(default)]
     pub max_connections: Option<u64>,
-    /// `--write-delay-ms`: write coalescing (0 to 1000; the server checks the range).
+    /// `--write-interval-ms`: write pacing (0 to 1000; the server checks the range).
     #[serde(default)]
-    pub write_delay_ms: Option<u64>,
+    pub write_interval_ms: Option<u64>,
 }
 
 /// Who receives which events.
@@ -217,10 +217,10 @@ pub struct ServerOptions {
     pub replay_events: Option<u64>,
     /// `--max-connections`.
     pub max_connections: Option<u64>,
-    /// `--write-delay-ms`. Left out of results when unset, so that results recorded before it existed
+    /// `--write-interval-ms`. Left out of results when unset, so that results recorded before it existed
     /// still compare as runs of the same scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub write_delay_ms: Option<u64>,
+    pub write_interval_ms: Option<u64>,
 }
 
 impl ServerOptions {
@@ -231,7 +231,7 @@ impl ServerOptions {
             ("--heartbeat-ms", self.heartbeat_ms),
             ("--replay-events", self.replay_events),
             ("--max-connections", self.max_connections),
-            ("--write-delay-ms", self.write_delay_ms),
+            ("--write-interval-ms", self.write_interval_ms),
         ];
         for (flag, value) in flags {
             if let Some(value) = value {
@@ -507,7 +507,7 @@ impl Scenario {
                 heartbeat_ms: raw.server.heartbeat_ms,
                 replay_events: raw.server.replay_events,
                 max_connections: raw.server.max_connections,
-                write_delay_ms: raw.server.write_delay_ms,
+                write_interval_ms: raw.server.write_interval_ms,
             },
             thresholds: Thresholds::from_table(&raw.thresholds)?,
         })
@@ -786,15 +786,20 @@ mod tests {
     }
 
     #[test]
-    fn server_write_delay_is_passed_to_the_server_and_recorded_only_when_set() {
+    fn server_write_interval_is_passed_to_the_server_and_recorded_only_when_set() {
         let plain = Scenario::parse(GOOD, "t").unwrap();
-        assert!(!plain.server.args().contains(&"--write-delay-ms".to_owned()));
-        assert!(serde_json::to_value(&plain.server).unwrap()["write_delay_ms"].is_null());
-        let delayed =
-            Scenario::parse(&format!("{GOOD}\n[server]\nwrite_delay_ms = 20"), "t").unwrap();
-        assert_eq!(delayed.server.args(), ["--write-delay-ms", "20"]);
+        assert!(
+            !plain
+                .server
+                .args()
+                .contains(&"--write-interval-ms".to_owned())
+        );
+        assert!(serde_json::to_value(&plain.server).unwrap()["write_interval_ms"].is_null());
+        let paced =
+            Scenario::parse(&format!("{GOOD}\n[server]\nwrite_interval_ms = 20"), "t").unwrap();
+        assert_eq!(paced.server.args(), ["--write-interval-ms", "20"]);
         assert_eq!(
-            serde_json::to_value(&delayed.server).unwrap()["write_delay_ms"],
+            serde_json::to_value(&paced.server).unwrap()["write_interval_ms"],
             20
         );
     }

@@ -52,11 +52,13 @@ pub struct Args {
     /// A WebSocket send blocked this long (the client does not read) disconnects the client as a slow consumer.
     #[arg(long, default_value_t = 10_000)]
     pub write_timeout_ms: u64,
-    /// Write coalescing (like Centrifugo's `client.write_delay`): a stream, SSE or WebSocket subscriber
-    /// woken by a publish waits this long (0 to 1000 ms), then sends everything published meanwhile in one
-    /// write. Fewer writes, so less CPU per event, for up to this much latency; 0 writes at once.
+    /// Write pacing: a stream, SSE or WebSocket subscriber writes at most once per this interval (0 to
+    /// 1000 ms). An event after a quiet interval leaves at once; events that follow within the interval
+    /// wait for its end and leave together in one write. Fewer writes, so less CPU per event, for at most
+    /// this much latency, and only when a subscriber gets events faster than one per interval; 0 writes
+    /// every wake-up at once.
     #[arg(long, default_value_t = 0)]
-    pub write_delay_ms: u64,
+    pub write_interval_ms: u64,
     /// On SIGINT/SIGTERM, how long to wait for open connections to close before exiting anyway.
     #[arg(long, default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
@@ -83,8 +85,8 @@ pub struct Args {
     pub generate_bytes: usize,
 }
 
-/// Longest `--write-delay-ms`: beyond a second a delay is a stall, not a trade of latency for CPU.
-pub const MAX_WRITE_DELAY_MS: u64 = 1_000;
+/// Longest `--write-interval-ms`: beyond a second a wait is a stall, not a trade of latency for CPU.
+pub const MAX_WRITE_INTERVAL_MS: u64 = 1_000;
 
 /// Rate of `--demo` when `--generate` is not given.
 const DEMO_RATE: f64 = 5.0;
@@ -148,8 +150,8 @@ pub struct Config {
     pub longpoll_max: Duration,
     /// WebSocket send timeout before a slow consumer is disconnected.
     pub write_timeout: Duration,
-    /// How long a woken streaming subscriber waits for more events before it writes (0 = at once).
-    pub write_delay: Duration,
+    /// Least time between two writes of events to one streaming subscriber (0 = no pacing).
+    pub write_interval: Duration,
     /// Grace period for open connections at shutdown.
     pub shutdown_grace: Duration,
     /// Synthetic publisher.
@@ -223,12 +225,12 @@ impl TryFrom<&Args> for Config {
                 "write-timeout-ms",
                 args.write_timeout_ms,
             )?),
-            write_delay: if args.write_delay_ms <= MAX_WRITE_DELAY_MS {
-                Duration::from_millis(args.write_delay_ms)
+            write_interval: if args.write_interval_ms <= MAX_WRITE_INTERVAL_MS {
+                Duration::from_millis(args.write_interval_ms)
             } else {
                 return Err(ConfigError {
-                    flag: "write-delay-ms",
-                    reason: format!("must be between 0 and {MAX_WRITE_DELAY_MS}"),
+                    flag: "write-interval-ms",
+                    reason: format!("must be between 0 and {MAX_WRITE_INTERVAL_MS}"),
                 });
             },
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
@@ -278,7 +280,7 @@ mod tests {
         assert_eq!(c.max_payload, 65_536);
         assert_eq!(c.longpoll_default, Duration::from_secs(30));
         assert_eq!(c.generator.initial.rate, 0.0);
-        assert_eq!(c.write_delay, Duration::ZERO, "writes at once unless asked");
+        assert_eq!(c.write_interval, Duration::ZERO, "not paced unless asked");
     }
 
     #[test]
@@ -300,13 +302,15 @@ mod tests {
                 .starts_with("--generate-topic:")
         );
         assert_eq!(
-            config(&["--write-delay-ms", "1001"])
+            config(&["--write-interval-ms", "1001"])
                 .unwrap_err()
                 .to_string(),
-            "--write-delay-ms: must be between 0 and 1000"
+            "--write-interval-ms: must be between 0 and 1000"
         );
         assert_eq!(
-            config(&["--write-delay-ms", "1000"]).unwrap().write_delay,
+            config(&["--write-interval-ms", "1000"])
+                .unwrap()
+                .write_interval,
             Duration::from_secs(1)
         );
         let generator = config(&["--generate", "7"]).unwrap().generator;

@@ -361,7 +361,7 @@ impl Stats {
                 "pushbench_writes_total",
                 "counter",
                 "Writes to subscribers' sockets (stream, SSE, WebSocket): one per batch of frames sent together; \
-                 deliveries per write grow with batching and --write-delay-ms.",
+                 deliveries per write grow with batching and --write-interval-ms.",
                 |t| t.writes,
             ),
             (

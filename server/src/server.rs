@@ -144,7 +144,7 @@ async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Out
     );
     state.shutdown.cancel();
     // Streams, SSE and WebSockets learn of shutdown from their subscription: each writes what it has read
-    // (cutting a `--write-delay-ms` short) and ends.
+    // (cutting a `--write-interval-ms` wait short) and ends.
     state.feed.close();
     state.tasks.close();
     if tokio::time::timeout(state.config.shutdown_grace, state.tasks.wait())

@@ -12,9 +12,9 @@
 //!   it continues from the oldest event still held (counted as a slow-consumer gap by the transport);
 //! - a publish to a topic wakes only that topic's subscribers (each holds one [`Notify`] registered in
 //!   every topic it reads), so unicast to 20,000 users does not wake 20,000 tasks per event;
-//! - a woken subscriber may wait a moment before it reads (`--write-delay-ms`), so that a burst leaves in
-//!   one batch, and transports can frame a batch while it is still borrowed from the log
-//!   ([`Subscription::next_batch_with`]);
+//! - a subscriber may be *paced* (`--write-interval-ms`): it reads at most once per interval, so an event
+//!   after a quiet spell leaves at once while a fast stream leaves in batches of one write each; and
+//!   transports can frame a batch while it is still borrowed from the log ([`Subscription::next_batch_with`]);
 //! - [`Feed::close`] (shutdown) ends every subscription once it has returned what it had to read.
 //!
 //! # Several nodes
@@ -33,6 +33,7 @@ use std::time::Duration;
 use pushbench_common::Topic;
 use pushbench_common::wire::{Gap, PublishAck};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use log::{ReplayLimits, ReplayLog, ReplayStats, StoredEvent};
@@ -112,7 +113,7 @@ struct Inner {
     /// Set by [`Feed::close`]. A plain flag rather than a look at a cancellation token, because every
     /// subscriber's wake-up checks it, and a token's check takes a lock that all of them would share.
     closed: AtomicBool,
-    /// Cancelled by [`Feed::close`]: cuts a subscriber's coalescing delay short.
+    /// Cancelled by [`Feed::close`]: cuts a paced subscriber's wait short.
     closing: CancellationToken,
 }
 
@@ -246,6 +247,8 @@ impl Feed {
             keys,
             notify,
             cursor: after.unwrap_or(head),
+            paced_until: None,
+            unread: false,
         }
     }
 }
@@ -258,6 +261,11 @@ pub struct Subscription {
     keys: Vec<usize>,
     notify: Arc<Notify>,
     cursor: u64,
+    /// When pacing, no read before this instant (one interval after the last one that returned events).
+    paced_until: Option<Instant>,
+    /// Something may wait to be read without a wake-up to say so: the last read was cut at the batch
+    /// limits, or a wake-up was taken but the pacing wait after it was cancelled.
+    unread: bool,
 }
 
 impl Subscription {
@@ -276,14 +284,14 @@ impl Subscription {
     /// Waits until there is something to deliver, then reads it and advances the cursor; `None` once the
     /// feed is [closed](Feed::close) and everything available has been returned.
     ///
-    /// With a `coalesce` delay, a subscriber woken by a publish waits that much longer before it reads,
-    /// so that the events published meanwhile come in the same batch and go out in one write: fewer
-    /// writes (system calls) per event, for up to `coalesce` of latency. Events already waiting when it
-    /// is called are returned at once, and closing the feed cuts the delay short.
+    /// With a `pacing` interval, reads that return events are at least that far apart: an event after a
+    /// quiet interval is returned at once, and those published within the interval after it wait for its
+    /// end and come together in the next batch — one write instead of several, for at most `pacing` of
+    /// latency, and only when events come faster than one per interval. Closing the feed cuts the wait short.
     ///
     /// Cancel-safe: the cursor only moves when a batch is returned, so dropping the future loses nothing.
-    pub async fn next_batch(&mut self, coalesce: Duration) -> Option<Batch> {
-        self.next_batch_with(coalesce, |batch| batch.to_owned_events())
+    pub async fn next_batch(&mut self, pacing: Duration) -> Option<Batch> {
+        self.next_batch_with(pacing, |batch| batch.to_owned_events())
             .await
     }
 
@@ -293,26 +301,35 @@ impl Subscription {
     /// once, for a non-empty batch, and must not block.
     pub async fn next_batch_with<R>(
         &mut self,
-        coalesce: Duration,
+        pacing: Duration,
         mut take: impl FnMut(Batch<&Arc<StoredEvent>>) -> R,
     ) -> Option<R> {
         loop {
+            let closed = self.feed.is_closed();
+            if closed || !self.paced() {
+                if let Some(taken) = self.take_now(&mut take) {
+                    // No clock read when not pacing: this runs once per delivery.
+                    self.paced_until = (!pacing.is_zero()).then(|| Instant::now() + pacing);
+                    return Some(taken);
+                }
+                if closed {
+                    return None;
+                }
+            }
             // `Notify` keeps a permit when woken with nobody waiting, so a publish that lands between the
-            // read and the wait below is not missed.
-            if let Some(taken) = self.take_now(&mut take) {
-                return Some(taken);
+            // read and the wait below is not missed. A paced subscriber waits here too rather than on its
+            // timer, so that one with nothing more to send holds no timer.
+            if !self.unread {
+                self.notify.notified().await;
+                self.unread = true;
             }
-            if self.feed.is_closed() {
-                return None;
-            }
-            self.notify.notified().await;
-            if !coalesce.is_zero() {
+            if self.paced() {
+                let (until, closing) = (self.paced_until, &self.feed.inner.closing);
                 // Boxed: inline, the timer and the cancellation future would enlarge every idle
                 // subscriber's future for a wait that lasts only while it has something to send.
-                let closing = &self.feed.inner.closing;
                 Box::pin(async {
                     tokio::select! {
-                        () = tokio::time::sleep(coalesce) => {}
+                        () = tokio::time::sleep_until(until.expect("paced")) => {}
                         () = closing.cancelled() => {}
                     }
                 })
@@ -321,12 +338,19 @@ impl Subscription {
         }
     }
 
+    /// Whether the pacing interval after the last read is still running.
+    fn paced(&self) -> bool {
+        self.paced_until.is_some_and(|until| until > Instant::now())
+    }
+
     /// Reads what is available now; when there is something, advances the cursor past it and returns
     /// what `take` made of it.
     fn take_now<R>(&mut self, take: &mut impl FnMut(Batch<&Arc<StoredEvent>>) -> R) -> Option<R> {
         let log = self.feed.log_read();
         let batch = log.read(&self.topics, self.cursor, self.feed.inner.batch);
         self.cursor = batch.next;
+        // A batch cut short ends before the head; the wake-ups for the rest were spent on this read.
+        self.unread = batch.next < log.head();
         (!batch.is_empty()).then(|| take(batch))
     }
 }
@@ -390,51 +414,120 @@ mod tests {
         assert_eq!(waiter.await.unwrap(), 1);
     }
 
-    /// Ids of the events of the first batch a subscriber waiting with `coalesce` gets when one event is
-    /// published, it wakes, and two more are published before it reads again. On the current-thread
-    /// runtime the subscriber runs only at the `yield_now`s, so the order is fixed.
-    async fn first_batch_of_a_burst(coalesce: Duration) -> Vec<u64> {
-        let feed = feed(100);
-        let mut sub = feed.subscribe(topics(&["a"]), None);
-        let waiter = tokio::spawn(async move { sub.next_batch(coalesce).await.unwrap() });
-        tokio::task::yield_now().await; // the subscriber waits
-        let a = Topic::parse("a").unwrap();
-        feed.publish(a.clone(), "1").await.unwrap();
-        tokio::task::yield_now().await; // it wakes: reads at once, or starts its delay
-        feed.publish(a.clone(), "2").await.unwrap();
-        feed.publish(a, "3").await.unwrap();
-        let batch = waiter.await.unwrap();
+    /// Publishes `data` to topic `a`.
+    async fn publish(feed: &Feed, data: &str) -> u64 {
+        feed.publish(Topic::parse("a").unwrap(), data)
+            .await
+            .unwrap()
+            .id
+    }
+
+    fn ids(batch: &Batch) -> Vec<u64> {
         batch.events.iter().map(|e| e.id).collect()
     }
 
-    #[tokio::test]
-    async fn a_coalescing_delay_gathers_a_burst_into_one_batch() {
-        assert_eq!(first_batch_of_a_burst(Duration::ZERO).await, vec![1]);
+    // On paused time a wait takes no real time and the clock moves only when every task waits: the
+    // instants below are exact.
+    #[tokio::test(start_paused = true)]
+    async fn pacing_sends_a_lone_event_at_once_and_what_follows_within_the_interval_in_one_batch() {
+        let pacing = Duration::from_millis(50);
+        let feed = feed(100);
+        let mut sub = feed.subscribe(topics(&["a"]), None);
+        let start = Instant::now();
+        publish(&feed, "1").await;
+        assert_eq!(ids(&sub.next_batch(pacing).await.unwrap()), vec![1]);
         assert_eq!(
-            first_batch_of_a_burst(Duration::from_millis(50)).await,
-            vec![1, 2, 3]
+            start.elapsed(),
+            Duration::ZERO,
+            "the first event is not held"
+        );
+        publish(&feed, "2").await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        publish(&feed, "3").await;
+        assert_eq!(ids(&sub.next_batch(pacing).await.unwrap()), vec![2, 3]);
+        assert_eq!(start.elapsed(), pacing, "held to the end of the interval");
+        // Quiet for longer than the interval: the next event goes at once again, and a subscriber that
+        // was waiting when it came is woken for it.
+        tokio::time::sleep(pacing * 2).await;
+        let waiter = tokio::spawn(async move {
+            let batch = sub.next_batch(pacing).await.unwrap();
+            (ids(&batch), Instant::now())
+        });
+        tokio::task::yield_now().await;
+        let published = Instant::now();
+        publish(&feed, "4").await;
+        assert_eq!(waiter.await.unwrap(), (vec![4], published));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacing_reads_the_rest_of_a_batch_cut_at_the_limits_without_another_publish() {
+        let pacing = Duration::from_millis(50);
+        let feed = Feed::new(
+            ReplayLimits {
+                max_events: 100,
+                max_bytes: usize::MAX,
+            },
+            BatchLimits {
+                max_events: 2,
+                max_bytes: usize::MAX,
+            },
+        );
+        let mut sub = feed.subscribe(topics(&["a"]), None);
+        for _ in 0..5 {
+            publish(&feed, "x").await;
+        }
+        let start = Instant::now();
+        let mut batches = Vec::new();
+        for _ in 0..3 {
+            // An hour of paused time passes at once if the subscriber waits for a wake-up that never comes.
+            let batch = tokio::time::timeout(Duration::from_secs(3600), sub.next_batch(pacing))
+                .await
+                .expect("the rest of the log is read without a new publish");
+            batches.push((ids(&batch.unwrap()), start.elapsed()));
+        }
+        assert_eq!(
+            batches,
+            [
+                (vec![1, 2], Duration::ZERO),
+                (vec![3, 4], pacing),
+                (vec![5], pacing * 2)
+            ]
         );
     }
 
-    #[tokio::test]
-    async fn closing_the_feed_cuts_the_delay_short_and_ends_subscriptions() {
+    #[tokio::test(start_paused = true)]
+    async fn without_pacing_every_wake_reads_at_once() {
         let feed = feed(100);
         let mut sub = feed.subscribe(topics(&["a"]), None);
+        let start = Instant::now();
+        for id in 1..=3 {
+            publish(&feed, "x").await;
+            assert_eq!(
+                ids(&sub.next_batch(Duration::ZERO).await.unwrap()),
+                vec![id]
+            );
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn closing_the_feed_cuts_pacing_short_and_ends_subscriptions() {
+        let hour = Duration::from_secs(3600);
+        let feed = feed(100);
+        let mut sub = feed.subscribe(topics(&["a"]), None);
+        publish(&feed, "1").await;
+        assert_eq!(ids(&sub.next_batch(hour).await.unwrap()), vec![1]);
+        publish(&feed, "2").await;
         let waiter = tokio::spawn(async move {
-            let batch = sub.next_batch(Duration::from_secs(3600)).await;
-            (
-                batch.map(|b| b.events.len()),
-                sub.next_batch(Duration::ZERO).await.is_none(),
-            )
+            let batch = sub.next_batch(hour).await;
+            (batch.map(|b| ids(&b)), sub.next_batch(hour).await.is_none())
         });
-        tokio::task::yield_now().await;
-        feed.publish(Topic::parse("a").unwrap(), "x").await.unwrap();
-        tokio::task::yield_now().await; // in its hour-long delay now
+        tokio::task::yield_now().await; // paced for an hour now
         feed.close();
         let ended = tokio::time::timeout(Duration::from_secs(10), waiter).await;
         assert_eq!(
-            ended.expect("the delay was cut short").unwrap(),
-            (Some(1), true),
+            ended.expect("the wait was cut short").unwrap(),
+            (Some(vec![2]), true),
             "the pending event first, then the end"
         );
         let mut late = feed.subscribe(topics(&["a"]), None);

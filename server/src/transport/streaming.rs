@@ -4,8 +4,8 @@
 //! A [`Subscriber`] produces one *write* at a time: the `subscribed` greeting first, then everything its
 //! subscription has to deliver (a gap notice when it fell off the replay buffer, and the events of the
 //! batch), or a heartbeat after an idle interval — all the frames of one write in one buffer, so that a
-//! batch costs one system call however many events it holds. Under `--write-delay-ms` a woken subscriber
-//! waits that long first, so that events published meanwhile join the same write. Its writer (hyper's
+//! batch costs one system call however many events it holds. Under `--write-interval-ms` the subscription
+//! paces those writes, so that a fast stream of events leaves in fewer, larger ones. Its writer (hyper's
 //! body, or [`super::direct`]) waits for the socket to take a write before asking for the next, so a slow
 //! reader holds at most one batch; the rest waits in the shared replay log. At shutdown the stream ends
 //! after writing what it had read, and the writer sends the final chunk and closes.
@@ -138,21 +138,21 @@ impl<F: Framing> Subscriber<F> {
         } else {
             let (metrics, live) = (&self.state.metrics, &mut self.live);
             // The batch is framed straight into `out` while the log is locked for reading.
-            let read = self
-                .subscription
-                .next_batch_with(self.state.config.write_delay, |batch| {
-                    out.reserve(head_room + 256);
-                    out.resize(start, 0);
-                    if let Some(gap) = batch.gap {
-                        metrics.gap(F::TRANSPORT, *live);
-                        out.extend_from_slice(&F::gap(gap));
-                    }
-                    *live = true;
-                    for event in &batch.events {
-                        F::event(event, out);
-                    }
-                    batch.events.len() as u64
-                });
+            let read =
+                self.subscription
+                    .next_batch_with(self.state.config.write_interval, |batch| {
+                        out.reserve(head_room + 256);
+                        out.resize(start, 0);
+                        if let Some(gap) = batch.gap {
+                            metrics.gap(F::TRANSPORT, *live);
+                            out.extend_from_slice(&F::gap(gap));
+                        }
+                        *live = true;
+                        for event in &batch.events {
+                            F::event(event, out);
+                        }
+                        batch.events.len() as u64
+                    });
             let taken = tokio::select! {
                 biased;
                 read = read => match read {

@@ -216,7 +216,7 @@ impl Session {
                 },
                 // The batch is encoded straight into one buffer of ready frames while the log is locked
                 // for reading, and written in one go: one system call however many events it holds.
-                frames = self.subscription.next_batch_with(self.state.config.write_delay, |batch| {
+                frames = self.subscription.next_batch_with(self.state.config.write_interval, |batch| {
                     let mut frames = Vec::with_capacity(256);
                     if let Some(gap) = batch.gap {
                         self.state.metrics.gap(Transport::Ws, live);

@@ -1,5 +1,5 @@
-//! `--write-delay-ms`: a woken stream, SSE or WebSocket subscriber waits before it writes, so that a burst
-//! of events goes out in fewer writes (`pushbench_writes_total`) — with nothing lost, repeated or
+//! `--write-interval-ms`: a stream, SSE or WebSocket subscriber writes at most once per interval, so that a
+//! burst of events goes out in fewer writes (`pushbench_writes_total`) — with nothing lost, repeated or
 //! reordered, resume and gap notices as without it, and no wait at shutdown.
 
 use std::time::Duration;
@@ -27,9 +27,10 @@ async fn connect_all(server: &TestServer, topic: &str) -> Vec<Subscriber> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_write_delay_a_burst_arrives_in_fewer_writes_than_events() {
-    // The longest delay: the burst (published all at once) is out well within it, however slow the machine.
-    let server = TestServer::start(&["--write-delay-ms", "1000"]).await;
+async fn with_pacing_a_burst_arrives_in_fewer_writes_than_events() {
+    // The longest interval: the burst (published all at once) is out well within it, however slow the
+    // machine, so it leaves in the write of its first event and the one at the interval's end.
+    let server = TestServer::start(&["--write-interval-ms", "1000"]).await;
     let mut subscribers = connect_all(&server, "burst").await;
     let mut before = Vec::new();
     for transport in STREAMING {
@@ -48,20 +49,26 @@ async fn with_a_write_delay_a_burst_arrives_in_fewer_writes_than_events() {
         let writes = writes(&server, *transport).await - before;
         assert!(
             (1..=2).contains(&writes),
-            "{transport}: {BURST} events in {writes} writes; the delay should gather them into one"
+            "{transport}: {BURST} events in {writes} writes; pacing should gather them into two at most"
         );
     }
 }
 
 #[tokio::test]
-async fn without_a_delay_events_published_one_at_a_time_are_one_write_each() {
+async fn events_published_one_at_a_time_are_one_write_each_paced_or_not() {
     // The contrast that shows the counter counts writes: each event is published only once the previous
     // one has arrived, so there is never more than one to send.
-    let server = TestServer::start(&[]).await;
-    let mut subscribers = connect_all(&server, "one").await;
+    for interval in ["0", "20"] {
+        let server = TestServer::start(&["--write-interval-ms", interval]).await;
+        one_write_per_event(&server).await;
+    }
+}
+
+async fn one_write_per_event(server: &TestServer) {
+    let mut subscribers = connect_all(server, "one").await;
     let mut before = Vec::new();
     for transport in STREAMING {
-        before.push(writes(&server, transport).await);
+        before.push(writes(server, transport).await);
     }
     for i in 0..5 {
         let id = server.publish("one", &format!("{i}")).await.id;
@@ -70,13 +77,13 @@ async fn without_a_delay_events_published_one_at_a_time_are_one_write_each() {
         }
     }
     for (transport, before) in STREAMING.iter().zip(before) {
-        assert_eq!(writes(&server, *transport).await - before, 5, "{transport}");
+        assert_eq!(writes(server, *transport).await - before, 5, "{transport}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_write_delay_concurrent_publishers_lose_and_repeat_nothing() {
-    let server = TestServer::start(&["--write-delay-ms", "5", "--max-batch-events", "7"]).await;
+async fn with_pacing_concurrent_publishers_lose_and_repeat_nothing() {
+    let server = TestServer::start(&["--write-interval-ms", "5", "--max-batch-events", "7"]).await;
     let mut subscribers = connect_all(&server, "many").await;
     let publishers: Vec<_> = (0..4)
         .map(|p| {
@@ -104,14 +111,14 @@ async fn with_a_write_delay_concurrent_publishers_lose_and_repeat_nothing() {
     for transport in STREAMING {
         let t = &stats["transports"][transport.as_str()];
         assert_eq!(t["deliveries"], 400, "{transport}");
-        // Batches are cut at --max-batch-events, delay or not.
+        // Batches are cut at --max-batch-events, paced or not.
         assert!(t["writes"].as_u64().unwrap() >= 400 / 7, "{transport}");
     }
 }
 
 #[tokio::test]
-async fn with_a_write_delay_resume_and_gap_notices_are_unchanged() {
-    let server = TestServer::start(&["--write-delay-ms", "5", "--replay-events", "50"]).await;
+async fn with_pacing_resume_and_gap_notices_are_unchanged() {
+    let server = TestServer::start(&["--write-interval-ms", "5", "--replay-events", "50"]).await;
     let mut ids = Vec::new();
     for i in 0..120 {
         ids.push(server.publish("r", &format!("{i}")).await.id);
@@ -137,21 +144,28 @@ async fn with_a_write_delay_resume_and_gap_notices_are_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_writes_what_a_delayed_subscriber_holds_without_waiting_for_the_delay() {
-    let delay = Duration::from_millis(1000);
-    let server = TestServer::start(&["--write-delay-ms", "1000"]).await;
+async fn shutdown_writes_what_a_paced_subscriber_holds_without_waiting_for_the_interval() {
+    let interval = Duration::from_millis(1000);
+    let server = TestServer::start(&["--write-interval-ms", "1000"]).await;
     let mut subscribers = connect_all(&server, "last").await;
-    let id = server.publish("last", "in flight").await.id;
-    // Every subscriber was woken and is inside its delay when shutdown starts.
+    // The first event leaves at once and starts every subscriber's interval; the second is held.
+    let first = server.publish("last", "sent").await.id;
+    for subscriber in &mut subscribers {
+        assert_eq!(
+            event_ids(&subscriber.collect_until(first).await),
+            vec![first]
+        );
+    }
+    let held = server.publish("last", "held").await.id;
     let shutdown = server.shutdown().await;
     assert!(
-        shutdown < delay * 4 / 5,
-        "shutdown took {shutdown:?}: it waited for the {delay:?} write delay"
+        shutdown < interval * 4 / 5,
+        "shutdown took {shutdown:?}: it waited for the {interval:?} write interval"
     );
     for (subscriber, transport) in subscribers.iter_mut().zip(STREAMING) {
         assert_eq!(
-            event_ids(&subscriber.collect_until(id).await),
-            vec![id],
+            event_ids(&subscriber.collect_until(held).await),
+            vec![held],
             "{transport}: the held event is flushed"
         );
         assert!(subscriber.read_to_end().await, "{transport} ends cleanly");

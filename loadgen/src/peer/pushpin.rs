@@ -23,7 +23,8 @@
 //!
 //! Keep-alives: the backend asks Pushpin for the keep-alive our server sends idle subscribers, at the
 //! scenario's heartbeat interval in whole seconds: on streams and SSE after that long without a write
-//! (`Grip-Keep-Alive`, idle mode, as ours), on WebSockets a ping frame every interval (as ours).
+//! (`Grip-Keep-Alive`, in Pushpin's default idle mode, as ours), on WebSockets a ping frame every interval
+//! (as ours).
 
 //! Publish: `POST /publish/` on the handler's HTTP port with `{"items":[{"channel":T,"formats":{..}}]}`.
 //! Processes: `pushpin --config` (its runner starts condure, pushpin-proxy and pushpin-handler) and

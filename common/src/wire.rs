@@ -21,6 +21,10 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+/// The server's default heartbeat interval (`--heartbeat-ms`): here so that the load generator gives a
+/// peer server the same keep-alive interval as ours without repeating the number.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 15_000;
+
 /// One event as it travels on the wire. Borrows from the buffer it was parsed from where it can, so a load
 /// generator can parse thousands of them per second without allocating.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -164,7 +164,7 @@ impl Deployment {
             )),
             ServerSource::Target { url, pid } => Ok(single(Server::target(url, *pid).await?)),
             ServerSource::Peer(kind) => Ok(single(Server::peer(
-                RunningPeer::start(*kind, transport, out_dir).await?,
+                RunningPeer::start(*kind, transport, scenario.server.heartbeat(), out_dir).await?,
             ))),
         }
     }

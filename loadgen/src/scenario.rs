@@ -241,6 +241,15 @@ impl ServerOptions {
         }
         args
     }
+
+    /// The keep-alive interval our server uses in this scenario (`--heartbeat-ms` or its default): a peer
+    /// is given the same, so that idle subscribers cost both the same keep-alives.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(
+            self.heartbeat_ms
+                .unwrap_or(pushbench_common::wire::DEFAULT_HEARTBEAT_MS),
+        )
+    }
 }
 
 /// A validated scenario. It also deserializes from its own JSON form, which is how `--workers` hands it
@@ -802,6 +811,17 @@ mod tests {
             serde_json::to_value(&paced.server).unwrap()["write_interval_ms"],
             20
         );
+    }
+
+    #[test]
+    fn heartbeat_is_the_scenarios_or_the_servers_default() {
+        let plain = Scenario::parse(GOOD, "t").unwrap();
+        assert_eq!(
+            plain.server.heartbeat(),
+            Duration::from_millis(pushbench_common::wire::DEFAULT_HEARTBEAT_MS)
+        );
+        let set = Scenario::parse(&format!("{GOOD}\n[server]\nheartbeat_ms = 1500"), "t").unwrap();
+        assert_eq!(set.server.heartbeat(), Duration::from_millis(1500));
     }
 
     #[test]

@@ -204,6 +204,114 @@ fn no_peer_process_outlives_its_run() {
     );
 }
 
+/// Subscribers that idle: one event every 2 s (transports added per peer).
+const IDLE: &str = r#"
+name = "peers-idle"
+subscribers = 10
+launch_rate = 1000
+warmup_s = 0.5
+duration_s = 3
+drain_s = 1
+publish_rate = 0.5
+payload_bytes = 64
+[fanout]
+mode = "broadcast"
+"#;
+
+/// Runs [`IDLE`] on `kind` over `transports` with keep-alives every second and with the default interval
+/// (15 s: none within the run), each with zero loss; returns both results' transports, in the same order.
+fn idle_runs(
+    kind: PeerKind,
+    transports: &str,
+) -> Vec<(
+    pushbench::report::TransportResult,
+    pushbench::report::TransportResult,
+)> {
+    let idle = format!("transports = {transports}{IDLE}");
+    let results = |toml: &str| {
+        let result = run_peer_with(kind, toml);
+        for t in &result.transports {
+            let what = format!("{kind} {}: {:?}", t.transport, t.last_error);
+            assert_eq!(t.subscribers_connected, 10, "{what}");
+            assert!(t.published >= 1, "{what}");
+            assert_eq!(
+                (t.delivered, t.lost, t.unexpected),
+                (t.expected, 0, 0),
+                "{what}"
+            );
+        }
+        result.transports
+    };
+    let pinged = results(&format!("{idle}[server]\nheartbeat_ms = 1000\n"));
+    let quiet = results(&idle);
+    pinged.into_iter().zip(quiet).collect()
+}
+
+/// With our server's heartbeat interval at 1 s, nchan sends its idle SSE and WebSocket subscribers the
+/// same keep-alives: about 4 per connection in this run. Measured as the bytes received beyond the same
+/// run with the default interval (15 s, none within the run): at least 2 keep-alives per subscriber, of at
+/// least 13 bytes (`: heartbeat\n\n`) on SSE and 2 (an empty ping frame) on WebSocket. The clients take
+/// them without an error or a counted event.
+#[test]
+fn nchan_sends_idle_sse_and_websocket_subscribers_keepalives_at_our_interval() {
+    if !nchan::installed() {
+        eprintln!("SKIPPED: nginx with the nchan module is not installed (scripts/setup-peers)");
+        return;
+    }
+    // Not the stream: nchan's http-raw-stream has no keep-alive.
+    for (pinged, quiet) in idle_runs(PeerKind::Nchan, r#"["sse", "ws"]"#) {
+        let per_keepalive = if pinged.transport == Transport::Sse {
+            13
+        } else {
+            2
+        };
+        let extra = pinged.bytes_received.saturating_sub(quiet.bytes_received);
+        assert!(
+            extra >= 10 * 2 * per_keepalive,
+            "{}: {} bytes received with 1 s keep-alives, {} without: {extra} extra",
+            pinged.transport,
+            pinged.bytes_received,
+            quiet.bytes_received
+        );
+    }
+}
+
+/// The same for Pushpin, whose keep-alives our GRIP backend asks for: our heartbeat line on the stream
+/// (counted as heartbeats by the client, at least 2 per subscriber), the `: heartbeat` comment on SSE and
+/// ping frames on WebSocket (measured in bytes as for nchan).
+#[test]
+fn pushpin_sends_idle_subscribers_keepalives_at_our_interval() {
+    if !pushpin::installed() {
+        eprintln!(
+            "SKIPPED: pushpin (with condure and zurl) is not installed (scripts/setup-peers)"
+        );
+        return;
+    }
+    for (pinged, quiet) in idle_runs(PeerKind::Pushpin, r#"["stream", "sse", "ws"]"#) {
+        let t = pinged.transport;
+        assert_eq!(quiet.heartbeats, 0, "{t}: none at the default interval");
+        let per_keepalive = match t {
+            Transport::Stream => {
+                assert!(
+                    pinged.heartbeats >= 10 * 2,
+                    "{t}: {} heartbeats",
+                    pinged.heartbeats
+                );
+                continue;
+            }
+            Transport::Sse => 13,
+            _ => 2,
+        };
+        let extra = pinged.bytes_received.saturating_sub(quiet.bytes_received);
+        assert!(
+            extra >= 10 * 2 * per_keepalive,
+            "{t}: {} bytes received with 1 s keep-alives, {} without: {extra} extra",
+            pinged.bytes_received,
+            quiet.bytes_received
+        );
+    }
+}
+
 /// One HTTP/1.1 exchange on a fresh connection (`Connection: close`): status, headers, body.
 fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
@@ -244,6 +352,7 @@ fn pushpin_longpoll_recovers_an_event_that_raced_the_hold() {
         .block_on(pushbench::peer::RunningPeer::start(
             PeerKind::Pushpin,
             Transport::LongPoll,
+            pushbench::scenario::ServerOptions::default().heartbeat(),
             &dir,
         ))
         .unwrap();

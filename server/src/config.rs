@@ -38,7 +38,7 @@ pub struct Args {
     pub max_connections: usize,
     /// Idle interval after which streams send a heartbeat line, SSE a comment and WebSocket a ping
     /// (a WebSocket peer that misses two pings is disconnected).
-    #[arg(long, default_value_t = 15_000)]
+    #[arg(long, default_value_t = pushbench_common::wire::DEFAULT_HEARTBEAT_MS)]
     pub heartbeat_ms: u64,
     /// Longest `timeout_ms` a long-poll may ask for (the default hold is 30,000 ms).
     #[arg(long, default_value_t = 120_000)]

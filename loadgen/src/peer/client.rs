@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use pushbench_common::wire::{Event, SseParser};
+use pushbench_common::wire::{Control, Event, SseParser};
 use tokio::time::Instant;
 
 use super::{Framing, Route, parse_peer_event};
@@ -58,8 +58,17 @@ pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
     }
 }
 
-/// Records one event's data; a payload that is not ours is a protocol error.
+/// Records one event's data; our wire's heartbeat line (the keep-alive Pushpin's streams send, as
+/// asked by our GRIP backend) is counted as a heartbeat; any other payload that is not ours is a protocol
+/// error.
 pub fn on_payload(sub: &mut Subscriber<'_>, data: &[u8]) -> Result<(), ConnError> {
+    // Events start with a digit: only a '{' line can be a heartbeat, so events are not parsed as JSON.
+    if data.first() == Some(&b'{')
+        && serde_json::from_slice::<Control>(data).is_ok_and(|c| c == Control::Heartbeat)
+    {
+        sub.rec.log.counters.heartbeats += 1;
+        return Ok(());
+    }
     let Some((intended, seq)) = parse_peer_event(data) else {
         return Err(sub.protocol_error(format!(
             "not a pushbench event: {:?}",

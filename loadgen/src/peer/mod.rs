@@ -269,6 +269,12 @@ pub fn fill(template: &str, values: &[(&str, String)]) -> String {
     out
 }
 
+/// A keep-alive interval in whole seconds, as both peers take it: rounded up (never more keep-alives than
+/// our server sends), at least 1.
+pub fn keepalive_secs(keepalive: Duration) -> u64 {
+    keepalive.as_millis().div_ceil(1000).max(1) as u64
+}
+
 /// Waits until `addr` accepts TCP connections, or `within` passes.
 pub async fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -341,15 +347,17 @@ pub struct RunningPeer {
 }
 
 impl RunningPeer {
-    /// Starts `kind` with its logs in `log_dir`.
+    /// Starts `kind` with its logs in `log_dir`, sending idle subscribers a keep-alive every `keepalive`
+    /// (our server's heartbeat interval in the scenario, [`crate::scenario::ServerOptions::heartbeat`]).
     pub async fn start(
         kind: PeerKind,
         transport: Transport,
+        keepalive: Duration,
         log_dir: &Path,
     ) -> Result<Self, PeerError> {
         match kind {
-            PeerKind::Nchan => nchan::start(log_dir, transport).await,
-            PeerKind::Pushpin => pushpin::start(log_dir, transport).await,
+            PeerKind::Nchan => nchan::start(log_dir, transport, keepalive).await,
+            PeerKind::Pushpin => pushpin::start(log_dir, transport, keepalive).await,
         }
     }
 
@@ -689,6 +697,13 @@ mod tests {
             ),
             "listen x:1; x"
         );
+    }
+
+    #[test]
+    fn keepalive_rounds_up_to_whole_seconds() {
+        assert_eq!(keepalive_secs(Duration::from_millis(15_000)), 15);
+        assert_eq!(keepalive_secs(Duration::from_millis(1_001)), 2);
+        assert_eq!(keepalive_secs(Duration::from_millis(1)), 1);
     }
 
     #[test]

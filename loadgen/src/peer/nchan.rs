@@ -35,7 +35,7 @@ use pushbench_common::Transport;
 
 use super::{
     Framing, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill, free_port,
-    log_file, wait_listening,
+    keepalive_secs, log_file, wait_listening,
 };
 
 /// The nginx config, kept in `scenarios/peers/`.
@@ -83,8 +83,13 @@ pub fn which(bin: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Starts nginx + nchan; its stderr and error log go to `log_dir/server-<transport>-nchan*.log`.
-pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<RunningPeer, PeerError> {
+/// Starts nginx + nchan with SSE and WebSocket keep-alives every `keepalive`; its stderr and error log go
+/// to `log_dir/server-<transport>-nchan*.log`.
+pub(super) async fn start(
+    log_dir: &Path,
+    transport: Transport,
+    keepalive: Duration,
+) -> Result<RunningPeer, PeerError> {
     if !Path::new(MODULE).is_file() {
         return Err(PeerError::NotInstalled(format!("nchan ({MODULE})")));
     }
@@ -96,15 +101,7 @@ pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<Runnin
     let dir = TempDir::new("nchan").map_err(io("a temporary directory"))?;
     let port = free_port().map_err(io("a free port"))?;
     let error_log = log_dir.join(format!("server-{transport}-nchan-error.log"));
-    let config = fill(
-        CONFIG,
-        &[
-            ("PREFIX", dir.path().display().to_string()),
-            ("PORT", port.to_string()),
-            ("WORKERS", WORKERS.to_string()),
-        ],
-    )
-    .replace(
+    let config = config(dir.path(), port, keepalive).replace(
         &format!("error_log {}/error.log", dir.path().display()),
         &format!("error_log {}", error_log.display()),
     );
@@ -142,6 +139,19 @@ pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<Runnin
     Ok(peer)
 }
 
+/// `nchan.conf` filled in for a prefix directory, a port and a keep-alive interval.
+pub fn config(prefix: &Path, port: u16, keepalive: Duration) -> String {
+    fill(
+        CONFIG,
+        &[
+            ("PREFIX", prefix.display().to_string()),
+            ("PORT", port.to_string()),
+            ("WORKERS", WORKERS.to_string()),
+            ("KEEPALIVE_S", keepalive_secs(keepalive).to_string()),
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +184,27 @@ mod tests {
             Framing::LongPoll
         );
         assert_eq!(p.route(Transport::Ws).unwrap().framing, Framing::WebSocket);
+    }
+
+    #[test]
+    fn filled_config_sends_sse_and_ws_keepalives_at_the_interval() {
+        let conf = config(Path::new("/tmp/x"), 8080, Duration::from_millis(1_500));
+        for line in conf.lines() {
+            let directive = line.split('#').next().unwrap_or_default();
+            assert!(!directive.contains("{{"), "unfilled: {line}");
+        }
+        let location = |path: &str| {
+            let at = &conf[conf.find(&format!("location = {path} ")).unwrap()..];
+            at[..at.find('}').unwrap()].to_owned()
+        };
+        let sse = location("/sse");
+        assert!(sse.contains("nchan_eventsource_ping_interval 2;"), "{sse}");
+        assert!(
+            sse.contains(r#"nchan_eventsource_ping_comment " heartbeat";"#),
+            "{sse}"
+        );
+        let ws = location("/ws");
+        assert!(ws.contains("nchan_websocket_ping_interval 2;"), "{ws}");
     }
 
     #[test]

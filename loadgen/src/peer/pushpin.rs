@@ -7,9 +7,9 @@
 //!
 //! | transport | request | backend answer | published format |
 //! |---|---|---|---|
-//! | stream | `GET /stream?topic=T` | `Grip-Hold: stream`, `Grip-Channel: T`, `text/plain` | `http-stream`, `"<data>\n"` |
-//! | sse | `GET /sse?topic=T` | the same, `text/event-stream` | `http-stream`, `"data: <data>\n\n"` |
-//! | ws | WebSocket, forwarded as WebSocket-over-HTTP `POST /ws?topic=T` | `OPEN` + `c:{"type":"subscribe","channel":T}` | `ws-message` |
+//! | stream | `GET /stream?topic=T` | `Grip-Hold: stream`, `Grip-Channel: T`, `text/plain`, `Grip-Keep-Alive` (our heartbeat line) | `http-stream`, `"<data>\n"` |
+//! | sse | `GET /sse?topic=T` | the same, `text/event-stream`, `Grip-Keep-Alive` (`: heartbeat` comment) | `http-stream`, `"data: <data>\n\n"` |
+//! | ws | WebSocket, forwarded as WebSocket-over-HTTP `POST /ws?topic=T` | `OPEN` + `c:{"type":"subscribe","channel":T}` + `c:{"type":"keep-alive",...}` (ping frames) | `ws-message` |
 //! | longpoll | `GET /lp?topic=T` once (answered at once with the cursor, `Pushbench-Cursor: T=<newest id>`), then `GET /lp?topic=T&after=T=<id>` | from the backend's [`MessageLog`]: every event after the cursor at once (one per line, the cursor after them), else `Grip-Hold: response`, `Grip-Channel: T; prev-id=<last id on T>`, `Grip-Timeout: 20` | `http-response` with `id`/`prev-id`, body `"<data>\n"`, `Pushbench-Cursor: T=<id>` |
 //! | poll | — | not offered: Pushpin pushes; a poll would just be proxied to the backend | |
 //!
@@ -20,6 +20,11 @@
 //! `loadgen/tests/peers.rs`; Pushpin 1.36.0 asked again about 1.1 s later). On several topics per
 //! subscriber events can arrive out of order, and the last event of a channel that raced a hold can wait
 //! for the hold timeout (scenarios/peers/README.md, "Known limits").
+//!
+//! Keep-alives: the backend asks Pushpin for the keep-alive our server sends idle subscribers, at the
+//! scenario's heartbeat interval in whole seconds: on streams and SSE after that long without a write
+//! (`Grip-Keep-Alive`, in Pushpin's default idle mode, as ours), on WebSockets a ping frame every interval
+//! (as ours).
 
 //! Publish: `POST /publish/` on the handler's HTTP port with `{"items":[{"channel":T,"formats":{..}}]}`.
 //! Processes: `pushpin --config` (its runner starts condure, pushpin-proxy and pushpin-handler) and
@@ -37,10 +42,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use pushbench_common::Transport;
+use pushbench_common::wire::Control;
 
 use super::{
     Framing, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill, free_port,
-    log_file, nchan::which, wait_listening,
+    keepalive_secs, log_file, nchan::which, wait_listening,
 };
 
 /// Pushpin's config, kept in `scenarios/peers/`.
@@ -208,8 +214,13 @@ impl MessageLog {
     }
 }
 
-/// Starts the GRIP backend, zurl and Pushpin; logs go to `log_dir/server-<transport>-pushpin*.log`.
-pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<RunningPeer, PeerError> {
+/// Starts the GRIP backend (asking for keep-alives every `keepalive`), zurl and Pushpin; logs go to
+/// `log_dir/server-<transport>-pushpin*.log`.
+pub(super) async fn start(
+    log_dir: &Path,
+    transport: Transport,
+    keepalive: Duration,
+) -> Result<RunningPeer, PeerError> {
     let pushpin = which("pushpin").ok_or_else(|| PeerError::NotInstalled("pushpin".into()))?;
     let zurl = which("zurl").ok_or_else(|| PeerError::NotInstalled("zurl".into()))?;
     if which("condure").is_none() {
@@ -229,7 +240,7 @@ pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<Runnin
         .map_err(io("the GRIP backend"))?
         .port();
     let log = std::sync::Arc::new(MessageLog::default());
-    let backend = tokio::spawn(backend(listener, log.clone()));
+    let backend = tokio::spawn(backend(listener, log.clone(), keepalive_secs(keepalive)));
     let (http_port, publish_port) = (
         free_port().map_err(io("a free port"))?,
         free_port().map_err(io("a free port"))?,
@@ -300,7 +311,11 @@ pub(super) async fn start(log_dir: &Path, transport: Transport) -> Result<Runnin
 }
 
 /// The GRIP backend: accepts connections from Pushpin until aborted.
-async fn backend(listener: tokio::net::TcpListener, log: std::sync::Arc<MessageLog>) {
+async fn backend(
+    listener: tokio::net::TcpListener,
+    log: std::sync::Arc<MessageLog>,
+    keepalive_s: u64,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
@@ -309,7 +324,7 @@ async fn backend(listener: tokio::net::TcpListener, log: std::sync::Arc<MessageL
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let log = log.clone();
-                async move { Ok::<_, Infallible>(grip_answer(req, &log).await) }
+                async move { Ok::<_, Infallible>(grip_answer(req, &log, keepalive_s).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -341,6 +356,7 @@ pub fn after_of(query: Option<&str>) -> Option<Cursor> {
 async fn grip_answer(
     req: Request<hyper::body::Incoming>,
     log: &MessageLog,
+    keepalive_s: u64,
 ) -> Response<Full<Bytes>> {
     let topics = topics_of(req.uri().query());
     if req.uri().path() == "/lp" && !topics.is_empty() {
@@ -365,7 +381,8 @@ async fn grip_answer(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let (status, headers, body) = grip_response(&path, &topics, is_ws_over_http, &body);
+    let (status, headers, body) =
+        grip_response(&path, &topics, is_ws_over_http, &body, keepalive_s);
     let mut response = Response::builder().status(status);
     for (name, value) in headers {
         response = response.header(name, value);
@@ -415,12 +432,32 @@ pub fn longpoll_response(
     }
 }
 
-/// The backend's answer (status, headers, body) to one request: pure, so it is unit-tested.
+/// What our server sends an idle SSE subscriber (server/src/transport/sse.rs): a comment.
+pub const SSE_KEEPALIVE: &str = ": heartbeat\n\n";
+
+/// What our server sends an idle stream subscriber: the wire's heartbeat line.
+pub fn stream_keepalive() -> String {
+    let mut line = serde_json::to_string(&Control::Heartbeat).expect("a unit variant serializes");
+    line.push('\n');
+    line
+}
+
+/// `Grip-Keep-Alive`: send `content` after `secs` without a write. Base64, because the heartbeat line's
+/// quotes and the comment's colon would need escaping in a header parameter.
+pub fn keepalive_header(content: &str, secs: u64) -> String {
+    use base64::Engine;
+    let content = base64::engine::general_purpose::STANDARD.encode(content);
+    format!("{content}; format=base64; timeout={secs}")
+}
+
+/// The backend's answer (status, headers, body) to one request, asking for keep-alives every
+/// `keepalive_s` seconds: pure, so it is unit-tested.
 pub fn grip_response(
     path: &str,
     topics: &[String],
     ws_over_http: bool,
     body: &[u8],
+    keepalive_s: u64,
 ) -> (StatusCode, Vec<(&'static str, String)>, Vec<u8>) {
     if topics.is_empty() {
         return (
@@ -434,8 +471,14 @@ pub fn grip_response(
             let mut out = Vec::new();
             if body.starts_with(b"OPEN") {
                 out.extend_from_slice(b"OPEN\r\n");
-                for t in topics {
-                    let msg = format!("c:{{\"type\":\"subscribe\",\"channel\":\"{t}\"}}");
+                let subscribe = topics
+                    .iter()
+                    .map(|t| format!("c:{{\"type\":\"subscribe\",\"channel\":\"{t}\"}}"));
+                // A ping frame every interval, busy or idle, as our server pings.
+                let keepalive = format!(
+                    "c:{{\"type\":\"keep-alive\",\"message-type\":\"ping\",\"content\":\"\",\"timeout\":{keepalive_s},\"mode\":\"interval\"}}"
+                );
+                for msg in subscribe.chain([keepalive]) {
                     out.extend_from_slice(format!("TEXT {:x}\r\n{msg}\r\n", msg.len()).as_bytes());
                 }
             } else if body.windows(5).any(|w| w == b"CLOSE") {
@@ -451,10 +494,10 @@ pub fn grip_response(
             )
         }
         ("/sse" | "/stream", false) => {
-            let content_type = if path == "/sse" {
-                "text/event-stream"
+            let (content_type, keepalive) = if path == "/sse" {
+                ("text/event-stream", SSE_KEEPALIVE.to_owned())
             } else {
-                "text/plain"
+                ("text/plain", stream_keepalive())
             };
             (
                 StatusCode::OK,
@@ -463,6 +506,7 @@ pub fn grip_response(
                     ("cache-control", "no-cache".into()),
                     ("grip-hold", "stream".into()),
                     ("grip-channel", topics.join(", ")),
+                    ("grip-keep-alive", keepalive_header(&keepalive, keepalive_s)),
                 ],
                 Vec::new(),
             )
@@ -520,13 +564,23 @@ mod tests {
     fn backend_holds_streams_on_the_named_channels() {
         let topics = topics_of(Some("topic=a&topic=room.2"));
         assert_eq!(topics, vec!["a".to_owned(), "room.2".to_owned()]);
-        let (status, headers, body) = grip_response("/sse", &topics, false, b"");
+        let (status, headers, body) = grip_response("/sse", &topics, false, b"", 15);
         assert_eq!(status, StatusCode::OK);
         assert!(headers.contains(&("grip-hold", "stream".into())));
         assert!(headers.contains(&("grip-channel", "a, room.2".into())));
         assert!(headers.contains(&("content-type", "text/event-stream".into())));
+        // Our server's keep-alives: ": heartbeat\n\n" and {"type":"heartbeat"}\n, after 15 s idle.
+        assert!(headers.contains(&(
+            "grip-keep-alive",
+            "OiBoZWFydGJlYXQKCg==; format=base64; timeout=15".into()
+        )));
+        let (_, headers, _) = grip_response("/stream", &topics, false, b"", 15);
+        assert!(headers.contains(&(
+            "grip-keep-alive",
+            "eyJ0eXBlIjoiaGVhcnRiZWF0In0K; format=base64; timeout=15".into()
+        )));
         assert!(body.is_empty());
-        let (status, _, _) = grip_response("/sse", &[], false, b"");
+        let (status, _, _) = grip_response("/sse", &[], false, b"", 15);
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 
@@ -594,15 +648,20 @@ mod tests {
 
     #[test]
     fn backend_subscribes_websockets_over_http() {
-        let (status, headers, body) = grip_response("/ws", &["all".into()], true, b"OPEN\r\n");
+        let (status, headers, body) = grip_response("/ws", &["all".into()], true, b"OPEN\r\n", 15);
         assert_eq!(status, StatusCode::OK);
         assert!(headers.contains(&("sec-websocket-extensions", "grip".into())));
         let msg = r#"c:{"type":"subscribe","channel":"all"}"#;
+        let ping = r#"c:{"type":"keep-alive","message-type":"ping","content":"","timeout":15,"mode":"interval"}"#;
         assert_eq!(
             String::from_utf8(body).unwrap(),
-            format!("OPEN\r\nTEXT {:x}\r\n{msg}\r\n", msg.len())
+            format!(
+                "OPEN\r\nTEXT {:x}\r\n{msg}\r\nTEXT {:x}\r\n{ping}\r\n",
+                msg.len(),
+                ping.len()
+            )
         );
-        let (_, _, body) = grip_response("/ws", &["all".into()], true, b"CLOSE\r\n");
+        let (_, _, body) = grip_response("/ws", &["all".into()], true, b"CLOSE\r\n", 15);
         assert_eq!(body, b"CLOSE\r\n");
     }
 }

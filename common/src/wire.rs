@@ -25,6 +25,10 @@ use serde::{Deserialize, Serialize};
 /// peer server the same keep-alive interval as ours without repeating the number.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 15_000;
 
+/// What the server writes an idle SSE subscriber every heartbeat interval: a comment, which `EventSource`
+/// ignores. Here so that a peer server can be told to send the very same bytes.
+pub const SSE_HEARTBEAT: &str = ": heartbeat\n\n";
+
 /// One event as it travels on the wire. Borrows from the buffer it was parsed from where it can, so a load
 /// generator can parse thousands of them per second without allocating.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

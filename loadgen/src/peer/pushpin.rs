@@ -42,7 +42,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use pushbench_common::Transport;
-use pushbench_common::wire::Control;
+use pushbench_common::wire::{Control, SSE_HEARTBEAT};
 
 use super::{
     Framing, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill, free_port,
@@ -432,9 +432,6 @@ pub fn longpoll_response(
     }
 }
 
-/// What our server sends an idle SSE subscriber (server/src/transport/sse.rs): a comment.
-pub const SSE_KEEPALIVE: &str = ": heartbeat\n\n";
-
 /// What our server sends an idle stream subscriber: the wire's heartbeat line.
 pub fn stream_keepalive() -> String {
     let mut line = serde_json::to_string(&Control::Heartbeat).expect("a unit variant serializes");
@@ -495,7 +492,7 @@ pub fn grip_response(
         }
         ("/sse" | "/stream", false) => {
             let (content_type, keepalive) = if path == "/sse" {
-                ("text/event-stream", SSE_KEEPALIVE.to_owned())
+                ("text/event-stream", SSE_HEARTBEAT.to_owned())
             } else {
                 ("text/plain", stream_keepalive())
             };

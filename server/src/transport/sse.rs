@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
 use pushbench_common::Transport;
-use pushbench_common::wire::{Control, Gap};
+use pushbench_common::wire::{Control, Gap, SSE_HEARTBEAT};
 
 use super::streaming::{Framing, respond};
 use super::{SubscribeQuery, parse_number};
@@ -93,6 +93,6 @@ impl Framing for EventStream {
     }
 
     fn heartbeat() -> Bytes {
-        Bytes::from_static(b": heartbeat\n\n")
+        Bytes::from_static(SSE_HEARTBEAT.as_bytes())
     }
 }

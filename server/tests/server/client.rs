@@ -8,7 +8,8 @@ use futures_util::{SinkExt, StreamExt};
 use pushbench_common::Transport;
 use pushbench_common::wire::{Control, Gap, Message, PollResponse, PublishAck, SseParser};
 use pushbench_server::{Args, Config};
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite;
@@ -413,4 +414,30 @@ pub(crate) async fn publish_via(http: &reqwest::Client, url: &str, data: String)
     let response = http.post(url).body(data).send().await.unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     response.json().await.unwrap()
+}
+
+/// Reads from `socket` into `buffer` until `done(buffer)` holds.
+pub(crate) async fn read_until(
+    socket: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    done: impl Fn(&[u8]) -> bool,
+) {
+    tokio::time::timeout(PATIENCE, async {
+        while !done(buffer) {
+            assert!(
+                socket.read_buf(buffer).await.unwrap() > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(buffer)
+            );
+        }
+    })
+    .await
+    .expect("data in time");
+}
+
+/// Whether `haystack` holds `needle`.
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }

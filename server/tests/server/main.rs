@@ -5,6 +5,7 @@ mod bus;
 mod client;
 mod coalescing;
 mod errors;
+mod heartbeat;
 mod paths;
 mod resume;
 mod shutdown;

@@ -4,22 +4,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::client::{PATIENCE, TestServer};
-
-/// Reads from `socket` into `buffer` until `done(buffer)` holds.
-async fn read_until(socket: &mut TcpStream, buffer: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
-    tokio::time::timeout(PATIENCE, async {
-        while !done(buffer) {
-            assert!(
-                socket.read_buf(buffer).await.unwrap() > 0,
-                "closed early: {}",
-                String::from_utf8_lossy(buffer)
-            );
-        }
-    })
-    .await
-    .expect("data in time");
-}
+use crate::client::{PATIENCE, TestServer, contains, read_until};
 
 /// The body of a chunked response (whatever the chunk boundaries), once its head has been read.
 fn dechunk(response: &[u8]) -> Vec<u8> {
@@ -40,12 +25,6 @@ fn dechunk(response: &[u8]) -> Vec<u8> {
         rest = &after[size + 2..];
     }
     body
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test]

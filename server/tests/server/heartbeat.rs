@@ -1,0 +1,65 @@
+//! Keep-alives: an idle subscription hears from the server every `--heartbeat-ms`, so that proxies and
+//! clients can tell a quiet feed from a dead connection — a heartbeat line on the NDJSON stream, an SSE
+//! comment (which `EventSource` ignores), a WebSocket ping. The load generator tells peer servers to send
+//! these very bytes (`pushbench_common::wire`), so the same keep-alive costs are compared.
+
+use futures_util::StreamExt;
+use pushbench_common::wire::{Control, SSE_HEARTBEAT};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{PATIENCE, TestServer, contains, read_until};
+
+/// How many keep-alives each idle subscription must receive: several, so one sent at subscription time
+/// could not pass for a periodic one.
+const BEATS: usize = 3;
+
+fn count(haystack: &[u8], needle: &str) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle.as_bytes())
+        .count()
+}
+
+#[tokio::test]
+async fn idle_stream_and_sse_subscribers_get_the_wire_heartbeats() {
+    let server = TestServer::start(&["--heartbeat-ms", "50"]).await;
+    let stream_line = format!("{}\n", serde_json::to_string(&Control::Heartbeat).unwrap());
+    for (path, keepalive) in [
+        ("/stream?topic=h", stream_line.as_str()),
+        ("/sse?topic=h", SSE_HEARTBEAT),
+    ] {
+        let mut socket = TcpStream::connect(server.addr).await.unwrap();
+        socket
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut bytes = Vec::new();
+        read_until(&mut socket, &mut bytes, |b| count(b, keepalive) >= BEATS).await;
+        assert!(
+            contains(&bytes, "subscribed"),
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
+
+#[tokio::test]
+async fn idle_websocket_subscribers_get_pings() {
+    let server = TestServer::start(&["--heartbeat-ms", "50"]).await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?topic=h", server.addr))
+            .await
+            .unwrap();
+    let mut pings = 0;
+    tokio::time::timeout(PATIENCE, async {
+        while pings < BEATS {
+            if let Message::Ping(_) = socket.next().await.unwrap().unwrap() {
+                pings += 1;
+            }
+        }
+    })
+    .await
+    .expect("pings in time");
+}

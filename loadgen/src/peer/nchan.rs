@@ -23,6 +23,12 @@
 //!   `304` with its `Last-Modified`/`Etag` moved to the newest message, past the unread ones (3 of 3
 //!   lost), and `304` again for the same cursor.
 //!
+//! Long-polling: a hold that ends without a message is answered `408` without `Last-Modified`/`Etag`;
+//! the client keeps the cursor it had and asks again at once. With 2 workers nchan 1.3.6 loses messages
+//! after such timeouts: about half of a channel's subscribers get none of its later messages, even with
+//! a cursor behind buffered ones (with 1 worker, or without timeouts, none are lost). nchan's own loss,
+//! measured in `scenarios/peers/README.md` ("Known limits").
+//!
 //! The client ([`super::client`]) keeps the cursor of the last `200`, asks again at once after a `200`
 //! (more may be waiting), and waits for its next tick after a `304`.
 

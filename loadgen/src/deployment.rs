@@ -17,7 +17,7 @@ use pushbench_common::{ProcSample, Transport};
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
-use crate::peer::{RunningPeer, TempDir, free_port, wait_listening};
+use crate::peer::{IdleSettings, RunningPeer, TempDir, free_port, wait_listening};
 use crate::run::{RunError, ServerSource};
 use crate::scenario::Scenario;
 use crate::server_proc::{Server, count_fds, stop_child};
@@ -164,7 +164,7 @@ impl Deployment {
             )),
             ServerSource::Target { url, pid } => Ok(single(Server::target(url, *pid).await?)),
             ServerSource::Peer(kind) => Ok(single(Server::peer(
-                RunningPeer::start(*kind, transport, scenario.server.heartbeat(), out_dir).await?,
+                RunningPeer::start(*kind, transport, IdleSettings::of(scenario), out_dir).await?,
             ))),
         }
     }

@@ -352,7 +352,10 @@ fn pushpin_longpoll_recovers_an_event_that_raced_the_hold() {
         .block_on(pushbench::peer::RunningPeer::start(
             PeerKind::Pushpin,
             Transport::LongPoll,
-            pushbench::scenario::ServerOptions::default().heartbeat(),
+            pushbench::peer::IdleSettings {
+                keepalive: pushbench::scenario::ServerOptions::default().heartbeat(),
+                longpoll_hold: std::time::Duration::from_secs(20),
+            },
             &dir,
         ))
         .unwrap();

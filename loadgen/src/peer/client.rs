@@ -254,8 +254,8 @@ async fn poll_loop(
     let (mut conn, connect_time) = sub.open_http().await?;
     let mut reported = false;
     let interval = route.framing == Framing::IntervalPoll;
-    // An interval poll is answered at once; a long-poll is held up to the peer's hold timeout (nchan
-    // 20 s, Pushpin 20 s), below this limit.
+    // An interval poll is answered at once; a long-poll is held up to the peer's hold timeout (the
+    // scenario's long-poll timeout, as ours: `IdleSettings`), below this limit.
     let hold = if interval {
         Duration::from_secs(10)
     } else {

@@ -269,10 +269,30 @@ pub fn fill(template: &str, values: &[(&str, String)]) -> String {
     out
 }
 
-/// A keep-alive interval in whole seconds, as both peers take it: rounded up (never more keep-alives than
-/// our server sends), at least 1.
-pub fn keepalive_secs(keepalive: Duration) -> u64 {
-    keepalive.as_millis().div_ceil(1000).max(1) as u64
+/// What our server does with idle subscribers, which a peer is set up to do too, so that idle costs compare
+/// like for like: a keep-alive after `keepalive` of silence, a long-poll held at most `longpoll_hold`.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleSettings {
+    /// Our server's heartbeat interval ([`crate::scenario::ServerOptions::heartbeat`]).
+    pub keepalive: Duration,
+    /// The scenario's `[longpoll] timeout_ms`, which our server is asked to hold a long-poll for.
+    pub longpoll_hold: Duration,
+}
+
+impl IdleSettings {
+    /// The settings `scenario` gives our server.
+    pub fn of(scenario: &crate::scenario::Scenario) -> Self {
+        Self {
+            keepalive: scenario.server.heartbeat(),
+            longpoll_hold: scenario.longpoll_timeout,
+        }
+    }
+}
+
+/// A duration in whole seconds, as both peers take their keep-alive interval and hold timeout: rounded up
+/// (never more keep-alives or hold timeouts than our server has), at least 1.
+pub fn whole_secs(duration: Duration) -> u64 {
+    duration.as_millis().div_ceil(1000).max(1) as u64
 }
 
 /// Waits until `addr` accepts TCP connections, or `within` passes.
@@ -347,17 +367,16 @@ pub struct RunningPeer {
 }
 
 impl RunningPeer {
-    /// Starts `kind` with its logs in `log_dir`, sending idle subscribers a keep-alive every `keepalive`
-    /// (our server's heartbeat interval in the scenario, [`crate::scenario::ServerOptions::heartbeat`]).
+    /// Starts `kind` with its logs in `log_dir`, treating idle subscribers as our server would (`idle`).
     pub async fn start(
         kind: PeerKind,
         transport: Transport,
-        keepalive: Duration,
+        idle: IdleSettings,
         log_dir: &Path,
     ) -> Result<Self, PeerError> {
         match kind {
-            PeerKind::Nchan => nchan::start(log_dir, transport, keepalive).await,
-            PeerKind::Pushpin => pushpin::start(log_dir, transport, keepalive).await,
+            PeerKind::Nchan => nchan::start(log_dir, transport, idle).await,
+            PeerKind::Pushpin => pushpin::start(log_dir, transport, idle).await,
         }
     }
 
@@ -700,10 +719,23 @@ mod tests {
     }
 
     #[test]
-    fn keepalive_rounds_up_to_whole_seconds() {
-        assert_eq!(keepalive_secs(Duration::from_millis(15_000)), 15);
-        assert_eq!(keepalive_secs(Duration::from_millis(1_001)), 2);
-        assert_eq!(keepalive_secs(Duration::from_millis(1)), 1);
+    fn peers_get_the_idle_settings_our_server_gets() {
+        let scenario = crate::scenario::Scenario::parse(
+            "name = \"t\"\nsubscribers = 1\nlaunch_rate = 1\nduration_s = 1\npublish_rate = 1\n\
+             payload_bytes = 64\n[longpoll]\ntimeout_ms = 7500\n[server]\nheartbeat_ms = 2500\n",
+            "t",
+        )
+        .unwrap();
+        let idle = IdleSettings::of(&scenario);
+        assert_eq!(idle.keepalive, Duration::from_millis(2500));
+        assert_eq!(idle.longpoll_hold, Duration::from_millis(7500));
+    }
+
+    #[test]
+    fn peer_durations_round_up_to_whole_seconds() {
+        assert_eq!(whole_secs(Duration::from_millis(15_000)), 15);
+        assert_eq!(whole_secs(Duration::from_millis(1_001)), 2);
+        assert_eq!(whole_secs(Duration::from_millis(1)), 1);
     }
 
     #[test]

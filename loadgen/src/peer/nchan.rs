@@ -40,8 +40,8 @@ use std::time::Duration;
 use pushbench_common::Transport;
 
 use super::{
-    Framing, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill, free_port,
-    keepalive_secs, log_file, wait_listening,
+    Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill,
+    free_port, log_file, wait_listening, whole_secs,
 };
 
 /// The nginx config, kept in `scenarios/peers/`.
@@ -89,12 +89,12 @@ pub fn which(bin: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Starts nginx + nchan with SSE and WebSocket keep-alives every `keepalive`; its stderr and error log go
-/// to `log_dir/server-<transport>-nchan*.log`.
+/// Starts nginx + nchan with our server's keep-alive interval and long-poll hold (`idle`); its stderr and
+/// error log go to `log_dir/server-<transport>-nchan*.log`.
 pub(super) async fn start(
     log_dir: &Path,
     transport: Transport,
-    keepalive: Duration,
+    idle: IdleSettings,
 ) -> Result<RunningPeer, PeerError> {
     if !Path::new(MODULE).is_file() {
         return Err(PeerError::NotInstalled(format!("nchan ({MODULE})")));
@@ -107,7 +107,7 @@ pub(super) async fn start(
     let dir = TempDir::new("nchan").map_err(io("a temporary directory"))?;
     let port = free_port().map_err(io("a free port"))?;
     let error_log = log_dir.join(format!("server-{transport}-nchan-error.log"));
-    let config = config(dir.path(), port, keepalive).replace(
+    let config = config(dir.path(), port, idle).replace(
         &format!("error_log {}/error.log", dir.path().display()),
         &format!("error_log {}", error_log.display()),
     );
@@ -145,15 +145,19 @@ pub(super) async fn start(
     Ok(peer)
 }
 
-/// `nchan.conf` filled in for a prefix directory, a port and a keep-alive interval.
-pub fn config(prefix: &Path, port: u16, keepalive: Duration) -> String {
+/// `nchan.conf` filled in for a prefix directory, a port, and our server's idle settings.
+pub fn config(prefix: &Path, port: u16, idle: IdleSettings) -> String {
     fill(
         CONFIG,
         &[
             ("PREFIX", prefix.display().to_string()),
             ("PORT", port.to_string()),
             ("WORKERS", WORKERS.to_string()),
-            ("KEEPALIVE_S", keepalive_secs(keepalive).to_string()),
+            ("KEEPALIVE_S", whole_secs(idle.keepalive).to_string()),
+            (
+                "LONGPOLL_HOLD_S",
+                whole_secs(idle.longpoll_hold).to_string(),
+            ),
         ],
     )
 }
@@ -193,8 +197,12 @@ mod tests {
     }
 
     #[test]
-    fn filled_config_sends_sse_and_ws_keepalives_at_the_interval() {
-        let conf = config(Path::new("/tmp/x"), 8080, Duration::from_millis(1_500));
+    fn filled_config_treats_idle_subscribers_as_our_server() {
+        let idle = IdleSettings {
+            keepalive: Duration::from_millis(1_500),
+            longpoll_hold: Duration::from_millis(2_500),
+        };
+        let conf = config(Path::new("/tmp/x"), 8080, idle);
         for line in conf.lines() {
             let directive = line.split('#').next().unwrap_or_default();
             assert!(!directive.contains("{{"), "unfilled: {line}");
@@ -211,6 +219,11 @@ mod tests {
         );
         let ws = location("/ws");
         assert!(ws.contains("nchan_websocket_ping_interval 2;"), "{ws}");
+        let longpoll = location("/lp");
+        assert!(
+            longpoll.contains("nchan_subscriber_timeout 3s;"),
+            "{longpoll}"
+        );
     }
 
     #[test]

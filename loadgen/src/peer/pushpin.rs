@@ -10,7 +10,7 @@
 //! | stream | `GET /stream?topic=T` | `Grip-Hold: stream`, `Grip-Channel: T`, `text/plain`, `Grip-Keep-Alive` (our heartbeat line) | `http-stream`, `"<data>\n"` |
 //! | sse | `GET /sse?topic=T` | the same, `text/event-stream`, `Grip-Keep-Alive` (`: heartbeat` comment) | `http-stream`, `"data: <data>\n\n"` |
 //! | ws | WebSocket, forwarded as WebSocket-over-HTTP `POST /ws?topic=T` | `OPEN` + `c:{"type":"subscribe","channel":T}` + `c:{"type":"keep-alive",...}` (ping frames) | `ws-message` |
-//! | longpoll | `GET /lp?topic=T` once (answered at once with the cursor, `Pushbench-Cursor: T=<newest id>`), then `GET /lp?topic=T&after=T=<id>` | from the backend's [`MessageLog`]: every event after the cursor at once (one per line, the cursor after them), else `Grip-Hold: response`, `Grip-Channel: T; prev-id=<last id on T>`, `Grip-Timeout: 20` | `http-response` with `id`/`prev-id`, body `"<data>\n"`, `Pushbench-Cursor: T=<id>` |
+//! | longpoll | `GET /lp?topic=T` once (answered at once with the cursor, `Pushbench-Cursor: T=<newest id>`), then `GET /lp?topic=T&after=T=<id>` | from the backend's [`MessageLog`]: every event after the cursor at once (one per line, the cursor after them), else `Grip-Hold: response`, `Grip-Channel: T; prev-id=<last id on T>`, `Grip-Timeout: <the scenario's long-poll timeout, s>` | `http-response` with `id`/`prev-id`, body `"<data>\n"`, `Pushbench-Cursor: T=<id>` |
 //! | poll | — | not offered: Pushpin pushes; a poll would just be proxied to the backend | |
 //!
 //! Long-polling loses nothing between requests because the backend keeps a [`MessageLog`] (the publisher
@@ -21,8 +21,9 @@
 //! subscriber events can arrive out of order, and the last event of a channel that raced a hold can wait
 //! for the hold timeout (scenarios/peers/README.md, "Known limits").
 //!
-//! Keep-alives: the backend asks Pushpin for the keep-alive our server sends idle subscribers, at the
-//! scenario's heartbeat interval in whole seconds: on streams and SSE after that long without a write
+//! Idle subscribers: a long-poll is held as long as our server holds it (the scenario's `[longpoll]
+//! timeout_ms`, in whole seconds, rounded up). Keep-alives: the backend asks Pushpin for the keep-alive our
+//! server sends idle subscribers, at the scenario's heartbeat interval in whole seconds: on streams and SSE after that long without a write
 //! (`Grip-Keep-Alive`, in Pushpin's default idle mode, as ours), on WebSockets a ping frame every interval
 //! (as ours).
 
@@ -45,8 +46,8 @@ use pushbench_common::Transport;
 use pushbench_common::wire::{Control, SSE_HEARTBEAT};
 
 use super::{
-    Framing, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill, free_port,
-    keepalive_secs, log_file, nchan::which, wait_listening,
+    Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill,
+    free_port, log_file, nchan::which, wait_listening, whole_secs,
 };
 
 /// Pushpin's config, kept in `scenarios/peers/`.
@@ -117,10 +118,6 @@ pub fn publish_longpoll_body(channel: &str, id: u64, prev_id: u64, data: &str) -
 /// Response header carrying a long-poll client's cursor: `<channel>=<log id>` per channel, comma-separated
 /// (an answer from the log names every channel of the request; an event Pushpin pushes names its own).
 pub const CURSOR_HEADER: &str = "Pushbench-Cursor";
-
-/// How long Pushpin holds an idle long-poll before it sends the backend's timeout answer (below the
-/// client's own limit of the scenario's long-poll timeout + 10 s).
-pub const HOLD_TIMEOUT_S: u64 = 20;
 
 /// A long-poll cursor: the last log id seen per channel.
 pub type Cursor = std::collections::BTreeMap<String, u64>;
@@ -214,12 +211,12 @@ impl MessageLog {
     }
 }
 
-/// Starts the GRIP backend (asking for keep-alives every `keepalive`), zurl and Pushpin; logs go to
-/// `log_dir/server-<transport>-pushpin*.log`.
+/// Starts the GRIP backend (asking for our server's keep-alive interval and long-poll hold, `idle`), zurl
+/// and Pushpin; logs go to `log_dir/server-<transport>-pushpin*.log`.
 pub(super) async fn start(
     log_dir: &Path,
     transport: Transport,
-    keepalive: Duration,
+    idle: IdleSettings,
 ) -> Result<RunningPeer, PeerError> {
     let pushpin = which("pushpin").ok_or_else(|| PeerError::NotInstalled("pushpin".into()))?;
     let zurl = which("zurl").ok_or_else(|| PeerError::NotInstalled("zurl".into()))?;
@@ -240,7 +237,7 @@ pub(super) async fn start(
         .map_err(io("the GRIP backend"))?
         .port();
     let log = std::sync::Arc::new(MessageLog::default());
-    let backend = tokio::spawn(backend(listener, log.clone(), keepalive_secs(keepalive)));
+    let backend = tokio::spawn(backend(listener, log.clone(), idle));
     let (http_port, publish_port) = (
         free_port().map_err(io("a free port"))?,
         free_port().map_err(io("a free port"))?,
@@ -314,7 +311,7 @@ pub(super) async fn start(
 async fn backend(
     listener: tokio::net::TcpListener,
     log: std::sync::Arc<MessageLog>,
-    keepalive_s: u64,
+    idle: IdleSettings,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -324,7 +321,7 @@ async fn backend(
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let log = log.clone();
-                async move { Ok::<_, Infallible>(grip_answer(req, &log, keepalive_s).await) }
+                async move { Ok::<_, Infallible>(grip_answer(req, &log, idle).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -356,12 +353,12 @@ pub fn after_of(query: Option<&str>) -> Option<Cursor> {
 async fn grip_answer(
     req: Request<hyper::body::Incoming>,
     log: &MessageLog,
-    keepalive_s: u64,
+    idle: IdleSettings,
 ) -> Response<Full<Bytes>> {
     let topics = topics_of(req.uri().query());
     if req.uri().path() == "/lp" && !topics.is_empty() {
         let answer = log.answer(&topics, after_of(req.uri().query()).as_ref());
-        let (headers, body) = longpoll_response(&topics, &answer);
+        let (headers, body) = longpoll_response(&topics, &answer, whole_secs(idle.longpoll_hold));
         let mut response = Response::builder().status(StatusCode::OK);
         for (name, value) in headers {
             response = response.header(name, value);
@@ -381,8 +378,13 @@ async fn grip_answer(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let (status, headers, body) =
-        grip_response(&path, &topics, is_ws_over_http, &body, keepalive_s);
+    let (status, headers, body) = grip_response(
+        &path,
+        &topics,
+        is_ws_over_http,
+        &body,
+        whole_secs(idle.keepalive),
+    );
     let mut response = Response::builder().status(status);
     for (name, value) in headers {
         response = response.header(name, value);
@@ -392,11 +394,12 @@ async fn grip_answer(
         .expect("valid response parts")
 }
 
-/// The backend's answer to a long-poll: the events at once, or a GRIP response hold whose own body and
-/// headers are what Pushpin sends when the hold times out (no events, the same cursor).
+/// The backend's answer to a long-poll: the events at once, or a GRIP response hold of `hold_s` seconds
+/// whose own body and headers are what Pushpin sends when the hold times out (no events, the same cursor).
 pub fn longpoll_response(
     topics: &[String],
     answer: &LogAnswer,
+    hold_s: u64,
 ) -> (Vec<(&'static str, String)>, Vec<u8>) {
     let text = ("content-type", "text/plain".to_owned());
     match answer {
@@ -424,7 +427,7 @@ pub fn longpoll_response(
                     (CURSOR_HEADER, format_cursor(cursor)),
                     ("grip-hold", "response".into()),
                     ("grip-channel", channels.join(", ")),
-                    ("grip-timeout", HOLD_TIMEOUT_S.to_string()),
+                    ("grip-timeout", hold_s.to_string()),
                 ],
                 Vec::new(),
             )
@@ -614,12 +617,14 @@ mod tests {
         // Caught up: held with each channel's last id as prev-id.
         let held = log.answer(&both, Some(&cur("all=3,other=2")));
         assert_eq!(held, LogAnswer::Hold(vec![3, 2], cur("all=3,other=2")));
-        let (headers, body) = longpoll_response(&both, &held);
+        let (headers, body) = longpoll_response(&both, &held, 30);
         assert!(body.is_empty());
         assert!(headers.contains(&("grip-hold", "response".into())));
+        // Held as long as our server would hold it (the scenario's long-poll timeout).
+        assert!(headers.contains(&("grip-timeout", "30".into())));
         assert!(headers.contains(&("grip-channel", "all; prev-id=3, other; prev-id=2".into())));
         assert!(headers.contains(&(CURSOR_HEADER, "all=3,other=2".into())));
-        let (headers, body) = longpoll_response(&all, &log.answer(&all, Some(&cur("all=0"))));
+        let (headers, body) = longpoll_response(&all, &log.answer(&all, Some(&cur("all=0"))), 30);
         assert_eq!(body, b"1 1 x\n3 3 x\n");
         assert!(headers.contains(&(CURSOR_HEADER, "all=3".into())));
         assert!(!headers.iter().any(|(n, _)| n.starts_with("grip")));

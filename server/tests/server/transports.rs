@@ -115,3 +115,30 @@ async fn websocket_clients_can_publish() {
         }]
     );
 }
+
+/// The server keeps a small WebSocket read buffer (idle sessions only send pongs); a publish frame of the
+/// largest accepted payload is still read whole, in several reads.
+#[tokio::test]
+async fn websocket_publishes_larger_than_the_read_buffer_arrive_whole() {
+    let server = TestServer::start(&[]).await;
+    let mut listener = Subscriber::connect(&server, Transport::Sse, &["big"], None).await;
+    let mut ws = Subscriber::connect(&server, Transport::Ws, &["other"], None).await;
+    let data = "x".repeat(64 * 1024);
+    let reply = ws
+        .ws_request(&format!(
+            r#"{{"type":"publish","topic":"big","data":"{data}"}}"#
+        ))
+        .await;
+    let pushbench_common::wire::Control::Published(ack) = reply else {
+        panic!("expected an ack, got {reply:?}")
+    };
+    let received = listener.collect_until(ack.id).await;
+    assert_eq!(
+        received,
+        vec![Received::Event {
+            id: ack.id,
+            topic: "big".into(),
+            data
+        }]
+    );
+}

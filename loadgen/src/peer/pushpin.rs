@@ -23,9 +23,9 @@
 //!
 //! Idle subscribers: a long-poll is held as long as our server holds it (the scenario's `[longpoll]
 //! timeout_ms`, in whole seconds, rounded up). Keep-alives: the backend asks Pushpin for the keep-alive our
-//! server sends idle subscribers, at the scenario's heartbeat interval in whole seconds: on streams and SSE after that long without a write
-//! (`Grip-Keep-Alive`, in Pushpin's default idle mode, as ours), on WebSockets a ping frame every interval
-//! (as ours).
+//! server sends idle subscribers, at the scenario's heartbeat interval in whole seconds: on streams and
+//! SSE after that long without a write (`Grip-Keep-Alive`, in Pushpin's default idle mode, as ours), on
+//! WebSockets a ping frame every interval (as ours).
 
 //! Publish: `POST /publish/` on the handler's HTTP port with `{"items":[{"channel":T,"formats":{..}}]}`.
 //! Processes: `pushpin --config` (its runner starts condure, pushpin-proxy and pushpin-handler) and

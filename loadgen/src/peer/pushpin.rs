@@ -25,7 +25,7 @@
 //! timeout_ms`, in whole seconds, rounded up). Keep-alives: the backend asks Pushpin for the keep-alive our
 //! server sends idle subscribers, at the scenario's heartbeat interval in whole seconds: on streams and
 //! SSE after that long without a write (`Grip-Keep-Alive`, in Pushpin's default idle mode, as ours), on
-//! WebSockets a ping frame every interval (as ours).
+//! WebSockets a ping frame every interval (as nchan; ours pings only after an idle interval).
 
 //! Publish: `POST /publish/` on the handler's HTTP port with `{"items":[{"channel":T,"formats":{..}}]}`.
 //! Processes: `pushpin --config` (its runner starts condure, pushpin-proxy and pushpin-handler) and
@@ -474,7 +474,8 @@ pub fn grip_response(
                 let subscribe = topics
                     .iter()
                     .map(|t| format!("c:{{\"type\":\"subscribe\",\"channel\":\"{t}\"}}"));
-                // A ping frame every interval, busy or idle, as our server pings.
+                // A ping frame every interval, busy or idle, as nchan pings (ours pings only idle sessions;
+                // Pushpin's idle mode was not tried).
                 let keepalive = format!(
                     "c:{{\"type\":\"keep-alive\",\"message-type\":\"ping\",\"content\":\"\",\"timeout\":{keepalive_s},\"mode\":\"interval\"}}"
                 );

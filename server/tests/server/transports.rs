@@ -94,51 +94,30 @@ async fn a_subscription_without_cursor_starts_at_the_head() {
     }
 }
 
+/// WebSocket clients publish over their socket. The server keeps a small WebSocket read buffer (idle
+/// sessions only send pongs); a publish of the largest accepted payload is still read whole.
 #[tokio::test]
 async fn websocket_clients_can_publish() {
     let server = TestServer::start(&[]).await;
     let mut listener = Subscriber::connect(&server, Transport::Sse, &["chat"], None).await;
     let mut ws = Subscriber::connect(&server, Transport::Ws, &["other"], None).await;
-    let reply = ws
-        .ws_request(r#"{"type":"publish","topic":"chat","data":"over ws"}"#)
-        .await;
-    let pushbench_common::wire::Control::Published(ack) = reply else {
-        panic!("expected an ack, got {reply:?}")
-    };
-    let received = listener.collect_until(ack.id).await;
-    assert_eq!(
-        received,
-        vec![Received::Event {
-            id: ack.id,
-            topic: "chat".into(),
-            data: "over ws".into()
-        }]
-    );
-}
-
-/// The server keeps a small WebSocket read buffer (idle sessions only send pongs); a publish frame of the
-/// largest accepted payload is still read whole, in several reads.
-#[tokio::test]
-async fn websocket_publishes_larger_than_the_read_buffer_arrive_whole() {
-    let server = TestServer::start(&[]).await;
-    let mut listener = Subscriber::connect(&server, Transport::Sse, &["big"], None).await;
-    let mut ws = Subscriber::connect(&server, Transport::Ws, &["other"], None).await;
-    let data = "x".repeat(64 * 1024);
-    let reply = ws
-        .ws_request(&format!(
-            r#"{{"type":"publish","topic":"big","data":"{data}"}}"#
-        ))
-        .await;
-    let pushbench_common::wire::Control::Published(ack) = reply else {
-        panic!("expected an ack, got {reply:?}")
-    };
-    let received = listener.collect_until(ack.id).await;
-    assert_eq!(
-        received,
-        vec![Received::Event {
-            id: ack.id,
-            topic: "big".into(),
-            data
-        }]
-    );
+    for data in ["over ws".to_owned(), "x".repeat(64 * 1024)] {
+        let reply = ws
+            .ws_request(&format!(
+                r#"{{"type":"publish","topic":"chat","data":"{data}"}}"#
+            ))
+            .await;
+        let pushbench_common::wire::Control::Published(ack) = reply else {
+            panic!("expected an ack, got {reply:?}")
+        };
+        let received = listener.collect_until(ack.id).await;
+        assert_eq!(
+            received,
+            vec![Received::Event {
+                id: ack.id,
+                topic: "chat".into(),
+                data
+            }]
+        );
+    }
 }

@@ -26,8 +26,11 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_HEARTBEAT_MS: u64 = 15_000;
 
 /// What the server writes an idle SSE subscriber every heartbeat interval: a comment, which `EventSource`
-/// ignores. Here so that a peer server can be told to send the very same bytes.
+/// ignores. Here, like [`STREAM_HEARTBEAT`], so that a peer server can be told to send the very same bytes.
 pub const SSE_HEARTBEAT: &str = ": heartbeat\n\n";
+
+/// What the server writes an idle NDJSON stream subscriber: [`Control::Heartbeat`] as a line.
+pub const STREAM_HEARTBEAT: &str = "{\"type\":\"heartbeat\"}\n";
 
 /// One event as it travels on the wire. Borrows from the buffer it was parsed from where it can, so a load
 /// generator can parse thousands of them per second without allocating.
@@ -269,6 +272,12 @@ mod tests {
             Message::parse(json.as_bytes()).unwrap(),
             Message::Event(event)
         );
+    }
+
+    #[test]
+    fn the_stream_heartbeat_is_the_heartbeat_control_line() {
+        let line = format!("{}\n", serde_json::to_string(&Control::Heartbeat).unwrap());
+        assert_eq!(line, STREAM_HEARTBEAT);
     }
 
     #[test]

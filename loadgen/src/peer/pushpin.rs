@@ -43,7 +43,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use pushbench_common::Transport;
-use pushbench_common::wire::{Control, SSE_HEARTBEAT};
+use pushbench_common::wire::{SSE_HEARTBEAT, STREAM_HEARTBEAT};
 
 use super::{
     Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill,
@@ -435,13 +435,6 @@ pub fn longpoll_response(
     }
 }
 
-/// What our server sends an idle stream subscriber: the wire's heartbeat line.
-pub fn stream_keepalive() -> String {
-    let mut line = serde_json::to_string(&Control::Heartbeat).expect("a unit variant serializes");
-    line.push('\n');
-    line
-}
-
 /// `Grip-Keep-Alive`: send `content` after `secs` without a write. Base64, because the heartbeat line's
 /// quotes and the comment's colon would need escaping in a header parameter.
 pub fn keepalive_header(content: &str, secs: u64) -> String {
@@ -498,7 +491,7 @@ pub fn grip_response(
             let (content_type, keepalive) = if path == "/sse" {
                 ("text/event-stream", SSE_HEARTBEAT.to_owned())
             } else {
-                ("text/plain", stream_keepalive())
+                ("text/plain", STREAM_HEARTBEAT.to_owned())
             };
             (
                 StatusCode::OK,

@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
 use pushbench_common::Transport;
-use pushbench_common::wire::{Control, Gap};
+use pushbench_common::wire::{Control, Gap, STREAM_HEARTBEAT};
 
 use super::SubscribeQuery;
 use super::streaming::{Framing, respond};
@@ -53,6 +53,6 @@ impl Framing for NdJson {
     }
 
     fn heartbeat() -> Bytes {
-        Bytes::from_static(b"{\"type\":\"heartbeat\"}\n")
+        Bytes::from_static(STREAM_HEARTBEAT.as_bytes())
     }
 }

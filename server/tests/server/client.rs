@@ -435,9 +435,15 @@ pub(crate) async fn read_until(
     .expect("data in time");
 }
 
-/// Whether `haystack` holds `needle`.
-pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
+/// How many times `needle` occurs in `haystack`.
+pub(crate) fn occurrences(haystack: &[u8], needle: &str) -> usize {
     haystack
         .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
+        .filter(|w| *w == needle.as_bytes())
+        .count()
+}
+
+/// Whether `haystack` holds `needle`.
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
+    occurrences(haystack, needle) > 0
 }

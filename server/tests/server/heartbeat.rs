@@ -6,30 +6,22 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use pushbench_common::wire::{Control, SSE_HEARTBEAT};
+use pushbench_common::wire::{SSE_HEARTBEAT, STREAM_HEARTBEAT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{PATIENCE, TestServer, contains, publish_via, read_until};
+use crate::client::{PATIENCE, TestServer, contains, occurrences, publish_via, read_until};
 
 /// How many keep-alives each idle subscription must receive: several, so one sent at subscription time
 /// could not pass for a periodic one.
 const BEATS: usize = 3;
 
-fn count(haystack: &[u8], needle: &str) -> usize {
-    haystack
-        .windows(needle.len())
-        .filter(|w| *w == needle.as_bytes())
-        .count()
-}
-
 #[tokio::test]
 async fn idle_stream_and_sse_subscribers_get_the_wire_heartbeats() {
     let server = TestServer::start(&["--heartbeat-ms", "50"]).await;
-    let stream_line = format!("{}\n", serde_json::to_string(&Control::Heartbeat).unwrap());
     for (path, keepalive) in [
-        ("/stream?topic=h", stream_line.as_str()),
+        ("/stream?topic=h", STREAM_HEARTBEAT),
         ("/sse?topic=h", SSE_HEARTBEAT),
     ] {
         let mut socket = TcpStream::connect(server.addr).await.unwrap();
@@ -38,7 +30,10 @@ async fn idle_stream_and_sse_subscribers_get_the_wire_heartbeats() {
             .await
             .unwrap();
         let mut bytes = Vec::new();
-        read_until(&mut socket, &mut bytes, |b| count(b, keepalive) >= BEATS).await;
+        read_until(&mut socket, &mut bytes, |b| {
+            occurrences(b, keepalive) >= BEATS
+        })
+        .await;
         assert!(
             contains(&bytes, "subscribed"),
             "{}",

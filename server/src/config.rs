@@ -36,6 +36,15 @@ pub struct Args {
     /// connections, polls in flight); past it, 503. Keep it under the process's file-descriptor limit.
     #[arg(long, default_value_t = 19_000)]
     pub max_connections: usize,
+    /// Most TCP connections open at once, whatever they do (idle, sending a head or a body, subscribed);
+    /// past it a new connection is answered 503 and closed. Default: `--max-connections` + 1,000 (room
+    /// for publishers and scrapes). Keep it under the process's file-descriptor limit.
+    #[arg(long)]
+    pub max_open_connections: Option<usize>,
+    /// A request head or publish body that has not fully arrived after this long is answered 408 and its
+    /// connection closed, so a client trickling bytes cannot hold a connection open.
+    #[arg(long, default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
     /// Idle interval after which streams send a heartbeat line, SSE a comment and WebSocket a ping
     /// (a WebSocket peer that misses two pings is disconnected).
     #[arg(long, default_value_t = pushbench_common::wire::DEFAULT_HEARTBEAT_MS)]
@@ -84,6 +93,9 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub generate_bytes: usize,
 }
+
+/// Default room of `--max-open-connections` above `--max-connections`.
+const OPEN_CONNECTIONS_BEYOND_SUBSCRIBERS: usize = 1_000;
 
 /// Longest `--write-interval-ms`: beyond a second a wait is a stall, not a trade of latency for CPU.
 pub const MAX_WRITE_INTERVAL_MS: u64 = 1_000;
@@ -142,6 +154,10 @@ pub struct Config {
     pub publish_token: Option<String>,
     /// Most concurrent subscriber requests.
     pub max_connections: usize,
+    /// Most open TCP connections.
+    pub max_open_connections: usize,
+    /// Longest wait for a whole request head or publish body.
+    pub request_timeout: Duration,
     /// Heartbeat / ping interval.
     pub heartbeat: Duration,
     /// Default long-poll hold.
@@ -218,6 +234,22 @@ impl TryFrom<&Args> for Config {
             max_payload: positive("max-payload", args.max_payload)?,
             publish_token: args.publish_token.clone().filter(|t| !t.is_empty()),
             max_connections: positive("max-connections", args.max_connections)?,
+            max_open_connections: match args.max_open_connections {
+                None => args
+                    .max_connections
+                    .saturating_add(OPEN_CONNECTIONS_BEYOND_SUBSCRIBERS),
+                Some(open) if open >= args.max_connections => open,
+                Some(_) => {
+                    return Err(ConfigError {
+                        flag: "max-open-connections",
+                        reason: "must be at least --max-connections".into(),
+                    });
+                }
+            },
+            request_timeout: Duration::from_millis(positive(
+                "request-timeout-ms",
+                args.request_timeout_ms,
+            )?),
             heartbeat: Duration::from_millis(positive("heartbeat-ms", args.heartbeat_ms)?),
             longpoll_default: longpoll_default.min(longpoll_max),
             longpoll_max,

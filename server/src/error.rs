@@ -41,6 +41,24 @@ pub enum ApiError {
     /// The event could not be stored (the Redis backplane is down); nothing was accepted.
     #[error("{0}; the event was not accepted, retry later")]
     Unavailable(String),
+    /// The request head is larger than the server accepts.
+    #[error("request head exceeds the limit of {limit} bytes")]
+    HeadTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The request head or body did not arrive in time.
+    #[error("the request did not arrive within {} ms", after.as_millis())]
+    RequestTimeout {
+        /// The limit (`--request-timeout-ms`).
+        after: std::time::Duration,
+    },
+    /// `--max-open-connections` TCP connections are already open.
+    #[error("server is at its limit of {limit} open connections; retry later")]
+    TooManyOpenConnections {
+        /// The configured limit.
+        limit: usize,
+    },
     /// The request body could not be read (client went away mid-body).
     #[error("could not read the request body")]
     BodyRead,
@@ -56,9 +74,11 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotUtf8 => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyConnections { .. } | Self::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyConnections { .. }
+            | Self::TooManyOpenConnections { .. }
+            | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyRead => StatusCode::BAD_REQUEST,
         }
     }

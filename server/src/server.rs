@@ -28,8 +28,6 @@ use crate::feed::{Feed, FeedError};
 use crate::state::AppState;
 use crate::{generator, transport};
 
-/// How long a client may take to send its request head before the connection is closed.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after an accept error such as EMFILE (out of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -85,7 +83,8 @@ async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Out
     ));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(state.config.request_timeout)
+        .max_buf_size(transport::MAX_HEAD_BYTES)
         .keep_alive(true);
 
     tokio::pin!(shutdown);
@@ -107,10 +106,20 @@ async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Out
         }
         let (http, router, state_for_task) = (http.clone(), router.clone(), state.clone());
         let open = state.metrics.tcp_connection();
+        let limit = state.config.max_open_connections;
+        if state.metrics.tcp_connections_open() > limit as u64 {
+            state.tasks.spawn(async move {
+                let _open = open;
+                let error = crate::error::ApiError::TooManyOpenConnections { limit };
+                transport::refuse(&state_for_task, tcp, error).await;
+            });
+            continue;
+        }
         state.tasks.spawn(async move {
             let _open = open;
             let state = state_for_task;
-            let io = match transport::accept_direct(&state, tcp, HEADER_READ_TIMEOUT).await {
+            let io = match transport::accept_direct(&state, tcp, state.config.request_timeout).await
+            {
                 Ok(transport::Accepted::Http(io)) => io,
                 Ok(transport::Accepted::Done) => return,
                 Err(e) => {

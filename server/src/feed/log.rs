@@ -19,6 +19,14 @@ pub(super) fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// The current Unix time in microseconds: where a fresh feed starts its ids. Ids count up by one per event
+/// from there, so a restarted server starts above every id it issued before (unless it averaged more than
+/// a million events a second) and a cursor from an earlier run is told of its gap instead of silently
+/// skipping the new events. Microseconds stay below 2^53, so JavaScript clients read ids exactly.
+pub(super) fn clock_origin() -> u64 {
+    now_ns() / 1_000
+}
+
 /// Bookkeeping cost of one held event beyond its encoding (the `Arc`, the struct, two deque slots),
 /// counted against the byte budget so that tiny events cannot exceed it by orders of magnitude.
 const EVENT_OVERHEAD_BYTES: usize = 128;
@@ -152,6 +160,12 @@ pub struct ReplayLog {
     /// not in the index may have had events up to here, so cursors below it get a gap notice: never a
     /// silent skip, at the price of a possibly spurious notice for a long-quiet topic.
     forgotten_upto: u64,
+    /// Ids at or below it were never this log's (see [`ReplayLog::begin_at`]): cursor 0, "from the start",
+    /// means from here, while any other cursor below it is from an earlier run and gets a gap notice.
+    origin: u64,
+    /// Whether this log assigns the ids itself (embedded) rather than following a backplane: then a
+    /// cursor above its head was never issued, while a node following a backplane may merely lag.
+    assigns_ids: bool,
 }
 
 impl ReplayLog {
@@ -164,7 +178,18 @@ impl ReplayLog {
             topics: HashMap::new(),
             head: 0,
             forgotten_upto: 0,
+            origin: 0,
+            assigns_ids: true,
         }
+    }
+
+    /// A fresh log that assigns its own ids, from `origin + 1` on (the embedded feed passes
+    /// [`clock_origin`]). A cursor below `origin` other than 0 comes from an earlier run: it gets a gap
+    /// notice, since what that run published after it is gone.
+    pub fn begin_at(&mut self, origin: u64) {
+        self.head = origin;
+        self.forgotten_upto = origin;
+        self.origin = origin;
     }
 
     /// The id of the newest event.
@@ -213,6 +238,7 @@ impl ReplayLog {
     pub fn start_at(&mut self, head: u64) {
         self.head = head;
         self.forgotten_upto = head;
+        self.assigns_ids = false;
     }
 
     /// Appends an event whose id was assigned elsewhere (the backplane). An id that skips ahead means the
@@ -266,6 +292,18 @@ impl ReplayLog {
         }
     }
 
+    /// The notice for a cursor above every id issued so far — forged, or from a server whose clock ran
+    /// ahead of this one's: a gap whose `resume` (the next id) is not above `after`, after which delivery
+    /// goes on from the head. A node following a backplane may merely lag behind the cursor another node
+    /// gave, so there only a cursor beyond the clock (where ids start) counts as never issued.
+    pub fn reset_if_never_issued(&self, after: u64) -> Option<Gap> {
+        let never_issued = after > self.head && (self.assigns_ids || after > clock_origin());
+        never_issued.then_some(Gap {
+            after,
+            resume: self.head + 1,
+        })
+    }
+
     /// Events on `topics` with ids above `after`, at most one batch, with a gap notice when some of them
     /// were already evicted. Borrowed from the log: taking a reference count on each event would make every
     /// subscriber of a broadcast contend on the same counters.
@@ -284,7 +322,16 @@ impl ReplayLog {
             })
             .max()
             .unwrap_or(0);
-        let (gap, cursor) = if evicted_upto > after {
+        // Cursor 0 asks for everything from the start: this log's start, not an earlier run's.
+        let from = if after == 0 { self.origin } else { after };
+        if let Some(reset) = self.reset_if_never_issued(after) {
+            return Batch {
+                gap: Some(reset),
+                events: Vec::new(),
+                next: self.head,
+            };
+        }
+        let (gap, cursor) = if evicted_upto > from {
             (
                 Some(Gap {
                     after,
@@ -293,7 +340,7 @@ impl ReplayLog {
                 evicted_upto,
             )
         } else {
-            (None, after)
+            (None, from)
         };
 
         // Each topic's events after the cursor; the batch is the `max_events` lowest ids among them.

@@ -118,11 +118,19 @@ struct Inner {
 }
 
 impl Feed {
-    /// An embedded feed with the given replay and batch limits.
+    /// An embedded feed with the given replay and batch limits, its ids starting from the clock (see
+    /// [`ReplayLog::begin_at`]) so that they never repeat across restarts.
     pub fn new(replay: ReplayLimits, batch: BatchLimits) -> Self {
+        Self::starting_after(log::clock_origin(), replay, batch)
+    }
+
+    /// An embedded feed whose first id is `origin + 1`.
+    fn starting_after(origin: u64, replay: ReplayLimits, batch: BatchLimits) -> Self {
+        let mut log = ReplayLog::new(replay);
+        log.begin_at(origin);
         Self {
             inner: Arc::new(Inner {
-                log: RwLock::new(ReplayLog::new(replay)),
+                log: RwLock::new(log),
                 batch,
                 bus: None,
                 closed: AtomicBool::new(false),
@@ -240,13 +248,24 @@ impl Feed {
     /// Starts a live subscription on `topics` from cursor `after`, or from the current head when `None`.
     pub fn subscribe(&self, topics: Arc<[Topic]>, after: Option<u64>) -> Subscription {
         let notify = Arc::new(Notify::new());
-        let (keys, head) = self.log_write().register(&topics, &notify);
+        let (keys, head, reset) = {
+            let mut log = self.log_write();
+            let (keys, head) = log.register(&topics, &notify);
+            (keys, head, after.and_then(|a| log.reset_if_never_issued(a)))
+        };
         Subscription {
             feed: self.clone(),
             topics,
             keys,
             notify,
-            cursor: after.unwrap_or(head),
+            // A cursor never issued starts at the head, so the greeting names a real cursor, and the
+            // notice comes with the first read.
+            cursor: if reset.is_some() {
+                head
+            } else {
+                after.unwrap_or(head)
+            },
+            reset,
             paced_until: None,
             unread: false,
         }
@@ -266,6 +285,8 @@ pub struct Subscription {
     /// Something may wait to be read without a wake-up to say so: the last read was cut at the batch
     /// limits, or a wake-up was taken but the pacing wait after it was cancelled.
     unread: bool,
+    /// The notice for a starting cursor that was never issued, sent with the first read.
+    reset: Option<Gap>,
 }
 
 impl Subscription {
@@ -276,7 +297,8 @@ impl Subscription {
 
     /// Reads what is available now and advances the cursor past it.
     pub fn read_now(&mut self) -> Batch {
-        let batch = self.feed.read(&self.topics, self.cursor);
+        let mut batch = self.feed.read(&self.topics, self.cursor);
+        batch.gap = self.reset.take().or(batch.gap);
         self.cursor = batch.next;
         batch
     }
@@ -347,7 +369,8 @@ impl Subscription {
     /// what `take` made of it.
     fn take_now<R>(&mut self, take: &mut impl FnMut(Batch<&Arc<StoredEvent>>) -> R) -> Option<R> {
         let log = self.feed.log_read();
-        let batch = log.read(&self.topics, self.cursor, self.feed.inner.batch);
+        let mut batch = log.read(&self.topics, self.cursor, self.feed.inner.batch);
+        batch.gap = self.reset.take().or(batch.gap);
         self.cursor = batch.next;
         // A batch cut short ends before the head; the wake-ups for the rest were spent on this read.
         self.unread = batch.next < log.head();
@@ -365,8 +388,10 @@ impl Drop for Subscription {
 mod tests {
     use super::*;
 
+    /// A feed whose ids start at 1, so tests can name them.
     fn feed(max_events: usize) -> Feed {
-        Feed::new(
+        Feed::starting_after(
+            0,
             ReplayLimits {
                 max_events,
                 max_bytes: usize::MAX,
@@ -462,7 +487,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn pacing_reads_the_rest_of_a_batch_cut_at_the_limits_without_another_publish() {
         let pacing = Duration::from_millis(50);
-        let feed = Feed::new(
+        let feed = Feed::starting_after(
+            0,
             ReplayLimits {
                 max_events: 100,
                 max_bytes: usize::MAX,

@@ -14,10 +14,11 @@
 //! - **Outage**: subscribers stay connected; the follower retries every [`RETRY`] and, when Redis is
 //!   back, reads on from the last id it had, so nothing published before the outage is skipped. If the
 //!   stream was trimmed past that id meanwhile, the missed range is marked evicted and subscribers get
-//!   the gap notice. A Redis that comes back without its data (no AOF or RDB) restarts its counter; each
-//!   publish carries the publishing node's newest id as a floor, so ids still only increase. Events that
-//!   were acknowledged but that no node had read yet are lost with such a Redis: run Redis with
-//!   persistence.
+//!   the gap notice. A Redis that comes back without its data (no AOF or RDB) has no counter: the next
+//!   publish, or the next node to start, restarts it from the clock (Unix µs, where the embedded feed's
+//!   ids start too), above every id handed out before, so ids only increase whichever node publishes
+//!   first. Events that were acknowledged but that no node had read yet are lost with such a Redis, and
+//!   every node's subscribers get a gap notice for the jump: run Redis with persistence.
 //! - **Trimming**: Redis keeps about `--replay-events` entries (approximate trimming lets Redis drop
 //!   whole macro-nodes, which is much cheaper); each node's local log keeps exactly `--replay-events`.
 
@@ -33,6 +34,7 @@ use redis::{AsyncCommands, AsyncConnectionConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::log::clock_origin;
 use super::{Feed, FeedError};
 
 /// Pause between reconnection attempts while Redis is down.
@@ -42,17 +44,23 @@ const BLOCK: Duration = Duration::from_millis(1000);
 /// Most entries one `XREAD` returns.
 const READ_COUNT: usize = 1000;
 
-/// `KEYS[1]` stream, `KEYS[2]` id counter; `ARGV` topic, ts, data, approximate max length, and the
-/// publishing node's newest id: the counter never hands out an id at or below it, so ids keep increasing
-/// even when Redis comes back from a restart without its data.
+/// `KEYS[1]` stream, `KEYS[2]` id counter; `ARGV` topic, ts, data, approximate max length, the publishing
+/// node's newest id, and where a missing counter starts (the larger of that id and the clock, in µs).
+/// The counter never hands out an id at or below the node's newest, and a Redis that came back from a
+/// restart without its data restarts it from the clock, above every id handed out before, so ids keep
+/// increasing for every node, whichever publishes first. Ids are formatted with `%d`: Lua's default
+/// number format would write a 16-digit id as `1.8e+15`.
 const PUBLISH_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[6])
+end
 local id = redis.call('INCR', KEYS[2])
 local floor = tonumber(ARGV[5])
 if id <= floor then
   id = floor + 1
-  redis.call('SET', KEYS[2], id)
+  redis.call('SET', KEYS[2], string.format('%d', id))
 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '0-' .. id, 'topic', ARGV[1], 'ts', ARGV[2], 'data', ARGV[3])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '0-' .. string.format('%d', id), 'topic', ARGV[1], 'ts', ARGV[2], 'data', ARGV[3])
 return id
 ";
 
@@ -162,7 +170,8 @@ impl RedisBus {
             .arg(ts)
             .arg(data)
             .arg(self.max_len)
-            .arg(floor);
+            .arg(floor)
+            .arg(floor.max(clock_origin()));
         let id: Result<u64, _> = invocation.invoke_async(&mut connection).await;
         id.map(|id| PublishAck { id, ts }).map_err(|e| {
             self.status.publish_failures.fetch_add(1, Relaxed);
@@ -176,6 +185,15 @@ impl RedisBus {
         count: usize,
     ) -> Result<(Vec<(u64, Topic, u64, String)>, u64), FeedError> {
         let mut connection = self.publisher.clone();
+        // An empty Redis (first start, or restarted without its data) gets its counter from the clock,
+        // so the ids of this run start above those of any earlier one (see `clock_origin`).
+        let _: redis::Value = redis::cmd("SET")
+            .arg(&self.counter_key)
+            .arg(clock_origin())
+            .arg("NX")
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| FeedError::Bus(e.to_string()))?;
         let newest: StreamRangeReply = connection
             .xrevrange_count(&self.stream_key, "+", "-", count)
             .await

@@ -33,8 +33,10 @@ use super::{SubscribeQuery, long_poll, poll};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Longest request head read here; anything larger is left to hyper (which allows more).
-const MAX_HEAD_BYTES: usize = 4096;
+/// Longest request head accepted, here and by hyper on later requests of a connection: past it, 431.
+/// A few tens of KiB is room for any real client's cookies and tokens, while a thousand half-sent heads
+/// cost the server tens of MiB, not hundreds.
+pub(crate) const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// Headers parsed; a request with more goes to hyper.
 const MAX_HEADERS: usize = 32;
 
@@ -53,12 +55,33 @@ pub(crate) async fn accept(
     mut tcp: TcpStream,
     head_timeout: Duration,
 ) -> io::Result<Accepted> {
+    let mut first = true;
     loop {
         // Wait for the request before allocating a buffer for it: a kept-alive polling connection sits
-        // here between requests.
-        tcp.readable().await?;
-        let Some((head, end)) = read_head(&mut tcp, head_timeout).await? else {
-            return Ok(Accepted::Done); // closed before a full request
+        // here between requests, for as long as its client likes (open connections are bounded by
+        // `--max-open-connections`). A new connection must send its first request in time.
+        if std::mem::take(&mut first) {
+            // Boxed, like the refusals: inline they would enlarge every connection's future.
+            if Box::pin(tokio::time::timeout(head_timeout, tcp.readable()))
+                .await
+                .is_err()
+            {
+                let error = ApiError::RequestTimeout {
+                    after: head_timeout,
+                };
+                Box::pin(answer_and_close(state, &mut tcp, &error)).await;
+                return Ok(Accepted::Done);
+            }
+        } else {
+            tcp.readable().await?;
+        }
+        let (head, end) = match read_head(&mut tcp, head_timeout).await? {
+            Head::Complete { bytes, end } => (bytes, end),
+            Head::Closed => return Ok(Accepted::Done),
+            Head::Refused(error) => {
+                Box::pin(answer_and_close(state, &mut tcp, &error)).await;
+                return Ok(Accepted::Done);
+            }
         };
         // Bytes after the head (pipelining, early frames) are hyper's business.
         let parsed = if head.len() == end {
@@ -109,32 +132,41 @@ pub(crate) async fn accept(
     }
 }
 
-/// Reads one request head: the bytes read and where the head ends (0 when it was not found within
-/// [`MAX_HEAD_BYTES`] or the timeout, so that hyper applies its own limits and answers), or `None` when
-/// the peer closed first.
-async fn read_head(
-    tcp: &mut TcpStream,
-    head_timeout: Duration,
-) -> io::Result<Option<(Vec<u8>, usize)>> {
+/// What reading a request head gave.
+enum Head {
+    /// A whole head: the bytes read (perhaps more than the head) and where the head ends.
+    Complete { bytes: Vec<u8>, end: usize },
+    /// The peer closed before sending a whole head.
+    Closed,
+    /// Too large or too slow: to be answered with this error and closed.
+    Refused(ApiError),
+}
+
+/// Reads one request head, at most [`MAX_HEAD_BYTES`] within `head_timeout`.
+async fn read_head(tcp: &mut TcpStream, head_timeout: Duration) -> io::Result<Head> {
     let mut head = Vec::with_capacity(1024);
-    let end = tokio::time::timeout(head_timeout, async {
+    let read = tokio::time::timeout(head_timeout, async {
         loop {
             if tcp.read_buf(&mut head).await? == 0 {
-                return Ok::<_, io::Error>(None);
+                return Ok::<_, io::Error>(Head::Closed);
             }
             if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                return Ok(Some(end + 4));
+                return Ok(Head::Complete {
+                    end: end + 4,
+                    bytes: std::mem::take(&mut head),
+                });
             }
             if head.len() >= MAX_HEAD_BYTES {
-                return Ok(Some(0));
+                return Ok(Head::Refused(ApiError::HeadTooLarge {
+                    limit: MAX_HEAD_BYTES,
+                }));
             }
         }
     })
-    .await
-    .unwrap_or(Ok(Some(0)))?;
-    Ok(end
-        .map(|end| (head, end))
-        .filter(|(head, _)| !head.is_empty()))
+    .await;
+    read.unwrap_or(Ok(Head::Refused(ApiError::RequestTimeout {
+        after: head_timeout,
+    })))
 }
 
 /// Answers one poll, or one long-poll when there is a `hold`. Returns whether the connection can serve
@@ -301,13 +333,15 @@ async fn serve<F: Framing>(
             return;
         }
         let chunk = frame_chunk(&mut chunk);
-        match tokio::time::timeout(write_timeout, writer.write_all(chunk)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
-            Err(_) => {
-                state.metrics.slow_consumer_disconnect(F::TRANSPORT);
-                return;
-            }
+        // No write timeout, as on the hyper path: a consumer that stops reading holds this write, its
+        // subscription falls behind the replay buffer and it gets the gap notice when it reads again.
+        // Only WebSockets are cut as slow consumers (with close code 1008).
+        let wrote = tokio::select! {
+            wrote = writer.write_all(chunk) => wrote.is_ok(),
+            () = peer_closed(&mut reader) => false,
+        };
+        if !wrote {
+            return;
         }
     }
 }
@@ -356,6 +390,11 @@ async fn serve_websocket(
     }
 }
 
+/// Answers a connection that will not be served with `error`, then closes it.
+pub(crate) async fn refuse(state: &AppState, mut tcp: TcpStream, error: ApiError) {
+    answer_and_close(state, &mut tcp, &error).await;
+}
+
 /// Writes `bytes` within the write timeout, then frees them (a subscriber's connection lives for hours;
 /// its handshake buffers should not). Returns whether it succeeded.
 async fn write_within(state: &AppState, tcp: &mut TcpStream, bytes: Vec<u8>) -> bool {
@@ -366,9 +405,22 @@ async fn write_within(state: &AppState, tcp: &mut TcpStream, bytes: Vec<u8>) -> 
 }
 
 /// Completes when the peer closes its side (or the socket fails); discards anything it sends.
-async fn peer_closed(reader: &mut tokio::net::tcp::ReadHalf<'_>) {
+async fn peer_closed(reader: &mut (impl AsyncRead + Unpin)) {
     let mut scratch = [0u8; 64];
     while let Ok(1..) = reader.read(&mut scratch).await {}
+}
+
+/// How long a refused connection is read and discarded after its answer.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Answers `error` and closes gently: our side is shut first, then what the client still sends is
+/// discarded for up to [`LINGER`]. Closing with unread bytes would reset the connection, and the reset
+/// can destroy the answer before the client has read it.
+async fn answer_and_close(state: &AppState, tcp: &mut TcpStream, error: &ApiError) {
+    if write_within(state, tcp, error_response(error)).await {
+        let _ = tcp.shutdown().await;
+        let _ = tokio::time::timeout(LINGER, peer_closed(tcp)).await;
+    }
 }
 
 /// A complete HTTP/1.1 error response with the same JSON body the router would send.

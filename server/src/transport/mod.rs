@@ -20,7 +20,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use pushbench_common::Topic;
 
-pub(crate) use direct::{Accepted, accept as accept_direct};
+pub(crate) use direct::{Accepted, MAX_HEAD_BYTES, accept as accept_direct, refuse};
 pub(crate) use publish::{authorize, bearer_token};
 
 use crate::error::ApiError;
@@ -90,10 +90,8 @@ impl SubscribeQuery {
             match &*key {
                 "topic" => topics
                     .push(Topic::parse(&value).map_err(|e| ApiError::BadRequest(e.to_string()))?),
-                "after" => after = Some(parse_number("after", &value)?),
-                "timeout_ms" if with_timeout => {
-                    timeout_ms = Some(parse_number("timeout_ms", &value)?)
-                }
+                "after" => set_once(&mut after, "after", &value)?,
+                "timeout_ms" if with_timeout => set_once(&mut timeout_ms, "timeout_ms", &value)?,
                 other => {
                     let known = if with_timeout {
                         "topic, after, timeout_ms"
@@ -124,6 +122,17 @@ impl SubscribeQuery {
             timeout_ms,
         })
     }
+}
+
+/// Parses a parameter that may be given once: a second one is refused rather than silently winning.
+fn set_once(slot: &mut Option<u64>, name: &str, value: &str) -> Result<(), ApiError> {
+    if slot.is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "`{name}` given more than once"
+        )));
+    }
+    *slot = Some(parse_number(name, value)?);
+    Ok(())
 }
 
 fn parse_number(name: &str, value: &str) -> Result<u64, ApiError> {
@@ -165,6 +174,15 @@ mod tests {
                 .contains("`after` must be a non-negative integer")
         );
         assert!(parse("topic=a&after=-1").unwrap_err().contains("`after`"));
+        for twice in [
+            "topic=a&after=1&after=2",
+            "topic=a&timeout_ms=1&timeout_ms=2",
+        ] {
+            assert!(
+                parse(twice).unwrap_err().contains("more than once"),
+                "{twice}"
+            );
+        }
         assert!(
             parse("topic=a%20b")
                 .unwrap_err()

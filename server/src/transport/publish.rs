@@ -36,7 +36,12 @@ async fn publish(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    // Bounded in time as well as size: a body trickling in holds a connection and a file descriptor.
+    let timeout = state.config.request_timeout;
+    let body = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout { after: timeout })?;
+    let body = body.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
         if too_large {

@@ -216,9 +216,18 @@ impl Session {
                     Some(Ok(Message::Pong(_))) => missed_pings = 0,
                     // tungstenite answers pings itself.
                     Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite has queued the echo of the client's close frame (RFC 6455 §5.5.1);
+                        // flushing sends it, completing the closing handshake.
+                        let _ = tokio::time::timeout(CLOSE_PATIENCE, SinkExt::flush(&mut socket)).await;
+                        return;
+                    }
+                    None => return,
                     Some(Err(e)) => {
                         debug!(error = %e, "websocket read failed");
+                        if let Some((code, reason)) = close_code_for(&e) {
+                            close(&mut socket, code, reason).await;
+                        }
                         return;
                     }
                 },
@@ -294,14 +303,16 @@ impl Session {
         match tokio::time::timeout(self.state.config.write_timeout, write).await {
             Ok(outcome) => self.written(outcome, events, frames.len() as u64),
             Err(_elapsed) => {
-                // The close frame must not land inside a half-written frame: finish the batch first, if
-                // the client takes it within the same second the close frame is given.
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    socket.write_frames(frames, &mut written),
-                )
+                // The close frame must not land inside a half-written frame: the rest of the batch goes
+                // first. A client that reads again within one more write timeout gets both.
+                self.state.metrics.slow_consumer_disconnect(Transport::Ws);
+                let patience = self.state.config.write_timeout;
+                let _ = tokio::time::timeout(patience, async {
+                    socket.write_frames(frames, &mut written).await?;
+                    socket.send(slow_consumer_close()).await
+                })
                 .await;
-                self.drop_slow_consumer(socket).await
+                Err(())
             }
         }
     }
@@ -352,12 +363,8 @@ impl Session {
         S: Sink<Message, Error = tungstenite::Error> + Unpin,
     {
         self.state.metrics.slow_consumer_disconnect(Transport::Ws);
-        close(
-            socket,
-            CloseCode::Policy,
-            "slow consumer: writes blocked past the write timeout",
-        )
-        .await;
+        let patience = self.state.config.write_timeout;
+        let _ = tokio::time::timeout(patience, socket.send(slow_consumer_close())).await;
         Err(())
     }
 }
@@ -417,17 +424,47 @@ fn control_frame(control: &Control) -> Message {
     )
 }
 
-/// Sends a close frame, giving up quickly if the peer does not read.
+/// The close frame (1008, policy violation) a slow consumer is dropped with. It waits one more write
+/// timeout for the client to read on, so that a client that stalled learns why it was dropped.
+fn slow_consumer_close() -> Message {
+    close_frame(
+        CloseCode::Policy,
+        "slow consumer: writes blocked past the write timeout",
+    )
+}
+
+fn close_frame(code: CloseCode, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+/// How long a close frame may wait for the peer to take it.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(1);
+
+/// The close code and reason a read error is answered with (RFC 6455 §7.4.1), or `None` when the
+/// connection itself is gone and nothing can be sent.
+fn close_code_for(error: &tungstenite::Error) -> Option<(CloseCode, &'static str)> {
+    use tungstenite::Error;
+    match error {
+        Error::Utf8(_) => Some((CloseCode::Invalid, "text frame is not valid UTF-8")),
+        Error::Capacity(_) => Some((
+            CloseCode::Size,
+            "message exceeds the publish limit (--max-payload)",
+        )),
+        Error::Protocol(_) => Some((CloseCode::Protocol, "websocket protocol error")),
+        _ => None,
+    }
+}
+
+/// Sends a close frame, giving up if the peer does not take it within [`CLOSE_PATIENCE`].
 async fn close<S: Sink<Message, Error = tungstenite::Error> + Unpin>(
     socket: &mut S,
     code: CloseCode,
     reason: &'static str,
 ) {
-    let frame = Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }));
-    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(frame)).await;
+    let _ = tokio::time::timeout(CLOSE_PATIENCE, socket.send(close_frame(code, reason))).await;
 }
 
 #[cfg(test)]

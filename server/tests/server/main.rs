@@ -6,6 +6,7 @@ mod client;
 mod coalescing;
 mod errors;
 mod heartbeat;
+mod hostile;
 mod paths;
 mod resume;
 mod shutdown;

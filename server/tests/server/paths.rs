@@ -195,3 +195,90 @@ async fn long_polls_follow_each_other_on_one_connection_then_other_requests_stil
         .unwrap();
     assert!(String::from_utf8_lossy(&all).contains(r#""events":[]"#));
 }
+
+/// Reads `socket` until `needle` arrives, looking only at what is new (plus the needle's length before
+/// it), so megabytes of backlog cost one pass. Returns everything read.
+async fn read_to(socket: &mut TcpStream, needle: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut searched: usize = 0;
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let from = searched.saturating_sub(needle.len());
+            if contains(&bytes[from..], needle) {
+                return;
+            }
+            searched = bytes.len();
+            assert!(
+                socket.read_buf(&mut bytes).await.unwrap() > 0,
+                "closed before {needle:?} ({} bytes read)",
+                bytes.len()
+            );
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {needle:?} in time"));
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_or_sse_reader_gets_a_gap_notice_and_continues_on_both_paths() {
+    // Writes block past the write timeout many times over while the readers stall.
+    let server = TestServer::start(&[
+        "--write-timeout-ms",
+        "20",
+        "--replay-events",
+        "20",
+        "--max-batch-events",
+        "5",
+    ])
+    .await;
+    let payload = "x".repeat(16 * 1024);
+    for path in ["/stream?topic=stall", "/sse?topic=stall"] {
+        let mut readers = Vec::new();
+        for reuse in [false, true] {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            let mut tcp = socket.connect(server.addr).await.unwrap();
+            if reuse {
+                tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+                    .await
+                    .unwrap();
+                read_to(&mut tcp, "ok\n").await;
+            }
+            tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            read_to(&mut tcp, "subscribed").await;
+            readers.push((reuse, tcp));
+        }
+        // 6.4 MiB per reader, more than the kernel buffers between us hold.
+        for _ in 0..400 {
+            server.publish("stall", &payload).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let last = format!("the last event of {path}");
+        server.publish("stall", &last).await;
+        for (reuse, tcp) in &mut readers {
+            let bytes = read_to(tcp, &last).await;
+            let path_name = if *reuse { "hyper" } else { "direct" };
+            assert!(
+                contains(&bytes, r#""type":"gap""#),
+                "{path} on the {path_name} path: no gap notice"
+            );
+        }
+    }
+    let stats = server.stats().await;
+    for transport in ["stream", "sse"] {
+        assert_eq!(
+            stats["transports"][transport]["slow_consumer_disconnects"], 0,
+            "{transport}"
+        );
+        assert!(
+            stats["transports"][transport]["slow_consumer_gaps"]
+                .as_u64()
+                .unwrap()
+                >= 2,
+            "{transport}: {stats}"
+        );
+    }
+}

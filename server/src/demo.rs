@@ -10,10 +10,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::auth::{authorize, bearer_token};
 use crate::config::GeneratorSettings;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::transport::{authorize, bearer_token};
 
 /// The page, with its styles and scripts inline.
 const INDEX_HTML: &str = include_str!("../assets/index.html");

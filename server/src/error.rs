@@ -84,6 +84,13 @@ impl ApiError {
     }
 }
 
+/// A bad topic name is the client's mistake: 400 with the reason.
+impl From<pushbench_common::TopicError> for ApiError {
+    fn from(error: pushbench_common::TopicError) -> Self {
+        Self::BadRequest(error.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (

@@ -25,9 +25,9 @@ use pushbench_common::{Topic, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::http_stream::{Framing, Subscriber};
+use super::ndjson::NdJson;
 use super::sse::{self, EventStream};
-use super::stream::NdJson;
-use super::streaming::{Framing, Subscriber};
 use super::ws;
 use super::{SubscribeQuery, long_poll, poll};
 use crate::error::ApiError;
@@ -194,8 +194,8 @@ async fn serve_poll(
         Ok(batch) => {
             let body = poll::body(state, transport, &batch);
             let mut response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
-                 content-length: {}\r\ndate: {}\r\n\r\n",
+                "HTTP/1.1 200 OK\r\n{}content-length: {}\r\ndate: {}\r\n\r\n",
+                super::head_lines("application/json", super::POLL_FIELDS),
                 body.len(),
                 httpdate::fmt_http_date(SystemTime::now()),
             )
@@ -306,9 +306,8 @@ async fn serve<F: Framing>(
         }
     };
     let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-store\r\nx-accel-buffering: no\r\n\
-         transfer-encoding: chunked\r\ndate: {}\r\n\r\n",
-        F::CONTENT_TYPE,
+        "HTTP/1.1 200 OK\r\n{}transfer-encoding: chunked\r\ndate: {}\r\n\r\n",
+        super::head_lines(F::CONTENT_TYPE, super::STREAM_FIELDS),
         httpdate::fmt_http_date(SystemTime::now()),
     );
     if !write_within(state, &mut tcp, head.into_bytes()).await {

@@ -3,28 +3,57 @@
 //! that every subscription endpoint shares.
 
 mod direct;
+mod http_stream;
 mod long_poll;
+mod ndjson;
 mod poll;
 mod publish;
 mod sse;
-mod stream;
-mod streaming;
 mod ws;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use pushbench_common::Topic;
 
 pub(crate) use direct::{Accepted, MAX_HEAD_BYTES, accept as accept_direct, refuse};
-pub(crate) use publish::{authorize, bearer_token};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Headers of a subscription answer beside its content type, written by the hyper path and by
+/// [`direct`] alike: no cache may keep a feed's answer, and no reverse proxy (nginx) may buffer a stream.
+type Fields = &'static [(&'static str, &'static str)];
+const POLL_FIELDS: Fields = &[("cache-control", "no-store")];
+const STREAM_FIELDS: Fields = &[("cache-control", "no-store"), ("x-accel-buffering", "no")];
+
+/// A hyper response of `content_type` with `fields`.
+fn response_with(content_type: &'static str, fields: Fields, body: Body) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    for &(name, value) in fields {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    response
+}
+
+/// The same header lines, for a response head written by hand (each ends in CRLF).
+fn head_lines(content_type: &str, fields: Fields) -> String {
+    let mut lines = format!("content-type: {content_type}\r\n");
+    for (name, value) in fields {
+        lines.push_str(&format!("{name}: {value}\r\n"));
+    }
+    lines
+}
 
 /// Most topics one subscription may name, so a single request cannot make the server index thousands.
 const MAX_TOPICS_PER_SUBSCRIPTION: usize = 64;
@@ -35,7 +64,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(publish::routes())
         .merge(poll::routes())
         .merge(long_poll::routes())
-        .merge(stream::routes())
+        .merge(ndjson::routes())
         .merge(sse::routes())
         .merge(ws::routes())
         .merge(crate::demo::routes())
@@ -88,8 +117,7 @@ impl SubscribeQuery {
         let (mut after, mut timeout_ms) = (None, None);
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match &*key {
-                "topic" => topics
-                    .push(Topic::parse(&value).map_err(|e| ApiError::BadRequest(e.to_string()))?),
+                "topic" => topics.push(Topic::parse(&value)?),
                 "after" => set_once(&mut after, "after", &value)?,
                 "timeout_ms" if with_timeout => set_once(&mut timeout_ms, "timeout_ms", &value)?,
                 other => {

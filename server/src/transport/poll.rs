@@ -4,8 +4,7 @@
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use bytes::{BufMut, Bytes, BytesMut};
 use pushbench_common::{Topic, Transport};
@@ -46,14 +45,11 @@ pub(super) fn read(
 
 /// The JSON answer to a poll or long-poll.
 pub(super) fn answer(state: &AppState, transport: Transport, batch: &Batch) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body(state, transport, batch),
+    super::response_with(
+        "application/json",
+        super::POLL_FIELDS,
+        body(state, transport, batch).into(),
     )
-        .into_response()
 }
 
 /// The `{"events":[...],"next":N,"gap":{...}}` body, assembled from the events' shared encodings; counts

@@ -11,6 +11,7 @@ use axum::routing::post;
 use pushbench_common::Topic;
 use pushbench_common::wire::PublishAck;
 
+use crate::auth::{authorize, bearer_token};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -54,38 +55,13 @@ async fn publish(
     accept(&state, &topic, data).await.map(Json)
 }
 
-/// The token of an `Authorization: Bearer <token>` header value.
-pub(crate) fn bearer_token(authorization: Option<&[u8]>) -> Option<&str> {
-    std::str::from_utf8(authorization?)
-        .ok()?
-        .strip_prefix("Bearer ")
-}
-
-/// Checks the publish token when one is configured.
-pub(crate) fn authorize(state: &AppState, given: Option<&str>) -> Result<(), ApiError> {
-    match (&state.config.publish_token, given) {
-        (None, _) => Ok(()),
-        (Some(expected), Some(given))
-            if constant_time_eq(expected.as_bytes(), given.as_bytes()) =>
-        {
-            Ok(())
-        }
-        (Some(_), _) => Err(ApiError::Unauthorized),
-    }
-}
-
-/// Compares without an early exit, so response time does not reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Validates and publishes one event; the single entry point for every publish path.
 pub(super) async fn accept(
     state: &AppState,
     topic: &str,
     data: &str,
 ) -> Result<PublishAck, ApiError> {
-    let topic = Topic::parse(topic).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let topic = Topic::parse(topic)?;
     if data.len() > state.config.max_payload {
         return Err(ApiError::PayloadTooLarge {
             limit: state.config.max_payload,
@@ -98,16 +74,4 @@ pub(super) async fn accept(
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     state.metrics.published();
     Ok(ack)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-    }
 }

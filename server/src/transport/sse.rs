@@ -12,7 +12,7 @@ use bytes::Bytes;
 use pushbench_common::Transport;
 use pushbench_common::wire::{Control, Gap, SSE_HEARTBEAT};
 
-use super::streaming::{Framing, respond};
+use super::http_stream::{Framing, respond};
 use super::{SubscribeQuery, parse_number};
 use crate::error::ApiError;
 use crate::feed::StoredEvent;

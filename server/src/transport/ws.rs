@@ -29,7 +29,8 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes, handshake::derive
 use tracing::debug;
 
 use super::SubscribeQuery;
-use super::publish::{accept, authorize, bearer_token};
+use super::publish::accept;
+use crate::auth::{authorize, bearer_token};
 use crate::error::ApiError;
 use crate::feed::Subscription;
 use crate::metrics::ConnectionGuard;

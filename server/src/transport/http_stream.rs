@@ -16,8 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use pushbench_common::Topic;
 use pushbench_common::Transport;
@@ -70,13 +69,11 @@ pub(super) fn respond<F: Framing>(
             ))
         },
     );
-    let headers = [
-        (header::CONTENT_TYPE, F::CONTENT_TYPE),
-        (header::CACHE_CONTROL, "no-store"),
-        // Tells reverse proxies (nginx) not to buffer the stream.
-        (header::HeaderName::from_static("x-accel-buffering"), "no"),
-    ];
-    Ok((headers, Body::from_stream(frames)).into_response())
+    Ok(super::response_with(
+        F::CONTENT_TYPE,
+        super::STREAM_FIELDS,
+        Body::from_stream(frames),
+    ))
 }
 
 /// One subscriber's position in its stream, whoever writes it to the socket (hyper, or

@@ -10,7 +10,7 @@ use pushbench_common::Transport;
 use pushbench_common::wire::{Control, Gap, STREAM_HEARTBEAT};
 
 use super::SubscribeQuery;
-use super::streaming::{Framing, respond};
+use super::http_stream::{Framing, respond};
 use crate::error::ApiError;
 use crate::feed::StoredEvent;
 use crate::state::AppState;

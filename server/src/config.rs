@@ -8,6 +8,7 @@ use clap::Parser;
 use pushbench_common::Topic;
 
 use crate::feed::{BatchLimits, ReplayLimits};
+use crate::tls::TlsSource;
 
 /// Command line of `pushbench-server`.
 #[derive(Debug, Clone, Parser)]
@@ -71,6 +72,29 @@ pub struct Args {
     /// On SIGINT/SIGTERM, how long to wait for open connections to close before exiting anyway.
     #[arg(long, default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+    /// Serve TLS with this PEM certificate chain (with `--tls-key`); ALPN offers h2 and http/1.1, and
+    /// every endpoint works over both.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Serve TLS with a certificate for localhost and 127.0.0.1 made at start; its SHA-256 fingerprint
+    /// is logged.
+    #[arg(long)]
+    pub tls_self_signed: bool,
+    /// HTTP/2: most streams (subscriptions, polls, publishes) one connection may have open at once.
+    #[arg(long, default_value_t = 256)]
+    pub h2_max_streams: u32,
+    /// HTTP/2: initial flow-control window per stream, in bytes: how much a client may send (a publish
+    /// body) before the server reads it. What the server may send is bounded by the client's window, so a
+    /// stalled stream holds at most that much and the others on its connection go on.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub h2_window_bytes: u32,
+    /// HTTP/2: send a PING after this long without frames from the client, and close the connection when
+    /// it goes unanswered as long again; 0 = off (the streams' own heartbeats keep idle subscriptions alive).
+    #[arg(long, default_value_t = 0)]
+    pub h2_keepalive_ms: u64,
     /// Share the feed with other nodes through Redis (e.g. `redis://127.0.0.1:6379`): ids come from Redis and
     /// a client may resume on any node. Without it the feed is embedded in this process.
     #[arg(long)]
@@ -93,6 +117,9 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub generate_bytes: usize,
 }
+
+/// Largest HTTP/2 flow-control window (RFC 9113 §6.9.1).
+const MAX_H2_WINDOW: u32 = (1 << 31) - 1;
 
 /// Default room of `--max-open-connections` above `--max-connections`.
 const OPEN_CONNECTIONS_BEYOND_SUBSCRIBERS: usize = 1_000;
@@ -174,6 +201,21 @@ pub struct Config {
     pub generator: GeneratorConfig,
     /// Redis backplane URL and stream key, when the feed is shared.
     pub bus: Option<(String, String)>,
+    /// Where the TLS certificate comes from; `None` serves cleartext.
+    pub tls: Option<TlsSource>,
+    /// HTTP/2 settings (used over TLS, where ALPN negotiates h2).
+    pub h2: H2Settings,
+}
+
+/// The HTTP/2 settings that matter for push (see the flags of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Settings {
+    /// Most concurrent streams per connection.
+    pub max_streams: u32,
+    /// Initial stream flow-control window, in bytes.
+    pub window_bytes: u32,
+    /// Keep-alive PING interval, if any.
+    pub keepalive: Option<Duration>,
 }
 
 /// A command-line value that cannot be used.
@@ -267,6 +309,27 @@ impl TryFrom<&Args> for Config {
             },
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             generator,
+            tls: match (&args.tls_cert, &args.tls_key, args.tls_self_signed) {
+                (Some(cert), Some(key), _) => Some(TlsSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                (_, _, true) => Some(TlsSource::SelfSigned),
+                _ => None,
+            },
+            h2: H2Settings {
+                max_streams: positive("h2-max-streams", args.h2_max_streams)?,
+                window_bytes: if (1..=MAX_H2_WINDOW).contains(&args.h2_window_bytes) {
+                    args.h2_window_bytes
+                } else {
+                    return Err(ConfigError {
+                        flag: "h2-window-bytes",
+                        reason: format!("must be between 1 and {MAX_H2_WINDOW}"),
+                    });
+                },
+                keepalive: (args.h2_keepalive_ms > 0)
+                    .then(|| Duration::from_millis(args.h2_keepalive_ms)),
+            },
             bus: match &args.bus {
                 Some(url) if !url.starts_with("redis://") => {
                     return Err(ConfigError {

@@ -59,6 +59,9 @@ pub enum ApiError {
         /// The configured limit.
         limit: usize,
     },
+    /// Cleartext HTTP sent to a port that serves TLS.
+    #[error("this port serves TLS: use https://")]
+    PlainHttpOnTlsPort,
     /// The request body could not be read (client went away mid-body).
     #[error("could not read the request body")]
     BodyRead,
@@ -79,7 +82,7 @@ impl ApiError {
             Self::TooManyConnections { .. }
             | Self::TooManyOpenConnections { .. }
             | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::BodyRead => StatusCode::BAD_REQUEST,
+            Self::BodyRead | Self::PlainHttpOnTlsPort => StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -35,8 +35,9 @@ mod generator;
 pub mod metrics;
 mod server;
 mod state;
+pub mod tls;
 mod transport;
 
 pub use config::{Args, Config};
 pub use error::ApiError;
-pub use server::{Server, run};
+pub use server::{Server, StartError, run};

@@ -39,13 +39,18 @@ async fn serve() -> anyhow::Result<()> {
         );
     }
     let listener = listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
-    let server = Server::start(listener, config)
-        .await
-        .context("starting the feed")?;
+    let server = Server::start(listener, config).await?;
     let addr = server.local_addr()?;
+    let scheme = match server.tls() {
+        Some(tls) => {
+            tracing::info!(fingerprint = %tls.fingerprint, "serving TLS (h2 and http/1.1); certificate SHA-256");
+            "https"
+        }
+        None => "http",
+    };
     // The one line on stdout: scripts and the load generator wait for it.
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "pushbench-server listening on http://{addr}")?;
+    writeln!(stdout, "pushbench-server listening on {scheme}://{addr}")?;
     stdout.flush()?;
     drop(stdout);
     server.serve(shutdown_signal()).await;

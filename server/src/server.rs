@@ -13,10 +13,11 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::feed::{Feed, FeedError};
 use crate::state::AppState;
+use crate::tls::{Tls, TlsError};
 use crate::{generator, transport};
 
 /// Pause after an accept error such as EMFILE (out of file descriptors), so the loop does not spin.
@@ -35,11 +37,24 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    tls: Option<Tls>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The Redis backplane could not be reached.
+    #[error("starting the feed: {0}")]
+    Feed(#[from] FeedError),
+    /// The TLS certificate or key could not be used.
+    #[error("setting up TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 impl Server {
-    /// Prepares the feed; fails if the Redis backplane cannot be reached.
-    pub async fn start(listener: TcpListener, config: Config) -> Result<Self, FeedError> {
+    /// Prepares TLS and the feed; fails if the certificate cannot be used or Redis cannot be reached.
+    pub async fn start(listener: TcpListener, config: Config) -> Result<Self, StartError> {
+        let tls = config.tls.as_ref().map(Tls::new).transpose()?;
         let shutdown = CancellationToken::new();
         let feed = match &config.bus {
             None => Feed::new(config.replay, config.batch),
@@ -50,7 +65,13 @@ impl Server {
         Ok(Self {
             listener,
             state: AppState::new(config, feed, shutdown),
+            tls,
         })
+    }
+
+    /// The TLS settings, when it serves TLS.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
     }
 
     /// The address it listens on.
@@ -60,7 +81,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then closes every connection.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        serve(self.listener, self.state, shutdown).await;
+        serve(self.listener, self.state, self.tls, shutdown).await;
     }
 }
 
@@ -69,23 +90,24 @@ pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), FeedError> {
+) -> Result<(), StartError> {
     Server::start(listener, config).await?.serve(shutdown).await;
     Ok(())
 }
 
-async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
+async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<Tls>,
+    shutdown: impl Future<Output = ()>,
+) {
     let router = transport::router(state.clone());
     state.tasks.spawn(generator::run(
         state.clone(),
         state.config.generator.clone(),
         state.generator.subscribe(),
     ));
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(state.config.request_timeout)
-        .max_buf_size(transport::MAX_HEAD_BYTES)
-        .keep_alive(true);
+    let http = Arc::new(http_builder(&state.config));
 
     tokio::pin!(shutdown);
     loop {
@@ -104,7 +126,8 @@ async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Out
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(error = %e, "set_nodelay failed");
         }
-        let (http, router, state_for_task) = (http.clone(), router.clone(), state.clone());
+        let (http, router, tls, state_for_task) =
+            (http.clone(), router.clone(), tls.clone(), state.clone());
         let open = state.metrics.tcp_connection();
         let limit = state.config.max_open_connections;
         if state.metrics.tcp_connections_open() > limit as u64 {
@@ -118,30 +141,28 @@ async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Out
         state.tasks.spawn(async move {
             let _open = open;
             let state = state_for_task;
-            let io = match transport::accept_direct(&state, tcp, state.config.request_timeout).await
-            {
-                Ok(transport::Accepted::Http(io)) => io,
-                Ok(transport::Accepted::Done) => return,
-                Err(e) => {
-                    debug!(%peer, error = %e, "reading the request head failed");
-                    return;
+            let timeout = state.config.request_timeout;
+            match tls {
+                // Cleartext: subscriptions are served directly, everything else by hyper.
+                None => match transport::accept_direct(&state, tcp, timeout).await {
+                    Ok(transport::Accepted::Http(io)) => {
+                        Box::pin(serve_http(&state, &http, io, router, peer)).await;
+                    }
+                    Ok(transport::Accepted::Done) => {}
+                    Err(e) => debug!(%peer, error = %e, "reading the request head failed"),
+                },
+                // TLS: hyper serves HTTP/1.1 or h2, as ALPN chose.
+                Some(tls) => {
+                    if sends_plain_http(&tcp, timeout).await {
+                        let error = crate::error::ApiError::PlainHttpOnTlsPort;
+                        return transport::refuse(&state, tcp, error).await;
+                    }
+                    match tokio::time::timeout(timeout, tls.acceptor.accept(tcp)).await {
+                        Ok(Ok(io)) => Box::pin(serve_http(&state, &http, io, router, peer)).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
-            };
-            let shutdown = state.shutdown.clone();
-            // Boxed so that connections served directly do not carry room for hyper's state in their task.
-            let mut connection = Box::pin(
-                http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router))
-                    .with_upgrades(),
-            );
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = result {
-                debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
@@ -164,5 +185,64 @@ async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Out
             remaining = state.tasks.len(),
             "shutdown grace period over; abandoning connections still open"
         );
+    }
+}
+
+/// Whether a client on the TLS port begins like a cleartext HTTP request (a method's first letter, where
+/// a TLS client sends its handshake record): it gets a readable 400 rather than a failed handshake.
+async fn sends_plain_http(tcp: &tokio::net::TcpStream, timeout: std::time::Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(timeout, tcp.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0].is_ascii_uppercase()
+    )
+}
+
+/// hyper's connection settings: HTTP/1.1 with our head limits, h2 with the configured settings and
+/// extended CONNECT (RFC 8441), so WebSocket works over h2 too.
+fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.request_timeout)
+        .max_buf_size(transport::MAX_HEAD_BYTES)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_concurrent_streams(config.h2.max_streams)
+        .initial_stream_window_size(config.h2.window_bytes)
+        .keep_alive_interval(config.h2.keepalive);
+    if let Some(interval) = config.h2.keepalive {
+        builder.http2().keep_alive_timeout(interval);
+    }
+    builder
+}
+
+/// Serves one connection with hyper until it closes; at shutdown, finishes it gracefully (HTTP/1.1: the
+/// current response, then close; h2: GOAWAY, then the open streams end as their subscriptions do).
+async fn serve_http<I>(
+    state: &AppState,
+    http: &auto::Builder<TokioExecutor>,
+    io: I,
+    router: axum::Router,
+    peer: std::net::SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut connection = std::pin::pin!(
+        http.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(router))
+    );
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = state.shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -32,11 +32,15 @@ use super::ws;
 use super::{SubscribeQuery, long_poll, poll};
 use crate::error::ApiError;
 use crate::state::AppState;
+use tracing::debug;
 
 /// Longest request head accepted, here and by hyper on later requests of a connection: past it, 431.
 /// A few tens of KiB is room for any real client's cookies and tokens, while a thousand half-sent heads
 /// cost the server tens of MiB, not hundreds.
 pub(crate) const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// The first byte of a TLS ClientHello (a handshake record, RFC 8446 §5.1).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 /// Headers parsed; a request with more goes to hyper.
 const MAX_HEADERS: usize = 32;
 
@@ -149,6 +153,12 @@ async fn read_head(tcp: &mut TcpStream, head_timeout: Duration) -> io::Result<He
         loop {
             if tcp.read_buf(&mut head).await? == 0 {
                 return Ok::<_, io::Error>(Head::Closed);
+            }
+            // A TLS handshake record: a client that meant https. No HTTP answer means anything to it,
+            // so close at once rather than wait for a head that will never come.
+            if head.first() == Some(&TLS_HANDSHAKE_RECORD) {
+                debug!("a TLS client on the cleartext port; closing");
+                return Ok(Head::Closed);
             }
             if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
                 return Ok(Head::Complete {

@@ -47,17 +47,23 @@ const PUBLISH_FRAME_OVERHEAD: usize = 1024;
 const MAX_MISSED_PINGS: u32 = 2;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/ws", get(ws))
+    // GET with `Upgrade: websocket` on HTTP/1.1; CONNECT with `:protocol = websocket` on h2 (RFC 8441).
+    Router::new().route("/ws", get(ws).connect(ws))
 }
 
-/// The hyper path: answers 101 and continues the session on the upgraded connection.
+/// The hyper path: answers 101 (HTTP/1.1) or 200 (h2's extended CONNECT) and continues the session on
+/// the upgraded connection or stream.
 async fn ws(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let query = SubscribeQuery::parse(request.uri().query(), false)?;
     let (mut parts, _body) = request.into_parts();
     let headers = &parts.headers;
-    let accept_key = handshake(&parts.method, |name| {
-        headers.get(name).map(HeaderValue::as_bytes)
-    })?;
+    let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
+    let accept_key = if parts.method == Method::CONNECT {
+        extended_connect(parts.extensions.get::<hyper::ext::Protocol>(), header)?;
+        None
+    } else {
+        Some(handshake(&parts.method, header)?)
+    };
     let on_upgrade = parts
         .extensions
         .remove::<hyper::upgrade::OnUpgrade>()
@@ -77,13 +83,36 @@ async fn ws(State(state): State<AppState>, request: Request) -> Result<Response,
             Err(e) => debug!(error = %e, "websocket upgrade failed"),
         }
     });
-    Ok(Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key)
+    let response = match accept_key {
+        Some(accept_key) => Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::UPGRADE, "websocket")
+            .header(header::CONNECTION, "upgrade")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept_key),
+        // RFC 8441 §5: the stream is the WebSocket once the CONNECT is answered 2xx; no key, no accept.
+        None => Response::builder().status(StatusCode::OK),
+    };
+    Ok(response
         .body(Body::empty())
         .expect("static response parts are valid"))
+}
+
+/// Checks an extended CONNECT that opens a WebSocket over h2 (RFC 8441 §4, §5).
+fn extended_connect<'a>(
+    protocol: Option<&hyper::ext::Protocol>,
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Result<(), ApiError> {
+    if protocol.map(hyper::ext::Protocol::as_str) != Some("websocket") {
+        return Err(ApiError::BadRequest(
+            "expected a WebSocket: CONNECT needs `:protocol: websocket`".into(),
+        ));
+    }
+    if header("sec-websocket-version") != Some(b"13") {
+        return Err(ApiError::BadRequest(
+            "expected a WebSocket upgrade: `Sec-WebSocket-Version: 13` is required".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks an opening handshake (RFC 6455 §4.2.1) and returns the `Sec-WebSocket-Accept` value.

@@ -21,13 +21,75 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     pub(crate) http: reqwest::Client,
+    /// `http`, or `https` when the server serves TLS.
+    scheme: &'static str,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), pushbench_server::feed::FeedError>>>,
+    task: Option<JoinHandle<Result<(), pushbench_server::StartError>>>,
+}
+
+/// HTTP versions a TLS test server is spoken to with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Http {
+    /// HTTP/1.1 over TLS.
+    One,
+    /// h2, negotiated by ALPN.
+    Two,
+}
+
+/// A certificate for `localhost` and `127.0.0.1`, written where the server can read it.
+pub(crate) struct TestCert {
+    pub(crate) cert_pem: String,
+    pub(crate) cert_path: std::path::PathBuf,
+    pub(crate) key_path: std::path::PathBuf,
+}
+
+impl TestCert {
+    pub(crate) fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir();
+        let stem = format!("pushbench-test-{}-{n}", std::process::id());
+        let (cert_path, key_path) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&cert_path, made.cert.pem()).unwrap();
+        std::fs::write(&key_path, made.signing_key.serialize_pem()).unwrap();
+        Self {
+            cert_pem: made.cert.pem(),
+            cert_path,
+            key_path,
+        }
+    }
+}
+
+impl Drop for TestCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.cert_path);
+        let _ = std::fs::remove_file(&self.key_path);
+    }
 }
 
 impl TestServer {
     /// Starts a server with the given extra command-line flags.
     pub(crate) async fn start(flags: &[&str]) -> Self {
+        Self::start_with(flags, None).await
+    }
+
+    /// Starts a server serving TLS with `cert`, and a client that trusts it and speaks `http`.
+    pub(crate) async fn start_tls(flags: &[&str], cert: &TestCert, http: Http) -> Self {
+        let (cert_path, key_path) = (
+            cert.cert_path.to_str().unwrap(),
+            cert.key_path.to_str().unwrap(),
+        );
+        let mut all = vec!["--tls-cert", cert_path, "--tls-key", key_path];
+        all.extend_from_slice(flags);
+        Self::start_with(&all, Some((cert, http))).await
+    }
+
+    async fn start_with(flags: &[&str], tls: Option<(&TestCert, Http)>) -> Self {
         let args = Args::try_parse_from_flags(flags);
         let config = Config::try_from(&args).expect("valid test flags");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -36,20 +98,34 @@ impl TestServer {
         let task = tokio::spawn(pushbench_server::run(listener, config, async move {
             let _ = stopped.await;
         }));
-        let http = reqwest::Client::builder()
-            .timeout(PATIENCE)
-            .build()
-            .unwrap();
+        let mut http = reqwest::Client::builder().timeout(PATIENCE);
+        let scheme = match tls {
+            None => "http",
+            Some((cert, version)) => {
+                let root = reqwest::Certificate::from_pem(cert.cert_pem.as_bytes()).unwrap();
+                http = http.tls_certs_only([root]).resolve("localhost", addr);
+                if version == Http::One {
+                    http = http.http1_only();
+                }
+                "https"
+            }
+        };
         Self {
             addr,
-            http,
+            http: http.build().unwrap(),
+            scheme,
             stop: Some(stop),
             task: Some(task),
         }
     }
 
+    /// The URL of `path` on this server. TLS servers are named `localhost`, which their certificate
+    /// names.
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        match self.scheme {
+            "https" => format!("https://localhost:{}{path}", self.addr.port()),
+            scheme => format!("{scheme}://{}{path}", self.addr),
+        }
     }
 
     pub(crate) async fn publish(&self, topic: &str, data: &str) -> PublishAck {

@@ -10,4 +10,5 @@ mod hostile;
 mod paths;
 mod resume;
 mod shutdown;
+mod tls;
 mod transports;

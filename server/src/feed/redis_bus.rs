@@ -172,7 +172,13 @@ impl RedisBus {
             .arg(self.max_len)
             .arg(floor)
             .arg(floor.max(clock_origin()));
-        let id: Result<u64, _> = invocation.invoke_async(&mut connection).await;
+        let mut id: Result<u64, _> = invocation.invoke_async(&mut connection).await;
+        // After Redis restarts, the first write goes to the old, dead connection and fails with a broken
+        // pipe while the manager reconnects. Nothing reached Redis, so sending it once more cannot
+        // publish twice; any other failure might have, and is the client's to retry.
+        if id.as_ref().is_err_and(never_sent) {
+            id = invocation.invoke_async(&mut connection).await;
+        }
         id.map(|id| PublishAck { id, ts }).map_err(|e| {
             self.status.publish_failures.fetch_add(1, Relaxed);
             FeedError::Bus(e.to_string())
@@ -274,6 +280,16 @@ impl RedisBus {
             }
         }
     }
+}
+
+/// Whether a command failed before any of it reached Redis (writing to a connection already closed).
+/// redis-rs keeps the `io::Error` behind an `Arc` that cannot be downcast, so its kind is recognised by
+/// the text std gives it; a reset or an end of file while waiting for the answer does not count, since
+/// Redis may have run the command.
+fn never_sent(error: &redis::RedisError) -> bool {
+    let broken_pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe).to_string();
+    error.is_connection_dropped()
+        && std::error::Error::source(error).is_some_and(|source| source.to_string() == broken_pipe)
 }
 
 /// Decodes an entry written by [`PUBLISH_SCRIPT`]; anything else in the stream is ignored.

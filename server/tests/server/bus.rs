@@ -376,3 +376,36 @@ async fn after_redis_comes_back_empty_a_new_node_publishing_first_is_delivered_e
         assert_eq!(event_ids(&received[1..]), after, "{transport}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_publish_after_redis_is_back_is_accepted() {
+    let mut redis = TestRedis::start();
+    let server = node(&redis).await;
+    server.publish("p", "before").await;
+    redis.stop();
+    redis.spawn();
+    // Wait until the node's follower has reconnected: Redis is back for this node.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let stats = server.stats().await;
+        if stats["bus"]["up"] == true && stats["bus"]["outages"].as_u64().unwrap() >= 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = server
+        .http
+        .post(server.url("/publish/p"))
+        .body("after")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        response.text().await.unwrap()
+    );
+    assert_eq!(server.stats().await["bus"]["publish_failures"], 0);
+}

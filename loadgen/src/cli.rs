@@ -284,7 +284,7 @@ fn run_command(args: RunArgs) -> Outcome {
     let runtime = || -> anyhow::Result<RunResult> {
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
-        let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        let rt = crate::util::runtime()?;
         let mut runs = Vec::new();
         for i in 1..=args.repeat {
             let dir = if args.repeat == 1 {
@@ -304,7 +304,7 @@ fn run_command(args: RunArgs) -> Outcome {
             };
             let result = rt.block_on(run(scenario.clone(), &options))?;
             if args.repeat > 1 {
-                write_all(&result, &dir)?;
+                report::write_all(&result, &dir)?;
             }
             runs.push((format!("run {i}"), result));
         }
@@ -314,7 +314,7 @@ fn run_command(args: RunArgs) -> Outcome {
             merge::merge(&runs)?
         };
         thresholds::apply(&scenario.thresholds, &mut result);
-        write_all(&result, &out_dir)?;
+        report::write_all(&result, &out_dir)?;
         print_summary(&result, &out_dir);
         Ok(result)
     };
@@ -393,32 +393,8 @@ fn rerender(path: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> 
         report::json::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let dir = out.unwrap_or_else(|| path.parent().map(PathBuf::from).unwrap_or_default());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_reports(&result, &dir)?;
+    report::write_reports(&result, &dir)?;
     println!("wrote {0}/report.md and {0}/report.html", dir.display());
-    Ok(())
-}
-
-/// Writes `result.json`, `report.md` and `report.html` into `dir`.
-pub fn write_all(result: &RunResult, dir: &std::path::Path) -> anyhow::Result<()> {
-    let path = dir.join("result.json");
-    let file =
-        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-    report::json::write(result, std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    write_reports(result, dir)
-}
-
-fn write_reports(result: &RunResult, dir: &std::path::Path) -> anyhow::Result<()> {
-    let md = dir.join("report.md");
-    let file =
-        std::fs::File::create(&md).with_context(|| format!("cannot write {}", md.display()))?;
-    report::md::write(result, std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write {}", md.display()))?;
-    let html = dir.join("report.html");
-    let file =
-        std::fs::File::create(&html).with_context(|| format!("cannot write {}", html.display()))?;
-    report::html::write(result, std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write {}", html.display()))?;
     Ok(())
 }
 

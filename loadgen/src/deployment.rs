@@ -9,7 +9,7 @@
 //! headline figures and kept per node ([`NodeResult`]); Redis is sampled on its own ([`BusResult`]).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,10 +17,27 @@ use pushbench_common::{ProcSample, Transport};
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
-use crate::peer::{IdleSettings, RunningPeer, TempDir, free_port, wait_listening};
-use crate::run::{RunError, ServerSource};
+use crate::error::RunError;
+use crate::peer::{IdleSettings, RunningPeer};
 use crate::scenario::Scenario;
-use crate::server_proc::{Server, count_fds, stop_child};
+use crate::server_proc::Server;
+use crate::util::{TempDir, free_port, stop_child, sum_samples, wait_listening};
+
+/// Where the server comes from.
+#[derive(Debug, Clone)]
+pub enum ServerSource {
+    /// Spawn this binary once per transport.
+    Spawn(PathBuf),
+    /// Use a running server.
+    Target {
+        /// `http://host:port`.
+        url: String,
+        /// Its PID, for memory and CPU samples.
+        pid: Option<u32>,
+    },
+    /// Start a peer (nchan, Pushpin) once per transport it offers (see [`crate::peer`]).
+    Peer(crate::peer::PeerKind),
+}
 
 /// How long Redis may take to accept connections.
 const REDIS_READY: Duration = Duration::from_secs(10);
@@ -191,7 +208,7 @@ impl Deployment {
 
     /// RSS and CPU summed over the nodes (`None` when one cannot be sampled).
     pub fn sample(&self) -> Option<ProcSample> {
-        sum(&self.node_samples())
+        sum_samples(&self.node_samples())
     }
 
     /// PIDs of the nodes that can be sampled.
@@ -217,52 +234,5 @@ impl Deployment {
         if let Some(bus) = self.bus {
             stop_child(bus.child, Duration::from_secs(5)).await;
         }
-    }
-}
-
-/// Sums samples: RSS and CPU of several processes (`None` when one is missing).
-pub fn sum(samples: &[Option<ProcSample>]) -> Option<ProcSample> {
-    samples.iter().try_fold(
-        ProcSample {
-            rss_bytes: 0,
-            cpu: Duration::ZERO,
-        },
-        |acc, s| {
-            s.map(|s| ProcSample {
-                rss_bytes: acc.rss_bytes + s.rss_bytes,
-                cpu: acc.cpu + s.cpu,
-            })
-        },
-    )
-}
-
-/// RSS and CPU summed over processes `pids`.
-pub fn sample_processes(pids: &[u32]) -> Option<ProcSample> {
-    sum(&pids
-        .iter()
-        .map(|&pid| ProcSample::of_pid(pid).ok())
-        .collect::<Vec<_>>())
-}
-
-/// Open files summed over processes `pids`.
-pub fn fds_of(pids: &[u32]) -> u64 {
-    pids.iter().filter_map(|&pid| count_fds(pid)).sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_sum_and_a_missing_one_spoils_the_sum() {
-        let s = |rss, ms| {
-            Some(ProcSample {
-                rss_bytes: rss,
-                cpu: Duration::from_millis(ms),
-            })
-        };
-        assert_eq!(sum(&[s(10, 5), s(32, 7)]), s(42, 12));
-        assert_eq!(sum(&[s(10, 5), None]), None);
-        assert!(sample_processes(&[std::process::id()]).unwrap().rss_bytes > 0);
     }
 }

@@ -20,13 +20,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Endpoint, WireCounters};
-use crate::deployment::sample_processes;
+use crate::error::RunError;
 use crate::metrics::{Completeness, Histograms, PublishedLog, SubscriberCounters, account, lock};
 use crate::peer::PeerKind;
 use crate::report::GooseRow;
-use crate::run::RunError;
 use crate::scenario::Scenario;
 use crate::subscriber::{Shared, Subscriber};
+use crate::util::sample_processes;
 use crate::worker::Workers;
 use pushbench_common::ProcSample;
 

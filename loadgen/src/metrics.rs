@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use pushbench_common::wire::{Event, Gap};
@@ -27,12 +27,7 @@ pub const BATCH: usize = 64;
 /// Highest latency the histograms track (one hour, in µs); larger values are clamped.
 const MAX_US: u64 = 3_600_000_000;
 
-/// Unix time in nanoseconds.
-pub fn unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+pub use crate::util::unix_ns;
 
 /// A histogram of µs values with three significant digits, 1 µs to one hour.
 pub fn new_histogram() -> Histogram<u64> {

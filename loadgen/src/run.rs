@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Endpoint, WireCounters};
-use crate::deployment::{BusResult, Deployment, NodeResult, fds_of, sample_processes, sum};
+use crate::deployment::{BusResult, Deployment, NodeResult};
 use crate::fleet::{Fleet, FleetSpec, LiveCounts};
 use crate::metrics::{Percentiles, PublishedLog, new_histogram, unix_ns};
 use crate::publisher::{Schedule, publish};
@@ -32,24 +32,11 @@ use crate::report::{
     Model, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult, encode_histogram,
 };
 use crate::scenario::Scenario;
-use crate::server_proc::ServerError;
 use crate::sockmem::KernelSockets;
+use crate::util::{fds_of, sample_processes, sum_samples};
 
-/// Where the server comes from.
-#[derive(Debug, Clone)]
-pub enum ServerSource {
-    /// Spawn this binary once per transport.
-    Spawn(PathBuf),
-    /// Use a running server.
-    Target {
-        /// `http://host:port`.
-        url: String,
-        /// Its PID, for memory and CPU samples.
-        pid: Option<u32>,
-    },
-    /// Start a peer (nchan, Pushpin) once per transport it offers (see [`crate::peer`]).
-    Peer(crate::peer::PeerKind),
-}
+pub use crate::deployment::ServerSource;
+pub use crate::error::RunError;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -66,36 +53,6 @@ pub struct RunOptions {
     /// Server nodes on a Redis bus (spawned servers only): 1 = a single server
     /// ([`crate::deployment`]).
     pub cluster: usize,
-}
-
-/// Why a run failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The server could not be started or reached.
-    #[error(transparent)]
-    Server(#[from] ServerError),
-    /// goose refused its configuration or failed.
-    #[error("goose: {0}")]
-    Goose(String),
-    /// A peer could not be started.
-    #[error(transparent)]
-    Peer(#[from] crate::peer::PeerError),
-    /// A worker process failed.
-    #[error("load generator worker {0}: {1}")]
-    Worker(usize, String),
-    /// A signal ended the run; everything it started was stopped.
-    #[error("interrupted by {0}: the processes this run started were stopped")]
-    Interrupted(&'static str),
-    /// A cluster could not be started.
-    #[error("cluster: {0}")]
-    Cluster(String),
-}
-
-impl From<goose::GooseError> for RunError {
-    fn from(e: goose::GooseError) -> Self {
-        // goose's Display omits which option was refused; its Debug form names it.
-        Self::Goose(format!("{e:?}"))
-    }
 }
 
 /// Share of the available CPU above which a run counts as saturated.
@@ -426,10 +383,11 @@ async fn measure(
     let per_delivery = |x: f64| (delivered > 0).then(|| x / delivered as f64);
     let (bytes_received, bytes_sent) = tally.wire;
     let rss = |s: Option<ProcSample>| s.map(|s| s.rss_bytes);
-    let server_rss_before = rss(sum(&server_before));
-    let server_rss_connected = rss(sum(&server_connected));
-    let cpu_between =
-        |a: &[Option<ProcSample>], b: &[Option<ProcSample>]| sum(b)?.cpu.checked_sub(sum(a)?.cpu);
+    let server_rss_before = rss(sum_samples(&server_before));
+    let server_rss_connected = rss(sum_samples(&server_connected));
+    let cpu_between = |a: &[Option<ProcSample>], b: &[Option<ProcSample>]| {
+        sum_samples(b)?.cpu.checked_sub(sum_samples(a)?.cpu)
+    };
     let server_window = server_cpu_end.0 - server_cpu_start.0;
     let server_cpu = cpu_between(&server_cpu_start.1, &server_cpu_end.1);
     let server_cpu_ms = server_cpu.map(|cpu| cpu.as_secs_f64() * 1000.0);

@@ -20,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::conn::{Endpoint, HttpConn, WireCounters, body_of};
+use crate::util::{count_fds, stop_child};
 
 /// Name of the server binary.
 pub const SERVER_BIN: &str = "pushbench-server";
@@ -241,23 +242,6 @@ impl Server {
     }
 }
 
-/// Stops a child we spawned, by its PID: SIGTERM, then SIGKILL after `grace`.
-pub async fn stop_child(mut child: Child, grace: Duration) {
-    if let Some(pid) = child.id() {
-        let pid = nix::unistd::Pid::from_raw(pid as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            return;
-        }
-    }
-    let _ = child.kill().await;
-}
-
-/// Number of open file descriptors of process `pid`.
-pub fn count_fds(pid: u32) -> Option<u64> {
-    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,10 +250,5 @@ mod tests {
     fn explicit_binary_must_exist() {
         let err = locate(Some(Path::new("/nonexistent/pushbench-server"))).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/pushbench-server"));
-    }
-
-    #[test]
-    fn counts_own_fds() {
-        assert!(count_fds(std::process::id()).unwrap() >= 3);
     }
 }

@@ -35,11 +35,12 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command as Process};
 use tokio::sync::oneshot;
 
+use crate::error::RunError;
 use crate::fleet::{FleetSpec, LiveCounts, Local, Tally};
 use crate::metrics::{Completeness, Histograms, SubscriberCounters};
 use crate::peer::PeerKind;
 use crate::report::{GooseRow, decode_histogram, encode_histogram};
-use crate::run::{RunError, spawn_lag_probe};
+use crate::run::spawn_lag_probe;
 use crate::scenario::Scenario;
 
 /// Marks a worker's report lines on its stdout; other lines there are goose's and are skipped.
@@ -444,7 +445,7 @@ fn locate_self() -> Result<PathBuf, RunError> {
 /// `pushbench worker`: reads its spec and commands on stdin, reports on stdout (see the module docs).
 pub fn main() -> anyhow::Result<()> {
     crate::limits::raise_open_file_limit(u64::MAX);
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let rt = crate::util::runtime()?;
     rt.block_on(serve())
 }
 

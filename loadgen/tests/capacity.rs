@@ -374,6 +374,6 @@ fn sigint_ends_the_search_writes_the_steps_so_far_and_leaves_no_server() {
         assert!(sse.summary.contains("interrupted by SIGINT"));
         assert!(sse.limit.is_none(), "no verdict");
     }
-    let left = pushbench::peer::descendants(pid);
+    let left = pushbench::util::descendants(pid);
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }

@@ -43,7 +43,7 @@ fn run_spread(toml: &str, workers: usize, cluster: usize) -> (RunResult, PathBuf
     let result = rt
         .block_on(run(Arc::new(scenario), &options))
         .expect("run succeeds");
-    pushbench::cli::write_all(&result, &dir).expect("outputs are written");
+    pushbench::report::write_all(&result, &dir).expect("outputs are written");
     (result, dir)
 }
 
@@ -201,7 +201,7 @@ fn interrupt(signal: nix::sys::signal::Signal, flags: &[&str], children: usize) 
     let pid = run.id();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let started = loop {
-        let started: Vec<u32> = pushbench::peer::descendants(pid)
+        let started: Vec<u32> = pushbench::util::descendants(pid)
             .into_iter()
             .filter(|&p| p != pid)
             .collect();

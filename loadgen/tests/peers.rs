@@ -51,7 +51,7 @@ fn run_peer_with(kind: PeerKind, toml: &str) -> pushbench::report::RunResult {
     let result = rt
         .block_on(run(Arc::new(scenario), &options))
         .unwrap_or_else(|e| panic!("{kind} run failed: {e:#} (logs in {})", dir.display()));
-    pushbench::cli::write_all(&result, &dir).unwrap();
+    pushbench::report::write_all(&result, &dir).unwrap();
     result
 }
 
@@ -196,7 +196,7 @@ fn no_peer_process_outlives_its_run() {
     };
     rt.block_on(run(Arc::new(scenario), &options)).unwrap();
     drop(rt);
-    let ours = pushbench::peer::descendants(std::process::id());
+    let ours = pushbench::util::descendants(std::process::id());
     assert!(ours.is_empty(), "processes left behind: {ours:?}");
     assert_eq!(
         ServerName::parse("nchan"),

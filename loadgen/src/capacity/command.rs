@@ -143,7 +143,7 @@ pub fn command(args: CapacityArgs) -> Result<(), (u8, anyhow::Error)> {
     let runtime = || -> anyhow::Result<super::Capacity> {
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
-        let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        let rt = crate::util::runtime()?;
         Ok(rt.block_on(super::run(&spec, &options))?)
     };
     let capacity = runtime().map_err(|e| (EXIT_RUNTIME, e))?;

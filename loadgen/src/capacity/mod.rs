@@ -743,7 +743,7 @@ fn create_dir(dir: &Path) -> Result<(), CapacityError> {
 
 /// A step's `result.json`, `report.md` and `report.html`, by the same writer as `pushbench run`.
 fn write_step(result: &RunResult, dir: &Path) -> Result<(), CapacityError> {
-    crate::cli::write_all(result, dir).map_err(|e| CapacityError::Write {
+    crate::report::write_all(result, dir).map_err(|e| CapacityError::Write {
         path: dir.display().to_string(),
         error: format!("{e:#}"),
     })

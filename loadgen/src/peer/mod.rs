@@ -29,7 +29,7 @@ pub mod pushpin;
 pub mod report;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -41,6 +41,7 @@ use tokio::time::Instant;
 
 use crate::conn::{Endpoint, HttpConn, WireCounters, body_of};
 use crate::publisher::{Published, Schedule, post};
+use crate::util::{TempDir, descendants};
 
 /// A peer push server pushbench can start and measure.
 #[derive(
@@ -225,41 +226,6 @@ pub enum PeerError {
     NotReady(String, Duration, String),
 }
 
-/// A temporary directory for a peer's runtime files, removed when dropped.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates `$TMPDIR/pushbench-<name>-<pid>-<nanos>`.
-    pub fn new(name: &str) -> std::io::Result<Self> {
-        let path = std::env::temp_dir().join(format!(
-            "pushbench-{name}-{}-{}",
-            std::process::id(),
-            crate::metrics::unix_ns()
-        ));
-        std::fs::create_dir_all(&path)?;
-        Ok(Self(path))
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A free loopback port (bound and released at once: the peer binds it right after).
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Fills `{{KEY}}` placeholders.
 pub fn fill(template: &str, values: &[(&str, String)]) -> String {
     let mut out = template.to_owned();
@@ -293,54 +259,6 @@ impl IdleSettings {
 /// (never more keep-alives or hold timeouts than our server has), at least 1.
 pub fn whole_secs(duration: Duration) -> u64 {
     duration.as_millis().div_ceil(1000).max(1) as u64
-}
-
-/// Waits until `addr` accepts TCP connections, or `within` passes.
-pub async fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
-/// Every descendant of `root` (children, grandchildren, ...), from `/proc`.
-pub fn descendants(root: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // Field 4 (ppid) follows the last ')' of the command name and the state.
-            let ppid = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            if let Some(ppid) = ppid {
-                parent_of.push((pid, ppid));
-            }
-        }
-    }
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let p = found[i];
-        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    found.remove(0);
-    found
 }
 
 /// One running peer: its processes, its addresses, its temporary directory.
@@ -448,7 +366,7 @@ impl RunningPeer {
         let counts: Vec<u64> = self
             .pids()
             .into_iter()
-            .filter_map(crate::server_proc::count_fds)
+            .filter_map(crate::util::count_fds)
             .collect();
         (!counts.is_empty()).then(|| counts.iter().sum())
     }
@@ -736,17 +654,5 @@ mod tests {
         assert_eq!(whole_secs(Duration::from_millis(15_000)), 15);
         assert_eq!(whole_secs(Duration::from_millis(1_001)), 2);
         assert_eq!(whole_secs(Duration::from_millis(1)), 1);
-    }
-
-    #[test]
-    fn descendants_of_self_include_a_child() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
-        let found = descendants(std::process::id());
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(found.contains(&child.id()), "{found:?}");
     }
 }

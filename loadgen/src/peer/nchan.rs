@@ -39,9 +39,11 @@ use std::time::Duration;
 
 use pushbench_common::Transport;
 
+use crate::util::{TempDir, free_port, wait_listening};
+
 use super::{
-    Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill,
-    free_port, log_file, wait_listening, whole_secs,
+    Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, fill, log_file,
+    whole_secs,
 };
 
 /// The nginx config, kept in `scenarios/peers/`.

@@ -45,9 +45,11 @@ use hyper_util::rt::TokioIo;
 use pushbench_common::Transport;
 use pushbench_common::wire::{SSE_HEARTBEAT, STREAM_HEARTBEAT};
 
+use crate::util::{TempDir, free_port, wait_listening};
+
 use super::{
-    Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, TempDir, fill,
-    free_port, log_file, nchan::which, wait_listening, whole_secs,
+    Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, fill, log_file,
+    nchan::which, whole_secs,
 };
 
 /// Pushpin's config, kept in `scenarios/peers/`.

@@ -338,7 +338,7 @@ pub fn run_peers(
     workers: usize,
 ) -> anyhow::Result<Vec<Row>> {
     use anyhow::Context;
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let rt = crate::util::runtime()?;
     let mut outcomes = Vec::new();
     for &name in servers {
         eprintln!("pushbench: === {} ===", name.as_str());
@@ -364,7 +364,7 @@ pub fn run_peers(
         };
         let outcome = match rt.block_on(crate::run::run(scenario.clone(), &options)) {
             Ok(result) => {
-                crate::cli::write_all(&result, &dir)?;
+                crate::report::write_all(&result, &dir)?;
                 for w in &result.warnings {
                     eprintln!("WARNING: {}: {w}", name.as_str());
                 }

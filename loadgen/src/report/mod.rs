@@ -14,6 +14,7 @@ pub mod md;
 pub mod reading;
 pub mod table;
 
+use anyhow::Context;
 use base64::Engine;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
@@ -301,6 +302,31 @@ pub fn opt(value: Option<f64>, decimals: usize) -> String {
 pub(crate) use fixture::test_result;
 #[cfg(test)]
 mod fixture;
+
+/// Writes `result.json`, `report.md` and `report.html` into `dir`.
+pub fn write_all(result: &RunResult, dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = dir.join("result.json");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    json::write(result, std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_reports(result, dir)
+}
+
+/// Writes `report.md` and `report.html` into `dir`.
+pub fn write_reports(result: &RunResult, dir: &std::path::Path) -> anyhow::Result<()> {
+    let md = dir.join("report.md");
+    let file =
+        std::fs::File::create(&md).with_context(|| format!("cannot write {}", md.display()))?;
+    md::write(result, std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", md.display()))?;
+    let html = dir.join("report.html");
+    let file =
+        std::fs::File::create(&html).with_context(|| format!("cannot write {}", html.display()))?;
+    html::write(result, std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", html.display()))?;
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

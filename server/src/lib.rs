@@ -31,6 +31,8 @@ pub mod config;
 mod demo;
 mod error;
 pub mod feed;
+#[doc(hidden)]
+pub mod fuzzing;
 mod generator;
 pub mod metrics;
 mod server;

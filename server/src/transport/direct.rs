@@ -240,6 +240,11 @@ enum Kind {
     },
 }
 
+/// Whether `head` parses into a subscription served here (see [`crate::fuzzing`]).
+pub(super) fn parses_as_subscription(state: &AppState, head: &[u8]) -> bool {
+    Subscription::parse(state, head).is_some()
+}
+
 /// A valid subscription request; anything that does not parse into one goes to hyper.
 struct Subscription {
     kind: Kind,

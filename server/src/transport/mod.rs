@@ -55,6 +55,19 @@ fn head_lines(content_type: &str, fields: Fields) -> String {
     lines
 }
 
+/// For [`crate::fuzzing`]: whether the direct path would serve `head` itself.
+pub(crate) fn parse_direct_subscription(state: &AppState, head: &[u8]) -> bool {
+    direct::parses_as_subscription(state, head)
+}
+
+/// For [`crate::fuzzing`]: whether `query` parses without and with `timeout_ms` allowed.
+pub(crate) fn parse_subscribe_query(query: &str) -> (bool, bool) {
+    (
+        SubscribeQuery::parse(Some(query), false).is_ok(),
+        SubscribeQuery::parse(Some(query), true).is_ok(),
+    )
+}
+
 /// Most topics one subscription may name, so a single request cannot make the server index thousands.
 const MAX_TOPICS_PER_SUBSCRIPTION: usize = 64;
 

@@ -4,6 +4,7 @@
 mod bus;
 mod client;
 mod coalescing;
+mod corpus;
 mod errors;
 mod heartbeat;
 mod hostile;

@@ -71,6 +71,10 @@ pub enum Command {
     /// stdin/stdout).
     #[command(hide = true)]
     Worker,
+    /// Stops what a run started once the run's pipe to it closes, even when the run was killed (started
+    /// by `run`; see `util::watchdog`).
+    #[command(hide = true)]
+    Watchdog,
     /// Search, per transport, the most subscribers (or the highest publish rate) the server sustains with
     /// zero loss and p99 latency under --p99-ms; write OUT/capacity.json, .md, .html with the curve walked.
     Capacity(crate::capacity::CapacityArgs),
@@ -171,6 +175,10 @@ pub fn main() -> ExitCode {
         Command::Compare(args) => compare_command(&args),
         Command::Merge { results, output } => merge_command(&results, &output),
         Command::Worker => crate::worker::main().map_err(|e| (EXIT_RUNTIME, e)),
+        Command::Watchdog => {
+            crate::util::serve_watchdog();
+            Ok(())
+        }
         Command::Capacity(args) => crate::capacity::command(args),
     };
     match outcome {

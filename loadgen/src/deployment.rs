@@ -21,7 +21,7 @@ use crate::error::RunError;
 use crate::peer::{IdleSettings, RunningPeer};
 use crate::scenario::Scenario;
 use crate::server_proc::Server;
-use crate::util::{TempDir, free_port, stop_child, sum_samples, wait_listening};
+use crate::util::{TempDir, free_port, guarded, stop_child, sum_samples, wait_listening};
 
 /// Where the server comes from.
 #[derive(Debug, Clone)]
@@ -98,6 +98,7 @@ impl Redis {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
+            .map(guarded)
             .map_err(|e| {
                 failed(format!(
                     "cannot start it ({e}); install it with scripts/setup (Debian package redis-server)"

@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::conn::{Endpoint, HttpConn, WireCounters, body_of};
-use crate::util::{count_fds, stop_child};
+use crate::util::{count_fds, guarded, stop_child};
 
 /// Name of the server binary.
 pub const SERVER_BIN: &str = "pushbench-server";
@@ -63,25 +63,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ServerError> {
             Err(ServerError::NotFound(path.display().to_string()))
         };
     }
-    beside_this_executable(SERVER_BIN).map_err(ServerError::NotFound)
-}
-
-/// The executable `name` next to the current executable or in its parent directory (where cargo puts
-/// binaries when the current one is a test in `target/*/deps`); the error lists the places tried.
-pub fn beside_this_executable(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current executable unknown: {e}"))?;
-    let mut tried = Vec::new();
-    let mut dir = exe.parent();
-    for _ in 0..2 {
-        let Some(d) = dir else { break };
-        let candidate = d.join(name);
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-        tried.push(candidate.display().to_string());
-        dir = d.parent();
-    }
-    Err(tried.join(", "))
+    crate::util::beside_this_executable(SERVER_BIN).map_err(ServerError::NotFound)
 }
 
 /// A server the load generator talks to.
@@ -114,6 +96,7 @@ impl Server {
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true)
             .spawn()
+            .map(guarded)
             .map_err(|error| ServerError::Spawn {
                 path: shown.clone(),
                 error,

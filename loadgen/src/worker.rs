@@ -42,6 +42,7 @@ use crate::peer::PeerKind;
 use crate::report::{GooseRow, decode_histogram, encode_histogram};
 use crate::run::spawn_lag_probe;
 use crate::scenario::Scenario;
+use crate::util::guarded;
 
 /// Marks a worker's report lines on its stdout; other lines there are goose's and are skipped.
 pub const REPORT_PREFIX: &str = "@pushbench ";
@@ -349,6 +350,7 @@ impl WorkerProc {
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()
+            .map(guarded)
             .map_err(|e| failed(format!("cannot start {}: {e}", bin.display())))?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -431,14 +433,8 @@ async fn read_reports(
     let _ = done.send(outcome);
 }
 
-/// This executable, or `pushbench` next to it (when running as a test binary).
 fn locate_self() -> Result<PathBuf, RunError> {
-    let exe = std::env::current_exe()
-        .map_err(|e| RunError::Worker(0, format!("own executable unknown: {e}")))?;
-    if exe.file_stem().is_some_and(|s| s == "pushbench") {
-        return Ok(exe);
-    }
-    crate::server_proc::beside_this_executable("pushbench")
+    crate::util::pushbench_executable()
         .map_err(|tried| RunError::Worker(0, format!("no pushbench executable at {tried}")))
 }
 

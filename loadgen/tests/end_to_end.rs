@@ -177,7 +177,59 @@ fn ctrl_c_interrupts_a_run_while_goose_holds_the_signal() {
 /// Starts a long run with `flags`, waits until it has `children` processes and has launched its
 /// subscribers, sends `signal`, and checks the message, the exit code and that no process is left.
 fn interrupt(signal: nix::sys::signal::Signal, flags: &[&str], children: usize) {
-    let dir = out_dir(&format!("interrupted-{}", signal.as_str()));
+    let (run, started, _lock) =
+        start_long_run(&format!("interrupted-{}", signal.as_str()), flags, children);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.id() as i32), signal).unwrap();
+    let output = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("interrupted by {}", signal.as_str())),
+        "{stderr}"
+    );
+    assert_all_gone(&started);
+}
+
+/// SIGKILL runs no code in the run: its watchdog stops the cluster's nodes, Redis and the workers, and
+/// removes Redis's temporary directory.
+#[test]
+fn a_killed_run_leaves_no_process_or_directory_behind() {
+    let (mut run, started, _lock) =
+        start_long_run("killed", &["--workers", "2", "--cluster", "2"], 5);
+    let redis_dirs = || -> Vec<std::path::PathBuf> {
+        let prefix = format!("pushbench-redis-{}-", run_pid(&started));
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect()
+    };
+    let dirs = redis_dirs();
+    assert!(
+        !dirs.is_empty(),
+        "Redis's directory exists while the run lives"
+    );
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert_all_gone(&started);
+    assert!(dirs.iter().all(|d| !d.exists()), "left behind: {dirs:?}");
+}
+
+/// The run's PID, recorded by [`start_long_run`] as the first entry.
+fn run_pid(started: &[u32]) -> u32 {
+    started[0]
+}
+
+/// Starts a run of a long quick.toml with `flags` and waits until it has at least `children` processes
+/// and has launched its subscribers. Returns the run, its PID followed by every descendant's, and the
+/// lock that keeps other runs of these tests waiting.
+fn start_long_run(
+    name: &str,
+    flags: &[&str],
+    children: usize,
+) -> (std::process::Child, Vec<u32>, std::fs::File) {
+    let dir = out_dir(name);
     let scenario = dir.join("long.toml");
     std::fs::write(
         &scenario,
@@ -186,7 +238,7 @@ fn interrupt(signal: nix::sys::signal::Signal, flags: &[&str], children: usize) 
             .replace("duration_s = 4", "duration_s = 120"),
     )
     .unwrap();
-    let _lock = support::one_run_at_a_time();
+    let lock = support::one_run_at_a_time();
     let run = Command::new(env!("CARGO_BIN_EXE_pushbench"))
         .arg("run")
         .arg(&scenario)
@@ -216,14 +268,11 @@ fn interrupt(signal: nix::sys::signal::Signal, flags: &[&str], children: usize) 
     };
     // Let goose start its attack (and install its own SIGINT handler).
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
-    let output = run.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("interrupted by {}", signal.as_str())),
-        "{stderr}"
-    );
+    (run, std::iter::once(pid).chain(started).collect(), lock)
+}
+
+/// Waits (10 s at most) until none of `pids` runs, and fails naming those that still do.
+fn assert_all_gone(pids: &[u32]) {
     let alive = |p: &u32| {
         std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
             !stat
@@ -235,10 +284,10 @@ fn interrupt(signal: nix::sys::signal::Signal, flags: &[&str], children: usize) 
         })
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while started.iter().any(alive) && std::time::Instant::now() < deadline {
+    while pids.iter().any(alive) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let left: Vec<&u32> = started.iter().filter(|p| alive(p)).collect();
+    let left: Vec<&u32> = pids.iter().filter(|p| alive(p)).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use pushbench_common::Transport;
 
-use crate::util::{TempDir, free_port, wait_listening};
+use crate::util::{TempDir, free_port, guarded, wait_listening};
 
 use super::{
     Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, fill, log_file,
@@ -128,6 +128,7 @@ pub(super) async fn start(
         .stderr(Stdio::from(stderr))
         .kill_on_drop(true)
         .spawn()
+        .map(guarded)
         .map_err(io("nginx"))?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let peer = RunningPeer::new(PeerKind::Nchan, addr, addr, vec![child], None, dir);

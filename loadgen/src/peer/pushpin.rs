@@ -45,7 +45,7 @@ use hyper_util::rt::TokioIo;
 use pushbench_common::Transport;
 use pushbench_common::wire::{SSE_HEARTBEAT, STREAM_HEARTBEAT};
 
-use crate::util::{TempDir, free_port, wait_listening};
+use crate::util::{TempDir, free_port, guarded, wait_listening};
 
 use super::{
     Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, fill, log_file,
@@ -267,6 +267,7 @@ pub(super) async fn start(
             .stderr(Stdio::from(err))
             .kill_on_drop(true)
             .spawn()
+            .map(guarded)
             .map_err(io(&bin.display().to_string()))
     };
     let zurl_child = spawn(

@@ -1,5 +1,6 @@
 //! Processes we started or sample: their trees, open files, memory and CPU, and stopping them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pushbench_common::ProcSample;
@@ -39,6 +40,34 @@ pub fn descendants(root: u32) -> Vec<u32> {
     }
     found.remove(0);
     found
+}
+
+/// The executable `name` next to the current executable or in its parent directory (where cargo puts
+/// binaries when the current one is a test in `target/*/deps`); the error lists the places tried.
+pub fn beside_this_executable(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current executable unknown: {e}"))?;
+    let mut tried = Vec::new();
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let candidate = d.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        tried.push(candidate.display().to_string());
+        dir = d.parent();
+    }
+    Err(tried.join(", "))
+}
+
+/// This executable when it is `pushbench`, else `pushbench` beside it (when running as a test binary);
+/// the error lists the places tried.
+pub fn pushbench_executable() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own executable unknown: {e}"))?;
+    if exe.file_stem().is_some_and(|s| s == "pushbench") {
+        return Ok(exe);
+    }
+    beside_this_executable("pushbench")
 }
 
 /// Stops a child we spawned, by its PID: SIGTERM, then SIGKILL after `grace`.

@@ -24,16 +24,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Endpoint, WireCounters};
-use crate::deployment::{BusResult, Deployment, NodeResult};
+use crate::deployment::Deployment;
 use crate::fleet::{Fleet, FleetSpec, LiveCounts};
 use crate::metrics::{Percentiles, PublishedLog, new_histogram, unix_ns};
 use crate::publisher::{Schedule, publish};
-use crate::report::{
-    Model, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult, encode_histogram,
-};
 use crate::scenario::Scenario;
 use crate::sockmem::KernelSockets;
 use crate::util::{fds_of, sample_processes, sum_samples};
+use pushbench_report::result::{
+    BusResult, Model, NodeResult, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult,
+    encode_histogram,
+};
 
 pub use crate::deployment::ServerSource;
 pub use crate::error::RunError;

@@ -21,13 +21,11 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde_json::Value;
 
-use crate::deployment::NodeResult;
-use crate::metrics::{Percentiles, new_histogram};
-use crate::report::{
-    GooseRow, HistogramError, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult,
-    decode_histogram, encode_histogram,
+use crate::result::{
+    GooseRow, HistogramError, NodeResult, Percentiles, RunResult, SCHEMA_VERSION,
+    SerializedHistograms, Spread, TransportResult, decode_histogram, encode_histogram,
+    new_histogram, runs_of,
 };
-use crate::stats::{Spread, runs_of};
 
 /// Why results cannot be merged or compared.
 #[derive(Debug, thiserror::Error)]
@@ -398,7 +396,7 @@ fn merge_nodes<'a>(runs: impl Iterator<Item = &'a [NodeResult]>) -> Vec<NodeResu
 }
 
 /// goose rows by name: counts summed, means weighted by count, maxima the largest.
-pub(crate) fn merge_goose<'a>(runs: impl Iterator<Item = &'a [GooseRow]>) -> Vec<GooseRow> {
+pub fn merge_goose<'a>(runs: impl Iterator<Item = &'a [GooseRow]>) -> Vec<GooseRow> {
     let mut rows: Vec<GooseRow> = Vec::new();
     for run in runs {
         for row in run {
@@ -422,8 +420,7 @@ pub(crate) fn merge_goose<'a>(runs: impl Iterator<Item = &'a [GooseRow]>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::Metric;
-    use crate::report::test_result;
+    use crate::result::{Metric, test_result};
 
     #[test]
     fn merge_equals_the_union_of_the_runs() {

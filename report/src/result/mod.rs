@@ -6,10 +6,12 @@
 //! catalogue of gateable metrics ([`Metric`]) and the spread of repeated runs ([`Spreads`]), which the
 //! schema carries.
 
+mod derive;
 mod histogram;
 mod metric;
 mod spread;
 
+pub use derive::{Growth, derive};
 pub use histogram::{
     HistogramError, MAX_US, Percentiles, decode_histogram, encode_histogram, new_histogram,
 };

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::compare::{Format, Gate, Tolerances};
-use crate::report::{self, RunResult};
 use crate::run::{RunOptions, ServerSource, default_out_dir, run};
 use crate::scenario::Scenario;
 use crate::server_proc::locate;
-use crate::{compare, merge, thresholds};
+use pushbench_report::gate::compare::{Format, Gate, Tolerances};
+use pushbench_report::gate::{compare, merge, thresholds};
+use pushbench_report::render::{self as report, table::write_outcomes};
+use pushbench_report::result::RunResult;
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -229,7 +230,7 @@ fn check_result(scenarios: &[PathBuf], path: &std::path::Path) -> Outcome {
         )
     })?;
     thresholds::apply(&scenario.thresholds, &mut result);
-    thresholds::write_outcomes(
+    write_outcomes(
         &result,
         report::table::Format::Text,
         std::io::stdout().lock(),
@@ -420,7 +421,7 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
     }
     if result.transports.iter().any(|t| !t.thresholds.is_empty()) {
         println!();
-        let _ = thresholds::write_outcomes(result, report::table::Format::Text, &mut out);
+        let _ = write_outcomes(result, report::table::Format::Text, &mut out);
     }
     println!(
         "\nwrote {0}/result.json, {0}/report.md, {0}/report.html",

@@ -14,7 +14,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use pushbench_common::{ProcSample, Transport};
-use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
 use crate::error::RunError;
@@ -41,36 +40,6 @@ pub enum ServerSource {
 
 /// How long Redis may take to accept connections.
 const REDIS_READY: Duration = Duration::from_secs(10);
-
-/// One node of a cluster, as reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeResult {
-    /// Where it listened.
-    pub addr: String,
-    /// Subscribers whose first connection went to this node (later reconnects move on).
-    pub subscribers: u64,
-    /// RSS once every subscriber was connected, bytes.
-    pub rss_connected_bytes: Option<u64>,
-    /// RSS growth over the launch divided by this node's subscribers, bytes.
-    pub rss_per_connection_bytes: Option<f64>,
-    /// CPU time over the publishing window, ms.
-    pub cpu_ms: Option<f64>,
-    /// Open file descriptors once every subscriber was connected.
-    pub fds: Option<u64>,
-    /// The node's `/stats` at the end.
-    pub stats: Option<serde_json::Value>,
-}
-
-/// The Redis backplane of a cluster, as reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BusResult {
-    /// Where it listened.
-    pub addr: String,
-    /// RSS at the end of the window, bytes.
-    pub rss_bytes: Option<u64>,
-    /// CPU time over the publishing window, ms.
-    pub cpu_ms: Option<f64>,
-}
 
 /// A `redis-server` we started.
 #[derive(Debug)]

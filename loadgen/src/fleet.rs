@@ -23,12 +23,12 @@ use crate::conn::{Endpoint, WireCounters};
 use crate::error::RunError;
 use crate::metrics::{Completeness, Histograms, PublishedLog, SubscriberCounters, account, lock};
 use crate::peer::PeerKind;
-use crate::report::GooseRow;
 use crate::scenario::Scenario;
 use crate::subscriber::{Shared, Subscriber};
 use crate::util::sample_processes;
 use crate::worker::Workers;
 use pushbench_common::ProcSample;
+use pushbench_report::result::GooseRow;
 
 /// What every part of a fleet needs to know.
 #[derive(Debug, Clone)]
@@ -74,8 +74,9 @@ impl Tally {
         self.last_error = other.last_error.or(self.last_error.take());
         self.wire = (self.wire.0 + other.wire.0, self.wire.1 + other.wire.1);
         self.histograms.add(&other.histograms);
-        self.goose =
-            crate::merge::merge_goose([self.goose.as_slice(), other.goose.as_slice()].into_iter());
+        self.goose = pushbench_report::gate::merge::merge_goose(
+            [self.goose.as_slice(), other.goose.as_slice()].into_iter(),
+        );
         self.lag_p99_us = self.lag_p99_us.max(other.lag_p99_us);
     }
 }

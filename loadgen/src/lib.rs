@@ -19,47 +19,41 @@
 //! - [`fleet`]: the subscribers of a run, in this process or spread over worker processes
 //!   ([`worker`], `--workers N`), tallied exactly.
 //! - [`peer`]: nchan and Pushpin measured with the same load (profiles, processes, side-by-side report).
-//! - [`report`]: `result.json` (and its schema), `report.md`, `report.html`, the terminal table.
-//! - [`metric`]: the gateable metrics (names, kind, default tolerance) that the next three share.
-//! - [`thresholds`]: a scenario's pass/fail `[thresholds]`, validated and evaluated.
-//! - [`compare`]: a result against a baseline, per transport and metric, with tolerances.
-//! - [`merge`]: results of several runs merged exactly (`--repeat`, `pushbench merge`); [`stats`]: their
-//!   median and range.
+//! - the result side (`result.json` and its schema, the reports, thresholds, compare, merge) is the crate
+//!   `pushbench_report`, which needs nothing of this one.
 //! - [`sockmem`]: kernel memory of TCP sockets, the third share of a connection's memory.
 //! - [`limits`]: open files, ports and memory a run needs, checked before it starts.
 //! - [`capacity`]: `pushbench capacity`, the search for the most subscribers (or events/s) a transport
 //!   sustains under a p99 limit, and its reports.
+//! - [`error`]: why a run failed; [`util`]: processes, ports, temporary directories, the runtime.
 //! - [`cli`]: commands and exit codes; `main.rs` only calls [`cli::main`].
-
-// Lets `report/fixture.rs` name this crate the same way from the unit tests and from `tests/`.
-#[cfg(test)]
-extern crate self as pushbench;
 
 pub mod capacity;
 pub mod cli;
-pub mod compare;
 pub mod conn;
 pub mod deployment;
 pub mod error;
 pub mod fleet;
 pub mod limits;
 pub mod longpoll;
-pub mod merge;
-pub mod metric;
 pub mod metrics;
 pub mod peer;
 pub mod poll;
 pub mod publisher;
-pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod server_proc;
 pub mod sockmem;
 pub mod sse;
-pub mod stats;
 pub mod stream;
 pub mod subscriber;
-pub mod thresholds;
 pub mod util;
 pub mod worker;
 pub mod ws;
+
+// The result crate's synthetic result, for the unit tests of the capacity and peers reports.
+#[cfg(test)]
+#[path = "../../report/src/result/fixture.rs"]
+mod fixture;
+#[cfg(test)]
+use fixture::test_result;

@@ -24,15 +24,9 @@ use serde::{Deserialize, Serialize};
 
 /// Events buffered per subscriber before its latencies are merged into the shared histograms.
 pub const BATCH: usize = 64;
-/// Highest latency the histograms track (one hour, in µs); larger values are clamped.
-const MAX_US: u64 = 3_600_000_000;
 
 pub use crate::util::unix_ns;
-
-/// A histogram of µs values with three significant digits, 1 µs to one hour.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_US, 3).expect("static bounds are valid")
-}
+pub use pushbench_report::result::{MAX_US, Percentiles, new_histogram};
 
 /// The shared histograms of one transport run.
 #[derive(Debug)]
@@ -425,43 +419,6 @@ pub fn account(log: &SubscriberLog, published: &PublishedLog) -> Completeness {
     c.lost += (expected.len() - i) as u64;
     c.unexpected += (distinct.len() - j) as u64;
     c
-}
-
-/// Percentiles of a µs histogram, as `result.json` carries them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct Percentiles {
-    /// Number of values.
-    pub count: u64,
-    /// Mean.
-    pub mean: f64,
-    /// 50th percentile.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest value.
-    pub max: u64,
-}
-
-impl Percentiles {
-    /// Summarizes `h`; all zero when empty.
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        Self {
-            count: h.len(),
-            mean: h.mean(),
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
-    }
 }
 
 #[cfg(test)]

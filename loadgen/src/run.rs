@@ -24,16 +24,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Endpoint, WireCounters};
-use crate::deployment::{BusResult, Deployment, NodeResult};
+use crate::deployment::Deployment;
 use crate::fleet::{Fleet, FleetSpec, LiveCounts};
 use crate::metrics::{Percentiles, PublishedLog, new_histogram, unix_ns};
 use crate::publisher::{Schedule, publish};
-use crate::report::{
-    Model, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult, encode_histogram,
-};
 use crate::scenario::Scenario;
 use crate::sockmem::KernelSockets;
 use crate::util::{fds_of, sample_processes, sum_samples};
+use pushbench_report::result::{
+    BusResult, Growth, Model, NodeResult, RunResult, SCHEMA_VERSION, SerializedHistograms,
+    TransportResult, derive, encode_histogram,
+};
 
 pub use crate::deployment::ServerSource;
 pub use crate::error::RunError;
@@ -380,7 +381,6 @@ async fn measure(
         h.latency_from_server.reset();
     }
     let delivered = completeness.delivered;
-    let per_delivery = |x: f64| (delivered > 0).then(|| x / delivered as f64);
     let (bytes_received, bytes_sent) = tally.wire;
     let rss = |s: Option<ProcSample>| s.map(|s| s.rss_bytes);
     let server_rss_before = rss(sum_samples(&server_before));
@@ -440,7 +440,21 @@ async fn measure(
             .map(|(cpu, _)| cpu.as_secs_f64() * 1000.0),
     });
 
-    Ok(TransportResult {
+    let growth = Growth {
+        server_rss: match (server_rss_before, server_rss_connected) {
+            (Some(before), Some(after)) => Some(after as f64 - before as f64),
+            _ => None,
+        },
+        kernel_sockets: match (kernel_before, kernel_connected) {
+            (Some(before), Some(after)) => Some(after.total() as f64 - before.total() as f64),
+            _ => None,
+        },
+        loadgen_rss: match (loadgen_before, loadgen_rss) {
+            (Some(before), Some(after)) => Some(after as f64 - before.rss_bytes as f64),
+            _ => None,
+        },
+    };
+    let mut result = TransportResult {
         transport,
         subscribers: n,
         subscribers_connected: connected,
@@ -466,40 +480,25 @@ async fn measure(
         requests: counters.requests,
         empty_polls: counters.empty_polls,
         requests_cut: counters.requests_cut,
-        requests_per_delivery: per_delivery(counters.requests as f64),
+        requests_per_delivery: None,
         bytes_received,
         bytes_sent,
-        bytes_per_delivery: per_delivery((bytes_received + bytes_sent) as f64),
+        bytes_per_delivery: None,
         publisher_bytes_sent: publisher_wire.totals().1,
         publisher_bytes_received: publisher_wire.totals().0,
         server_rss_before_bytes: server_rss_before,
         server_rss_connected_bytes: server_rss_connected,
         server_rss_peak_bytes: Some(peak_rss.load(Ordering::Relaxed)).filter(|&p| p > 0),
-        server_rss_per_connection_bytes: match (server_rss_before, server_rss_connected) {
-            (Some(before), Some(after)) if connected > 0 => {
-                Some((after as f64 - before as f64) / connected as f64)
-            }
-            _ => None,
-        },
+        server_rss_per_connection_bytes: None,
         kernel_socket_bytes_before: kernel_before.map(|k| k.total()),
         kernel_socket_bytes_connected: kernel_connected.map(|k| k.total()),
-        kernel_socket_bytes_per_connection: match (kernel_before, kernel_connected) {
-            (Some(before), Some(after)) if connected > 0 => {
-                Some((after.total() as f64 - before.total() as f64) / connected as f64)
-            }
-            _ => None,
-        },
+        kernel_socket_bytes_per_connection: None,
         server_cpu_ms,
-        server_cpu_ms_per_1k_deliveries: server_cpu_ms.and_then(|ms| per_delivery(ms * 1000.0)),
+        server_cpu_ms_per_1k_deliveries: None,
         server_fds,
         loadgen_cpu_percent,
         loadgen_rss_bytes: loadgen_rss,
-        loadgen_rss_per_subscriber_bytes: match (loadgen_before, loadgen_rss) {
-            (Some(before), Some(after)) if connected > 0 => {
-                Some((after as f64 - before.rss_bytes as f64) / connected as f64)
-            }
-            _ => None,
-        },
+        loadgen_rss_per_subscriber_bytes: None,
         loadgen_fds,
         loadgen_workers: options.workers.max(1) as u64,
         loadgen_lag_p99_us: lag_p99_us,
@@ -536,7 +535,9 @@ async fn measure(
         last_error,
         spread: Default::default(),
         thresholds: Vec::new(),
-    })
+    };
+    derive(&mut result, growth);
+    Ok(result)
 }
 
 /// Decides whether the figures describe the load generator rather than the transport, and what else

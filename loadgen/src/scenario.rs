@@ -20,7 +20,7 @@ use std::time::Duration;
 use pushbench_common::{Topic, Transport};
 use serde::{Deserialize, Serialize};
 
-use crate::thresholds::{ThresholdError, Thresholds};
+use pushbench_report::gate::thresholds::{ThresholdError, Thresholds};
 
 /// A scenario exactly as written in the TOML file; only syntax and types are checked here.
 #[derive(Debug, Clone, Deserialize)]

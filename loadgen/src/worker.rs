@@ -39,10 +39,10 @@ use crate::error::RunError;
 use crate::fleet::{FleetSpec, LiveCounts, Local, Tally};
 use crate::metrics::{Completeness, Histograms, SubscriberCounters};
 use crate::peer::PeerKind;
-use crate::report::{GooseRow, decode_histogram, encode_histogram};
 use crate::run::spawn_lag_probe;
 use crate::scenario::Scenario;
 use crate::util::guarded;
+use pushbench_report::result::{GooseRow, decode_histogram, encode_histogram};
 
 /// Marks a worker's report lines on its stdout; other lines there are goose's and are skipped.
 pub const REPORT_PREFIX: &str = "@pushbench ";

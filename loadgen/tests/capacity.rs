@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pushbench::capacity::{Capacity, Outcome, TransportCapacity, Verdict, report};
-use pushbench::report::RunResult;
+use pushbench_report::result::RunResult;
 
 /// A tiny broadcast: a few subscribers, 20 events/s for about a second.
 const TINY: &str = r#"

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use pushbench::report::RunResult;
 use pushbench::run::{RunOptions, ServerSource, run};
 use pushbench::scenario::Scenario;
 use pushbench_common::Transport;
+use pushbench_report::result::RunResult;
 
 fn out_dir(name: &str) -> PathBuf {
     let dir =
@@ -43,7 +43,7 @@ fn run_spread(toml: &str, workers: usize, cluster: usize) -> (RunResult, PathBuf
     let result = rt
         .block_on(run(Arc::new(scenario), &options))
         .expect("run succeeds");
-    pushbench::report::write_all(&result, &dir).expect("outputs are written");
+    pushbench_report::render::write_all(&result, &dir).expect("outputs are written");
     (result, dir)
 }
 
@@ -291,7 +291,7 @@ fn assert_all_gone(pids: &[u32]) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-fn by_transport(result: &RunResult, t: Transport) -> &pushbench::report::TransportResult {
+fn by_transport(result: &RunResult, t: Transport) -> &pushbench_report::result::TransportResult {
     result
         .transports
         .iter()
@@ -378,7 +378,7 @@ fn check_schema_and_reports(result: &RunResult, dir: &Path) {
     );
     // Histograms travel in the result and decode to the same counts.
     for r in &result.transports {
-        let h = pushbench::report::decode_histogram(&r.histograms.latency_us).unwrap();
+        let h = pushbench_report::result::decode_histogram(&r.histograms.latency_us).unwrap();
         assert_eq!(h.len(), r.latency_us.count);
     }
 }

@@ -1,15 +1,15 @@
 //! The regression gate at the command line: `pushbench compare`, `merge` and `check --result` on
 //! synthetic result files written to a temporary directory (no load runs), checking exit codes and messages.
 
-#[path = "../src/report/fixture.rs"]
+#[path = "../../report/src/result/fixture.rs"]
 mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fixture::test_result;
-use pushbench::report::RunResult;
 use pushbench::scenario::Scenario;
+use pushbench_report::result::RunResult;
 
 /// A scenario of the fixture's shape (one `ws` transport), with thresholds.
 const SCENARIO: &str = r#"

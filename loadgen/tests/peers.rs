@@ -30,11 +30,11 @@ mode = "broadcast"
 interval_ms = 20
 "#;
 
-fn run_peer(kind: PeerKind) -> pushbench::report::RunResult {
+fn run_peer(kind: PeerKind) -> pushbench_report::result::RunResult {
     run_peer_with(kind, TINY)
 }
 
-fn run_peer_with(kind: PeerKind, toml: &str) -> pushbench::report::RunResult {
+fn run_peer_with(kind: PeerKind, toml: &str) -> pushbench_report::result::RunResult {
     let scenario = Scenario::parse(toml, "peers test scenario").unwrap();
     let dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("peers-{kind}-{}", std::process::id()));
@@ -51,11 +51,11 @@ fn run_peer_with(kind: PeerKind, toml: &str) -> pushbench::report::RunResult {
     let result = rt
         .block_on(run(Arc::new(scenario), &options))
         .unwrap_or_else(|e| panic!("{kind} run failed: {e:#} (logs in {})", dir.display()));
-    pushbench::report::write_all(&result, &dir).unwrap();
+    pushbench_report::render::write_all(&result, &dir).unwrap();
     result
 }
 
-fn assert_exact(result: &pushbench::report::RunResult, kind: PeerKind, want: &[Transport]) {
+fn assert_exact(result: &pushbench_report::result::RunResult, kind: PeerKind, want: &[Transport]) {
     let ran: Vec<Transport> = result.transports.iter().map(|t| t.transport).collect();
     assert_eq!(ran, want, "{kind} runs exactly the transports it offers");
     for t in &result.transports {
@@ -224,8 +224,8 @@ fn idle_runs(
     kind: PeerKind,
     transports: &str,
 ) -> Vec<(
-    pushbench::report::TransportResult,
-    pushbench::report::TransportResult,
+    pushbench_report::result::TransportResult,
+    pushbench_report::result::TransportResult,
 )> {
     let idle = format!("transports = {transports}{IDLE}");
     let results = |toml: &str| {

@@ -20,10 +20,10 @@ use std::sync::Arc;
 use pushbench_common::Transport;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{RunResult, TransportResult};
 use crate::run::{RunError, RunOptions};
 use crate::scenario::{Scenario, ScenarioError};
 pub use command::{CapacityArgs, command};
+use pushbench_report::result::{RunResult, TransportResult};
 pub use search::{Params, ParamsError, Search, Verdict};
 
 /// Default `--max` for subscribers: under the per-process limit of 20,000 open files on these machines
@@ -743,7 +743,7 @@ fn create_dir(dir: &Path) -> Result<(), CapacityError> {
 
 /// A step's `result.json`, `report.md` and `report.html`, by the same writer as `pushbench run`.
 fn write_step(result: &RunResult, dir: &Path) -> Result<(), CapacityError> {
-    crate::report::write_all(result, dir).map_err(|e| CapacityError::Write {
+    pushbench_report::render::write_all(result, dir).map_err(|e| CapacityError::Write {
         path: dir.display().to_string(),
         error: format!("{e:#}"),
     })

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use super::{Capacity, CapacityError, Step, TransportCapacity, Vary, Verdict, format_value};
-use crate::report::html::{COLOURS, STYLE, esc, format_value as figure, legend_entry};
+use pushbench_report::render::html::{COLOURS, STYLE, esc, format_value as figure, legend_entry};
 
 /// Writes `capacity.json`, `capacity.md` and `capacity.html` into `dir`.
 pub fn write_all(capacity: &Capacity, dir: &Path) -> Result<(), CapacityError> {

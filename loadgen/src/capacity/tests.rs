@@ -1,7 +1,7 @@
 //! Unit tests of judging, concluding and rendering (the search has its own in `search.rs`).
 
 use super::*;
-use crate::report::test_result;
+use crate::test_result;
 
 const SCENARIO: &str = r#"
 name = "cap"

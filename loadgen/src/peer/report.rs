@@ -13,7 +13,7 @@ use pushbench_common::Transport;
 use serde::Serialize;
 
 use super::{Offer, ServerName};
-use crate::report::{RunResult, TransportResult};
+use pushbench_report::result::{RunResult, TransportResult};
 
 /// One row of the side-by-side table.
 #[derive(Debug, Clone, Serialize)]
@@ -226,7 +226,7 @@ fn bar(r: &Row, figure: Option<f64>) -> Result<f64, String> {
 /// subscriber, CPU per million deliveries and p50/p99 latency, one bar per server; self-contained (inline
 /// CSS and SVG, no script, no network).
 pub fn write_html(rows: &[Row], scenario: &str, mut out: impl Write) -> std::io::Result<()> {
-    use crate::report::html::{STYLE, bar_chart, esc};
+    use pushbench_report::render::html::{STYLE, bar_chart, esc};
     use std::fmt::Write as _;
     let mut page = String::new();
     let title = format!("{scenario}: servers side by side");
@@ -364,7 +364,7 @@ pub fn run_peers(
         };
         let outcome = match rt.block_on(crate::run::run(scenario.clone(), &options)) {
             Ok(result) => {
-                crate::report::write_all(&result, &dir)?;
+                pushbench_report::render::write_all(&result, &dir)?;
                 for w in &result.warnings {
                     eprintln!("WARNING: {}: {w}", name.as_str());
                 }
@@ -431,7 +431,7 @@ mod tests {
     /// Ours measured poll and ws; nchan ran ws only (its poll run is missing: not run); Pushpin ran ws
     /// saturated (poll: not offered).
     fn fixture_rows() -> Vec<Row> {
-        let ws = crate::report::test_result(&[1_000, 2_000, 40_000]);
+        let ws = crate::test_result(&[1_000, 2_000, 40_000]);
         let mut ours = ws.clone();
         let mut poll = ours.transports[0].clone();
         poll.transport = Transport::Poll;
@@ -498,7 +498,7 @@ mod tests {
         }
         let p99 = rows[3].p99_us.unwrap() as f64 / 1000.0;
         assert!((40.0..41.0).contains(&p99), "the fixture's p99: {p99}");
-        let label = format!("{} ms", crate::report::html::format_value(p99));
+        let label = format!("{} ms", pushbench_report::render::html::format_value(p99));
         assert!(charts(&html, "ws")[3].contains(&label), "{label}");
     }
 }

@@ -17,7 +17,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::report::TransportResult;
+use super::TransportResult;
 
 /// Whether a metric is a property of the workload or a reading of a noisy machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +165,7 @@ impl Metric {
 
     /// Formats a value of this metric, `–` when absent.
     pub fn format(self, value: Option<f64>) -> String {
-        crate::report::opt(value, self.decimals())
+        super::opt(value, self.decimals())
     }
 }
 

@@ -1,29 +1,25 @@
-//! The result of a run and its three renderings: `result.json` ([`json`]), `report.md` ([`md`]) and
-//! `report.html` ([`html`]), plus the terminal summary table ([`table`]) and the plain-language reading all
-//! of them share ([`reading`]).
+//! The result of a run, the schema every other module of this crate reads and the load generator writes.
 //!
 //! [`RunResult`] *is* the `result.json` format: its field names are the contract described by the checked-in
-//! `results/result.schema.json` (bump [`SCHEMA_VERSION`] on any incompatible change). Every rendering is
-//! computed from a `RunResult` alone, so a result read back from disk (or merged from several runs) renders
-//! the same way. Latency histograms travel inside it in HdrHistogram's V2 deflate form, base64-encoded, so
-//! that runs merge exactly instead of averaging percentiles.
+//! `results/result.schema.json` (bump [`SCHEMA_VERSION`] on any incompatible change). Latency histograms travel inside it in HdrHistogram's V2 deflate form, base64-encoded, so
+//! that runs merge exactly instead of averaging percentiles ([`encode_histogram`]). Beside the schema: the
+//! catalogue of gateable metrics ([`Metric`]) and the spread of repeated runs ([`Spreads`]), which the
+//! schema carries.
 
-pub mod html;
-pub mod json;
-pub mod md;
-pub mod reading;
-pub mod table;
+mod derive;
+mod histogram;
+mod metric;
+mod spread;
 
-use anyhow::Context;
-use base64::Engine;
-use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+pub use derive::{Growth, derive};
+pub use histogram::{
+    HistogramError, MAX_US, Percentiles, decode_histogram, encode_histogram, new_histogram,
+};
+pub use metric::{Kind, Metric, UnknownMetric};
+pub use spread::{Spread, Spreads, runs_of};
+
 use pushbench_common::Transport;
 use serde::{Deserialize, Serialize};
-
-use crate::metrics::Percentiles;
-use crate::stats::Spreads;
-use crate::thresholds::Outcome;
 
 /// Version of the `result.json` format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -185,10 +181,10 @@ pub struct TransportResult {
     /// A cluster's nodes (`--cluster N`), each with its own share; empty for a single server, whose
     /// figures are the totals above.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub nodes: Vec<crate::deployment::NodeResult>,
+    pub nodes: Vec<NodeResult>,
     /// A cluster's Redis backplane (not included in the server figures above).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bus: Option<crate::deployment::BusResult>,
+    pub bus: Option<BusResult>,
     /// Last error any subscriber or the publisher saw.
     pub last_error: Option<String>,
     /// Per metric name, its value in every run merged into this result, with median and range; empty
@@ -197,7 +193,7 @@ pub struct TransportResult {
     pub spread: Spreads,
     /// The scenario's thresholds for this transport, evaluated; empty when it has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub thresholds: Vec<Outcome>,
+    pub thresholds: Vec<ThresholdOutcome>,
 }
 
 fn one_run() -> u32 {
@@ -257,28 +253,45 @@ pub struct GooseRow {
     pub max_us: u64,
 }
 
-/// Why a serialized histogram could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("bad serialized histogram: {0}")]
-pub struct HistogramError(String);
-
-/// Serializes `h` as base64 of its V2 deflate encoding.
-pub fn encode_histogram(h: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(h, &mut bytes)
-        .expect("serializing into a Vec cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+/// One node of a cluster, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeResult {
+    /// Where it listened.
+    pub addr: String,
+    /// Subscribers whose first connection went to this node (later reconnects move on).
+    pub subscribers: u64,
+    /// RSS once every subscriber was connected, bytes.
+    pub rss_connected_bytes: Option<u64>,
+    /// RSS growth over the launch divided by this node's subscribers, bytes.
+    pub rss_per_connection_bytes: Option<f64>,
+    /// CPU time over the publishing window, ms.
+    pub cpu_ms: Option<f64>,
+    /// Open file descriptors once every subscriber was connected.
+    pub fds: Option<u64>,
+    /// The node's `/stats` at the end.
+    pub stats: Option<serde_json::Value>,
 }
 
-/// Reads a histogram written by [`encode_histogram`].
-pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, HistogramError> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| HistogramError(e.to_string()))?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .map_err(|e| HistogramError(format!("{e:?}")))
+/// The Redis backplane of a cluster, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusResult {
+    /// Where it listened.
+    pub addr: String,
+    /// RSS at the end of the window, bytes.
+    pub rss_bytes: Option<u64>,
+    /// CPU time over the publishing window, ms.
+    pub cpu_ms: Option<f64>,
+}
+
+/// A threshold evaluated against a transport's figures, as `result.json` carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdOutcome {
+    /// The threshold, e.g. `latency_p99_ms < 50`.
+    pub threshold: String,
+    /// The measured value; `null` when unmeasurable (which fails).
+    pub value: Option<f64>,
+    /// Whether it held.
+    pub passed: bool,
 }
 
 /// Formats µs as milliseconds with sensible precision.
@@ -302,47 +315,3 @@ pub fn opt(value: Option<f64>, decimals: usize) -> String {
 pub(crate) use fixture::test_result;
 #[cfg(test)]
 mod fixture;
-
-/// Writes `result.json`, `report.md` and `report.html` into `dir`.
-pub fn write_all(result: &RunResult, dir: &std::path::Path) -> anyhow::Result<()> {
-    let path = dir.join("result.json");
-    let file =
-        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-    json::write(result, std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    write_reports(result, dir)
-}
-
-/// Writes `report.md` and `report.html` into `dir`.
-pub fn write_reports(result: &RunResult, dir: &std::path::Path) -> anyhow::Result<()> {
-    let md = dir.join("report.md");
-    let file =
-        std::fs::File::create(&md).with_context(|| format!("cannot write {}", md.display()))?;
-    md::write(result, std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write {}", md.display()))?;
-    let html = dir.join("report.html");
-    let file =
-        std::fs::File::create(&html).with_context(|| format!("cannot write {}", html.display()))?;
-    html::write(result, std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write {}", html.display()))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::new_histogram;
-
-    #[test]
-    fn histograms_round_trip_exactly() {
-        let mut h = new_histogram();
-        for v in [1, 10, 100, 1000, 123_456] {
-            h.record(v).unwrap();
-        }
-        let back = decode_histogram(&encode_histogram(&h)).unwrap();
-        assert_eq!(back.len(), 5);
-        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
-        assert_eq!(back.max(), h.max());
-        assert!(decode_histogram("not base64!").is_err());
-    }
-}

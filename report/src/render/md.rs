@@ -82,7 +82,7 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     )?;
     if result.transports.iter().any(|t| !t.thresholds.is_empty()) {
         writeln!(w, "## Thresholds\n")?;
-        crate::thresholds::write_outcomes(result, table::Format::Markdown, &mut w)?;
+        table::write_outcomes(result, table::Format::Markdown, &mut w)?;
         writeln!(w)?;
     }
     writeln!(w, "## Reading\n")?;

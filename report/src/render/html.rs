@@ -5,23 +5,23 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::{RunResult, decode_histogram, md, reading, table};
+use super::{RunResult, TransportResult, decode_histogram, md, reading, table};
 
 /// One colour per transport, in [`pushbench_common::Transport::ALL`] order.
-pub(crate) const COLOURS: [&str; 5] = ["#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd"];
+pub const COLOURS: [&str; 5] = ["#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd"];
 /// Percentiles drawn on the latency curve.
 const QUANTILES: [f64; 12] = [
     0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
 ];
 
 /// The pages' inline style sheet (shared by the capacity and side-by-side pages).
-pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
+pub const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
     table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}\
     td:first-child,th:first-child{text-align:left}.warn{background:#fee;border:2px solid #c00;padding:.5em;font-weight:bold}\
     .charts{display:flex;flex-wrap:wrap;gap:1em}svg{background:#fafafa;border:1px solid #ddd}code{background:#f3f3f3}";
 
 /// Escapes text for HTML content and attribute values.
-pub(crate) fn esc(text: &str) -> String {
+pub fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -119,7 +119,7 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     page.push_str("<h2>Charts</h2><div class=\"charts\">");
     page.push_str(&latency_chart(result));
     let bars =
-        |f: &dyn Fn(&super::TransportResult) -> Option<f64>| -> Vec<(usize, String, Result<f64, String>)> {
+        |f: &dyn Fn(&TransportResult) -> Option<f64>| -> Vec<(usize, String, Result<f64, String>)> {
             result
                 .transports
                 .iter()
@@ -255,7 +255,7 @@ fn latency_chart(result: &RunResult) -> String {
 }
 
 /// One line of a chart's legend at `(x, baseline)`: a colour swatch and the series' name.
-pub(crate) fn legend_entry(svg: &mut String, x: f64, baseline: f64, colour: &str, name: &str) {
+pub fn legend_entry(svg: &mut String, x: f64, baseline: f64, colour: &str, name: &str) {
     let _ = write!(
         svg,
         "<rect x=\"{x}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"{baseline}\">{}</text>",
@@ -267,7 +267,7 @@ pub(crate) fn legend_entry(svg: &mut String, x: f64, baseline: f64, colour: &str
 
 /// Horizontal bars, one per row `(colour index, label, value)`; a row whose value is `Err(text)` gets
 /// that text instead of a bar (why there is no figure: "n/a", "not offered", ...).
-pub(crate) fn bar_chart(
+pub fn bar_chart(
     title: &str,
     unit: &str,
     values: &[(usize, String, Result<f64, String>)],
@@ -325,7 +325,7 @@ pub(crate) fn bar_chart(
 }
 
 /// A figure with three significant digits or so.
-pub(crate) fn format_value(v: f64) -> String {
+pub fn format_value(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {

@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metric::Metric;
-use crate::report::TransportResult;
+use super::{Metric, TransportResult};
 
 /// One metric over several runs; `None` entries are runs where it could not be measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

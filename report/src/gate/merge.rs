@@ -21,13 +21,11 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde_json::Value;
 
-use crate::deployment::NodeResult;
-use crate::metrics::{Percentiles, new_histogram};
-use crate::report::{
-    GooseRow, HistogramError, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult,
-    decode_histogram, encode_histogram,
+use crate::result::{
+    GooseRow, Growth, HistogramError, NodeResult, Percentiles, RunResult, SCHEMA_VERSION,
+    SerializedHistograms, Spread, TransportResult, decode_histogram, derive, encode_histogram,
+    new_histogram, runs_of,
 };
-use crate::stats::{Spread, runs_of};
 
 /// Why results cannot be merged or compared.
 #[derive(Debug, thiserror::Error)]
@@ -233,27 +231,21 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         sum_opt(&|t| f(t).map(|v| v * t.window_s)).map(|v| v / window_s.max(1e-9))
     };
 
-    let delivered = sum(|t| t.delivered);
-    let connected = sum(|t| t.subscribers_connected);
-    let per_delivery = |x: f64| (delivered > 0).then(|| x / delivered as f64);
-    let per_connected = |x: f64| (connected > 0).then(|| x / connected as f64);
-    let requests = sum(|t| t.requests);
-    let bytes_received = sum(|t| t.bytes_received);
-    let bytes_sent = sum(|t| t.bytes_sent);
-    let server_cpu_ms = sum_opt(&|t| t.server_cpu_ms);
-    // Pooled growth: each run's per-connection figure times its connections is its RSS growth.
-    let server_rss_growth = sum_opt(&|t| {
-        t.server_rss_per_connection_bytes
-            .map(|b| b * t.subscribers_connected as f64)
-    });
-    let kernel_growth = sum_opt(&|t| {
-        t.kernel_socket_bytes_per_connection
-            .map(|b| b * t.subscribers_connected as f64)
-    });
-    let loadgen_rss_growth = sum_opt(&|t| {
-        t.loadgen_rss_per_subscriber_bytes
-            .map(|b| b * t.subscribers_connected as f64)
-    });
+    // Pooled growth: each run's per-connection figure times its connections is its growth.
+    let growth = Growth {
+        server_rss: sum_opt(&|t| {
+            t.server_rss_per_connection_bytes
+                .map(|b| b * t.subscribers_connected as f64)
+        }),
+        kernel_sockets: sum_opt(&|t| {
+            t.kernel_socket_bytes_per_connection
+                .map(|b| b * t.subscribers_connected as f64)
+        }),
+        loadgen_rss: sum_opt(&|t| {
+            t.loadgen_rss_per_subscriber_bytes
+                .map(|b| b * t.subscribers_connected as f64)
+        }),
+    };
 
     let (latency_text, latency_us) =
         merged_histogram(parts, "latency_us", |h| Some(&h.latency_us))?;
@@ -287,14 +279,14 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         }
     }
 
-    Ok(TransportResult {
+    let mut merged = TransportResult {
         transport: first.transport,
         subscribers: sum(|t| t.subscribers),
-        subscribers_connected: connected,
+        subscribers_connected: sum(|t| t.subscribers_connected),
         published: sum(|t| t.published),
         publish_failures: sum(|t| t.publish_failures),
         expected: sum(|t| t.expected),
-        delivered,
+        delivered: sum(|t| t.delivered),
         lost: sum(|t| t.lost),
         duplicates: sum(|t| t.duplicates),
         out_of_order: sum(|t| t.out_of_order),
@@ -309,31 +301,31 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         reconnects: sum(|t| t.reconnects),
         errors: sum(|t| t.errors),
         heartbeats: sum(|t| t.heartbeats),
-        requests,
+        requests: sum(|t| t.requests),
         empty_polls: sum(|t| t.empty_polls),
         requests_cut: sum(|t| t.requests_cut),
-        requests_per_delivery: per_delivery(requests as f64),
-        bytes_received,
-        bytes_sent,
-        bytes_per_delivery: per_delivery((bytes_received + bytes_sent) as f64),
+        requests_per_delivery: None,
+        bytes_received: sum(|t| t.bytes_received),
+        bytes_sent: sum(|t| t.bytes_sent),
+        bytes_per_delivery: None,
         publisher_bytes_sent: sum(|t| t.publisher_bytes_sent),
         publisher_bytes_received: sum(|t| t.publisher_bytes_received),
         server_rss_before_bytes: max_opt(|t| t.server_rss_before_bytes),
         server_rss_connected_bytes: max_opt(|t| t.server_rss_connected_bytes),
         server_rss_peak_bytes: max_opt(|t| t.server_rss_peak_bytes),
-        server_rss_per_connection_bytes: server_rss_growth.and_then(per_connected),
-        server_cpu_ms,
-        server_cpu_ms_per_1k_deliveries: server_cpu_ms.and_then(|ms| per_delivery(ms * 1000.0)),
+        server_rss_per_connection_bytes: None,
+        server_cpu_ms: sum_opt(&|t| t.server_cpu_ms),
+        server_cpu_ms_per_1k_deliveries: None,
         server_fds: max_opt(|t| t.server_fds),
         loadgen_cpu_percent: window_weighted(|t| Some(t.loadgen_cpu_percent)).unwrap_or(0.0),
         loadgen_rss_bytes: max_opt(|t| t.loadgen_rss_bytes),
-        loadgen_rss_per_subscriber_bytes: loadgen_rss_growth.and_then(per_connected),
+        loadgen_rss_per_subscriber_bytes: None,
         loadgen_fds: all().map(|t| t.loadgen_fds).max().unwrap_or(0),
         loadgen_workers: first.loadgen_workers,
         subscribers_live_at_first_publish: all().map(|t| t.subscribers_live_at_first_publish).sum(),
         kernel_socket_bytes_before: max_opt(|t| t.kernel_socket_bytes_before),
         kernel_socket_bytes_connected: max_opt(|t| t.kernel_socket_bytes_connected),
-        kernel_socket_bytes_per_connection: kernel_growth.and_then(per_connected),
+        kernel_socket_bytes_per_connection: None,
         loadgen_lag_p99_us: all().map(|t| t.loadgen_lag_p99_us).max().unwrap_or(0),
         machine_cpu_busy_percent: window_weighted(|t| t.machine_cpu_busy_percent),
         loadgen_saturated: all().any(|t| t.loadgen_saturated),
@@ -361,7 +353,9 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
             .collect(),
         // Threshold outcomes describe one result: the caller evaluates them again on the merge.
         thresholds: Vec::new(),
-    })
+    };
+    derive(&mut merged, growth);
+    Ok(merged)
 }
 
 /// A cluster's nodes, position by position: subscribers and CPU summed, memory and fds the largest
@@ -398,7 +392,7 @@ fn merge_nodes<'a>(runs: impl Iterator<Item = &'a [NodeResult]>) -> Vec<NodeResu
 }
 
 /// goose rows by name: counts summed, means weighted by count, maxima the largest.
-pub(crate) fn merge_goose<'a>(runs: impl Iterator<Item = &'a [GooseRow]>) -> Vec<GooseRow> {
+pub fn merge_goose<'a>(runs: impl Iterator<Item = &'a [GooseRow]>) -> Vec<GooseRow> {
     let mut rows: Vec<GooseRow> = Vec::new();
     for run in runs {
         for row in run {
@@ -422,8 +416,7 @@ pub(crate) fn merge_goose<'a>(runs: impl Iterator<Item = &'a [GooseRow]>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::Metric;
-    use crate::report::test_result;
+    use crate::result::{Metric, test_result};
 
     #[test]
     fn merge_equals_the_union_of_the_runs() {

@@ -1,23 +1,23 @@
 //! A synthetic result for tests: one `ws` transport of a `quick` workload, exact figures, and a latency
-//! histogram holding given values. Shared by the unit tests (as `crate::report::test_result`) and the CLI
-//! test (`tests/gate_cli.rs` includes this file), hence the `pushbench::` paths.
+//! histogram holding given values. Shared by this crate's unit tests (as `crate::result::test_result`), the
+//! load generator's unit tests and its CLI test (`loadgen/tests/gate_cli.rs`), which include this file,
+//! hence the `pushbench_report::` paths.
 
-use pushbench::metrics::Percentiles;
-use pushbench::report::{
-    Model, RunResult, SCHEMA_VERSION, SerializedHistograms, TransportResult, encode_histogram,
-};
-use pushbench::stats::Spreads;
 use pushbench_common::Transport;
+use pushbench_report::result::{
+    Model, Percentiles, RunResult, SCHEMA_VERSION, SerializedHistograms, Spreads, TransportResult,
+    encode_histogram,
+};
 
 /// A one-transport (`ws`) result of a `quick` workload whose latency histogram holds `latencies_us`, one
 /// delivery each; for the tests of thresholds, compare and merge.
 pub(crate) fn test_result(latencies_us: &[u64]) -> RunResult {
-    let mut h = pushbench::metrics::new_histogram();
+    let mut h = pushbench_report::result::new_histogram();
     for &v in latencies_us {
         h.record(v).expect("in range");
     }
     let n = latencies_us.len() as u64;
-    let empty = encode_histogram(&pushbench::metrics::new_histogram());
+    let empty = encode_histogram(&pushbench_report::result::new_histogram());
     RunResult {
         schema_version: SCHEMA_VERSION,
         tool: "pushbench test".into(),

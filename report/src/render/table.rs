@@ -152,3 +152,42 @@ pub fn write_markdown_rows<W: Write>(
     }
     Ok(())
 }
+
+/// Writes every outcome of `result` as a table (one row each: PASS/FAIL, transport, threshold, measured
+/// value) and a count line `thresholds: N passed, M failed`; nothing when there are none.
+pub fn write_outcomes<W: Write>(result: &RunResult, format: Format, mut w: W) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = result
+        .transports
+        .iter()
+        .flat_map(|t| {
+            t.thresholds.iter().map(move |o| {
+                vec![
+                    if o.passed { "PASS" } else { "FAIL" }.to_owned(),
+                    t.transport.to_string(),
+                    o.threshold.clone(),
+                    o.value
+                        .map_or_else(|| "not measured".to_owned(), |v| format!("{v:.3}")),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    write_rows(
+        format,
+        &["", "transport", "threshold", "measured"],
+        &rows,
+        3,
+        &mut w,
+    )?;
+    if format == Format::Markdown {
+        writeln!(w)?;
+    }
+    let failed = rows.iter().filter(|r| r[0] == "FAIL").count();
+    writeln!(
+        w,
+        "thresholds: {} passed, {failed} failed",
+        rows.len() - failed
+    )
+}

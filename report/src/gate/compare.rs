@@ -9,7 +9,7 @@
 //!   they overlap: the current result's best run is no worse than the baseline's worst. Noise alone never
 //!   fails a build.
 //! - **REGRESSION** — past the tolerance and outside the noise band: counted, and the command exits
-//!   with [`crate::cli::EXIT_REGRESSION`].
+//!   with `pushbench compare`'s exit code 4.
 //! - **worse (not gated)** — a regression of a metric that `--gate deterministic` only reports.
 //! - **not measured** — `null` on either side: shown, never gating.
 //!
@@ -22,11 +22,10 @@ use std::io::{self, Write};
 
 use pushbench_common::Transport;
 
-use crate::merge::{MergeError, check_compatible};
-use crate::metric::{Kind, Metric, UnknownMetric};
-pub use crate::report::table::Format;
-use crate::report::table::write_rows;
-use crate::report::{RunResult, TransportResult};
+use super::merge::{MergeError, check_compatible};
+pub use crate::render::table::Format;
+use crate::render::table::write_rows;
+use crate::result::{Kind, Metric, RunResult, TransportResult, UnknownMetric};
 
 /// Which metrics can fail the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -306,8 +305,8 @@ pub fn write<W: Write>(comparison: &Comparison, format: Format, mut w: W) -> io:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merge::merge;
-    use crate::report::test_result;
+    use crate::gate::merge::merge;
+    use crate::result::test_result;
 
     fn run(baseline: &RunResult, current: &RunResult, gate: Gate) -> Comparison {
         compare(

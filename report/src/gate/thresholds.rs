@@ -19,14 +19,11 @@
 //! server to sample) fails with "not measured": a gate that cannot see the figure must not pass it.
 
 use std::fmt;
-use std::io::{self, Write};
 
 use pushbench_common::Transport;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::metric::Metric;
-use crate::report::table::{Format, write_rows};
-use crate::report::{RunResult, TransportResult};
+use crate::result::{Metric, RunResult, ThresholdOutcome, TransportResult, UnknownMetric};
 
 /// A comparison operator of a threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +168,7 @@ fn parse_one(field: &str, key: &str, value: &toml::Value) -> Result<Threshold, T
     };
     let metric: Metric = key
         .parse()
-        .map_err(|e: crate::metric::UnknownMetric| refuse(e.to_string()))?;
+        .map_err(|e: UnknownMetric| refuse(e.to_string()))?;
     let (op, limit) = match value {
         toml::Value::Integer(n) => (Op::Le, *n as f64),
         toml::Value::Float(x) => (Op::Le, *x),
@@ -209,24 +206,13 @@ fn parse_one(field: &str, key: &str, value: &toml::Value) -> Result<Threshold, T
     Ok(Threshold { metric, op, limit })
 }
 
-/// A threshold evaluated against a transport's figures, as `result.json` carries it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
-    /// The threshold, e.g. `latency_p99_ms < 50`.
-    pub threshold: String,
-    /// The measured value; `null` when unmeasurable (which fails).
-    pub value: Option<f64>,
-    /// Whether it held.
-    pub passed: bool,
-}
-
 /// Evaluates `thresholds` against `r`.
-pub fn evaluate(thresholds: &[Threshold], r: &TransportResult) -> Vec<Outcome> {
+pub fn evaluate(thresholds: &[Threshold], r: &TransportResult) -> Vec<ThresholdOutcome> {
     thresholds
         .iter()
         .map(|t| {
             let value = t.metric.value(r);
-            Outcome {
+            ThresholdOutcome {
                 threshold: t.to_string(),
                 value,
                 passed: value.is_some_and(|v| t.op.holds(v, t.limit)),
@@ -252,49 +238,11 @@ pub fn apply(thresholds: &Thresholds, result: &mut RunResult) -> (usize, usize) 
     counts
 }
 
-/// Writes every outcome of `result` as a table (one row each: PASS/FAIL, transport, threshold, measured
-/// value) and a count line `thresholds: N passed, M failed`; nothing when there are none.
-pub fn write_outcomes<W: Write>(result: &RunResult, format: Format, mut w: W) -> io::Result<()> {
-    let rows: Vec<Vec<String>> = result
-        .transports
-        .iter()
-        .flat_map(|t| {
-            t.thresholds.iter().map(move |o| {
-                vec![
-                    if o.passed { "PASS" } else { "FAIL" }.to_owned(),
-                    t.transport.to_string(),
-                    o.threshold.clone(),
-                    o.value
-                        .map_or_else(|| "not measured".to_owned(), |v| format!("{v:.3}")),
-                ]
-            })
-        })
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    write_rows(
-        format,
-        &["", "transport", "threshold", "measured"],
-        &rows,
-        3,
-        &mut w,
-    )?;
-    if format == Format::Markdown {
-        writeln!(w)?;
-    }
-    let failed = rows.iter().filter(|r| r[0] == "FAIL").count();
-    writeln!(
-        w,
-        "thresholds: {} passed, {failed} failed",
-        rows.len() - failed
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::test_result;
+    use crate::render::table::{Format, write_outcomes};
+    use crate::result::test_result;
 
     fn parse(text: &str) -> Result<Thresholds, ThresholdError> {
         Thresholds::from_table(&text.parse::<toml::Table>().unwrap())

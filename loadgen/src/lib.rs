@@ -37,6 +37,7 @@ pub mod fleet;
 pub mod limits;
 pub mod longpoll;
 pub mod metrics;
+pub mod network;
 pub mod peer;
 pub mod poll;
 pub mod publisher;

@@ -10,7 +10,7 @@ pub use process::{
     beside_this_executable, count_fds, descendants, fds_of, pushbench_executable, sample_processes,
     stop_child, sum_samples,
 };
-pub use watchdog::{guard_dir, guarded, serve as serve_watchdog};
+pub use watchdog::{guard_dir, guarded, serve as serve_watchdog, watchdog_pid};
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -31,6 +31,14 @@ const GRACE: Duration = Duration::from_secs(2);
 
 /// The pipe to the watchdog, once one runs.
 static PIPE: Mutex<Option<ChildStdin>> = Mutex::new(None);
+/// The watchdog's PID, once one runs.
+static WATCHDOG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// The watchdog's PID, if this process has started one: a descendant that lives as long as this process
+/// does, by design.
+pub fn watchdog_pid() -> Option<u32> {
+    WATCHDOG.get().copied()
+}
 
 /// A child just spawned, registered with the watchdog: `command.spawn().map(guarded)`.
 pub fn guarded(child: tokio::process::Child) -> tokio::process::Child {
@@ -85,6 +93,7 @@ fn start() -> std::io::Result<ChildStdin> {
         .stdout(Stdio::null())
         .process_group(0)
         .spawn()?;
+    let _ = WATCHDOG.set(child.id());
     Ok(child.stdin.take().expect("stdin is piped"))
 }
 

@@ -4,7 +4,8 @@
 # Needs Debian's chromium (/usr/bin/chromium, or $CHROMIUM) and Node.js >= 20 with npm. Installs the pinned
 # playwright-core (package-lock.json; it drives the system Chromium, no browser download), starts the given
 # server on a free port, runs demo.test.mjs against it, and stops that server (by its PID) however the test
-# ends. The screenshot goes to $ARTIFACT_DIR (default tests/browser/artifacts/). Bounded: < 2 minutes.
+# ends; then the same over TLS and h2 (h2.test.mjs). The screenshot goes to $ARTIFACT_DIR (default
+# tests/browser/artifacts/). Bounded: < 3 minutes.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,3 +46,19 @@ echo "run.sh: server pid $server_pid at $url"
 
 # The test stops itself well before this; the outer timeout only guards against a hung browser.
 timeout --kill-after=5 110 node "$here/demo.test.mjs" "$url"
+stop_server
+
+# The same server over TLS (its self-signed certificate) and h2: more than six streams on one page.
+tls_log="$ARTIFACT_DIR/server-tls.log"
+"$server_bin" --listen 127.0.0.1:0 --tls-self-signed --demo >"$tls_log" 2>&1 &
+server_pid=$!
+url=""
+for _ in $(seq 100); do
+    url="$(grep -o 'listening on https://[0-9.:]*' "$tls_log" | head -n1 | sed 's/^listening on //' || true)"
+    [ -n "$url" ] && break
+    kill -0 "$server_pid" 2>/dev/null || { echo "run.sh: the TLS server exited:" >&2; cat "$tls_log" >&2; exit 1; }
+    sleep 0.1
+done
+[ -n "$url" ] || { echo "run.sh: the TLS server did not print its address within 10 s" >&2; cat "$tls_log" >&2; exit 1; }
+echo "run.sh: TLS server pid $server_pid at $url"
+timeout --kill-after=5 60 node "$here/h2.test.mjs" "$url"

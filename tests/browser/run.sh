@@ -34,14 +34,19 @@ stop_server() {
 }
 trap stop_server EXIT
 
-url=""
-for _ in $(seq 100); do
-    url="$(grep -o 'listening on http://[0-9.:]*' "$server_log" | head -n1 | sed 's/^listening on //' || true)"
-    [ -n "$url" ] && break
-    kill -0 "$server_pid" 2>/dev/null || { echo "run.sh: the server exited:" >&2; cat "$server_log" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$url" ] || { echo "run.sh: the server did not print its address within 10 s" >&2; cat "$server_log" >&2; exit 1; }
+# Prints the address the server writing LOG announces for SCHEME (http or https), within 10 s.
+wait_for_address() {
+    local log="$1" scheme="$2" url=""
+    for _ in $(seq 100); do
+        url="$(grep -o "listening on $scheme://[0-9.:]*" "$log" | head -n1 | sed 's/^listening on //' || true)"
+        [ -n "$url" ] && { echo "$url"; return; }
+        kill -0 "$server_pid" 2>/dev/null || { echo "run.sh: the server exited:" >&2; cat "$log" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "run.sh: the server did not print its address within 10 s" >&2; cat "$log" >&2; exit 1
+}
+
+url="$(wait_for_address "$server_log" http)"
 echo "run.sh: server pid $server_pid at $url"
 
 # The test stops itself well before this; the outer timeout only guards against a hung browser.
@@ -52,13 +57,6 @@ stop_server
 tls_log="$ARTIFACT_DIR/server-tls.log"
 "$server_bin" --listen 127.0.0.1:0 --tls-self-signed --demo >"$tls_log" 2>&1 &
 server_pid=$!
-url=""
-for _ in $(seq 100); do
-    url="$(grep -o 'listening on https://[0-9.:]*' "$tls_log" | head -n1 | sed 's/^listening on //' || true)"
-    [ -n "$url" ] && break
-    kill -0 "$server_pid" 2>/dev/null || { echo "run.sh: the TLS server exited:" >&2; cat "$tls_log" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$url" ] || { echo "run.sh: the TLS server did not print its address within 10 s" >&2; cat "$tls_log" >&2; exit 1; }
+url="$(wait_for_address "$tls_log" https)"
 echo "run.sh: TLS server pid $server_pid at $url"
 timeout --kill-after=5 60 node "$here/h2.test.mjs" "$url"

@@ -170,12 +170,8 @@ impl AsyncWrite for H2Stream {
     }
 }
 
-/// A TLS connection to `server` that trusts `cert` and offers only `alpn`.
-async fn tls_connect(
-    server: &TestServer,
-    cert: &TestCert,
-    alpn: &[u8],
-) -> tokio_rustls::client::TlsStream<TcpStream> {
+/// A TLS client that trusts `cert` and offers `alpn` (none when empty).
+fn connector(cert: &TestCert, alpn: &[u8]) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls_pki_types::CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).unwrap())
@@ -183,8 +179,19 @@ async fn tls_connect(
     let mut config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    if !alpn.is_empty() {
+        config.alpn_protocols = vec![alpn.to_vec()];
+    }
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A TLS connection to `server` that trusts `cert` and offers only `alpn`.
+async fn tls_connect(
+    server: &TestServer,
+    cert: &TestCert,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let connector = connector(cert, alpn);
     let tcp = TcpStream::connect(server.addr).await.unwrap();
     connector
         .connect("localhost".try_into().unwrap(), tcp)
@@ -298,14 +305,7 @@ async fn a_client_on_the_wrong_port_is_told_so() {
 
     // A TLS client on the cleartext port: the handshake fails at once, not after a timeout.
     let plain = TestServer::start(&[]).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = connector(&cert, b"");
     let tcp = TcpStream::connect(plain.addr).await.unwrap();
     let started = std::time::Instant::now();
     let failed = tokio::time::timeout(

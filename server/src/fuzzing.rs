@@ -32,8 +32,9 @@ pub fn subscribe_query(query: &str) -> (bool, bool) {
 
 /// A WebSocket client frame's text. Returns whether it is a valid publish.
 pub fn client_message(text: &str) -> bool {
-    serde_json::from_str::<ClientMessage>(text)
-        .is_ok_and(|ClientMessage::Publish { topic, .. }| pushbench_common::Topic::parse(&topic).is_ok())
+    serde_json::from_str::<ClientMessage>(text).is_ok_and(
+        |ClientMessage::Publish { topic, .. }| pushbench_common::Topic::parse(&topic).is_ok(),
+    )
 }
 
 /// The SSE parser (shared with the load generator), fed `input` whole and cut in two at a point the
@@ -48,7 +49,9 @@ pub fn sse_stream(input: &[u8]) {
         }
         events
     };
-    let cut = input.first().map_or(0, |&b| usize::from(b) % (input.len() + 1));
+    let cut = input
+        .first()
+        .map_or(0, |&b| usize::from(b) % (input.len() + 1));
     let (front, back) = input.split_at(cut);
     assert_eq!(
         events(&[input]),

@@ -140,30 +140,7 @@ async fn serve(
         }
         state.tasks.spawn(async move {
             let _open = open;
-            let state = state_for_task;
-            let timeout = state.config.request_timeout;
-            match tls {
-                // Cleartext: subscriptions are served directly, everything else by hyper.
-                None => match transport::accept_direct(&state, tcp, timeout).await {
-                    Ok(transport::Accepted::Http(io)) => {
-                        Box::pin(serve_http(&state, &http, io, router, peer)).await;
-                    }
-                    Ok(transport::Accepted::Done) => {}
-                    Err(e) => debug!(%peer, error = %e, "reading the request head failed"),
-                },
-                // TLS: hyper serves HTTP/1.1 or h2, as ALPN chose.
-                Some(tls) => {
-                    if sends_plain_http(&tcp, timeout).await {
-                        let error = crate::error::ApiError::PlainHttpOnTlsPort;
-                        return transport::refuse(&state, tcp, error).await;
-                    }
-                    match tokio::time::timeout(timeout, tls.acceptor.accept(tcp)).await {
-                        Ok(Ok(io)) => Box::pin(serve_http(&state, &http, io, router, peer)).await,
-                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
+            connection(state_for_task, http, router, tls, tcp, peer).await;
         });
     }
 
@@ -185,6 +162,53 @@ async fn serve(
             remaining = state.tasks.len(),
             "shutdown grace period over; abandoning connections still open"
         );
+    }
+}
+
+/// Serves one accepted connection to its end. Its future lives as long as the connection, so it holds
+/// only the direct path inline: a TLS connection's handshake and hyper's state are boxed, and an idle
+/// cleartext subscriber pays for neither (test: `a_connection_task_stays_small`).
+async fn connection(
+    state: AppState,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    router: axum::Router,
+    tls: Option<Tls>,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) {
+    let timeout = state.config.request_timeout;
+    match tls {
+        // Cleartext: subscriptions are served directly, everything else by hyper.
+        None => match transport::accept_direct(&state, tcp, timeout).await {
+            Ok(transport::Accepted::Http(io)) => {
+                Box::pin(serve_http(&state, &http, io, router, peer)).await;
+            }
+            Ok(transport::Accepted::Done) => {}
+            Err(e) => debug!(%peer, error = %e, "reading the request head failed"),
+        },
+        // TLS: hyper serves HTTP/1.1 or h2, as ALPN chose.
+        Some(tls) => Box::pin(serve_tls(&state, &http, router, &tls, tcp, peer)).await,
+    }
+}
+
+/// A TLS connection: the handshake, then hyper.
+async fn serve_tls(
+    state: &AppState,
+    http: &auto::Builder<TokioExecutor>,
+    router: axum::Router,
+    tls: &Tls,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) {
+    let timeout = state.config.request_timeout;
+    if sends_plain_http(&tcp, timeout).await {
+        let error = crate::error::ApiError::PlainHttpOnTlsPort;
+        return transport::refuse(state, tcp, error).await;
+    }
+    match tokio::time::timeout(timeout, tls.acceptor.accept(tcp)).await {
+        Ok(Ok(io)) => serve_http(state, http, io, router, peer).await,
+        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => debug!(%peer, "TLS handshake timed out"),
     }
 }
 
@@ -244,5 +268,30 @@ async fn serve_http<I>(
     };
     if let Err(e) = result {
         debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection's task future lives as long as the connection: an idle subscriber on the
+    /// direct path must not pay for the TLS handshake or hyper (888 bytes boxed, 6,024 with the TLS
+    /// branch inline, which cost an idle SSE subscriber 4.8 instead of 2.7 KB of RSS).
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let state = AppState::embedded(Config::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let ((tcp, peer), _client) =
+            tokio::join!(async { listener.accept().await.unwrap() }, client);
+        let http = Arc::new(http_builder(&state.config));
+        let router = transport::router(state.clone());
+        let task = connection(state, http, router, None, tcp, peer);
+        assert!(
+            size_of_val(&task) <= 1024,
+            "connection task future: {} bytes",
+            size_of_val(&task)
+        );
     }
 }

@@ -23,21 +23,21 @@ use pushbench_common::{ProcSample, Transport};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::publisher::{Schedule, publish};
 use crate::conn::{Endpoint, WireCounters};
-use crate::deployment::Deployment;
 use crate::fleet::{Fleet, FleetSpec, LiveCounts};
-use crate::metrics::{Percentiles, PublishedLog, new_histogram, unix_ns};
-use crate::publisher::{Schedule, publish};
+use crate::machine::sockmem::KernelSockets;
+use crate::measure::{Percentiles, PublishedLog, new_histogram, spawn_lag_probe, unix_ns};
 use crate::scenario::Scenario;
-use crate::sockmem::KernelSockets;
+use crate::targets::deployment::Deployment;
 use crate::util::{fds_of, sample_processes, sum_samples};
 use pushbench_report::result::{
     BusResult, Growth, Model, NodeResult, RunResult, SCHEMA_VERSION, SerializedHistograms,
     TransportResult, derive, encode_histogram,
 };
 
-pub use crate::deployment::ServerSource;
 pub use crate::error::RunError;
+pub use crate::targets::deployment::ServerSource;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -49,10 +49,10 @@ pub struct RunOptions {
     /// Print a live progress line on stderr.
     pub progress: bool,
     /// Load-generator processes holding the subscribers: 1 = this one; more = worker processes
-    /// ([`crate::worker`]).
+    /// ([`crate::fleet::worker`]).
     pub workers: usize,
     /// Server nodes on a Redis bus (spawned servers only): 1 = a single server
-    /// ([`crate::deployment`]).
+    /// ([`crate::targets::deployment`]).
     pub cluster: usize,
 }
 
@@ -271,7 +271,7 @@ async fn measure(
     // A peer cannot tell a subscriber its cursor: wait until its subscriptions are live.
     let peer_warning = match servers.running_peer() {
         Some(peer) => {
-            crate::peer::wait_subscribed(
+            crate::targets::peer::wait_subscribed(
                 peer,
                 transport,
                 &per_topic(scenario),
@@ -317,7 +317,7 @@ async fn measure(
     let lag_probe = spawn_lag_probe(stop_probe.clone());
     let published = match servers.running_peer() {
         Some(peer) => {
-            crate::peer::publish(
+            crate::targets::peer::publish(
                 peer,
                 transport,
                 schedule.clone(),
@@ -633,24 +633,6 @@ impl MachineCpu {
         let total = later.total.checked_sub(self.total).filter(|&t| t > 0)?;
         Some(later.busy.saturating_sub(self.busy) as f64 / total as f64 * 100.0)
     }
-}
-
-/// Measures how late a 5 ms sleep wakes up, until `stop`: the load generator's own queueing delay.
-pub(crate) fn spawn_lag_probe(
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<hdrhistogram::Histogram<u64>> {
-    tokio::spawn(async move {
-        let mut lag = new_histogram();
-        let step = Duration::from_millis(5);
-        while !stop.is_cancelled() {
-            let asked = Instant::now() + step;
-            tokio::time::sleep_until(asked).await;
-            lag.saturating_record(
-                (Instant::now().saturating_duration_since(asked).as_micros() as u64).max(1),
-            );
-        }
-        lag
-    })
 }
 
 /// What the progress line shows.

@@ -50,3 +50,21 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The executable `name` next to the current executable or in its parent directory (where cargo puts
+/// binaries when the current one is a test in `target/*/deps`); the error lists the places tried.
+pub fn beside_this_executable(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current executable unknown: {e}"))?;
+    let mut tried = Vec::new();
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let candidate = d.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        tried.push(candidate.display().to_string());
+        dir = d.parent();
+    }
+    Err(tried.join(", "))
+}

@@ -1,10 +1,12 @@
 //! The subscribers of one transport run, held in this process ([`Local`]) or spread over worker
-//! processes ([`crate::worker::Workers`], `--workers N`), driven the same way by [`crate::run`].
+//! processes ([`crate::fleet::worker::Workers`], `--workers N`), driven the same way by [`crate::run`].
 //!
 //! A fleet launches its subscribers (goose users) as soon as it starts, shows live counts, learns when
 //! the measured window starts and when draining begins, and on `finish` accounts every subscriber
 //! against the publisher's acknowledgements into one [`Tally`]. Tallies add exactly — counters summed,
 //! HDR histograms added — so N workers give the result one process would have given.
+
+pub mod worker;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -19,14 +21,14 @@ use pushbench_common::Transport;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::dialect::PeerKind;
+use crate::clients::subscriber::{Shared, Subscriber};
 use crate::conn::{Endpoint, WireCounters};
 use crate::error::RunError;
-use crate::metrics::{Completeness, Histograms, PublishedLog, SubscriberCounters, account, lock};
-use crate::peer::PeerKind;
+use crate::fleet::worker::Workers;
+use crate::measure::{Completeness, Histograms, PublishedLog, SubscriberCounters, account, lock};
 use crate::scenario::Scenario;
-use crate::subscriber::{Shared, Subscriber};
 use crate::util::sample_processes;
-use crate::worker::Workers;
 use pushbench_common::ProcSample;
 use pushbench_report::result::GooseRow;
 

@@ -35,11 +35,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command as Process};
 use tokio::sync::oneshot;
 
+use crate::clients::dialect::PeerKind;
 use crate::error::RunError;
 use crate::fleet::{FleetSpec, LiveCounts, Local, Tally};
-use crate::metrics::{Completeness, Histograms, SubscriberCounters};
-use crate::peer::PeerKind;
-use crate::run::spawn_lag_probe;
+use crate::measure::spawn_lag_probe;
+use crate::measure::{Completeness, Histograms, SubscriberCounters};
 use crate::scenario::Scenario;
 use pushbench_report::result::{GooseRow, decode_histogram, encode_histogram};
 
@@ -438,13 +438,13 @@ fn locate_self() -> Result<PathBuf, RunError> {
     if exe.file_stem().is_some_and(|s| s == "pushbench") {
         return Ok(exe);
     }
-    crate::server_proc::beside_this_executable("pushbench")
+    crate::util::beside_this_executable("pushbench")
         .map_err(|tried| RunError::Worker(0, format!("no pushbench executable at {tried}")))
 }
 
 /// `pushbench worker`: reads its spec and commands on stdin, reports on stdout (see the module docs).
 pub fn main() -> anyhow::Result<()> {
-    crate::limits::raise_open_file_limit(u64::MAX);
+    crate::machine::limits::raise_open_file_limit(u64::MAX);
     let rt = crate::util::runtime()?;
     rt.block_on(serve())
 }

@@ -4,7 +4,7 @@
 //! A cluster is started fresh for every transport, like a single server: `redis-server` on a free
 //! loopback port with its working directory in a temporary directory (no persistence: `--save ""`,
 //! `--appendonly no`), then the nodes, each with the scenario's server options. Subscribers spread over
-//! the nodes round robin and move to the next node on every reconnect ([`crate::subscriber::Shared::nodes`]);
+//! the nodes round robin and move to the next node on every reconnect ([`crate::clients::subscriber::Shared::nodes`]);
 //! the publisher's connections spread over them too. Memory and CPU are summed over the nodes for the
 //! headline figures and kept per node ([`NodeResult`]); Redis is sampled on its own ([`BusResult`]).
 
@@ -17,9 +17,9 @@ use pushbench_common::{ProcSample, Transport};
 use tokio::process::{Child, Command};
 
 use crate::error::RunError;
-use crate::peer::{IdleSettings, RunningPeer};
 use crate::scenario::Scenario;
-use crate::server_proc::Server;
+use crate::targets::peer::{IdleSettings, RunningPeer};
+use crate::targets::server_proc::Server;
 use crate::util::{TempDir, free_port, stop_child, sum_samples, wait_listening};
 
 /// Where the server comes from.
@@ -34,8 +34,8 @@ pub enum ServerSource {
         /// Its PID, for memory and CPU samples.
         pid: Option<u32>,
     },
-    /// Start a peer (nchan, Pushpin) once per transport it offers (see [`crate::peer`]).
-    Peer(crate::peer::PeerKind),
+    /// Start a peer (nchan, Pushpin) once per transport it offers (see [`crate::targets::peer`]).
+    Peer(crate::targets::peer::PeerKind),
 }
 
 /// How long Redis may take to accept connections.

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{ConnError, Counted, Endpoint, HttpConn, WireCounters, connect};
-use crate::metrics::{Recorder, RunMeters, SubscriberLog};
+use crate::measure::{Recorder, RunMeters, SubscriberLog};
 use crate::scenario::Scenario;
 use tokio::net::TcpStream;
 
@@ -45,7 +45,7 @@ pub struct Shared {
     /// Logs handed back by finished subscribers (pushed once per subscriber; no `.await` under the lock).
     pub logs: Mutex<Vec<SubscriberLog>>,
     /// The peer's profile when the server is a peer (nchan, Pushpin): its clients replace ours.
-    pub peer: Option<Arc<crate::peer::Profile>>,
+    pub peer: Option<Arc<super::dialect::Profile>>,
 }
 
 /// Why a connection's read loop ended without an error.
@@ -127,11 +127,11 @@ impl<'a> Subscriber<'a> {
 
     /// Runs the subscriber for its transport until the run stops, then hands its log back.
     pub async fn run(mut self) {
-        // Peers (nchan, Pushpin) speak their own framings: see crate::peer::client.
+        // Peers (nchan, Pushpin) speak their own framings: see crate::clients::peer.
         let peer_route =
             (self.shared.peer.as_ref()).and_then(|p| p.route(self.shared.transport).cloned());
         if let Some(route) = peer_route {
-            crate::peer::client::run(&mut self, &route).await;
+            crate::clients::peer::run(&mut self, &route).await;
         } else {
             self.run_ours().await;
         }
@@ -145,11 +145,11 @@ impl<'a> Subscriber<'a> {
 
     async fn run_ours(&mut self) {
         match self.shared.transport {
-            Transport::Poll => crate::poll::run(self).await,
-            Transport::LongPoll => crate::longpoll::run(self).await,
-            Transport::Stream => crate::stream::run(self).await,
-            Transport::Sse => crate::sse::run(self).await,
-            Transport::Ws => crate::ws::run(self).await,
+            Transport::Poll => crate::clients::poll::run(self).await,
+            Transport::LongPoll => crate::clients::longpoll::run(self).await,
+            Transport::Stream => crate::clients::stream::run(self).await,
+            Transport::Sse => crate::clients::sse::run(self).await,
+            Transport::Ws => crate::clients::ws::run(self).await,
         }
     }
 

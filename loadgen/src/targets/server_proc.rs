@@ -20,38 +20,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::conn::{Endpoint, HttpConn, WireCounters, body_of};
-use crate::util::{count_fds, stop_child};
+use crate::util::{beside_this_executable, count_fds, stop_child};
 
-/// Name of the server binary.
-pub const SERVER_BIN: &str = "pushbench-server";
+pub use crate::error::{SERVER_BIN, ServerError};
 /// What the server prints on stdout once it listens.
 const READY_PREFIX: &str = "pushbench-server listening on http://";
 /// How long the server may take to print its address.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Why the server could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// No server binary was found.
-    #[error(
-        "cannot find {SERVER_BIN}: looked at {0}; build it (`cargo build --release`) or pass --server-bin"
-    )]
-    NotFound(String),
-    /// Spawning failed.
-    #[error("cannot start {path}: {error}")]
-    Spawn {
-        /// The binary.
-        path: String,
-        /// The I/O error.
-        error: std::io::Error,
-    },
-    /// The server did not print its address.
-    #[error("{0} did not report its listening address: {1}")]
-    NotReady(String, String),
-    /// `--target` is not a usable `http://host:port` URL.
-    #[error("--target {0:?}: {1}")]
-    BadTarget(String, String),
-}
 
 /// Finds the server binary: `explicit` (from `--server-bin` or the environment) if given, else next to the
 /// current executable or its parent directory.
@@ -66,24 +41,6 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ServerError> {
     beside_this_executable(SERVER_BIN).map_err(ServerError::NotFound)
 }
 
-/// The executable `name` next to the current executable or in its parent directory (where cargo puts
-/// binaries when the current one is a test in `target/*/deps`); the error lists the places tried.
-pub fn beside_this_executable(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current executable unknown: {e}"))?;
-    let mut tried = Vec::new();
-    let mut dir = exe.parent();
-    for _ in 0..2 {
-        let Some(d) = dir else { break };
-        let candidate = d.join(name);
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-        tried.push(candidate.display().to_string());
-        dir = d.parent();
-    }
-    Err(tried.join(", "))
-}
-
 /// A server the load generator talks to.
 #[derive(Debug)]
 pub struct Server {
@@ -94,7 +51,7 @@ pub struct Server {
     /// The child process, when we spawned it.
     child: Option<Child>,
     /// A peer (nchan, Pushpin) we started: sampled and stopped as a whole process tree.
-    peer: Option<crate::peer::RunningPeer>,
+    peer: Option<crate::targets::peer::RunningPeer>,
 }
 
 impl Server {
@@ -184,7 +141,7 @@ impl Server {
     }
 
     /// A peer we started: subscribers connect to its address; all its processes are sampled.
-    pub fn peer(peer: crate::peer::RunningPeer) -> Self {
+    pub fn peer(peer: crate::targets::peer::RunningPeer) -> Self {
         Self {
             addr: peer.addr,
             pid: None,
@@ -194,7 +151,7 @@ impl Server {
     }
 
     /// The running peer, when the server is one.
-    pub fn running_peer(&self) -> Option<&crate::peer::RunningPeer> {
+    pub fn running_peer(&self) -> Option<&crate::targets::peer::RunningPeer> {
         self.peer.as_ref()
     }
 

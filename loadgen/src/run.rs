@@ -23,8 +23,8 @@ use pushbench_common::{ProcSample, Transport};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::publisher::{Schedule, publish};
-use crate::conn::{Endpoint, WireCounters};
+use crate::clients::publisher::Schedule;
+use crate::conn::WireCounters;
 use crate::fleet::{Fleet, FleetSpec, LiveCounts};
 use crate::machine::sockmem::KernelSockets;
 use crate::measure::{Percentiles, PublishedLog, new_histogram, spawn_lag_probe, unix_ns};
@@ -92,9 +92,7 @@ async fn run_all(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
     let mut warnings = Vec::new();
     for &transport in &scenario.transports {
         // A peer runs only the transports its profile drives; the side-by-side report names the others.
-        if let ServerSource::Peer(kind) = options.server
-            && kind.profile().route(transport).is_none()
-        {
+        if options.server.not_driven(transport).is_some() {
             continue;
         }
         let result = run_transport(&scenario, transport, options).await?;
@@ -108,16 +106,7 @@ async fn run_all(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         cpus: cpus(),
-        server: match &options.server {
-            ServerSource::Spawn(path) if options.cluster > 1 => format!(
-                "spawned {} nodes of {} on a Redis bus",
-                options.cluster,
-                path.display()
-            ),
-            ServerSource::Spawn(path) => format!("spawned {}", path.display()),
-            ServerSource::Target { url, .. } => format!("target {url}"),
-            ServerSource::Peer(kind) => format!("peer {kind}"),
-        },
+        server: options.server.describe(options.cluster),
         runs: 1,
         transports,
         warnings,
@@ -227,12 +216,11 @@ async fn measure(
 ) -> Result<TransportResult, RunError> {
     let n = scenario.subscribers;
     let addrs = servers.addrs();
-    let nodes: Vec<Endpoint> = addrs.iter().copied().map(Endpoint::new).collect();
     let spec = FleetSpec {
         scenario: scenario.clone(),
         transport,
         nodes: addrs,
-        peer: servers.running_peer().map(|p| p.kind),
+        dialect: servers.dialect(),
     };
     let server_before = servers.node_samples();
     let kernel_before = KernelSockets::read();
@@ -269,19 +257,10 @@ async fn measure(
         }));
     }
     // A peer cannot tell a subscriber its cursor: wait until its subscriptions are live.
-    let peer_warning = match servers.running_peer() {
-        Some(peer) => {
-            crate::targets::peer::wait_subscribed(
-                peer,
-                transport,
-                &per_topic(scenario),
-                Duration::from_millis(500),
-            )
-            .await
-        }
-        None => None,
-    };
-    if let Some(note) = &peer_warning {
+    let subscribe_note = servers
+        .wait_subscribed(transport, &per_topic(scenario), Duration::from_millis(500))
+        .await;
+    if let Some(note) = &subscribe_note {
         eprintln!("pushbench: {transport}: note: {note}");
     }
     let live_at_first_publish = fleet.subscribed();
@@ -315,27 +294,14 @@ async fn measure(
     let self_cpu_start = Sample::of(sample_processes(&loadgen_pids));
     let stop_probe = CancellationToken::new();
     let lag_probe = spawn_lag_probe(stop_probe.clone());
-    let published = match servers.running_peer() {
-        Some(peer) => {
-            crate::targets::peer::publish(
-                peer,
-                transport,
-                schedule.clone(),
-                publisher_wire.clone(),
-                published_live.clone(),
-            )
-            .await
-        }
-        None => {
-            publish(
-                &nodes,
-                schedule.clone(),
-                publisher_wire.clone(),
-                published_live.clone(),
-            )
-            .await
-        }
-    };
+    let published = servers
+        .publish(
+            transport,
+            schedule.clone(),
+            publisher_wire.clone(),
+            published_live.clone(),
+        )
+        .await;
     fleet.drain().await?;
 
     // 4. drain, then stop every subscriber.
@@ -376,7 +342,7 @@ async fn measure(
     let connected = n - completeness.never_subscribed;
 
     let h = &mut tally.histograms;
-    if servers.running_peer().is_some() {
+    if !servers.stamps_events() {
         // Peers give no accept timestamp of their own: there is no "from server" latency to report.
         h.latency_from_server.reset();
     }

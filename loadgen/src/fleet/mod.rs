@@ -41,8 +41,8 @@ pub struct FleetSpec {
     pub transport: Transport,
     /// The server's nodes, in order (see [`Shared::nodes`]).
     pub nodes: Vec<SocketAddr>,
-    /// The peer whose clients replace ours, when the server is one.
-    pub peer: Option<PeerKind>,
+    /// The dialect the clients speak: `None` for our own protocol, else the peer's.
+    pub dialect: Option<PeerKind>,
 }
 
 /// What a set of subscribers measured, summable over sets.
@@ -228,7 +228,7 @@ impl Local {
             draining: CancellationToken::new(),
             stop: CancellationToken::new(),
             logs: Mutex::new(Vec::with_capacity((range.end - range.start) as usize)),
-            peer: spec.peer.map(|kind| Arc::new(kind.profile())),
+            peer: spec.dialect.map(|kind| Arc::new(kind.profile())),
         });
         let attack = goose_attack(&shared, range)?;
         Ok(Self {

@@ -59,8 +59,8 @@ pub struct WorkerSpec {
     pub transport: Transport,
     /// The server's nodes.
     pub nodes: Vec<SocketAddr>,
-    /// The peer, when the server is one.
-    pub peer: Option<PeerKind>,
+    /// The dialect the clients speak (see [`FleetSpec::dialect`]).
+    pub dialect: Option<PeerKind>,
     /// First subscriber index held (inclusive).
     pub first: u64,
     /// Last subscriber index held (exclusive).
@@ -238,7 +238,7 @@ impl Workers {
                 scenario: (*spec.scenario).clone(),
                 transport: spec.transport,
                 nodes: spec.nodes.clone(),
-                peer: spec.peer,
+                dialect: spec.dialect,
                 first: range.start,
                 end: range.end,
                 source: Some(source),
@@ -472,7 +472,7 @@ async fn serve() -> anyhow::Result<()> {
         scenario: Arc::new(spec.scenario),
         transport: spec.transport,
         nodes: spec.nodes,
-        peer: spec.peer,
+        dialect: spec.dialect,
     };
     report(&Report::Ready)?;
     let command = |line: String| -> anyhow::Result<Command> {

@@ -575,7 +575,7 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
     // between two steps.
     let mut signals = Signals::watch();
     for &transport in &spec.scenario.transports {
-        if let Some(why) = not_driven(&options.server, transport) {
+        if let Some(why) = options.server.not_driven(transport) {
             eprintln!("pushbench: capacity {transport}: {why}");
             transports.push(TransportCapacity {
                 transport,
@@ -677,18 +677,6 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
     match interrupted {
         Some(signal) => Err(CapacityError::Interrupted(signal)),
         None => Ok(capacity),
-    }
-}
-
-/// Why a peer's transport is not searched (its profile does not drive it), as the side-by-side report
-/// says it; `None` when it is run.
-fn not_driven(server: &crate::run::ServerSource, transport: Transport) -> Option<String> {
-    let crate::run::ServerSource::Peer(kind) = server else {
-        return None;
-    };
-    match kind.profile().offer(transport) {
-        crate::targets::peer::Offer::Offered(_) => None,
-        crate::targets::peer::Offer::NotOffered => Some(format!("not offered by {kind}")),
     }
 }
 

@@ -125,32 +125,14 @@ impl<'a> Subscriber<'a> {
         }
     }
 
-    /// Runs the subscriber for its transport until the run stops, then hands its log back.
-    pub async fn run(mut self) {
-        // Peers (nchan, Pushpin) speak their own framings: see crate::clients::peer.
-        let peer_route =
-            (self.shared.peer.as_ref()).and_then(|p| p.route(self.shared.transport).cloned());
-        if let Some(route) = peer_route {
-            crate::clients::peer::run(&mut self, &route).await;
-        } else {
-            self.run_ours().await;
-        }
+    /// Hands the subscriber's log back to the run, once its client returned.
+    pub fn finish(self) {
         let log = self.rec.finish(&self.shared.meters);
         self.shared
             .logs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(log);
-    }
-
-    async fn run_ours(&mut self) {
-        match self.shared.transport {
-            Transport::Poll => crate::clients::poll::run(self).await,
-            Transport::LongPoll => crate::clients::longpoll::run(self).await,
-            Transport::Stream => crate::clients::stream::run(self).await,
-            Transport::Sse => crate::clients::sse::run(self).await,
-            Transport::Ws => crate::clients::ws::run(self).await,
-        }
     }
 
     /// Where the next connection goes (see [`Shared::nodes`]).

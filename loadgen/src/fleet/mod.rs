@@ -311,7 +311,7 @@ fn goose_attack(shared: &Arc<Shared>, range: Range<u64>) -> Result<GooseAttack, 
             let shared = shared.clone();
             Box::pin(async move {
                 let index = first + user.weighted_users_index as u64;
-                Subscriber::new(&shared, user, index).run().await;
+                crate::clients::run(Subscriber::new(&shared, user, index)).await;
                 Ok(())
             })
         });

@@ -119,8 +119,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
     /// TCP connect failed (a local limit that caused it is named: see
-    /// [`crate::limits::limit_reached`]).
-    #[error("connect to {addr}: {error}{}", crate::limits::limit_reached(error).map(|l| format!(": {l}")).unwrap_or_default())]
+    /// [`crate::machine::limits::limit_reached`]).
+    #[error("connect to {addr}: {error}{}", crate::machine::limits::limit_reached(error).map(|l| format!(": {l}")).unwrap_or_default())]
     Connect {
         /// The server.
         addr: SocketAddr,

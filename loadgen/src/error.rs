@@ -1,7 +1,11 @@
-//! Why a run failed: the one error of the measuring side, shared by every layer that starts something.
+//! Why a run failed ([`RunError`]), and why the server ([`ServerError`]) or a peer ([`PeerError`]) could
+//! not be used: the errors of the measuring side, shared by every layer that starts something. Imports
+//! nothing of the crate.
 
-use crate::peer::PeerError;
-use crate::server_proc::ServerError;
+use std::time::Duration;
+
+/// Name of the server binary.
+pub const SERVER_BIN: &str = "pushbench-server";
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,4 +35,47 @@ impl From<goose::GooseError> for RunError {
         // goose's Display omits which option was refused; its Debug form names it.
         Self::Goose(format!("{e:?}"))
     }
+}
+
+/// Why the server could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// No server binary was found.
+    #[error(
+        "cannot find {SERVER_BIN}: looked at {0}; build it (`cargo build --release`) or pass --server-bin"
+    )]
+    NotFound(String),
+    /// Spawning failed.
+    #[error("cannot start {path}: {error}")]
+    Spawn {
+        /// The binary.
+        path: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The server did not print its address.
+    #[error("{0} did not report its listening address: {1}")]
+    NotReady(String, String),
+    /// `--target` is not a usable `http://host:port` URL.
+    #[error("--target {0:?}: {1}")]
+    BadTarget(String, String),
+}
+
+/// Why a peer could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// A binary or module is missing.
+    #[error("{0} is not installed (run scripts/setup-peers)")]
+    NotInstalled(String),
+    /// Writing its config or starting a process failed.
+    #[error("cannot start {what}: {error}")]
+    Start {
+        /// What.
+        what: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// It did not start listening in time.
+    #[error("{0} did not start listening within {1:?} (see {2})")]
+    NotReady(String, Duration, String),
 }

@@ -7,50 +7,58 @@
 //! its request metrics); the clients of each transport, the publisher and all accounting are ours.
 //!
 //! # Layout
+//! Layers whose imports run one way: a module may import the modules below it, never one above
+//! (`loadgen/tests/module_cycles.rs` fails on any cycle between top-level modules).
+//! ```text
+//!   cli        commands, exit codes, the only runtime      imported by nothing (main.rs calls cli::main)
+//!   suites     capacity, peers: many runs, their reports   may import run and below
+//!   run        one run, phase by phase, into a result      may import fleet and below
+//!   fleet      the subscribers, here or in workers; goose  may import targets and below
+//!   targets    ours spawned/attached, a cluster, peers     may import clients and below
+//!   clients    subscribers per transport, dialects,        may import measure and below
+//!              the publisher
+//!   measure    recorders, accounting, the lag probe        may import conn and below
+//!   conn       connections counted at the socket; HTTP/1   may import machine and below
+//!   network    emulated network: namespaces, TUN link      may import util
+//!   scenario · machine · error · util                      bottom: import nothing of the crate
+//!   (scenario imports the result crate's thresholds)
+//! ```
+//! The result side (`result.json` and its schema, the reports, thresholds, compare, merge) is the crate
+//! `pushbench_report`, below all of these and needing nothing of them.
+//!
 //! - [`scenario`]: scenario TOML, raw → validated.
-//! - [`run`]: one run: server per transport, goose attack, publisher, accounting into a result.
-//! - [`subscriber`]: the life of one subscriber, shared by the transport clients
-//!   [`poll`], [`longpoll`], [`stream`], [`sse`], [`ws`].
-//! - [`publisher`]: the open-loop publisher.
-//! - [`conn`]: connections counted at the socket; HTTP/1 over them.
-//! - [`metrics`]: recorders, histograms, completeness accounting.
-//! - [`server_proc`]: spawning and sampling the server; [`deployment`]: one server or a cluster of
-//!   nodes on a Redis bus (`--cluster N`).
-//! - [`fleet`]: the subscribers of a run, in this process or spread over worker processes
-//!   ([`worker`], `--workers N`), tallied exactly.
-//! - [`peer`]: nchan and Pushpin measured with the same load (profiles, processes, side-by-side report).
-//! - the result side (`result.json` and its schema, the reports, thresholds, compare, merge) is the crate
-//!   `pushbench_report`, which needs nothing of this one.
-//! - [`sockmem`]: kernel memory of TCP sockets, the third share of a connection's memory.
-//! - [`limits`]: open files, ports and memory a run needs, checked before it starts.
-//! - [`capacity`]: `pushbench capacity`, the search for the most subscribers (or events/s) a transport
-//!   sustains under a p99 limit, and its reports.
-//! - [`error`]: why a run failed; [`util`]: processes, ports, temporary directories, the runtime.
 //! - [`cli`]: commands and exit codes; `main.rs` only calls [`cli::main`].
+//! - [`suites`]: `pushbench capacity`, the search for the most subscribers (or events/s) a transport
+//!   sustains under a p99 limit ([`suites::capacity`]), and `--peers` side by side ([`suites::peers`]).
+//! - [`run`]: one run: server per transport, goose attack, publisher, accounting into a result.
+//! - [`fleet`]: the subscribers of a run, in this process or spread over worker processes
+//!   ([`fleet::worker`], `--workers N`), tallied exactly; the only module that drives goose.
+//! - [`targets`]: spawning and sampling our server, a cluster of nodes on a Redis bus (`--cluster N`), and
+//!   nchan and Pushpin measured with the same load.
+//! - [`clients`]: the life of one subscriber, shared by the transport clients, the peers' dialects, and the
+//!   open-loop publisher.
+//! - [`measure`]: recorders, histograms, completeness accounting, the scheduling-lag probe.
+//! - [`conn`]: connections counted at the socket; HTTP/1 over them.
+//! - [`machine`]: open files, ports and memory a run needs, checked before it starts; kernel memory of TCP
+//!   sockets, the third share of a connection's memory.
+//! - [`network`]: network conditions and their presets, and the packet-level emulator that applies them
+//!   between two namespaces of the run's own (not yet used by runs).
+//! - [`error`]: why a run failed; [`util`]: processes, ports, temporary directories, the runtime, and
+//!   the watchdog that stops a run's children when it dies.
 
-pub mod capacity;
 pub mod cli;
+pub mod clients;
 pub mod conn;
-pub mod deployment;
 pub mod error;
 pub mod fleet;
-pub mod limits;
-pub mod longpoll;
-pub mod metrics;
+pub mod machine;
+pub mod measure;
 pub mod network;
-pub mod peer;
-pub mod poll;
-pub mod publisher;
 pub mod run;
 pub mod scenario;
-pub mod server_proc;
-pub mod sockmem;
-pub mod sse;
-pub mod stream;
-pub mod subscriber;
+pub mod suites;
+pub mod targets;
 pub mod util;
-pub mod worker;
-pub mod ws;
 
 // The result crate's synthetic result, for the unit tests of the capacity and peers reports.
 #[cfg(test)]

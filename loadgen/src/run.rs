@@ -23,21 +23,21 @@ use pushbench_common::{ProcSample, Transport};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{Endpoint, WireCounters};
-use crate::deployment::Deployment;
+use crate::clients::publisher::Schedule;
+use crate::conn::WireCounters;
 use crate::fleet::{Fleet, FleetSpec, LiveCounts};
-use crate::metrics::{Percentiles, PublishedLog, new_histogram, unix_ns};
-use crate::publisher::{Schedule, publish};
+use crate::machine::sockmem::KernelSockets;
+use crate::measure::{Percentiles, PublishedLog, new_histogram, spawn_lag_probe, unix_ns};
 use crate::scenario::Scenario;
-use crate::sockmem::KernelSockets;
+use crate::targets::deployment::Deployment;
 use crate::util::{fds_of, sample_processes, sum_samples};
 use pushbench_report::result::{
     BusResult, Growth, Model, NodeResult, RunResult, SCHEMA_VERSION, SerializedHistograms,
     TransportResult, derive, encode_histogram,
 };
 
-pub use crate::deployment::ServerSource;
 pub use crate::error::RunError;
+pub use crate::targets::deployment::ServerSource;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -49,10 +49,10 @@ pub struct RunOptions {
     /// Print a live progress line on stderr.
     pub progress: bool,
     /// Load-generator processes holding the subscribers: 1 = this one; more = worker processes
-    /// ([`crate::worker`]).
+    /// ([`crate::fleet::worker`]).
     pub workers: usize,
     /// Server nodes on a Redis bus (spawned servers only): 1 = a single server
-    /// ([`crate::deployment`]).
+    /// ([`crate::targets::deployment`]).
     pub cluster: usize,
 }
 
@@ -92,9 +92,7 @@ async fn run_all(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
     let mut warnings = Vec::new();
     for &transport in &scenario.transports {
         // A peer runs only the transports its profile drives; the side-by-side report names the others.
-        if let ServerSource::Peer(kind) = options.server
-            && kind.profile().route(transport).is_none()
-        {
+        if options.server.not_driven(transport).is_some() {
             continue;
         }
         let result = run_transport(&scenario, transport, options).await?;
@@ -108,16 +106,7 @@ async fn run_all(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         cpus: cpus(),
-        server: match &options.server {
-            ServerSource::Spawn(path) if options.cluster > 1 => format!(
-                "spawned {} nodes of {} on a Redis bus",
-                options.cluster,
-                path.display()
-            ),
-            ServerSource::Spawn(path) => format!("spawned {}", path.display()),
-            ServerSource::Target { url, .. } => format!("target {url}"),
-            ServerSource::Peer(kind) => format!("peer {kind}"),
-        },
+        server: options.server.describe(options.cluster),
         runs: 1,
         transports,
         warnings,
@@ -227,12 +216,11 @@ async fn measure(
 ) -> Result<TransportResult, RunError> {
     let n = scenario.subscribers;
     let addrs = servers.addrs();
-    let nodes: Vec<Endpoint> = addrs.iter().copied().map(Endpoint::new).collect();
     let spec = FleetSpec {
         scenario: scenario.clone(),
         transport,
         nodes: addrs,
-        peer: servers.running_peer().map(|p| p.kind),
+        dialect: servers.dialect(),
     };
     let server_before = servers.node_samples();
     let kernel_before = KernelSockets::read();
@@ -269,19 +257,10 @@ async fn measure(
         }));
     }
     // A peer cannot tell a subscriber its cursor: wait until its subscriptions are live.
-    let peer_warning = match servers.running_peer() {
-        Some(peer) => {
-            crate::peer::wait_subscribed(
-                peer,
-                transport,
-                &per_topic(scenario),
-                Duration::from_millis(500),
-            )
-            .await
-        }
-        None => None,
-    };
-    if let Some(note) = &peer_warning {
+    let subscribe_note = servers
+        .wait_subscribed(transport, &per_topic(scenario), Duration::from_millis(500))
+        .await;
+    if let Some(note) = &subscribe_note {
         eprintln!("pushbench: {transport}: note: {note}");
     }
     let live_at_first_publish = fleet.subscribed();
@@ -315,27 +294,14 @@ async fn measure(
     let self_cpu_start = Sample::of(sample_processes(&loadgen_pids));
     let stop_probe = CancellationToken::new();
     let lag_probe = spawn_lag_probe(stop_probe.clone());
-    let published = match servers.running_peer() {
-        Some(peer) => {
-            crate::peer::publish(
-                peer,
-                transport,
-                schedule.clone(),
-                publisher_wire.clone(),
-                published_live.clone(),
-            )
-            .await
-        }
-        None => {
-            publish(
-                &nodes,
-                schedule.clone(),
-                publisher_wire.clone(),
-                published_live.clone(),
-            )
-            .await
-        }
-    };
+    let published = servers
+        .publish(
+            transport,
+            schedule.clone(),
+            publisher_wire.clone(),
+            published_live.clone(),
+        )
+        .await;
     fleet.drain().await?;
 
     // 4. drain, then stop every subscriber.
@@ -376,7 +342,7 @@ async fn measure(
     let connected = n - completeness.never_subscribed;
 
     let h = &mut tally.histograms;
-    if servers.running_peer().is_some() {
+    if !servers.stamps_events() {
         // Peers give no accept timestamp of their own: there is no "from server" latency to report.
         h.latency_from_server.reset();
     }
@@ -633,24 +599,6 @@ impl MachineCpu {
         let total = later.total.checked_sub(self.total).filter(|&t| t > 0)?;
         Some(later.busy.saturating_sub(self.busy) as f64 / total as f64 * 100.0)
     }
-}
-
-/// Measures how late a 5 ms sleep wakes up, until `stop`: the load generator's own queueing delay.
-pub(crate) fn spawn_lag_probe(
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<hdrhistogram::Histogram<u64>> {
-    tokio::spawn(async move {
-        let mut lag = new_histogram();
-        let step = Duration::from_millis(5);
-        while !stop.is_cancelled() {
-            let asked = Instant::now() + step;
-            tokio::time::sleep_until(asked).await;
-            lag.saturating_record(
-                (Instant::now().saturating_duration_since(asked).as_micros() as u64).max(1),
-            );
-        }
-        lag
-    })
 }
 
 /// What the progress line shows.

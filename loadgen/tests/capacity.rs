@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pushbench::capacity::{Capacity, Outcome, TransportCapacity, Verdict, report};
+use pushbench::suites::capacity::{Capacity, Outcome, TransportCapacity, Verdict, report};
 use pushbench_report::result::RunResult;
 
 /// A tiny broadcast: a few subscribers, 20 events/s for about a second.

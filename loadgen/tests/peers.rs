@@ -9,9 +9,9 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 
-use pushbench::peer::{PeerKind, ServerName, nchan, pushpin};
 use pushbench::run::{RunOptions, ServerSource, run};
 use pushbench::scenario::Scenario;
+use pushbench::targets::peer::{PeerKind, ServerName, nchan, pushpin};
 use pushbench_common::Transport;
 
 const TINY: &str = r#"
@@ -353,10 +353,10 @@ fn pushpin_longpoll_recovers_an_event_that_raced_the_hold() {
     let _lock = support::one_run_at_a_time();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let peer = rt
-        .block_on(pushbench::peer::RunningPeer::start(
+        .block_on(pushbench::targets::peer::RunningPeer::start(
             PeerKind::Pushpin,
             Transport::LongPoll,
-            pushbench::peer::IdleSettings {
+            pushbench::targets::peer::IdleSettings {
                 keepalive: pushbench::scenario::ServerOptions::default().heartbeat(),
                 longpoll_hold: std::time::Duration::from_secs(20),
             },

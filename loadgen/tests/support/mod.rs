@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 pub(crate) fn server_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Ok(path) = pushbench::server_proc::locate(None) {
+        if let Ok(path) = pushbench::targets::server_proc::locate(None) {
             return path;
         }
         let release = std::env::current_exe()
@@ -31,7 +31,7 @@ pub(crate) fn server_bin() -> PathBuf {
             cargo.status().expect("cargo runs").success(),
             "building pushbench-server failed"
         );
-        pushbench::server_proc::locate(None).expect("pushbench-server was just built")
+        pushbench::targets::server_proc::locate(None).expect("pushbench-server was just built")
     })
     .clone()
 }

@@ -9,8 +9,8 @@
 //! queue while the next request is on its way); requests per delivery ≈ 1 when events are rarer than
 //! round trips, fewer when several are collected by one answer, plus one per timeout when idle.
 
-use crate::poll::poll_once;
-use crate::subscriber::{End, Subscriber};
+use crate::clients::poll::poll_once;
+use crate::clients::subscriber::{End, Subscriber};
 
 /// Runs a long-polling subscriber until the run stops.
 pub async fn run(sub: &mut Subscriber<'_>) {

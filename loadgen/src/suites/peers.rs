@@ -12,7 +12,8 @@ use std::io::Write;
 use pushbench_common::Transport;
 use serde::Serialize;
 
-use super::{Offer, ServerName};
+use crate::clients::dialect::Offer;
+use crate::targets::peer::ServerName;
 use pushbench_report::result::{RunResult, TransportResult};
 
 /// One row of the side-by-side table.
@@ -346,7 +347,7 @@ pub fn run_peers(
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let server = match name {
-            ServerName::Ours => match crate::server_proc::locate(server_bin) {
+            ServerName::Ours => match crate::targets::server_proc::locate(server_bin) {
                 Ok(bin) => crate::run::ServerSource::Spawn(bin),
                 Err(e) => {
                     outcomes.push((name, Outcome::Failed(e.to_string())));
@@ -404,7 +405,7 @@ pub fn run_peers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::PeerKind;
+    use crate::targets::peer::PeerKind;
 
     #[test]
     fn peers_show_not_offered_and_failures_never_figures() {

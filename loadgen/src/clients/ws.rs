@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::{ConnError, Counted};
-use crate::subscriber::{End, Subscriber};
 
 /// Read buffer per connection.
 const READ_BUFFER: usize = 4096;

@@ -21,7 +21,7 @@ use pushbench_common::wire::PublishAck;
 use tokio::time::Instant;
 
 use crate::conn::{ConnError, Endpoint, HttpConn, WireCounters, body_of};
-use crate::metrics::new_histogram;
+use crate::measure::new_histogram;
 
 /// What to publish.
 #[derive(Debug, Clone)]
@@ -246,7 +246,7 @@ pub(crate) async fn post(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::intended_send_ns;
+    use crate::measure::intended_send_ns;
 
     #[test]
     fn data_carries_intended_time_and_has_exact_size() {

@@ -10,7 +10,6 @@
 //! by the load generator / machine", never with a server capacity. The outputs (`capacity.json`,
 //! `capacity.md`, `capacity.html`) are written by [`report`].
 
-pub mod command;
 pub mod report;
 pub mod search;
 
@@ -22,7 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::run::{RunError, RunOptions};
 use crate::scenario::{Scenario, ScenarioError};
-pub use command::{CapacityArgs, command};
 use pushbench_report::result::{RunResult, TransportResult};
 pub use search::{Params, ParamsError, Search, Verdict};
 
@@ -295,7 +293,7 @@ pub fn judge(r: &TransportResult, p99_ms: f64, open_files: u64) -> (Verdict, Vec
             || r.loadgen_fds + 16 >= open_files
             || r.server_fds.is_some_and(|fds| fds + 16 >= open_files);
         let what = if error.contains("LIMIT ") && !out_of_fds {
-            // Ephemeral ports or kernel memory, named by crate::limits.
+            // Ephemeral ports or kernel memory, named by crate::machine::limits.
             "a limit of this machine".to_owned()
         } else if out_of_fds {
             format!(
@@ -577,7 +575,7 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
     // between two steps.
     let mut signals = Signals::watch();
     for &transport in &spec.scenario.transports {
-        if let Some(why) = not_driven(&options.server, transport) {
+        if let Some(why) = options.server.not_driven(transport) {
             eprintln!("pushbench: capacity {transport}: {why}");
             transports.push(TransportCapacity {
                 transport,
@@ -679,18 +677,6 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
     match interrupted {
         Some(signal) => Err(CapacityError::Interrupted(signal)),
         None => Ok(capacity),
-    }
-}
-
-/// Why a peer's transport is not searched (its profile does not drive it), as the side-by-side report
-/// says it; `None` when it is run.
-fn not_driven(server: &crate::run::ServerSource, transport: Transport) -> Option<String> {
-    let crate::run::ServerSource::Peer(kind) = server else {
-        return None;
-    };
-    match kind.profile().offer(transport) {
-        crate::peer::Offer::Offered(_) => None,
-        crate::peer::Offer::NotOffered => Some(format!("not offered by {kind}")),
     }
 }
 

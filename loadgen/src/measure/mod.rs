@@ -2,7 +2,7 @@
 //!
 //! Three kinds of measurement, each kept where it is cheapest:
 //! - **Latency** of every delivered event, in µs, against the server's `ts` and against the publisher's
-//!   *intended* send time (embedded in the event's data; see [`crate::publisher`]). Each subscriber fills a
+//!   *intended* send time (embedded in the event's data; see [`crate::clients::publisher`]). Each subscriber fills a
 //!   small [`LatencyBatch`] and merges it into the run's shared [`Histograms`] when full, so the shared lock
 //!   is taken once per [`BATCH`] events, never per event, and 20,000 subscribers do not each carry a
 //!   histogram.
@@ -21,6 +21,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use pushbench_common::wire::{Event, Gap};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Events buffered per subscriber before its latencies are merged into the shared histograms.
 pub const BATCH: usize = 64;
@@ -419,6 +421,22 @@ pub fn account(log: &SubscriberLog, published: &PublishedLog) -> Completeness {
     c.lost += (expected.len() - i) as u64;
     c.unexpected += (distinct.len() - j) as u64;
     c
+}
+
+/// Measures how late a 5 ms sleep wakes up, until `stop`: the load generator's own queueing delay.
+pub fn spawn_lag_probe(stop: CancellationToken) -> tokio::task::JoinHandle<Histogram<u64>> {
+    tokio::spawn(async move {
+        let mut lag = new_histogram();
+        let step = Duration::from_millis(5);
+        while !stop.is_cancelled() {
+            let asked = Instant::now() + step;
+            tokio::time::sleep_until(asked).await;
+            lag.saturating_record(
+                (Instant::now().saturating_duration_since(asked).as_micros() as u64).max(1),
+            );
+        }
+        lag
+    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The subscribers of one transport run, held in this process ([`Local`]) or spread over worker
-//! processes ([`crate::worker::Workers`], `--workers N`), driven the same way by [`crate::run`].
+//! processes ([`crate::fleet::worker::Workers`], `--workers N`), driven the same way by [`crate::run`].
 //!
 //! A fleet launches its subscribers (goose users) as soon as it starts, shows live counts, learns when
 //! the measured window starts and when draining begins, and on `finish` accounts every subscriber
 //! against the publisher's acknowledgements into one [`Tally`]. Tallies add exactly — counters summed,
 //! HDR histograms added — so N workers give the result one process would have given.
+
+pub mod worker;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -19,14 +21,14 @@ use pushbench_common::Transport;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::dialect::PeerKind;
+use crate::clients::subscriber::{Shared, Subscriber};
 use crate::conn::{Endpoint, WireCounters};
 use crate::error::RunError;
-use crate::metrics::{Completeness, Histograms, PublishedLog, SubscriberCounters, account, lock};
-use crate::peer::PeerKind;
+use crate::fleet::worker::Workers;
+use crate::measure::{Completeness, Histograms, PublishedLog, SubscriberCounters, account, lock};
 use crate::scenario::Scenario;
-use crate::subscriber::{Shared, Subscriber};
 use crate::util::sample_processes;
-use crate::worker::Workers;
 use pushbench_common::ProcSample;
 use pushbench_report::result::GooseRow;
 
@@ -39,8 +41,8 @@ pub struct FleetSpec {
     pub transport: Transport,
     /// The server's nodes, in order (see [`Shared::nodes`]).
     pub nodes: Vec<SocketAddr>,
-    /// The peer whose clients replace ours, when the server is one.
-    pub peer: Option<PeerKind>,
+    /// The dialect the clients speak: `None` for our own protocol, else the peer's.
+    pub dialect: Option<PeerKind>,
 }
 
 /// What a set of subscribers measured, summable over sets.
@@ -226,7 +228,7 @@ impl Local {
             draining: CancellationToken::new(),
             stop: CancellationToken::new(),
             logs: Mutex::new(Vec::with_capacity((range.end - range.start) as usize)),
-            peer: spec.peer.map(|kind| Arc::new(kind.profile())),
+            peer: spec.dialect.map(|kind| Arc::new(kind.profile())),
         });
         let attack = goose_attack(&shared, range)?;
         Ok(Self {
@@ -309,7 +311,7 @@ fn goose_attack(shared: &Arc<Shared>, range: Range<u64>) -> Result<GooseAttack, 
             let shared = shared.clone();
             Box::pin(async move {
                 let index = first + user.weighted_users_index as u64;
-                Subscriber::new(&shared, user, index).run().await;
+                crate::clients::run(Subscriber::new(&shared, user, index)).await;
                 Ok(())
             })
         });

@@ -35,11 +35,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command as Process};
 use tokio::sync::oneshot;
 
+use crate::clients::dialect::PeerKind;
 use crate::error::RunError;
 use crate::fleet::{FleetSpec, LiveCounts, Local, Tally};
-use crate::metrics::{Completeness, Histograms, SubscriberCounters};
-use crate::peer::PeerKind;
-use crate::run::spawn_lag_probe;
+use crate::measure::spawn_lag_probe;
+use crate::measure::{Completeness, Histograms, SubscriberCounters};
 use crate::scenario::Scenario;
 use crate::util::guarded;
 use pushbench_report::result::{GooseRow, decode_histogram, encode_histogram};
@@ -60,8 +60,8 @@ pub struct WorkerSpec {
     pub transport: Transport,
     /// The server's nodes.
     pub nodes: Vec<SocketAddr>,
-    /// The peer, when the server is one.
-    pub peer: Option<PeerKind>,
+    /// The dialect the clients speak (see [`FleetSpec::dialect`]).
+    pub dialect: Option<PeerKind>,
     /// First subscriber index held (inclusive).
     pub first: u64,
     /// Last subscriber index held (exclusive).
@@ -239,7 +239,7 @@ impl Workers {
                 scenario: (*spec.scenario).clone(),
                 transport: spec.transport,
                 nodes: spec.nodes.clone(),
-                peer: spec.peer,
+                dialect: spec.dialect,
                 first: range.start,
                 end: range.end,
                 source: Some(source),
@@ -440,7 +440,7 @@ fn locate_self() -> Result<PathBuf, RunError> {
 
 /// `pushbench worker`: reads its spec and commands on stdin, reports on stdout (see the module docs).
 pub fn main() -> anyhow::Result<()> {
-    crate::limits::raise_open_file_limit(u64::MAX);
+    crate::machine::limits::raise_open_file_limit(u64::MAX);
     let rt = crate::util::runtime()?;
     rt.block_on(serve())
 }
@@ -468,7 +468,7 @@ async fn serve() -> anyhow::Result<()> {
         scenario: Arc::new(spec.scenario),
         transport: spec.transport,
         nodes: spec.nodes,
-        peer: spec.peer,
+        dialect: spec.dialect,
     };
     report(&Report::Ready)?;
     let command = |line: String| -> anyhow::Result<Command> {

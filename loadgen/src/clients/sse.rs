@@ -1,6 +1,6 @@
 //! Server-Sent Events client (`GET /sse`, `text/event-stream`).
 //!
-//! Same connection life as the NDJSON stream (it shares [`crate::stream::stream_until_stopped`]); the body
+//! Same connection life as the NDJSON stream (it shares [`crate::clients::stream::stream_until_stopped`]); the body
 //! goes through the shared [`SseParser`], which handles any split of fields across chunks. Events come as
 //! `id: N` + `data: <event json>`, control messages as `event: <type>` + `data: <json>`, heartbeats as
 //! comments (invisible to the parser, but their bytes are counted at the socket). Resuming uses the SSE
@@ -8,9 +8,9 @@
 
 use pushbench_common::wire::SseParser;
 
+use crate::clients::stream::stream_until_stopped;
+use crate::clients::subscriber::Subscriber;
 use crate::conn::ConnError;
-use crate::stream::stream_until_stopped;
-use crate::subscriber::Subscriber;
 
 /// Runs an SSE subscriber until the run stops.
 pub async fn run(sub: &mut Subscriber<'_>) {

@@ -23,10 +23,8 @@
 //! - [`client`]: subscriber clients for the peers' framings.
 //! - [`report`]: the side-by-side report of `--peers ours,nchan,pushpin`.
 
-pub mod client;
 pub mod nchan;
 pub mod pushpin;
-pub mod report;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -39,45 +37,14 @@ use pushbench_common::{ProcSample, Transport};
 use tokio::process::Child;
 use tokio::time::Instant;
 
+use crate::clients::publisher::{Published, Schedule, post};
 use crate::conn::{Endpoint, HttpConn, WireCounters, body_of};
-use crate::publisher::{Published, Schedule, post};
 use crate::util::{TempDir, descendants};
 
-/// A peer push server pushbench can start and measure.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum PeerKind {
-    /// nginx + nchan.
-    Nchan,
-    /// Pushpin (with condure and zurl).
-    Pushpin,
-}
-
-impl PeerKind {
-    /// Lower-case name, as on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Nchan => "nchan",
-            Self::Pushpin => "pushpin",
-        }
-    }
-
-    /// The profile of this peer.
-    pub fn profile(self) -> Profile {
-        match self {
-            Self::Nchan => nchan::profile(),
-            Self::Pushpin => pushpin::profile(),
-        }
-    }
-}
-
-impl std::fmt::Display for PeerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::clients::dialect::{
+    Framing, Offer, PeerKind, Profile, Route, parse_peer_event, peer_event_data,
+};
+pub use crate::error::PeerError;
 
 /// One server of `--peers`: ours or a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,122 +75,6 @@ impl ServerName {
             Self::Peer(p) => p.as_str(),
         }
     }
-}
-
-/// How a peer's events are framed on one transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// `text/event-stream`: one event per `data:` block.
-    Sse,
-    /// A never-ending body, one event per line (`\n`), lines split across chunks in any way.
-    Lines,
-    /// One WebSocket text frame per event.
-    WebSocket,
-    /// nchan long-poll: every waiting event in one answer, one per line; cursor in `Last-Modified` +
-    /// `Etag`, sent back as `If-Modified-Since` + `If-None-Match`.
-    LongPoll,
-    /// nchan interval poll: at most one event per `200` answer, the body as published; `304` when nothing
-    /// follows the cursor. Cursor as for [`Framing::LongPoll`], moved only by a `200`.
-    IntervalPoll,
-    /// Long-poll through Pushpin to our GRIP backend: every event after the cursor in one answer, one per
-    /// line; the cursor (a log id of the backend) in the `Pushbench-Cursor` answer header, sent back as
-    /// `&after=<id>`. An answer without events (the hold timed out) is an empty poll.
-    GripLongPoll,
-}
-
-/// How to subscribe to one transport of a peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// Path of the subscribe endpoint (the query naming the topics is added per subscriber).
-    pub path: &'static str,
-    /// Headers the peer needs to serve this transport (nchan answers 403 without them).
-    pub headers: &'static [(&'static str, &'static str)],
-    /// Event framing.
-    pub framing: Framing,
-}
-
-/// What a peer does with one transport.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Offer {
-    /// Offered and driven by this profile.
-    Offered(Route),
-    /// The peer has no such transport.
-    NotOffered,
-}
-
-/// A peer's target profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    /// Which peer.
-    pub kind: PeerKind,
-    /// Per transport, in [`Transport::ALL`] order.
-    pub offers: Vec<(Transport, Offer)>,
-}
-
-impl Profile {
-    /// What the peer does with `transport`.
-    pub fn offer(&self, transport: Transport) -> &Offer {
-        self.offers
-            .iter()
-            .find(|(t, _)| *t == transport)
-            .map_or(&Offer::NotOffered, |(_, o)| o)
-    }
-
-    /// The route of `transport`, if offered and profiled.
-    pub fn route(&self, transport: Transport) -> Option<&Route> {
-        match self.offer(transport) {
-            Offer::Offered(route) => Some(route),
-            _ => None,
-        }
-    }
-
-    /// Path and query that subscribe to `topics` on `route`: nchan multiplexes channels as
-    /// `?id=a,b`; our Pushpin backend reads `?topic=a&topic=b`.
-    pub fn subscribe_path(&self, route: &Route, topics: &[String]) -> String {
-        match self.kind {
-            PeerKind::Nchan => format!("{}?id={}", route.path, topics.join(",")),
-            PeerKind::Pushpin => {
-                let query: Vec<String> = topics.iter().map(|t| format!("topic={t}")).collect();
-                format!("{}?{}", route.path, query.join("&"))
-            }
-        }
-    }
-}
-
-/// The event data for a peer: intended send time, sequence number, padding to `size` bytes.
-pub fn peer_event_data(intended_ns: u64, seq: u64, size: usize) -> String {
-    let mut data = format!("{intended_ns} {seq} ");
-    let pad = size.saturating_sub(data.len());
-    data.extend(std::iter::repeat_n('x', pad));
-    data
-}
-
-/// `(intended_ns, seq)` from a peer event's data.
-pub fn parse_peer_event(data: &[u8]) -> Option<(u64, u64)> {
-    let text = std::str::from_utf8(data).ok()?;
-    let mut fields = text.splitn(3, ' ');
-    let ns = fields.next()?.parse().ok()?;
-    let seq = fields.next()?.parse().ok()?;
-    Some((ns, seq))
-}
-
-/// Why a peer could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum PeerError {
-    /// A binary or module is missing.
-    #[error("{0} is not installed (run scripts/setup-peers)")]
-    NotInstalled(String),
-    /// Writing its config or starting a process failed.
-    #[error("cannot start {what}: {error}")]
-    Start {
-        /// What.
-        what: String,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// It did not start listening in time.
-    #[error("{0} did not start listening within {1:?} (see {2})")]
-    NotReady(String, Duration, String),
 }
 
 /// Fills `{{KEY}}` placeholders.
@@ -446,7 +297,7 @@ fn log_file(path: &Path) -> Result<std::fs::File, PeerError> {
     })
 }
 
-/// Publishes the schedule to a peer, open loop, like [`crate::publisher::publish`]: event `i` carries
+/// Publishes the schedule to a peer, open loop, like [`crate::clients::publisher::publish`]: event `i` carries
 /// sequence number `i + 1` in its data, and `(i + 1, topic)` is recorded when the peer accepts it.
 pub async fn publish(
     peer: &RunningPeer,
@@ -604,7 +455,7 @@ mod tests {
         );
         // The time stays first, so the ordinary latency reader sees it too.
         assert_eq!(
-            crate::metrics::intended_send_ns(&data),
+            crate::measure::intended_send_ns(&data),
             Some(1_763_870_000_123_456_789)
         );
         assert_eq!(parse_peer_event(b"garbage"), None);

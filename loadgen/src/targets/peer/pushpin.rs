@@ -45,40 +45,21 @@ use hyper_util::rt::TokioIo;
 use pushbench_common::Transport;
 use pushbench_common::wire::{SSE_HEARTBEAT, STREAM_HEARTBEAT};
 
+use crate::clients::dialect::{CURSOR_HEADER, Cursor, format_cursor, parse_cursor};
 use crate::util::{TempDir, free_port, guarded, wait_listening};
 
 use super::{
-    Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, fill, log_file,
-    nchan::which, whole_secs,
+    IdleSettings, PeerError, PeerKind, RunningPeer, fill, log_file, nchan::which, whole_secs,
 };
 
 /// Pushpin's config, kept in `scenarios/peers/`.
-pub const CONFIG: &str = include_str!("../../../scenarios/peers/pushpin.conf");
+pub const CONFIG: &str = include_str!("../../../../scenarios/peers/pushpin.conf");
 /// Its routes file: everything to our backend.
-pub const ROUTES: &str = include_str!("../../../scenarios/peers/pushpin.routes");
+pub const ROUTES: &str = include_str!("../../../../scenarios/peers/pushpin.routes");
 /// zurl's config.
-pub const ZURL_CONFIG: &str = include_str!("../../../scenarios/peers/zurl.conf");
+pub const ZURL_CONFIG: &str = include_str!("../../../../scenarios/peers/zurl.conf");
 
-/// Pushpin's profile.
-pub fn profile() -> Profile {
-    let route = |path, framing| {
-        Offer::Offered(Route {
-            path,
-            headers: &[],
-            framing,
-        })
-    };
-    Profile {
-        kind: PeerKind::Pushpin,
-        offers: vec![
-            (Transport::Poll, Offer::NotOffered),
-            (Transport::LongPoll, route("/lp", Framing::GripLongPoll)),
-            (Transport::Stream, route("/stream", Framing::Lines)),
-            (Transport::Sse, route("/sse", Framing::Sse)),
-            (Transport::Ws, route("/ws", Framing::WebSocket)),
-        ],
-    }
-}
+pub use crate::clients::dialect::pushpin_profile as profile;
 
 /// Whether Pushpin, condure and zurl are installed.
 pub fn installed() -> bool {
@@ -115,29 +96,6 @@ pub fn publish_longpoll_body(channel: &str, id: u64, prev_id: u64, data: &str) -
         }},
     });
     serde_json::json!({"items": [item]}).to_string()
-}
-
-/// Response header carrying a long-poll client's cursor: `<channel>=<log id>` per channel, comma-separated
-/// (an answer from the log names every channel of the request; an event Pushpin pushes names its own).
-pub const CURSOR_HEADER: &str = "Pushbench-Cursor";
-
-/// A long-poll cursor: the last log id seen per channel.
-pub type Cursor = std::collections::BTreeMap<String, u64>;
-
-/// `a=1,b=7` → the cursor (malformed parts are skipped).
-pub fn parse_cursor(text: &str) -> Cursor {
-    text.split(',')
-        .filter_map(|part| {
-            let (channel, id) = part.trim().rsplit_once('=')?;
-            Some((channel.to_owned(), id.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The cursor → `a=1,b=7`.
-pub fn format_cursor(cursor: &Cursor) -> String {
-    let parts: Vec<String> = cursor.iter().map(|(c, id)| format!("{c}={id}")).collect();
-    parts.join(",")
 }
 
 /// The GRIP backend's message log, as a real backend keeps one in its database: the publisher appends
@@ -519,6 +477,7 @@ pub fn grip_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clients::dialect::{Framing, Offer};
 
     #[test]
     fn profile_drives_every_transport_pushpin_offers() {

@@ -7,6 +7,8 @@
 //! `compare` found a regression past tolerance. Results that cannot be compared or merged (other
 //! scenario, workload or schema version) are [`EXIT_USAGE`].
 
+mod capacity;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use clap::{Parser, Subcommand};
 
 use crate::run::{RunOptions, ServerSource, default_out_dir, run};
 use crate::scenario::Scenario;
-use crate::server_proc::locate;
+use crate::targets::server_proc::locate;
 use pushbench_report::gate::compare::{Format, Gate, Tolerances};
 use pushbench_report::gate::{compare, merge, thresholds};
 use pushbench_report::render::{self as report, table::write_outcomes};
@@ -78,7 +80,7 @@ pub enum Command {
     Watchdog,
     /// Search, per transport, the most subscribers (or the highest publish rate) the server sustains with
     /// zero loss and p99 latency under --p99-ms; write OUT/capacity.json, .md, .html with the curve walked.
-    Capacity(crate::capacity::CapacityArgs),
+    Capacity(capacity::CapacityArgs),
     /// Merge results of the same scenario exactly (counters summed, histograms added, percentiles
     /// recomputed).
     Merge {
@@ -134,11 +136,11 @@ pub struct RunArgs {
     /// Measure a peer push server instead of ours, started per transport from scenarios/peers/
     /// (install with scripts/setup-peers).
     #[arg(long, value_enum, conflicts_with_all = ["target", "peers"])]
-    pub peer: Option<crate::peer::PeerKind>,
+    pub peer: Option<crate::targets::peer::PeerKind>,
     /// Run the same scenario against several servers (ours, nchan, pushpin; comma-separated) and write
     /// them side by side in OUT/peers.md, each server's own results in OUT/<server>/.
-    #[arg(long, value_delimiter = ',', value_parser = crate::peer::ServerName::parse, conflicts_with = "target")]
-    pub peers: Option<Vec<crate::peer::ServerName>>,
+    #[arg(long, value_delimiter = ',', value_parser = crate::targets::peer::ServerName::parse, conflicts_with = "target")]
+    pub peers: Option<Vec<crate::targets::peer::ServerName>>,
     /// Do not print the live progress line.
     #[arg(long, default_value_t = false)]
     pub no_progress: bool,
@@ -175,12 +177,12 @@ pub fn main() -> ExitCode {
         Command::Report { result, out } => rerender(&result, out).map_err(|e| (EXIT_RUNTIME, e)),
         Command::Compare(args) => compare_command(&args),
         Command::Merge { results, output } => merge_command(&results, &output),
-        Command::Worker => crate::worker::main().map_err(|e| (EXIT_RUNTIME, e)),
+        Command::Worker => crate::fleet::worker::main().map_err(|e| (EXIT_RUNTIME, e)),
         Command::Watchdog => {
             crate::util::serve_watchdog();
             Ok(())
         }
-        Command::Capacity(args) => crate::capacity::command(args),
+        Command::Capacity(args) => capacity::command(args),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -257,7 +259,7 @@ fn threshold_exit(result: &RunResult) -> Outcome {
 fn run_command(args: RunArgs) -> Outcome {
     let scenario = Arc::new(Scenario::load(&args.scenario).map_err(|e| (EXIT_USAGE, e.into()))?);
     if let Some(servers) = &args.peers {
-        // Several servers side by side: crate::peer::report.
+        // Several servers side by side: crate::suites::peers.
         let out_dir = args
             .out
             .clone()
@@ -265,9 +267,9 @@ fn run_command(args: RunArgs) -> Outcome {
         check_limits(
             &scenario,
             &args,
-            servers.contains(&crate::peer::ServerName::Ours),
+            servers.contains(&crate::targets::peer::ServerName::Ours),
         )?;
-        return crate::peer::report::run_peers(
+        return crate::suites::peers::run_peers(
             scenario,
             servers,
             args.server_bin.as_deref(),
@@ -332,15 +334,15 @@ fn run_command(args: RunArgs) -> Outcome {
 }
 
 /// Raises the open-file limit (a spawned server inherits it) and refuses a run that would cross a limit
-/// of this machine ([`crate::limits`]).
+/// of this machine ([`crate::machine::limits`]).
 fn check_limits(scenario: &Scenario, args: &RunArgs, spawns_ours: bool) -> Outcome {
-    let plan = crate::limits::Plan::new(
+    let plan = crate::machine::limits::Plan::new(
         scenario.subscribers,
         args.workers,
         args.cluster,
         spawns_ours,
     );
-    crate::limits::prepare(plan)
+    crate::machine::limits::prepare(plan)
         .map(|_| ())
         .map_err(|e| (EXIT_USAGE, anyhow::anyhow!("{e}")))
 }

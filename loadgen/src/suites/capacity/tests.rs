@@ -320,8 +320,9 @@ fn a_tight_log_axis_spans_just_the_values() {
 
 #[test]
 fn a_peer_transport_its_profile_does_not_drive_is_not_searched() {
-    use crate::peer::PeerKind;
     use crate::run::ServerSource;
+    use crate::targets::peer::PeerKind;
+    let not_driven = |server: &ServerSource, t| server.not_driven(t);
     let pushpin = ServerSource::Peer(PeerKind::Pushpin);
     assert_eq!(
         not_driven(&pushpin, Transport::Poll).as_deref(),

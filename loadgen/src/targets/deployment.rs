@@ -4,22 +4,27 @@
 //! A cluster is started fresh for every transport, like a single server: `redis-server` on a free
 //! loopback port with its working directory in a temporary directory (no persistence: `--save ""`,
 //! `--appendonly no`), then the nodes, each with the scenario's server options. Subscribers spread over
-//! the nodes round robin and move to the next node on every reconnect ([`crate::subscriber::Shared::nodes`]);
+//! the nodes round robin and move to the next node on every reconnect ([`crate::clients::subscriber::Shared::nodes`]);
 //! the publisher's connections spread over them too. Memory and CPU are summed over the nodes for the
 //! headline figures and kept per node ([`NodeResult`]); Redis is sampled on its own ([`BusResult`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use pushbench_common::{ProcSample, Transport};
 use tokio::process::{Child, Command};
 
+use crate::clients::dialect::{Offer, PeerKind};
+use crate::clients::publisher::{Published, Schedule};
+use crate::conn::{Endpoint, WireCounters};
 use crate::error::RunError;
-use crate::peer::{IdleSettings, RunningPeer};
 use crate::scenario::Scenario;
-use crate::server_proc::Server;
+use crate::targets::peer::{IdleSettings, RunningPeer};
+use crate::targets::server_proc::Server;
 use crate::util::{TempDir, free_port, guarded, stop_child, sum_samples, wait_listening};
 
 /// Where the server comes from.
@@ -34,8 +39,36 @@ pub enum ServerSource {
         /// Its PID, for memory and CPU samples.
         pid: Option<u32>,
     },
-    /// Start a peer (nchan, Pushpin) once per transport it offers (see [`crate::peer`]).
-    Peer(crate::peer::PeerKind),
+    /// Start a peer (nchan, Pushpin) once per transport it offers (see [`crate::targets::peer`]).
+    Peer(crate::targets::peer::PeerKind),
+}
+
+impl ServerSource {
+    /// Why this source does not run `transport` (a peer's profile does not drive it), as the reports say
+    /// it; `None` when it runs it.
+    pub fn not_driven(&self, transport: Transport) -> Option<String> {
+        let ServerSource::Peer(kind) = self else {
+            return None;
+        };
+        match kind.profile().offer(transport) {
+            Offer::Offered(_) => None,
+            Offer::NotOffered => Some(format!("not offered by {kind}")),
+        }
+    }
+
+    /// How a result names this server (`server` in `result.json`), for `cluster` nodes.
+    pub fn describe(&self, cluster: usize) -> String {
+        match self {
+            ServerSource::Spawn(path) if cluster > 1 => format!(
+                "spawned {} nodes of {} on a Redis bus",
+                cluster,
+                path.display()
+            ),
+            ServerSource::Spawn(path) => format!("spawned {}", path.display()),
+            ServerSource::Target { url, .. } => format!("target {url}"),
+            ServerSource::Peer(kind) => format!("peer {kind}"),
+        }
+    }
 }
 
 /// How long Redis may take to accept connections.
@@ -167,8 +200,52 @@ impl Deployment {
     }
 
     /// The running peer, when the server is one.
-    pub fn running_peer(&self) -> Option<&RunningPeer> {
+    fn running_peer(&self) -> Option<&RunningPeer> {
         self.nodes.first().and_then(Server::running_peer)
+    }
+
+    /// The dialect the clients speak to this target: `None` for our own protocol, else the peer's.
+    pub fn dialect(&self) -> Option<PeerKind> {
+        self.running_peer().map(|p| p.kind)
+    }
+
+    /// Whether delivered events carry the server's own accept timestamp (a peer gives none, so there is no
+    /// latency "from the server" to report).
+    pub fn stamps_events(&self) -> bool {
+        self.running_peer().is_none()
+    }
+
+    /// Waits, where the target needs it, until it counts every subscription live (a peer cannot hand a
+    /// subscriber its cursor: events published before it counts them would be lost); a note when it did
+    /// not within its settle time. Our server needs no wait: a subscriber holds its cursor.
+    pub async fn wait_subscribed(
+        &self,
+        transport: Transport,
+        expected_per_topic: &[(String, u64)],
+        settle: Duration,
+    ) -> Option<String> {
+        let peer = self.running_peer()?;
+        crate::targets::peer::wait_subscribed(peer, transport, expected_per_topic, settle).await
+    }
+
+    /// Publishes `schedule` open loop with this target's encoder: to our nodes (spread over them), or to
+    /// the peer with the sequence number its subscribers decode.
+    pub async fn publish(
+        &self,
+        transport: Transport,
+        schedule: Arc<Schedule>,
+        wire: Arc<WireCounters>,
+        sent: Arc<AtomicU64>,
+    ) -> Published {
+        match self.running_peer() {
+            Some(peer) => {
+                crate::targets::peer::publish(peer, transport, schedule, wire, sent).await
+            }
+            None => {
+                let nodes: Vec<Endpoint> = self.addrs().into_iter().map(Endpoint::new).collect();
+                crate::clients::publisher::publish(&nodes, schedule, wire, sent).await
+            }
+        }
     }
 
     /// Each node's sample.

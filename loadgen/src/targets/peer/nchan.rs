@@ -41,41 +41,16 @@ use pushbench_common::Transport;
 
 use crate::util::{TempDir, free_port, guarded, wait_listening};
 
-use super::{
-    Framing, IdleSettings, Offer, PeerError, PeerKind, Profile, Route, RunningPeer, fill, log_file,
-    whole_secs,
-};
+use super::{IdleSettings, PeerError, PeerKind, RunningPeer, fill, log_file, whole_secs};
 
 /// The nginx config, kept in `scenarios/peers/`.
-pub const CONFIG: &str = include_str!("../../../scenarios/peers/nchan.conf");
+pub const CONFIG: &str = include_str!("../../../../scenarios/peers/nchan.conf");
 /// The nchan module Debian installs.
 pub const MODULE: &str = "/usr/lib/nginx/modules/ngx_nchan_module.so";
 /// nginx workers: one per core of these 2-core machines, as in the figures of PEERS.md.
 const WORKERS: usize = 2;
 
-/// nchan's profile.
-pub fn profile() -> Profile {
-    let route = |path, headers, framing| {
-        Offer::Offered(Route {
-            path,
-            headers,
-            framing,
-        })
-    };
-    Profile {
-        kind: PeerKind::Nchan,
-        offers: vec![
-            (Transport::Poll, route("/poll", &[], Framing::IntervalPoll)),
-            (Transport::LongPoll, route("/lp", &[], Framing::LongPoll)),
-            (Transport::Stream, route("/stream", &[], Framing::Lines)),
-            (
-                Transport::Sse,
-                route("/sse", &[("accept", "text/event-stream")], Framing::Sse),
-            ),
-            (Transport::Ws, route("/ws", &[], Framing::WebSocket)),
-        ],
-    }
-}
+pub use crate::clients::dialect::nchan_profile as profile;
 
 /// Whether nginx and the nchan module are installed.
 pub fn installed() -> bool {
@@ -168,6 +143,7 @@ pub fn config(prefix: &Path, port: u16, idle: IdleSettings) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clients::dialect::Framing;
 
     #[test]
     fn every_transport_maps_to_its_nchan_subscriber() {

@@ -13,9 +13,9 @@ use std::time::Duration;
 use pushbench_common::wire::PollResponse;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::clients::stream::path_name;
+use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::{ConnError, HttpConn, body_of};
-use crate::stream::path_name;
-use crate::subscriber::{End, Subscriber};
 
 /// Runs an interval-polling subscriber until the run stops.
 pub async fn run(sub: &mut Subscriber<'_>) {

@@ -1,12 +1,12 @@
 //! Subscriber clients for the peers' framings: SSE, line streams, WebSocket, nchan's long-poll and
 //! interval poll.
 //!
-//! Each event's data is `"<intended_ns> <seq> xxx…"` ([`super::peer_event_data`]): the client hands the
+//! Each event's data is `"<intended_ns> <seq> xxx…"` ([`super::dialect::peer_event_data`]): the client hands the
 //! recorder an event whose id is `seq` and whose timestamp is the intended send time, so latency, loss,
 //! duplicates and order are accounted exactly as for our server. Streams are parsed as streams, never chunk
 //! by chunk (Pushpin splits one message across HTTP chunks under load). A subscription counts as live when
 //! the peer answered the subscribe request (headers or upgrade); for nchan the run also waits until the
-//! channels report every subscriber ([`super::wait_subscribed`]). A dropped connection reconnects, but a
+//! channels report every subscriber ([`crate::targets::peer::wait_subscribed`]). A dropped connection reconnects, but a
 //! peer cannot resume from our cursor, so what it missed counts as lost.
 
 use std::borrow::Cow;
@@ -16,10 +16,10 @@ use http_body_util::BodyExt;
 use pushbench_common::wire::{Control, Event, SseParser};
 use tokio::time::Instant;
 
-use super::{Framing, Route, parse_peer_event};
+use super::dialect::{Framing, Route, parse_peer_event};
+use crate::clients::stream::{open_stream, split_lines};
+use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::ConnError;
-use crate::stream::{open_stream, split_lines};
-use crate::subscriber::{End, Subscriber};
 
 /// Runs a subscriber against a peer's `route` until the run stops.
 pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
@@ -156,7 +156,7 @@ async fn stream_session(
 }
 
 async fn ws_session(sub: &mut Subscriber<'_>, path: &str) -> Result<End, ConnError> {
-    let Some(ws) = crate::ws::open(sub, path, "ws upgrade").await? else {
+    let Some(ws) = crate::clients::ws::open(sub, path, "ws upgrade").await? else {
         return Ok(End::Stop);
     };
     // A peer sends no `subscribed` message: the subscription counts as live once upgraded.
@@ -184,7 +184,7 @@ pub struct PollCursor {
     pub etag: Option<String>,
     /// Per channel, the last log id of our GRIP backend seen (`Pushbench-Cursor` of the answers, merged:
     /// an event Pushpin pushes names only its own channel).
-    pub grip: Option<super::pushpin::Cursor>,
+    pub grip: Option<super::dialect::Cursor>,
 }
 
 impl PollCursor {
@@ -202,9 +202,9 @@ impl PollCursor {
         if let Some(etag) = get(hyper::header::ETAG.as_str()) {
             self.etag = Some(etag);
         }
-        if let Some(text) = get(super::pushpin::CURSOR_HEADER) {
+        if let Some(text) = get(super::dialect::CURSOR_HEADER) {
             let grip = self.grip.get_or_insert_default();
-            for (channel, id) in super::pushpin::parse_cursor(&text) {
+            for (channel, id) in super::dialect::parse_cursor(&text) {
                 let seen = grip.entry(channel).or_default();
                 *seen = (*seen).max(id);
             }
@@ -216,7 +216,7 @@ impl PollCursor {
         match &self.grip {
             Some(grip) => Cow::Owned(format!(
                 "{path}&after={}",
-                super::pushpin::format_cursor(grip)
+                super::dialect::format_cursor(grip)
             )),
             None => Cow::Borrowed(path),
         }
@@ -261,7 +261,7 @@ async fn poll_loop(
     } else {
         sub.shared.scenario.longpoll_timeout + Duration::from_secs(10)
     };
-    // Interval polls tick like ours (crate::poll): phases spread over the subscribers.
+    // Interval polls tick like ours (crate::clients::poll): phases spread over the subscribers.
     let mut ticker = interval.then(|| {
         let every = sub.shared.scenario.poll_interval;
         let phase = every.mul_f64((sub.index as f64 * 0.618_033_988_749_895).fract());

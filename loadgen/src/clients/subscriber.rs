@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{ConnError, Counted, Endpoint, HttpConn, WireCounters, connect};
-use crate::metrics::{Recorder, RunMeters, SubscriberLog};
+use crate::measure::{Recorder, RunMeters, SubscriberLog};
 use crate::scenario::Scenario;
 use tokio::net::TcpStream;
 
@@ -45,7 +45,7 @@ pub struct Shared {
     /// Logs handed back by finished subscribers (pushed once per subscriber; no `.await` under the lock).
     pub logs: Mutex<Vec<SubscriberLog>>,
     /// The peer's profile when the server is a peer (nchan, Pushpin): its clients replace ours.
-    pub peer: Option<Arc<crate::peer::Profile>>,
+    pub peer: Option<Arc<super::dialect::Profile>>,
 }
 
 /// Why a connection's read loop ended without an error.
@@ -125,32 +125,14 @@ impl<'a> Subscriber<'a> {
         }
     }
 
-    /// Runs the subscriber for its transport until the run stops, then hands its log back.
-    pub async fn run(mut self) {
-        // Peers (nchan, Pushpin) speak their own framings: see crate::peer::client.
-        let peer_route =
-            (self.shared.peer.as_ref()).and_then(|p| p.route(self.shared.transport).cloned());
-        if let Some(route) = peer_route {
-            crate::peer::client::run(&mut self, &route).await;
-        } else {
-            self.run_ours().await;
-        }
+    /// Hands the subscriber's log back to the run, once its client returned.
+    pub fn finish(self) {
         let log = self.rec.finish(&self.shared.meters);
         self.shared
             .logs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(log);
-    }
-
-    async fn run_ours(&mut self) {
-        match self.shared.transport {
-            Transport::Poll => crate::poll::run(self).await,
-            Transport::LongPoll => crate::longpoll::run(self).await,
-            Transport::Stream => crate::stream::run(self).await,
-            Transport::Sse => crate::sse::run(self).await,
-            Transport::Ws => crate::ws::run(self).await,
-        }
     }
 
     /// Where the next connection goes (see [`Shared::nodes`]).

@@ -12,8 +12,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::{ConnError, HttpConn, expect_success};
-use crate::subscriber::{End, Subscriber};
 
 /// Longest message line accepted before the connection is treated as broken (bounds memory per
 /// subscriber).

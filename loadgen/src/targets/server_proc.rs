@@ -20,38 +20,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::conn::{Endpoint, HttpConn, WireCounters, body_of};
-use crate::util::{count_fds, guarded, stop_child};
+use crate::util::{beside_this_executable, count_fds, guarded, stop_child};
 
-/// Name of the server binary.
-pub const SERVER_BIN: &str = "pushbench-server";
+pub use crate::error::{SERVER_BIN, ServerError};
 /// What the server prints on stdout once it listens.
 const READY_PREFIX: &str = "pushbench-server listening on http://";
 /// How long the server may take to print its address.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Why the server could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// No server binary was found.
-    #[error(
-        "cannot find {SERVER_BIN}: looked at {0}; build it (`cargo build --release`) or pass --server-bin"
-    )]
-    NotFound(String),
-    /// Spawning failed.
-    #[error("cannot start {path}: {error}")]
-    Spawn {
-        /// The binary.
-        path: String,
-        /// The I/O error.
-        error: std::io::Error,
-    },
-    /// The server did not print its address.
-    #[error("{0} did not report its listening address: {1}")]
-    NotReady(String, String),
-    /// `--target` is not a usable `http://host:port` URL.
-    #[error("--target {0:?}: {1}")]
-    BadTarget(String, String),
-}
 
 /// Finds the server binary: `explicit` (from `--server-bin` or the environment) if given, else next to the
 /// current executable or its parent directory.
@@ -63,7 +38,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ServerError> {
             Err(ServerError::NotFound(path.display().to_string()))
         };
     }
-    crate::util::beside_this_executable(SERVER_BIN).map_err(ServerError::NotFound)
+    beside_this_executable(SERVER_BIN).map_err(ServerError::NotFound)
 }
 
 /// A server the load generator talks to.
@@ -76,7 +51,7 @@ pub struct Server {
     /// The child process, when we spawned it.
     child: Option<Child>,
     /// A peer (nchan, Pushpin) we started: sampled and stopped as a whole process tree.
-    peer: Option<crate::peer::RunningPeer>,
+    peer: Option<crate::targets::peer::RunningPeer>,
 }
 
 impl Server {
@@ -167,7 +142,7 @@ impl Server {
     }
 
     /// A peer we started: subscribers connect to its address; all its processes are sampled.
-    pub fn peer(peer: crate::peer::RunningPeer) -> Self {
+    pub fn peer(peer: crate::targets::peer::RunningPeer) -> Self {
         Self {
             addr: peer.addr,
             pid: None,
@@ -177,7 +152,7 @@ impl Server {
     }
 
     /// The running peer, when the server is one.
-    pub fn running_peer(&self) -> Option<&crate::peer::RunningPeer> {
+    pub fn running_peer(&self) -> Option<&crate::targets::peer::RunningPeer> {
         self.peer.as_ref()
     }
 

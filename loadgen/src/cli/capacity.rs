@@ -4,10 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::{DEFAULT_MAX_RATE, DEFAULT_MAX_SUBSCRIBERS, Params, Spec, Vary};
 use crate::cli::{EXIT_RUNTIME, EXIT_USAGE};
 use crate::run::{RunOptions, ServerSource};
 use crate::scenario::Scenario;
+use crate::suites::capacity::{
+    Capacity, DEFAULT_MAX_RATE, DEFAULT_MAX_SUBSCRIBERS, Params, Spec, Vary, validate,
+};
 
 /// Options of `pushbench capacity`.
 #[derive(Debug, clap::Args)]
@@ -53,7 +55,7 @@ pub struct CapacityArgs {
     /// Search the capacity of a peer push server instead of ours (started per step from
     /// scenarios/peers/); transports it does not drive are reported as not offered.
     #[arg(long, value_enum, conflicts_with = "server_bin")]
-    pub peer: Option<crate::peer::PeerKind>,
+    pub peer: Option<crate::targets::peer::PeerKind>,
     /// Load-generator processes holding each step's subscribers, as `run --workers` (past ~19,700
     /// subscribers a single process runs out of open files).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -68,7 +70,7 @@ pub struct CapacityArgs {
 
 /// Runs `pushbench capacity`; errors carry their exit code ([`EXIT_USAGE`] for the command line or the
 /// scenario, [`EXIT_RUNTIME`] for the run).
-pub fn command(args: CapacityArgs) -> Result<(), (u8, anyhow::Error)> {
+pub(super) fn command(args: CapacityArgs) -> Result<(), (u8, anyhow::Error)> {
     let usage = |e: anyhow::Error| (EXIT_USAGE, e);
     let text = std::fs::read_to_string(&args.scenario)
         .with_context(|| format!("cannot read scenario {}", args.scenario.display()))
@@ -107,8 +109,9 @@ pub fn command(args: CapacityArgs) -> Result<(), (u8, anyhow::Error)> {
         Vary::Rate => scenario.subscribers,
     };
     // The largest step must fit this machine's limits (open files, ports, memory), like any run.
-    let plan = crate::limits::Plan::new(largest, args.workers, args.cluster, args.peer.is_none());
-    let open_files = crate::limits::prepare(plan)
+    let plan =
+        crate::machine::limits::Plan::new(largest, args.workers, args.cluster, args.peer.is_none());
+    let open_files = crate::machine::limits::prepare(plan)
         .map_err(|e| usage(anyhow::anyhow!("--max {}: {e}", params.max)))?;
     let spec = Spec {
         table,
@@ -118,11 +121,11 @@ pub fn command(args: CapacityArgs) -> Result<(), (u8, anyhow::Error)> {
         params,
         open_files,
     };
-    super::validate(&spec).map_err(|e| usage(e.into()))?;
+    validate(&spec).map_err(|e| usage(e.into()))?;
     let server = match args.peer {
         Some(kind) => ServerSource::Peer(kind),
         None => ServerSource::Spawn(
-            crate::server_proc::locate(args.server_bin.as_deref())
+            crate::targets::server_proc::locate(args.server_bin.as_deref())
                 .map_err(|e| (EXIT_RUNTIME, e.into()))?,
         ),
     };
@@ -140,11 +143,11 @@ pub fn command(args: CapacityArgs) -> Result<(), (u8, anyhow::Error)> {
         workers: args.workers as usize,
         cluster: args.cluster as usize,
     };
-    let runtime = || -> anyhow::Result<super::Capacity> {
+    let runtime = || -> anyhow::Result<Capacity> {
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
         let rt = crate::util::runtime()?;
-        Ok(rt.block_on(super::run(&spec, &options))?)
+        Ok(rt.block_on(crate::suites::capacity::run(&spec, &options))?)
     };
     let capacity = runtime().map_err(|e| (EXIT_RUNTIME, e))?;
     println!();

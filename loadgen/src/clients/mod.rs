@@ -1,0 +1,38 @@
+//! The clients: one subscriber's life ([`subscriber`]) over each transport of our server ([`poll`],
+//! [`longpoll`], [`stream`], [`sse`], [`ws`]) or in a peer's dialect ([`dialect`], [`peer`]), and the
+//! open-loop [`publisher`].
+//!
+//! May import: `measure`, `conn`, `scenario`, `machine`, `util` (and the result crate); never a target,
+//! the fleet or a run.
+
+pub mod dialect;
+pub mod longpoll;
+pub mod peer;
+pub mod poll;
+pub mod publisher;
+pub mod sse;
+pub mod stream;
+pub mod subscriber;
+pub mod ws;
+
+use pushbench_common::Transport;
+
+use subscriber::Subscriber;
+
+/// Runs `sub` with the client of its transport (or of its peer's dialect: peers such as nchan and
+/// Pushpin speak their own framings, see [`peer`]) until the run stops, then hands its log back.
+pub async fn run(mut sub: Subscriber<'_>) {
+    let peer_route =
+        (sub.shared.peer.as_ref()).and_then(|p| p.route(sub.shared.transport).cloned());
+    match peer_route {
+        Some(route) => peer::run(&mut sub, &route).await,
+        None => match sub.shared.transport {
+            Transport::Poll => poll::run(&mut sub).await,
+            Transport::LongPoll => longpoll::run(&mut sub).await,
+            Transport::Stream => stream::run(&mut sub).await,
+            Transport::Sse => sse::run(&mut sub).await,
+            Transport::Ws => ws::run(&mut sub).await,
+        },
+    }
+    sub.finish();
+}

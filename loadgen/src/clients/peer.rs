@@ -6,7 +6,7 @@
 //! duplicates and order are accounted exactly as for our server. Streams are parsed as streams, never chunk
 //! by chunk (Pushpin splits one message across HTTP chunks under load). A subscription counts as live when
 //! the peer answered the subscribe request (headers or upgrade); for nchan the run also waits until the
-//! channels report every subscriber ([`crate::targets::peer::wait_subscribed`]). A dropped connection reconnects, but a
+//! channels report every subscriber (`targets::peer::wait_subscribed`). A dropped connection reconnects, but a
 //! peer cannot resume from our cursor, so what it missed counts as lost.
 
 use std::borrow::Cow;

@@ -1,5 +1,5 @@
 //! The subscribers of one transport run, held in this process ([`Local`]) or spread over worker
-//! processes ([`crate::fleet::worker::Workers`], `--workers N`), driven the same way by [`crate::run`].
+//! processes ([`crate::fleet::worker::Workers`], `--workers N`), driven the same way by `run`.
 //!
 //! A fleet launches its subscribers (goose users) as soon as it starts, shows live counts, learns when
 //! the measured window starts and when draining begins, and on `finish` accounts every subscriber

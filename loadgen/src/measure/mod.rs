@@ -2,7 +2,7 @@
 //!
 //! Three kinds of measurement, each kept where it is cheapest:
 //! - **Latency** of every delivered event, in µs, against the server's `ts` and against the publisher's
-//!   *intended* send time (embedded in the event's data; see [`crate::clients::publisher`]). Each subscriber fills a
+//!   *intended* send time (embedded in the event's data; see `clients::publisher`). Each subscriber fills a
 //!   small [`LatencyBatch`] and merges it into the run's shared [`Histograms`] when full, so the shared lock
 //!   is taken once per [`BATCH`] events, never per event, and 20,000 subscribers do not each carry a
 //!   histogram.

@@ -1,5 +1,5 @@
 //! The figures of a transport that are derived from its raw tallies, computed in this one place for a
-//! measured run (the load generator) and for several runs merged into one ([`crate::gate::merge`]).
+//! measured run (the load generator) and for several runs merged into one (`gate::merge`).
 
 use super::TransportResult;
 

@@ -240,7 +240,7 @@ enum Kind {
     },
 }
 
-/// Whether `head` parses into a subscription served here (see [`crate::fuzzing`]).
+/// Whether `head` parses into a subscription served here (for the fuzz targets).
 pub(super) fn parses_as_subscription(state: &AppState, head: &[u8]) -> bool {
     Subscription::parse(state, head).is_some()
 }

@@ -55,12 +55,12 @@ fn head_lines(content_type: &str, fields: Fields) -> String {
     lines
 }
 
-/// For [`crate::fuzzing`]: whether the direct path would serve `head` itself.
+/// For the fuzz targets (`fuzzing`): whether the direct path would serve `head` itself.
 pub(crate) fn parse_direct_subscription(state: &AppState, head: &[u8]) -> bool {
     direct::parses_as_subscription(state, head)
 }
 
-/// For [`crate::fuzzing`]: whether `query` parses without and with `timeout_ms` allowed.
+/// For the fuzz targets (`fuzzing`): whether `query` parses without and with `timeout_ms` allowed.
 pub(crate) fn parse_subscribe_query(query: &str) -> (bool, bool) {
     (
         SubscribeQuery::parse(Some(query), false).is_ok(),

@@ -19,9 +19,11 @@
 //!              the publisher
 //!   measure    recorders, accounting, the lag probe        may import conn and below
 //!   conn       connections counted at the socket; HTTP/1   may import machine and below
-//!   network    emulated network: namespaces, TUN link      may import util
-//!   scenario · machine · error · util                      bottom: import nothing of the crate
-//!   (scenario imports the result crate's thresholds)
+//!   scenario   scenario TOML, raw → validated              may import network's conditions
+//!   network    emulated network: presets, namespaces,      may import util
+//!              the TUN link, where each side stands
+//!   machine · error · util                                 bottom: import nothing of the crate
+//!   (scenario imports the result crate's thresholds, network its network result)
 //! ```
 //! The result side (`result.json` and its schema, the reports, thresholds, compare, merge) is the crate
 //! `pushbench_report`, below all of these and needing nothing of them.
@@ -41,8 +43,9 @@
 //! - [`conn`]: connections counted at the socket; HTTP/1 over them.
 //! - [`machine`]: open files, ports and memory a run needs, checked before it starts; kernel memory of TCP
 //!   sockets, the third share of a connection's memory.
-//! - [`network`]: network conditions and their presets, and the packet-level emulator that applies them
-//!   between two namespaces of the run's own (not yet used by runs).
+//! - [`network`]: network conditions and their presets (`[network]`, `--network`), and the packet-level
+//!   emulator that applies them between two namespaces of the run's own: the run, its servers and the
+//!   publisher on one side, the subscribers (worker processes) on the other.
 //! - [`error`]: why a run failed; [`util`]: processes, ports, temporary directories, the runtime, and
 //!   the watchdog that stops a run's children when it dies.
 

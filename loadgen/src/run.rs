@@ -28,6 +28,7 @@ use crate::conn::WireCounters;
 use crate::fleet::{Fleet, FleetSpec, LiveCounts};
 use crate::machine::sockmem::KernelSockets;
 use crate::measure::{Percentiles, PublishedLog, new_histogram, spawn_lag_probe, unix_ns};
+use crate::network::placement::Emulated;
 use crate::scenario::Scenario;
 use crate::targets::deployment::Deployment;
 use crate::util::{fds_of, sample_processes, sum_samples};
@@ -54,6 +55,8 @@ pub struct RunOptions {
     /// Server nodes on a Redis bus (spawned servers only): 1 = a single server
     /// ([`crate::targets::deployment`]).
     pub cluster: usize,
+    /// The emulated network, entered by this process before its runtime was built; `None` on loopback.
+    pub network: Option<Arc<Emulated>>,
 }
 
 /// Share of the available CPU above which a run counts as saturated.
@@ -99,6 +102,8 @@ async fn run_all(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
         warnings.extend(warnings_for(&result));
         transports.push(result);
     }
+    let network = options.network.as_ref().map(|n| Box::new(n.result()));
+    warnings.extend(network.as_ref().and_then(|n| n.rtt_warning()));
     Ok(RunResult {
         schema_version: SCHEMA_VERSION,
         tool: concat!("pushbench ", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -110,7 +115,18 @@ async fn run_all(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
         runs: 1,
         transports,
         warnings,
+        network,
     })
+}
+
+/// Where spawned servers listen: loopback, or the server side's address of the emulated network.
+fn listen_host(options: &RunOptions) -> std::net::IpAddr {
+    options
+        .network
+        .as_ref()
+        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |n| {
+            n.server_host()
+        })
 }
 
 fn cpus() -> usize {
@@ -201,6 +217,7 @@ async fn run_transport(
         transport,
         options.cluster,
         &options.out_dir,
+        listen_host(options),
     )
     .await?;
     let result = measure(scenario, transport, &deployment, options).await;
@@ -221,6 +238,7 @@ async fn measure(
         transport,
         nodes: addrs,
         dialect: servers.dialect(),
+        subscriber_side: options.network.as_ref().map(|n| n.subscriber_side()),
     };
     let server_before = servers.node_samples();
     let kernel_before = KernelSockets::read();

@@ -20,6 +20,7 @@ use std::time::Duration;
 use pushbench_common::{Topic, Transport};
 use serde::{Deserialize, Serialize};
 
+use crate::network::{NetworkSpec, Overrides};
 use pushbench_report::gate::thresholds::{ThresholdError, Thresholds};
 
 /// A scenario exactly as written in the TOML file; only syntax and types are checked here.
@@ -65,6 +66,9 @@ pub struct RawScenario {
     /// Options passed to each spawned server.
     #[serde(default)]
     pub server: RawServer,
+    /// Network conditions between the subscribers and the server; loopback when absent.
+    #[serde(default)]
+    pub network: RawNetwork,
     /// Pass/fail thresholds, checked by [`Thresholds::from_table`].
     #[serde(default)]
     pub thresholds: toml::Table,
@@ -171,6 +175,43 @@ pub struct RawServer {
     /// `--write-interval-ms`: write pacing (0 to 1000; the server checks the range).
     #[serde(default)]
     pub write_interval_ms: Option<u64>,
+}
+
+/// `[network]` as written: a preset and/or the fields that override it ([`NetworkSpec::resolve`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    /// A preset's name (`pushbench run --help` lists them).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Round trip added, ms, split over both directions.
+    #[serde(default)]
+    pub rtt_ms: Option<f64>,
+    /// Delay variation each way, ms.
+    #[serde(default)]
+    pub jitter_ms: Option<f64>,
+    /// Packets lost per direction, percent.
+    #[serde(default)]
+    pub loss_pct: Option<f64>,
+    /// Server to subscribers, kbit/s; 0 = unlimited.
+    #[serde(default)]
+    pub down_kbit: Option<u64>,
+    /// Subscribers to server, kbit/s; 0 = unlimited.
+    #[serde(default)]
+    pub up_kbit: Option<u64>,
+}
+
+impl RawNetwork {
+    /// The fields as overrides of a preset.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            rtt_ms: self.rtt_ms,
+            jitter_ms: self.jitter_ms,
+            loss_pct: self.loss_pct,
+            down_kbit: self.down_kbit,
+            up_kbit: self.up_kbit,
+        }
+    }
 }
 
 /// Who receives which events.
@@ -291,6 +332,10 @@ pub struct Scenario {
     pub churn: Option<Churn>,
     /// Options of each spawned server.
     pub server: ServerOptions,
+    /// The network between the subscribers and the server. Left out of results on loopback, so that
+    /// results recorded before it existed still compare as runs of the same scenario.
+    #[serde(default, skip_serializing_if = "NetworkSpec::is_loopback")]
+    pub network: NetworkSpec,
     /// Pass/fail conditions `pushbench run` checks (not part of the workload).
     #[serde(skip_serializing_if = "Thresholds::is_empty", skip_deserializing)]
     pub thresholds: Thresholds,
@@ -518,6 +563,8 @@ impl Scenario {
                 max_connections: raw.server.max_connections,
                 write_interval_ms: raw.server.write_interval_ms,
             },
+            network: NetworkSpec::resolve(raw.network.profile.as_deref(), raw.network.overrides())
+                .map_err(|reason| invalid("network", reason))?,
             thresholds: Thresholds::from_table(&raw.thresholds)?,
         })
     }
@@ -686,6 +733,43 @@ mod tests {
         let json = serde_json::to_string(&scenario).unwrap();
         let back: Scenario = serde_json::from_str(&json).unwrap();
         assert_eq!(back, scenario);
+    }
+
+    #[test]
+    fn a_network_section_names_a_preset_overrides_it_and_reads_back() {
+        let mut scenario = Scenario::parse(
+            &format!("{GOOD}\n[network]\nprofile = \"4g\"\nrtt_ms = 100\n"),
+            "t",
+        )
+        .unwrap();
+        let c = scenario.network.conditions.unwrap();
+        assert_eq!(
+            (
+                scenario.network.profile.as_str(),
+                c.rtt.as_millis(),
+                c.loss_pct
+            ),
+            ("4g", 100, 0.5)
+        );
+        scenario.thresholds = Thresholds::default();
+        let json = serde_json::to_value(&scenario).unwrap();
+        assert_eq!(json["network"]["rtt_ms"], 100.0);
+        assert_eq!(serde_json::from_value::<Scenario>(json).unwrap(), scenario);
+
+        let loopback = Scenario::parse(GOOD, "t").unwrap();
+        assert!(loopback.network.is_loopback());
+        assert!(
+            serde_json::to_value(&loopback)
+                .unwrap()
+                .get("network")
+                .is_none(),
+            "a loopback scenario serializes as before the section existed"
+        );
+        assert!(
+            refused("[network]\nprofile = \"5g\"").contains("`network`: unknown network \"5g\"")
+        );
+        assert!(refused("[network]\nloss_pct = 120").contains("loss_pct"));
+        assert!(refused("[network]\nlatency = 3").contains("unknown field"));
     }
 
     const GOOD: &str = r#"

@@ -37,6 +37,7 @@ fn run_spread(toml: &str, workers: usize, cluster: usize) -> (RunResult, PathBuf
         progress: false,
         workers,
         cluster,
+        network: None,
     };
     let _lock = support::one_run_at_a_time();
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -46,6 +46,7 @@ fn run_peer_with(kind: PeerKind, toml: &str) -> pushbench_report::result::RunRes
         progress: false,
         workers: 1,
         cluster: 1,
+        network: None,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt
@@ -193,6 +194,7 @@ fn no_peer_process_outlives_its_run() {
         progress: false,
         workers: 2,
         cluster: 1,
+        network: None,
     };
     rt.block_on(run(Arc::new(scenario), &options)).unwrap();
     drop(rt);

@@ -142,6 +142,7 @@ pub(super) fn command(args: CapacityArgs) -> Result<(), (u8, anyhow::Error)> {
         progress: !args.no_progress,
         workers: args.workers as usize,
         cluster: args.cluster as usize,
+        network: None,
     };
     let runtime = || -> anyhow::Result<Capacity> {
         std::fs::create_dir_all(&out_dir)

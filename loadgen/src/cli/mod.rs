@@ -16,6 +16,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::network::placement::Emulated;
+use crate::network::{NetworkSpec, Overrides};
 use crate::run::{RunOptions, ServerSource, default_out_dir, run};
 use crate::scenario::Scenario;
 use crate::targets::server_proc::locate;
@@ -159,6 +161,18 @@ pub struct RunArgs {
     /// merge with each metric's median and range over the runs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: u32,
+    /// Network between the subscribers and the server, replacing the scenario's `[network]`: a preset,
+    /// emulated per packet between two network namespaces of the run's own (needs root; `loopback`,
+    /// the default when the scenario has no `[network]`, needs nothing). Presets:
+    /// loopback (no emulation); lan (1 ms RTT, 1 Gbit/s); wifi (20 ms ± 5, 0.1 % loss, 50/20 Mbit/s);
+    /// 4g (60 ms ± 10, 0.5 % loss, 20/5 Mbit/s); 3g (150 ms ± 20, 1 % loss, 2/0.5 Mbit/s);
+    /// lossy (30 ms ± 10, 2 % loss, 20/10 Mbit/s); intercontinental (250 ms ± 5, 0.1 % loss, 100 Mbit/s).
+    #[arg(long, value_name = "PRESET", value_parser = network_preset)]
+    pub network: Option<NetworkSpec>,
+}
+
+fn network_preset(name: &str) -> Result<NetworkSpec, String> {
+    NetworkSpec::resolve(Some(name), Overrides::default())
 }
 
 /// Parses the command line, runs, and maps the outcome to an exit code.
@@ -257,7 +271,20 @@ fn threshold_exit(result: &RunResult) -> Outcome {
 }
 
 fn run_command(args: RunArgs) -> Outcome {
-    let scenario = Arc::new(Scenario::load(&args.scenario).map_err(|e| (EXIT_USAGE, e.into()))?);
+    let mut scenario = Scenario::load(&args.scenario).map_err(|e| (EXIT_USAGE, e.into()))?;
+    if let Some(network) = args.network.clone() {
+        scenario.network = network;
+    }
+    let scenario = Arc::new(scenario);
+    if !scenario.network.is_loopback() && (args.peers.is_some() || args.peer.is_some()) {
+        return Err((
+            EXIT_USAGE,
+            anyhow::anyhow!(
+                "peers under an emulated network are not supported yet (network {}); run them on loopback",
+                scenario.network.profile
+            ),
+        ));
+    }
     if let Some(servers) = &args.peers {
         // Several servers side by side: crate::suites::peers.
         let out_dir = args
@@ -292,9 +319,11 @@ fn run_command(args: RunArgs) -> Outcome {
     };
     check_limits(&scenario, &args, matches!(server, ServerSource::Spawn(_)))?;
     let out_dir = args.out.unwrap_or_else(|| default_out_dir(&scenario));
+    let network = emulate(&scenario.network, args.workers as usize)?;
     let runtime = || -> anyhow::Result<RunResult> {
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
+        // Built after `emulate`: its threads stand where this one does.
         let rt = crate::util::runtime()?;
         let mut runs = Vec::new();
         for i in 1..=args.repeat {
@@ -312,6 +341,7 @@ fn run_command(args: RunArgs) -> Outcome {
                 progress: !args.no_progress,
                 workers: args.workers as usize,
                 cluster: args.cluster as usize,
+                network: network.clone(),
             };
             let result = rt.block_on(run(scenario.clone(), &options))?;
             if args.repeat > 1 {
@@ -331,6 +361,37 @@ fn run_command(args: RunArgs) -> Outcome {
     };
     let result = runtime().map_err(|e| (EXIT_RUNTIME, e))?;
     threshold_exit(&result)
+}
+
+/// Sets up the emulated network `spec` asks for (none on loopback) with a subscriber-side address per
+/// worker, and moves this thread to its server side: call it before building the runtime.
+fn emulate(
+    spec: &NetworkSpec,
+    workers: usize,
+) -> Result<Option<Arc<Emulated>>, (u8, anyhow::Error)> {
+    if spec.is_loopback() {
+        return Ok(None);
+    }
+    let network = Emulated::start(spec, workers.max(1)).map_err(|e| {
+        let code = match &e {
+            crate::network::placement::PlacementError::Link(
+                crate::network::emulator::EmulatorError::Namespace(
+                    crate::network::namespace::NamespaceError::NotPermitted(_),
+                ),
+            ) => EXIT_USAGE,
+            _ => EXIT_RUNTIME,
+        };
+        (
+            code,
+            anyhow::Error::new(e).context(format!("cannot emulate network {}", spec.profile)),
+        )
+    })?;
+    let measured = network.result();
+    eprintln!(
+        "pushbench: network {}: asked RTT {} ms, measured {:.1} ms",
+        spec.profile, measured.asked.rtt_ms, measured.measured_rtt_ms
+    );
+    Ok(Some(Arc::new(network)))
 }
 
 /// Raises the open-file limit (a spawned server inherits it) and refuses a run that would cross a limit

@@ -27,6 +27,7 @@ use crate::conn::{Endpoint, WireCounters};
 use crate::error::RunError;
 use crate::fleet::worker::Workers;
 use crate::measure::{Completeness, Histograms, PublishedLog, SubscriberCounters, account, lock};
+use crate::network::placement::SubscriberSide;
 use crate::scenario::Scenario;
 use crate::util::sample_processes;
 use pushbench_common::ProcSample;
@@ -43,6 +44,9 @@ pub struct FleetSpec {
     pub nodes: Vec<SocketAddr>,
     /// The dialect the clients speak: `None` for our own protocol, else the peer's.
     pub dialect: Option<PeerKind>,
+    /// The emulated network's subscriber side, where the subscribers must stand (always in worker
+    /// processes, since this process stands on the server side); `None` on loopback.
+    pub subscriber_side: Option<SubscriberSide>,
 }
 
 /// What a set of subscribers measured, summable over sets.
@@ -96,20 +100,20 @@ pub enum Fleet {
 }
 
 impl Fleet {
-    /// Starts launching every subscriber of `spec`: here when `workers` ≤ 1, else over that many worker
-    /// processes. Returns the fleet and the load generator's resources (this process and its workers)
+    /// Starts launching every subscriber of `spec`: here when `workers` ≤ 1 on loopback, else over that
+    /// many worker processes (at least one on an emulated network). Returns the fleet and the load generator's resources (this process and its workers)
     /// sampled just before the launch: the baseline of its memory per subscriber.
     pub async fn start(
         spec: &FleetSpec,
         workers: usize,
         log_dir: &std::path::Path,
     ) -> Result<(Self, Option<ProcSample>), RunError> {
-        if workers <= 1 {
+        if workers <= 1 && spec.subscriber_side.is_none() {
             let before = sample_processes(&[std::process::id()]);
             let all = 0..spec.scenario.subscribers;
             return Ok((Self::Local(Local::start(spec, all, None)?), before));
         }
-        let mut fleet = Workers::spawn(spec, workers, log_dir).await?;
+        let mut fleet = Workers::spawn(spec, workers.max(1), log_dir).await?;
         let mut pids = vec![std::process::id()];
         pids.extend(fleet.pids());
         let before = sample_processes(&pids);

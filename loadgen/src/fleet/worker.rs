@@ -40,6 +40,7 @@ use crate::error::RunError;
 use crate::fleet::{FleetSpec, LiveCounts, Local, Tally};
 use crate::measure::spawn_lag_probe;
 use crate::measure::{Completeness, Histograms, SubscriberCounters};
+use crate::network::namespace::command_inside;
 use crate::scenario::Scenario;
 use crate::util::guarded;
 use pushbench_report::result::{GooseRow, decode_histogram, encode_histogram};
@@ -229,11 +230,12 @@ impl Workers {
         let mut procs = Vec::with_capacity(workers);
         for i in 0..workers {
             let range = share(n, workers as u64, i as u64);
-            let source = source_address(i).ok_or_else(|| {
-                RunError::Worker(
-                    i,
-                    "no loopback source address left (at most 253 workers)".into(),
-                )
+            let source = match &spec.subscriber_side {
+                Some(side) => side.sources.get(i).copied(),
+                None => source_address(i),
+            }
+            .ok_or_else(|| {
+                RunError::Worker(i, "no source address left (at most 253 workers)".into())
             })?;
             let worker_spec = WorkerSpec {
                 scenario: (*spec.scenario).clone(),
@@ -244,7 +246,8 @@ impl Workers {
                 end: range.end,
                 source: Some(source),
             };
-            procs.push(WorkerProc::spawn(&bin, i, &worker_spec, log_dir).await?);
+            let namespace = spec.subscriber_side.as_ref().map(|s| s.namespace.as_str());
+            procs.push(WorkerProc::spawn(&bin, i, &worker_spec, namespace, log_dir).await?);
         }
         Ok(Self { procs })
     }
@@ -337,21 +340,25 @@ impl WorkerProc {
         bin: &Path,
         index: usize,
         spec: &WorkerSpec,
+        namespace: Option<&str>,
         log_dir: &Path,
     ) -> Result<Self, RunError> {
         let failed = |reason: String| RunError::Worker(index, reason);
         let log_path = log_dir.join(format!("worker-{}-{index}.log", spec.transport));
         let log = std::fs::File::create(&log_path)
             .map_err(|e| failed(format!("cannot create {}: {e}", log_path.display())))?;
-        let mut child = Process::new(bin)
-            .arg("worker")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .map(guarded)
-            .map_err(|e| failed(format!("cannot start {}: {e}", bin.display())))?;
+        let mut child = match namespace {
+            Some(name) => command_inside(name, bin),
+            None => Process::new(bin),
+        }
+        .arg("worker")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .map(guarded)
+        .map_err(|e| failed(format!("cannot start {}: {e}", bin.display())))?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut line = serde_json::to_vec(spec).expect("a spec serializes");
@@ -469,6 +476,8 @@ async fn serve() -> anyhow::Result<()> {
         transport: spec.transport,
         nodes: spec.nodes,
         dialect: spec.dialect,
+        // This process was started inside the subscriber side already.
+        subscriber_side: None,
     };
     report(&Report::Ready)?;
     let command = |line: String| -> anyhow::Result<Command> {

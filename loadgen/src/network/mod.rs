@@ -13,21 +13,27 @@
 //! # Layout
 //! - this module: the conditions, their presets and their validation;
 //! - [`namespace`]: creating, entering and removing the namespaces;
-//! - [`emulator`]: the TUN devices and the per-packet forwarder.
+//! - [`emulator`]: the TUN devices and the per-packet forwarder;
+//! - [`placement`]: a command's emulated network: which side the run, the server and the subscribers
+//!   stand on, and the round trip measured.
 
 pub mod emulator;
 pub mod namespace;
+pub mod placement;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Conditions of the path between the subscribers and the server.
+/// Conditions of the path between the subscribers and the server, in the scenario's units when
+/// serialized (`rtt_ms`, `jitter_ms`, `loss_pct`, `down_kbit`, `up_kbit`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Conditions {
     /// Round trip added, split evenly over both directions.
+    #[serde(rename = "rtt_ms", with = "millis")]
     pub rtt: Duration,
     /// Each packet's delay varies uniformly by up to this much either way (packets keep their order).
+    #[serde(rename = "jitter_ms", with = "millis")]
     pub jitter: Duration,
     /// Share of packets dropped in each direction, 0 to 100.
     pub loss_pct: f64,
@@ -35,6 +41,117 @@ pub struct Conditions {
     pub down_kbit: u64,
     /// Subscribers to server, kbit/s; 0 = unlimited.
     pub up_kbit: u64,
+}
+
+/// The network a run asks for: a preset's name (or `custom`) and its conditions, `None` on loopback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// The preset it started from, or `custom` when only fields were given.
+    pub profile: String,
+    /// What is emulated; `None`: nothing (loopback).
+    #[serde(flatten)]
+    pub conditions: Option<Conditions>,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        Self {
+            profile: "loopback".into(),
+            conditions: None,
+        }
+    }
+}
+
+/// Fields given beside (or instead of) a preset; each overrides the preset's.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Overrides {
+    /// `rtt_ms`.
+    pub rtt_ms: Option<f64>,
+    /// `jitter_ms`.
+    pub jitter_ms: Option<f64>,
+    /// `loss_pct`.
+    pub loss_pct: Option<f64>,
+    /// `down_kbit`.
+    pub down_kbit: Option<u64>,
+    /// `up_kbit`.
+    pub up_kbit: Option<u64>,
+}
+
+impl NetworkSpec {
+    /// `profile` (a preset name; none: `custom` when fields are given, else loopback) with `overrides`
+    /// applied and the result validated.
+    pub fn resolve(profile: Option<&str>, overrides: Overrides) -> Result<Self, String> {
+        let any_field = overrides != Overrides::default();
+        let (name, base) = match profile {
+            Some(name) => {
+                let p = preset(name)?;
+                if p.conditions.is_none() && any_field {
+                    return Err(format!(
+                        "profile {name:?} emulates nothing, so it takes no fields; name another preset, or give the fields alone for a custom network"
+                    ));
+                }
+                (p.name.to_owned(), p.conditions)
+            }
+            None if any_field => ("custom".to_owned(), Some(UNSHAPED)),
+            None => return Ok(Self::default()),
+        };
+        let Some(base) = base else {
+            return Ok(Self::default());
+        };
+        let duration = |field: &str, ms: f64| {
+            if ms.is_finite() && (0.0..=10_000.0).contains(&ms) {
+                Ok(Duration::from_secs_f64(ms / 1000.0))
+            } else {
+                Err(format!("{field} must be between 0 and 10000, got {ms}"))
+            }
+        };
+        let conditions = Conditions {
+            rtt: overrides
+                .rtt_ms
+                .map_or(Ok(base.rtt), |v| duration("rtt_ms", v))?,
+            jitter: overrides
+                .jitter_ms
+                .map_or(Ok(base.jitter), |v| duration("jitter_ms", v))?,
+            loss_pct: overrides.loss_pct.unwrap_or(base.loss_pct),
+            down_kbit: overrides.down_kbit.unwrap_or(base.down_kbit),
+            up_kbit: overrides.up_kbit.unwrap_or(base.up_kbit),
+        }
+        .validate()?;
+        Ok(Self {
+            profile: name,
+            conditions: Some(conditions),
+        })
+    }
+
+    /// Whether this is plain loopback (nothing emulated).
+    pub fn is_loopback(&self) -> bool {
+        self.conditions.is_none()
+    }
+}
+
+/// The base of a custom network: no delay, no loss, no limit, until its fields say otherwise.
+const UNSHAPED: Conditions = Conditions {
+    rtt: Duration::ZERO,
+    jitter: Duration::ZERO,
+    loss_pct: 0.0,
+    down_kbit: 0,
+    up_kbit: 0,
+};
+
+/// Durations as (fractional) milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1000.0)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        let ms = <f64 as serde::Deserialize>::deserialize(d)?;
+        Duration::try_from_secs_f64(ms / 1000.0).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A named set of conditions, with what it stands for.
@@ -200,5 +317,77 @@ mod tests {
             ..base
         };
         assert!(jittery.validate().unwrap_err().contains("jitter_ms"));
+    }
+
+    #[test]
+    fn fields_override_a_preset_or_make_a_custom_network() {
+        let four_g = NetworkSpec::resolve(
+            Some("4g"),
+            Overrides {
+                rtt_ms: Some(100.0),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(four_g.profile, "4g");
+        let c = four_g.conditions.unwrap();
+        assert_eq!(c.rtt, ms(100));
+        assert_eq!(c.loss_pct, 0.5, "the preset's other fields stay");
+
+        let custom = NetworkSpec::resolve(
+            None,
+            Overrides {
+                loss_pct: Some(2.0),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(custom.profile, "custom");
+        assert_eq!(
+            custom.conditions.unwrap(),
+            Conditions {
+                loss_pct: 2.0,
+                ..UNSHAPED
+            }
+        );
+
+        assert!(
+            NetworkSpec::resolve(None, Overrides::default())
+                .unwrap()
+                .is_loopback()
+        );
+        assert!(
+            NetworkSpec::resolve(Some("loopback"), Overrides::default())
+                .unwrap()
+                .is_loopback()
+        );
+        let loopback_with_rtt = NetworkSpec::resolve(
+            Some("loopback"),
+            Overrides {
+                rtt_ms: Some(5.0),
+                ..Overrides::default()
+            },
+        );
+        assert!(loopback_with_rtt.unwrap_err().contains("takes no fields"));
+        let negative = NetworkSpec::resolve(
+            Some("wifi"),
+            Overrides {
+                rtt_ms: Some(-1.0),
+                ..Overrides::default()
+            },
+        );
+        assert!(negative.unwrap_err().contains("rtt_ms"));
+    }
+
+    #[test]
+    fn a_network_serializes_in_the_scenario_units() {
+        let spec = NetworkSpec::resolve(Some("3g"), Overrides::default()).unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"profile": "3g", "rtt_ms": 150.0, "jitter_ms": 20.0, "loss_pct": 1.0,
+                "down_kbit": 2000, "up_kbit": 500})
+        );
+        assert_eq!(serde_json::from_value::<NetworkSpec>(json).unwrap(), spec);
     }
 }

@@ -82,13 +82,31 @@ impl Namespace {
         &self.name
     }
 
+    /// Its file, which `setns` takes.
+    pub fn path(&self) -> std::path::PathBuf {
+        format!("/var/run/netns/{}", self.name).into()
+    }
+
+    /// Moves the calling thread into this namespace: sockets it creates afterwards, threads it spawns
+    /// and processes it starts belong here.
+    pub fn enter(&self) -> Result<(), NamespaceError> {
+        let handle = File::open(self.path()).map_err(|e| NamespaceError::Enter {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        setns(&handle, CloneFlags::CLONE_NEWNET).map_err(|e| NamespaceError::Enter {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Runs `f` on a thread of its own inside this namespace: sockets and devices it creates belong
     /// here, and stay usable from any thread afterwards.
     pub fn run_inside<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, NamespaceError> {
-        let path = format!("/var/run/netns/{}", self.name);
+        let path = self.path().display().to_string();
         let entered = |reason: String| NamespaceError::Enter {
             name: self.name.clone(),
             reason,
@@ -109,6 +127,14 @@ impl Drop for Namespace {
         // Deleting a namespace also removes its devices once nothing holds them.
         let _ = ip(&["netns", "del", &self.name]);
     }
+}
+
+/// A command that runs `program` inside the namespace called `name`: `ip netns exec` enters it and then
+/// execs the program, so the PID stays the program's (it is sampled and stopped by that PID).
+pub fn command_inside(name: &str, program: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("ip");
+    command.args(["netns", "exec", name]).arg(program);
+    command
 }
 
 /// Removes `pb<PID>-…` namespaces whose process no longer runs.

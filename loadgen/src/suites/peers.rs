@@ -362,6 +362,7 @@ pub fn run_peers(
             progress,
             workers,
             cluster: 1,
+            network: None,
         };
         let outcome = match rt.block_on(crate::run::run(scenario.clone(), &options)) {
             Ok(result) => {

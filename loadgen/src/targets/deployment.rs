@@ -8,7 +8,7 @@
 //! the publisher's connections spread over them too. Memory and CPU are summed over the nodes for the
 //! headline figures and kept per node ([`NodeResult`]); Redis is sampled on its own ([`BusResult`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -143,6 +143,7 @@ impl Deployment {
         transport: Transport,
         cluster: usize,
         out_dir: &Path,
+        host: IpAddr,
     ) -> Result<Self, RunError> {
         let single = |server| Self {
             nodes: vec![server],
@@ -156,7 +157,7 @@ impl Deployment {
                 let mut nodes = Vec::with_capacity(cluster);
                 for i in 0..cluster {
                     let log = out_dir.join(format!("server-{transport}-node{i}.log"));
-                    match Server::spawn(bin, &args, &log).await {
+                    match Server::spawn(bin, host, &args, &log).await {
                         Ok(node) => nodes.push(node),
                         Err(e) => {
                             Self {
@@ -177,6 +178,7 @@ impl Deployment {
             ServerSource::Spawn(bin) => Ok(single(
                 Server::spawn(
                     bin,
+                    host,
                     &scenario.server.args(),
                     &out_dir.join(format!("server-{transport}.log")),
                 )

@@ -55,8 +55,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Spawns `bin --listen 127.0.0.1:0 <args>`, its stderr going to `log`, and waits for its address.
-    pub async fn spawn(bin: &Path, args: &[String], log: &Path) -> Result<Self, ServerError> {
+    /// Spawns `bin --listen HOST:0 <args>`, its stderr going to `log`, and waits for its address.
+    pub async fn spawn(
+        bin: &Path,
+        host: std::net::IpAddr,
+        args: &[String],
+        log: &Path,
+    ) -> Result<Self, ServerError> {
         let shown = bin.display().to_string();
         let log_file = std::fs::File::create(log).map_err(|error| ServerError::Spawn {
             path: log.display().to_string(),
@@ -64,7 +69,7 @@ impl Server {
         })?;
         let mut child = Command::new(bin)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(SocketAddr::new(host, 0).to_string())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -22,9 +22,9 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 
 use crate::result::{
-    GooseRow, Growth, HistogramError, NodeResult, Percentiles, RunResult, SCHEMA_VERSION,
-    SerializedHistograms, Spread, TransportResult, decode_histogram, derive, encode_histogram,
-    new_histogram, runs_of,
+    GooseRow, Growth, HistogramError, LinkCounts, NetworkResult, NodeResult, Percentiles,
+    RunResult, SCHEMA_VERSION, SerializedHistograms, Spread, TransportResult, decode_histogram,
+    derive, encode_histogram, new_histogram, runs_of,
 };
 
 /// Why results cannot be merged or compared.
@@ -188,7 +188,35 @@ pub fn merge(inputs: &[(String, RunResult)]) -> Result<RunResult, MergeError> {
         runs: inputs.iter().map(|(_, r)| r.runs).sum(),
         transports,
         warnings,
+        network: merged_network(inputs),
     })
+}
+
+/// The runs' network: the same asked conditions (the scenarios are equal), link counters summed, the
+/// measured round trip averaged.
+fn merged_network(inputs: &[(String, RunResult)]) -> Option<Box<NetworkResult>> {
+    let networks: Vec<&NetworkResult> = inputs
+        .iter()
+        .filter_map(|(_, r)| r.network.as_deref())
+        .collect();
+    let first = (*networks.first()?).clone();
+    let mut link = LinkCounts::default();
+    for n in &networks {
+        let l = n.link;
+        link.down_packets += l.down_packets;
+        link.down_lost += l.down_lost;
+        link.down_queue_drops += l.down_queue_drops;
+        link.up_packets += l.up_packets;
+        link.up_lost += l.up_lost;
+        link.up_queue_drops += l.up_queue_drops;
+    }
+    let measured_rtt_ms =
+        networks.iter().map(|n| n.measured_rtt_ms).sum::<f64>() / networks.len() as f64;
+    Some(Box::new(NetworkResult {
+        measured_rtt_ms,
+        link,
+        ..first
+    }))
 }
 
 /// Decodes, adds and re-encodes one histogram of every part; returns it with its summary.

@@ -73,6 +73,9 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         result.cpus,
         esc(&result.server)
     );
+    if let Some(network) = &result.network {
+        let _ = write!(page, "<p>Network: {}.</p>", esc(&network.describe()));
+    }
     for warning in &result.warnings {
         let _ = write!(page, "<p class=\"warn\">Warning: {}</p>", esc(warning));
     }

@@ -64,6 +64,13 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         "Run {} → {} on {} CPUs; server: {}; {}.\n",
         result.started_at, result.finished_at, result.cpus, result.server, result.tool
     )?;
+    if let Some(network) = &result.network {
+        writeln!(
+            w,
+            "Network (emulated per packet between the subscribers and the server; the publisher stands beside the server): {}.\n",
+            network.describe()
+        )?;
+    }
     if result.runs > 1 {
         writeln!(
             w,

@@ -105,5 +105,6 @@ pub(crate) fn test_result(latencies_us: &[u64]) -> RunResult {
             thresholds: Vec::new(),
         }],
         warnings: Vec::new(),
+        network: None,
     }
 }

@@ -48,6 +48,105 @@ pub struct RunResult {
     pub transports: Vec<TransportResult>,
     /// Run-wide warnings (saturation, losses, failures), also printed.
     pub warnings: Vec<String>,
+    /// The emulated network between the subscribers and the server; absent on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Box<NetworkResult>>,
+}
+
+/// The network a run emulated: what was asked, what the subscribers' side measured, what the link carried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkResult {
+    /// The preset's name, or `custom`.
+    pub profile: String,
+    /// The conditions asked for.
+    pub asked: AskedNetwork,
+    /// Median TCP handshake time from the subscribers' side to the server's, probed before the first
+    /// transport: the round trip the run actually had.
+    pub measured_rtt_ms: f64,
+    /// Packets the emulator forwarded and dropped, over the whole run.
+    pub link: LinkCounts,
+}
+
+/// Conditions asked for, in the scenario's units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AskedNetwork {
+    /// Round trip added.
+    pub rtt_ms: f64,
+    /// Delay variation each way.
+    pub jitter_ms: f64,
+    /// Loss per direction, percent.
+    pub loss_pct: f64,
+    /// Server to subscribers, kbit/s (0 = unlimited).
+    pub down_kbit: u64,
+    /// Subscribers to server, kbit/s (0 = unlimited).
+    pub up_kbit: u64,
+}
+
+/// Packet counters of the emulated link, per direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkCounts {
+    /// Server to subscribers: forwarded.
+    pub down_packets: u64,
+    /// Server to subscribers: dropped by the loss rate.
+    pub down_lost: u64,
+    /// Server to subscribers: dropped from a full rate-limited queue.
+    pub down_queue_drops: u64,
+    /// Subscribers to server: forwarded.
+    pub up_packets: u64,
+    /// Subscribers to server: dropped by the loss rate.
+    pub up_lost: u64,
+    /// Subscribers to server: dropped from a full rate-limited queue.
+    pub up_queue_drops: u64,
+}
+
+/// A measured round trip more than this share off the asked one is flagged in the reports.
+pub const RTT_TOLERANCE: f64 = 0.15;
+
+impl NetworkResult {
+    /// One line for the reports: asked, measured, and what the link carried.
+    pub fn describe(&self) -> String {
+        let a = self.asked;
+        let rate = |kbit: u64| {
+            if kbit == 0 {
+                "unlimited".to_owned()
+            } else {
+                format!("{kbit} kbit/s")
+            }
+        };
+        let l = self.link;
+        format!(
+            "{}: asked {} ms RTT ± {} ms, {} % loss each way, down {}, up {}; measured RTT {:.1} ms; \
+             the emulated link forwarded {} packets down ({} lost, {} queue drops) and {} up ({} lost, {} queue drops)",
+            self.profile,
+            a.rtt_ms,
+            a.jitter_ms,
+            a.loss_pct,
+            rate(a.down_kbit),
+            rate(a.up_kbit),
+            self.measured_rtt_ms,
+            l.down_packets,
+            l.down_lost,
+            l.down_queue_drops,
+            l.up_packets,
+            l.up_lost,
+            l.up_queue_drops
+        )
+    }
+
+    /// The warning the reports print when the measured round trip is off the asked one by more than
+    /// [`RTT_TOLERANCE`].
+    pub fn rtt_warning(&self) -> Option<String> {
+        let asked = self.asked.rtt_ms;
+        let off = (self.measured_rtt_ms - asked).abs();
+        (off > RTT_TOLERANCE * asked.max(1.0)).then(|| {
+            format!(
+                "network {}: measured round trip {:.1} ms is more than {:.0} % off the asked {asked} ms",
+                self.profile,
+                self.measured_rtt_ms,
+                RTT_TOLERANCE * 100.0
+            )
+        })
+    }
 }
 
 /// Everything measured for one transport.

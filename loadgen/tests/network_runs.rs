@@ -1,0 +1,189 @@
+//! Whole runs over the emulated network (needs root, as CI runs): the round trip measured as asked,
+//! latency that cannot beat the one-way delay, nothing lost at 2 % packet loss, nothing left behind,
+//! and a clear refusal without the privilege.
+//!
+//! Each run is its own `pushbench run` process: a run moves its main thread into the server's namespace.
+//! Timing assertions are physical lower bounds (a delivery cannot arrive before the emulated one-way
+//! delay) with generous upper bounds.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pushbench_common::Transport;
+use pushbench_report::result::{RunResult, TransportResult};
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("net-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `toml` through the `pushbench` binary, prefixed by `wrapper` (e.g. to drop privileges), and checks
+/// that the run removed its namespaces.
+fn pushbench_run(name: &str, toml: &str, wrapper: &[&str]) -> (Output, PathBuf) {
+    let dir = out_dir(name);
+    let scenario = dir.join("scenario.toml");
+    std::fs::write(&scenario, toml).unwrap();
+    let _lock = support::one_run_at_a_time();
+    let bin = env!("CARGO_BIN_EXE_pushbench");
+    let mut command = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let child = command
+        .arg("run")
+        .arg(&scenario)
+        .args(["--no-progress", "--out"])
+        .arg(&dir)
+        .arg("--server-bin")
+        .arg(support::server_bin())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        namespaces_of(pid),
+        Vec::<String>::new(),
+        "the run left namespaces"
+    );
+    (output, dir)
+}
+
+fn result_of(output: &Output, dir: &Path) -> RunResult {
+    assert!(
+        output.status.success(),
+        "the run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    pushbench_report::render::json::read(&dir.join("result.json")).unwrap()
+}
+
+fn of(result: &RunResult, t: Transport) -> &TransportResult {
+    result.transports.iter().find(|r| r.transport == t).unwrap()
+}
+
+fn assert_exact(r: &TransportResult) {
+    assert!(
+        r.lost == 0
+            && r.duplicates == 0
+            && r.out_of_order == 0
+            && r.delivered == r.expected
+            && r.expected > 0,
+        "{}: delivered {} of {}, lost {}, duplicates {}, out of order {}",
+        r.transport,
+        r.delivered,
+        r.expected,
+        r.lost,
+        r.duplicates,
+        r.out_of_order
+    );
+}
+
+/// Namespaces named after `pid` (`pb<PID>-…`).
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&format!("pb{pid}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+const SPARSE: &str = r#"
+name = "net-rtt"
+transports = ["poll", "longpoll", "sse"]
+subscribers = 10
+launch_rate = 200
+warmup_s = 1
+duration_s = 3
+drain_s = 1
+publish_rate = 4
+payload_bytes = 64
+[poll]
+interval_ms = 100
+[network]
+rtt_ms = 100
+"#;
+
+#[test]
+fn a_run_at_100_ms_measures_its_round_trip_and_delivers_no_sooner_than_the_one_way_delay() {
+    let (output, dir) = pushbench_run("rtt", SPARSE, &[]);
+    let result = result_of(&output, &dir);
+    let network = result
+        .network
+        .as_ref()
+        .expect("the result describes its network");
+    assert_eq!(network.asked.rtt_ms, 100.0);
+    assert!(
+        (100.0..115.0).contains(&network.measured_rtt_ms),
+        "measured RTT {} ms",
+        network.measured_rtt_ms
+    );
+    assert!(network.link.down_packets > 0 && network.link.up_packets > 0);
+    for t in [Transport::Poll, Transport::LongPoll, Transport::Sse] {
+        assert_exact(of(&result, t));
+    }
+    // Events 250 ms apart, further apart than a round trip: push and long-poll pay the one-way delay.
+    let p50_ms = |t| of(&result, t).latency_us.p50 as f64 / 1000.0;
+    for t in [Transport::Sse, Transport::LongPoll] {
+        assert!(
+            (50.0..100.0).contains(&p50_ms(t)),
+            "{t}: p50 {} ms against a one-way delay of 50 ms",
+            p50_ms(t)
+        );
+    }
+    // Polling waits for the next poll on top (interval/2 on average).
+    assert!(
+        p50_ms(Transport::Poll) > p50_ms(Transport::Sse),
+        "poll is not faster than SSE"
+    );
+}
+
+#[test]
+fn every_transport_loses_nothing_at_two_percent_packet_loss() {
+    let toml = r#"
+name = "net-loss"
+subscribers = 10
+launch_rate = 200
+warmup_s = 1
+duration_s = 3
+drain_s = 2
+publish_rate = 10
+payload_bytes = 64
+[poll]
+interval_ms = 100
+[network]
+rtt_ms = 20
+loss_pct = 2
+"#;
+    let (output, dir) = pushbench_run("loss", toml, &[]);
+    let result = result_of(&output, &dir);
+    for t in Transport::ALL {
+        assert_exact(of(&result, t));
+    }
+    let link = result.network.unwrap().link;
+    assert!(
+        link.down_lost + link.up_lost > 0,
+        "the link dropped nothing: {link:?}"
+    );
+}
+
+#[test]
+fn without_the_privilege_a_network_is_refused_naming_what_is_missing() {
+    // Root without any capability, as an unprivileged user would be.
+    let no_caps = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"];
+    let (output, _) = pushbench_run("refused", SPARSE, &no_caps);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs root (CAP_NET_ADMIN"), "{stderr}");
+    assert!(stderr.contains("--network loopback"), "{stderr}");
+}

@@ -34,7 +34,7 @@ use crate::targets::deployment::Deployment;
 use crate::util::{fds_of, sample_processes, sum_samples};
 use pushbench_report::result::{
     BusResult, Growth, Model, NodeResult, RunResult, SCHEMA_VERSION, SerializedHistograms,
-    TransportResult, derive, encode_histogram,
+    TransportResult, derive, derive_packets, encode_histogram,
 };
 
 pub use crate::error::RunError;
@@ -211,6 +211,7 @@ async fn run_transport(
     transport: Transport,
     options: &RunOptions,
 ) -> Result<TransportResult, RunError> {
+    let link_before = options.network.as_ref().map(|n| n.result().link);
     let deployment = Deployment::start(
         &options.server,
         scenario,
@@ -222,7 +223,12 @@ async fn run_transport(
     .await?;
     let result = measure(scenario, transport, &deployment, options).await;
     deployment.stop().await;
-    result
+    let mut result = result?;
+    if let (Some(network), Some(before)) = (&options.network, link_before) {
+        result.link = Some(network.result().link.since(&before));
+        derive_packets(&mut result);
+    }
+    Ok(result)
 }
 
 async fn measure(
@@ -483,6 +489,8 @@ async fn measure(
         loadgen_cpu_percent,
         loadgen_rss_bytes: loadgen_rss,
         loadgen_rss_per_subscriber_bytes: None,
+        link: None,
+        packets_per_delivery: None,
         loadgen_fds,
         loadgen_workers: options.workers.max(1) as u64,
         loadgen_lag_p99_us: lag_p99_us,

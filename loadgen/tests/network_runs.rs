@@ -130,8 +130,23 @@ fn a_run_at_100_ms_measures_its_round_trip_and_delivers_no_sooner_than_the_one_w
     );
     assert!(network.link.down_packets > 0 && network.link.up_packets > 0);
     for t in [Transport::Poll, Transport::LongPoll, Transport::Sse] {
-        assert_exact(of(&result, t));
+        let r = of(&result, t);
+        assert_exact(r);
+        // Events 250 ms apart each travel in a segment of their own, acknowledged.
+        let packets = r
+            .packets_per_delivery
+            .expect("an emulated run counts packets");
+        assert!(packets >= 1.0, "{t}: {packets} packets per delivery");
     }
+    let per_transport: u64 = result
+        .transports
+        .iter()
+        .map(|r| r.link.unwrap().packets())
+        .sum();
+    assert!(
+        per_transport <= network.link.packets(),
+        "the transports' windows overlap"
+    );
     // Events 250 ms apart, further apart than a round trip: push and long-poll pay the one-way delay.
     let p50_ms = |t| of(&result, t).latency_us.p50 as f64 / 1000.0;
     for t in [Transport::Sse, Transport::LongPoll] {

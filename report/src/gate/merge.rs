@@ -200,16 +200,9 @@ fn merged_network(inputs: &[(String, RunResult)]) -> Option<Box<NetworkResult>> 
         .filter_map(|(_, r)| r.network.as_deref())
         .collect();
     let first = (*networks.first()?).clone();
-    let mut link = LinkCounts::default();
-    for n in &networks {
-        let l = n.link;
-        link.down_packets += l.down_packets;
-        link.down_lost += l.down_lost;
-        link.down_queue_drops += l.down_queue_drops;
-        link.up_packets += l.up_packets;
-        link.up_lost += l.up_lost;
-        link.up_queue_drops += l.up_queue_drops;
-    }
+    let link = networks
+        .iter()
+        .fold(LinkCounts::default(), |sum, n| sum.plus(&n.link));
     let measured_rtt_ms =
         networks.iter().map(|n| n.measured_rtt_ms).sum::<f64>() / networks.len() as f64;
     Some(Box::new(NetworkResult {
@@ -348,6 +341,11 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         loadgen_cpu_percent: window_weighted(|t| Some(t.loadgen_cpu_percent)).unwrap_or(0.0),
         loadgen_rss_bytes: max_opt(|t| t.loadgen_rss_bytes),
         loadgen_rss_per_subscriber_bytes: None,
+        link: all()
+            .map(|t| t.link)
+            .reduce(|a, b| Some(a?.plus(&b?)))
+            .flatten(),
+        packets_per_delivery: None,
         loadgen_fds: all().map(|t| t.loadgen_fds).max().unwrap_or(0),
         loadgen_workers: first.loadgen_workers,
         subscribers_live_at_first_publish: all().map(|t| t.subscribers_live_at_first_publish).sum(),

@@ -20,6 +20,9 @@ pub fn findings(result: &RunResult) -> Vec<String> {
     if let Some(line) = polling_model(t) {
         out.push(line);
     }
+    if let Some(line) = network_models(result) {
+        out.push(line);
+    }
     if let Some(line) = requests(t) {
         out.push(line);
     }
@@ -31,6 +34,15 @@ pub fn findings(result: &RunResult) -> Vec<String> {
         |v| format!("{v:.0} B"),
     ) {
         line.push_str(&wire_reasons(t));
+        out.push(line);
+    }
+    if let Some(line) = best_of(
+        t,
+        "Packets",
+        "per delivery through the emulated link (both directions, handshakes, acknowledgements, heartbeats and retransmissions included: what a phone's radio wakes for)",
+        |r| r.packets_per_delivery,
+        |v| format!("{v:.2}"),
+    ) {
         out.push(line);
     }
     if let Some(line) = best_of(
@@ -139,6 +151,60 @@ fn polling_model(t: &[TransportResult]) -> Option<String> {
         measured_ms / model_ms,
         poll.model.poll_interval_ms
     ))
+}
+
+/// A measured mean further than this share (and [`MODEL_SLACK_MS`]) from its network model is flagged.
+const MODEL_TOLERANCE: f64 = 0.25;
+/// Slack under which a difference from the model is not flagged: the server's and the publisher's own
+/// milliseconds, which the network models leave out.
+const MODEL_SLACK_MS: f64 = 5.0;
+
+/// Each transport's mean latency against its model on the emulated network (one-way delay `d`, round
+/// trip `r` as measured, the publisher's regular schedule giving each subscriber an event every `Δ`):
+/// push transports `d`; long-polling `d` while `Δ ≥ r` (the next request is back before the next event),
+/// else `d + r/2` (events wait for the request in flight: an answer per round trip); polling
+/// `max(interval, r)/2 + d` (the poller paces from each request's start and waits for its answer, so it
+/// polls every interval or every round trip, whichever is longer).
+fn network_models(result: &RunResult) -> Option<String> {
+    let network = result.network.as_ref()?;
+    let rtt = network.measured_rtt_ms;
+    let one_way = rtt / 2.0;
+    let parts: Vec<String> = result
+        .transports
+        .iter()
+        .filter(|r| r.latency_us.count > 0)
+        .map(|r| {
+            let gap_ms = 1000.0 / r.model.events_per_subscriber_per_s.max(f64::MIN_POSITIVE);
+            let (model, why) = match r.transport {
+                Transport::Poll => (
+                    r.model.poll_interval_ms.max(rtt) / 2.0 + one_way,
+                    "max(interval, RTT)/2 + one way",
+                ),
+                Transport::LongPoll if gap_ms < rtt => (one_way + rtt / 2.0, "one way + RTT/2"),
+                _ => (one_way, "one way"),
+            };
+            let measured = r.latency_us.mean / 1000.0;
+            let off = measured - model;
+            let flag = if off.abs() > MODEL_SLACK_MS && off.abs() > MODEL_TOLERANCE * model {
+                format!(
+                    " — **{:+.0} % off its model: a harness problem or an effect worth explaining**",
+                    off / model * 100.0
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "`{}` {measured:.1} ms against {why} = {model:.1} ms{flag}",
+                r.transport
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "**The network's models** (mean latency; measured RTT {rtt:.1} ms, one way {one_way:.1} ms): {}. Push transports pay the one-way delay; long-polling pays a round trip more for events that arrive while its next request is on the way; polling pays half its period on top.",
+            parts.join("; ")
+        )
+    })
 }
 
 fn requests(t: &[TransportResult]) -> Option<String> {
@@ -252,4 +318,58 @@ fn best_of(
         "**{title}** {what}: {list}. Cheapest: `{}`{factor}.",
         best.transport
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::{AskedNetwork, LinkCounts, NetworkResult, test_result};
+
+    fn on_network(latencies_us: &[u64], rtt_ms: f64) -> RunResult {
+        let mut r = test_result(latencies_us);
+        r.network = Some(Box::new(NetworkResult {
+            profile: "custom".into(),
+            asked: AskedNetwork {
+                rtt_ms,
+                jitter_ms: 0.0,
+                loss_pct: 0.0,
+                down_kbit: 0,
+                up_kbit: 0,
+            },
+            measured_rtt_ms: rtt_ms,
+            link: LinkCounts::default(),
+        }));
+        r
+    }
+
+    #[test]
+    fn a_push_transport_is_held_to_the_one_way_delay() {
+        let near = network_models(&on_network(&[52_000, 53_000, 54_000], 100.0)).unwrap();
+        assert!(
+            near.contains("`ws` 53.0 ms against one way = 50.0 ms"),
+            "{near}"
+        );
+        assert!(!near.contains("off its model"), "{near}");
+        let far = network_models(&on_network(&[90_000, 91_000, 92_000], 100.0)).unwrap();
+        assert!(far.contains("+82 % off its model"), "{far}");
+        assert!(
+            network_models(&test_result(&[1_000])).is_none(),
+            "loopback has no network model"
+        );
+    }
+
+    #[test]
+    fn long_polling_pays_half_a_round_trip_more_once_events_come_faster_than_round_trips() {
+        let mut r = on_network(&[100_000], 100.0);
+        r.transports[0].transport = Transport::LongPoll;
+        r.transports[0].model.events_per_subscriber_per_s = 20.0; // every 50 ms, faster than the RTT
+        let dense = network_models(&r).unwrap();
+        assert!(dense.contains("one way + RTT/2 = 100.0 ms"), "{dense}");
+        r.transports[0].model.events_per_subscriber_per_s = 4.0;
+        assert!(
+            network_models(&r)
+                .unwrap()
+                .contains("against one way = 50.0 ms")
+        );
+    }
 }

@@ -29,4 +29,15 @@ pub fn derive(t: &mut TransportResult, growth: Growth) {
     t.server_rss_per_connection_bytes = growth.server_rss.and_then(per_connected);
     t.kernel_socket_bytes_per_connection = growth.kernel_sockets.and_then(per_connected);
     t.loadgen_rss_per_subscriber_bytes = growth.loadgen_rss.and_then(per_connected);
+    derive_packets(t);
+}
+
+/// Fills `packets_per_delivery` from the emulated link's counts (`None` on loopback or when nothing
+/// was delivered); [`derive`] calls it too.
+pub fn derive_packets(t: &mut TransportResult) {
+    let delivered = t.delivered;
+    t.packets_per_delivery = t
+        .link
+        .filter(|_| delivered > 0)
+        .map(|l| l.packets() as f64 / delivered as f64);
 }

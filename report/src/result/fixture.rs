@@ -69,6 +69,8 @@ pub(crate) fn test_result(latencies_us: &[u64]) -> RunResult {
             loadgen_cpu_percent: 20.0,
             loadgen_rss_bytes: Some(10 << 20),
             loadgen_rss_per_subscriber_bytes: Some(20_000.0),
+            link: None,
+            packets_per_delivery: None,
             loadgen_fds: 120,
             loadgen_workers: 1,
             subscribers_live_at_first_publish: Some(100),

@@ -11,7 +11,7 @@ mod histogram;
 mod metric;
 mod spread;
 
-pub use derive::{Growth, derive};
+pub use derive::{Growth, derive, derive_packets};
 pub use histogram::{
     HistogramError, MAX_US, Percentiles, decode_histogram, encode_histogram, new_histogram,
 };
@@ -97,6 +97,42 @@ pub struct LinkCounts {
     pub up_lost: u64,
     /// Subscribers to server: dropped from a full rate-limited queue.
     pub up_queue_drops: u64,
+}
+
+impl LinkCounts {
+    /// Packets forwarded both ways.
+    pub fn packets(&self) -> u64 {
+        self.down_packets + self.up_packets
+    }
+
+    /// Packets dropped both ways, lost or from a full queue: each costs TCP a retransmission.
+    pub fn dropped(&self) -> u64 {
+        self.down_lost + self.down_queue_drops + self.up_lost + self.up_queue_drops
+    }
+
+    /// Counts since `before` (the same link, read earlier).
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            down_packets: self.down_packets - before.down_packets,
+            down_lost: self.down_lost - before.down_lost,
+            down_queue_drops: self.down_queue_drops - before.down_queue_drops,
+            up_packets: self.up_packets - before.up_packets,
+            up_lost: self.up_lost - before.up_lost,
+            up_queue_drops: self.up_queue_drops - before.up_queue_drops,
+        }
+    }
+
+    /// Both counts added.
+    pub fn plus(&self, other: &Self) -> Self {
+        Self {
+            down_packets: self.down_packets + other.down_packets,
+            down_lost: self.down_lost + other.down_lost,
+            down_queue_drops: self.down_queue_drops + other.down_queue_drops,
+            up_packets: self.up_packets + other.up_packets,
+            up_lost: self.up_lost + other.up_lost,
+            up_queue_drops: self.up_queue_drops + other.up_queue_drops,
+        }
+    }
 }
 
 /// A measured round trip more than this share off the asked one is flagged in the reports.
@@ -248,6 +284,13 @@ pub struct TransportResult {
     /// Load generator RSS growth per connected subscriber; clean for the first transport of a run only
     /// (later ones reuse memory the allocator kept).
     pub loadgen_rss_per_subscriber_bytes: Option<f64>,
+    /// Packets the emulated link carried while this transport ran (subscriber traffic only: the
+    /// publisher stands beside the server); absent on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkCounts>,
+    /// `link` packets, both directions, per delivery: what a phone's radio pays per event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packets_per_delivery: Option<f64>,
     /// Load generator open file descriptors with subscribers connected (summed over its processes).
     pub loadgen_fds: u64,
     /// Load generator processes holding subscribers: 1, or the `--workers` count.

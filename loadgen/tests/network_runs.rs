@@ -202,3 +202,50 @@ fn without_the_privilege_a_network_is_refused_naming_what_is_missing() {
     assert!(stderr.contains("needs root (CAP_NET_ADMIN"), "{stderr}");
     assert!(stderr.contains("--network loopback"), "{stderr}");
 }
+
+#[test]
+fn a_matrix_runs_each_network_in_its_own_process_and_writes_one_page() {
+    let dir = out_dir("matrix");
+    let scenario = dir.join("m.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"net-matrix\"\ntransports = [\"sse\"]\nsubscribers = 5\nlaunch_rate = 100\nduration_s = 1\ndrain_s = 1\npublish_rate = 4\npayload_bytes = 64\n",
+    )
+    .unwrap();
+    let _lock = support::one_run_at_a_time();
+    let output = Command::new(env!("CARGO_BIN_EXE_pushbench"))
+        .arg("matrix")
+        .arg(&scenario)
+        .args(["--vary", "rtt_ms=0,60", "--no-progress", "--out"])
+        .arg(&dir)
+        .arg("--server-bin")
+        .arg(support::server_bin())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let md = std::fs::read_to_string(dir.join("matrix.md")).unwrap();
+    assert!(md.contains("| rtt_ms=60 |"), "{md}");
+    let rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("matrix.json")).unwrap()).unwrap();
+    let p50 = |row: usize| {
+        rows[row]["transports"][0]["latency_p50_ms"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        p50(1) >= 30.0,
+        "60 ms of RTT is 30 ms one way: p50 {}",
+        p50(1)
+    );
+    assert!(p50(1) > p50(0), "the longer round trip is slower");
+    assert!(dir.join("rtt_ms-60/result.json").exists());
+    assert!(
+        std::fs::read_to_string(dir.join("matrix.html"))
+            .unwrap()
+            .contains("<polyline")
+    );
+}

@@ -83,6 +83,10 @@ pub enum Command {
     /// Search, per transport, the most subscribers (or the highest publish rate) the server sustains with
     /// zero loss and p99 latency under --p99-ms; write OUT/capacity.json, .md, .html with the curve walked.
     Capacity(capacity::CapacityArgs),
+    /// Run a scenario under several networks (each emulated per packet, each run a process of its own)
+    /// and write OUT/matrix.md, .html and .json: rows networks, columns transports, the best cell of each
+    /// row marked; each run's own results in OUT/<network>/.
+    Matrix(MatrixArgs),
     /// Merge results of the same scenario exactly (counters summed, histograms added, percentiles
     /// recomputed).
     Merge {
@@ -93,6 +97,69 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+}
+
+/// Options of `pushbench matrix`.
+#[derive(Debug, clap::Args)]
+pub struct MatrixArgs {
+    /// Scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Presets, one row each (see `pushbench run --help` for what each stands for).
+    #[arg(long, value_delimiter = ',', default_value = "loopback,wifi,4g,3g,lossy", value_parser = preset_name)]
+    pub networks: Vec<String>,
+    /// Instead of --networks: one row per value of a `[network]` field over the scenario's own network,
+    /// e.g. rtt_ms=0,25,50,100,200 (fields: rtt_ms, jitter_ms, loss_pct, down_kbit, up_kbit).
+    #[arg(long, value_name = "FIELD=V1,V2,...", value_parser = crate::suites::matrix::parse_vary)]
+    pub vary: Option<(String, Vec<f64>)>,
+    /// Output directory [default: results/<scenario>-matrix-<UTC time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Server binary, passed to every run [default: as `pushbench run`].
+    #[arg(long, env = "PUSHBENCH_SERVER_BIN")]
+    pub server_bin: Option<PathBuf>,
+    /// Load-generator worker processes of every run (as `pushbench run --workers`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Do not print the runs' live progress lines.
+    #[arg(long, default_value_t = false)]
+    pub no_progress: bool,
+}
+
+fn preset_name(name: &str) -> Result<String, String> {
+    crate::network::preset(name).map(|p| p.name.to_owned())
+}
+
+fn matrix_command(args: MatrixArgs) -> Outcome {
+    use crate::suites::matrix::{MatrixSpec, Rows, run};
+    let name = Scenario::load(&args.scenario)
+        .map_err(|e| (EXIT_USAGE, e.into()))?
+        .name;
+    let rows = match args.vary {
+        Some((field, values)) => Rows::Vary { field, values },
+        None => Rows::Networks(args.networks),
+    };
+    let mut run_args = vec!["--workers".to_owned(), args.workers.to_string()];
+    if let Some(bin) = &args.server_bin {
+        run_args.extend(["--server-bin".to_owned(), bin.display().to_string()]);
+    }
+    if args.no_progress {
+        run_args.push("--no-progress".into());
+    }
+    let spec = MatrixSpec {
+        scenario: args.scenario,
+        rows,
+        out_dir: args.out.unwrap_or_else(|| {
+            PathBuf::from("results").join(format!(
+                "{name}-matrix-{}",
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+            ))
+        }),
+        run_args,
+    };
+    std::fs::create_dir_all(&spec.out_dir)
+        .with_context(|| format!("cannot create {}", spec.out_dir.display()))
+        .map_err(|e| (EXIT_RUNTIME, e))?;
+    run(&spec).map_err(|e| (EXIT_RUNTIME, e))
 }
 
 /// Options of `pushbench compare`.
@@ -197,6 +264,7 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::Capacity(args) => capacity::command(args),
+        Command::Matrix(args) => matrix_command(args),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),

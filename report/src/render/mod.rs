@@ -1,10 +1,12 @@
 //! The renderings of a result: `result.json` ([`json`]), `report.md` ([`md`]) and `report.html`
 //! ([`html`]), plus the terminal summary table ([`table`]) and the plain-language reading all of them share
-//! ([`reading`]). Every rendering is computed from a [`RunResult`] alone, so a result read back from disk
-//! (or merged from several runs) renders the same way.
+//! ([`reading`]); and the page of one scenario under several networks ([`matrix`]). Every rendering is
+//! computed from results alone, so a result read back from disk (or merged from several runs) renders
+//! the same way.
 
 pub mod html;
 pub mod json;
+pub mod matrix;
 pub mod md;
 pub mod reading;
 pub mod table;

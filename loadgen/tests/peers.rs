@@ -363,6 +363,7 @@ fn pushpin_longpoll_recovers_an_event_that_raced_the_hold() {
                 longpoll_hold: std::time::Duration::from_secs(20),
             },
             &dir,
+            std::net::Ipv4Addr::LOCALHOST.into(),
         ))
         .unwrap();
     let log = peer

@@ -344,15 +344,6 @@ fn run_command(args: RunArgs) -> Outcome {
         scenario.network = network;
     }
     let scenario = Arc::new(scenario);
-    if !scenario.network.is_loopback() && (args.peers.is_some() || args.peer.is_some()) {
-        return Err((
-            EXIT_USAGE,
-            anyhow::anyhow!(
-                "peers under an emulated network are not supported yet (network {}); run them on loopback",
-                scenario.network.profile
-            ),
-        ));
-    }
     if let Some(servers) = &args.peers {
         // Several servers side by side: crate::suites::peers.
         let out_dir = args
@@ -364,6 +355,7 @@ fn run_command(args: RunArgs) -> Outcome {
             &args,
             servers.contains(&crate::targets::peer::ServerName::Ours),
         )?;
+        let network = emulate(&scenario.network, args.workers as usize)?;
         return crate::suites::peers::run_peers(
             scenario,
             servers,
@@ -371,6 +363,7 @@ fn run_command(args: RunArgs) -> Outcome {
             &out_dir,
             !args.no_progress,
             args.workers as usize,
+            network,
         )
         .map(|_| ())
         .map_err(|e| (EXIT_RUNTIME, e));

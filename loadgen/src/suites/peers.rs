@@ -337,6 +337,7 @@ pub fn run_peers(
     out_dir: &std::path::Path,
     progress: bool,
     workers: usize,
+    network: Option<std::sync::Arc<crate::network::placement::Emulated>>,
 ) -> anyhow::Result<Vec<Row>> {
     use anyhow::Context;
     let rt = crate::util::runtime()?;
@@ -362,7 +363,7 @@ pub fn run_peers(
             progress,
             workers,
             cluster: 1,
-            network: None,
+            network: network.clone(),
         };
         let outcome = match rt.block_on(crate::run::run(scenario.clone(), &options)) {
             Ok(result) => {

@@ -186,7 +186,8 @@ impl Deployment {
             )),
             ServerSource::Target { url, pid } => Ok(single(Server::target(url, *pid).await?)),
             ServerSource::Peer(kind) => Ok(single(Server::peer(
-                RunningPeer::start(*kind, transport, IdleSettings::of(scenario), out_dir).await?,
+                RunningPeer::start(*kind, transport, IdleSettings::of(scenario), out_dir, host)
+                    .await?,
             ))),
         }
     }

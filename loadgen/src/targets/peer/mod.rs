@@ -136,16 +136,18 @@ pub struct RunningPeer {
 }
 
 impl RunningPeer {
-    /// Starts `kind` with its logs in `log_dir`, treating idle subscribers as our server would (`idle`).
+    /// Starts `kind` listening for subscribers on `host`, with its logs in `log_dir`, treating idle
+    /// subscribers as our server would (`idle`).
     pub async fn start(
         kind: PeerKind,
         transport: Transport,
         idle: IdleSettings,
         log_dir: &Path,
+        host: std::net::IpAddr,
     ) -> Result<Self, PeerError> {
         match kind {
-            PeerKind::Nchan => nchan::start(log_dir, transport, idle).await,
-            PeerKind::Pushpin => pushpin::start(log_dir, transport, idle).await,
+            PeerKind::Nchan => nchan::start(log_dir, transport, idle, host).await,
+            PeerKind::Pushpin => pushpin::start(log_dir, transport, idle, host).await,
         }
     }
 

@@ -72,6 +72,7 @@ pub(super) async fn start(
     log_dir: &Path,
     transport: Transport,
     idle: IdleSettings,
+    host: std::net::IpAddr,
 ) -> Result<RunningPeer, PeerError> {
     if !Path::new(MODULE).is_file() {
         return Err(PeerError::NotInstalled(format!("nchan ({MODULE})")));
@@ -84,7 +85,8 @@ pub(super) async fn start(
     let dir = TempDir::new("nchan").map_err(io("a temporary directory"))?;
     let port = free_port().map_err(io("a free port"))?;
     let error_log = log_dir.join(format!("server-{transport}-nchan-error.log"));
-    let config = config(dir.path(), port, idle).replace(
+    let addr = SocketAddr::new(host, port);
+    let config = config(dir.path(), addr, idle).replace(
         &format!("error_log {}/error.log", dir.path().display()),
         &format!("error_log {}", error_log.display()),
     );
@@ -105,7 +107,6 @@ pub(super) async fn start(
         .spawn()
         .map(guarded)
         .map_err(io("nginx"))?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let peer = RunningPeer::new(PeerKind::Nchan, addr, addr, vec![child], None, dir);
     let within = Duration::from_secs(10);
     if !wait_listening(addr, within).await {
@@ -123,13 +124,15 @@ pub(super) async fn start(
     Ok(peer)
 }
 
-/// `nchan.conf` filled in for a prefix directory, a port, and our server's idle settings.
-pub fn config(prefix: &Path, port: u16, idle: IdleSettings) -> String {
+/// `nchan.conf` filled in for a prefix directory, the address it listens on, and our server's idle
+/// settings.
+pub fn config(prefix: &Path, listen: SocketAddr, idle: IdleSettings) -> String {
     fill(
         CONFIG,
         &[
             ("PREFIX", prefix.display().to_string()),
-            ("PORT", port.to_string()),
+            ("HOST", listen.ip().to_string()),
+            ("PORT", listen.port().to_string()),
             ("WORKERS", WORKERS.to_string()),
             ("KEEPALIVE_S", whole_secs(idle.keepalive).to_string()),
             (
@@ -181,7 +184,11 @@ mod tests {
             keepalive: Duration::from_millis(1_500),
             longpoll_hold: Duration::from_millis(2_500),
         };
-        let conf = config(Path::new("/tmp/x"), 8080, idle);
+        let conf = config(
+            Path::new("/tmp/x"),
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            idle,
+        );
         for line in conf.lines() {
             let directive = line.split('#').next().unwrap_or_default();
             assert!(!directive.contains("{{"), "unfilled: {line}");
@@ -233,7 +240,7 @@ mod tests {
             .lines()
             .filter(|l| l.trim_start().starts_with("listen"))
         {
-            assert!(line.contains("127.0.0.1:{{PORT}}"), "{line}");
+            assert!(line.contains("{{HOST}}:{{PORT}}"), "{line}");
         }
     }
 }

@@ -177,6 +177,7 @@ pub(super) async fn start(
     log_dir: &Path,
     transport: Transport,
     idle: IdleSettings,
+    host: std::net::IpAddr,
 ) -> Result<RunningPeer, PeerError> {
     let pushpin = which("pushpin").ok_or_else(|| PeerError::NotInstalled("pushpin".into()))?;
     let zurl = which("zurl").ok_or_else(|| PeerError::NotInstalled("zurl".into()))?;
@@ -204,6 +205,7 @@ pub(super) async fn start(
     );
     let values = [
         ("RUNDIR", dir.path().display().to_string()),
+        ("HOST", host.to_string()),
         ("HTTP_PORT", http_port.to_string()),
         ("PUBLISH_PORT", publish_port.to_string()),
         ("BACKEND_PORT", backend_port.to_string()),
@@ -241,7 +243,8 @@ pub(super) async fn start(
         ],
         &format!("server-{transport}-pushpin.log"),
     )?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
+    let addr = SocketAddr::new(host, http_port);
+    // The publisher stands beside the server: publishing stays on loopback.
     let publish_addr = SocketAddr::from(([127, 0, 0, 1], publish_port));
     let peer = RunningPeer::new(
         PeerKind::Pushpin,

@@ -66,7 +66,10 @@ impl Emulated {
         let conditions = spec.conditions.expect("an emulated network has conditions");
         let link = Link::start(conditions, sources)?;
         link.server.enter().map_err(EmulatorError::from)?;
-        let measured_rtt = probe_rtt(&link)?;
+        // Spaced so that no packet of one probe (its FIN) is still on the path when the next starts:
+        // packets keep their order, so a late one would delay the next SYN.
+        let spacing = conditions.rtt + conditions.jitter * 4 + Duration::from_millis(5);
+        let measured_rtt = probe_rtt(&link, spacing)?;
         Ok(Self {
             spec: spec.clone(),
             link,
@@ -123,8 +126,9 @@ impl Emulated {
 }
 
 /// Median time of a TCP handshake from the subscriber side to a listener on the server side: one round
-/// trip through the emulator (connect returns on the SYN-ACK; the kernel answers without an accept).
-fn probe_rtt(link: &Link) -> Result<Duration, PlacementError> {
+/// trip through the emulator (connect returns on the SYN-ACK; the kernel answers without an accept),
+/// `spacing` apart.
+fn probe_rtt(link: &Link, spacing: Duration) -> Result<Duration, PlacementError> {
     let listener =
         TcpListener::bind((SERVER_ADDR, 0)).map_err(|e| PlacementError::Probe(e.to_string()))?;
     let addr: SocketAddr = listener
@@ -140,6 +144,7 @@ fn probe_rtt(link: &Link) -> Result<Duration, PlacementError> {
                     .map_err(|e| format!("connecting to {addr}: {e}"))?;
                 times.push(started.elapsed());
                 drop(stream);
+                std::thread::sleep(spacing);
             }
             Ok(times)
         })

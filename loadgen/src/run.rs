@@ -76,7 +76,7 @@ pub async fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
     // Once goose has started an attack its own handler takes SIGINT (it raises goose's kill switch and
     // ends the attack early, which would otherwise look like a short run): watch that switch too.
     let goose_sigint = async {
-        while !goose::is_killswitch_triggered() {
+        while !crate::fleet::sigint_seen() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };

@@ -1,5 +1,5 @@
 //! The life of one subscriber, common to every transport: what it subscribes to, when it churns, how it
-//! handles a message, how it reports to goose, and when it stops.
+//! handles a message, how it reports its timed operations ([`RequestSink`]), and when it stops.
 //!
 //! One goose user is one subscriber, and one goose transaction is its whole life: it connects, reads
 //! until the run's stop signal, reconnecting (and resuming from its cursor) on churn or error, then hands
@@ -9,7 +9,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use goose::prelude::GooseUser;
 use pushbench_common::Transport;
 use pushbench_common::wire::{Control, Message};
 use tokio::time::Instant;
@@ -48,6 +47,34 @@ pub struct Shared {
     pub peer: Option<Arc<super::dialect::Profile>>,
 }
 
+/// One timed operation of a subscriber (a connect, a request, a subscription), for the request metrics
+/// of whoever drives the subscribers.
+#[derive(Debug, Clone, Copy)]
+pub struct TimedRequest<'a> {
+    /// `GET`, `CONNECT`, `SUBSCRIBE`.
+    pub method: &'a str,
+    /// The row it is counted in (`/poll`, `tcp connect`).
+    pub name: &'a str,
+    /// How long it took.
+    pub took: Duration,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// The HTTP status, when there was one.
+    pub status: Option<u16>,
+    /// Why it failed.
+    pub error: Option<&'a str>,
+}
+
+/// Where a subscriber reports its timed operations. The fleet implements it over goose (a goose user's
+/// request metrics), so that the clients need nothing of goose.
+pub trait RequestSink: Send + Sync {
+    /// Records one operation.
+    fn record<'a>(
+        &'a mut self,
+        request: TimedRequest<'a>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
 /// Why a connection's read loop ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -70,8 +97,8 @@ pub struct Subscriber<'a> {
     pub shared: &'a Shared,
     /// Its number in the run (0-based): picks its topics and spreads its timing phases.
     pub index: u64,
-    /// Its goose user, through which connection and request timings reach goose's metrics.
-    pub user: &'a mut GooseUser,
+    /// Where its connection and request timings go (the fleet's goose user).
+    pub sink: &'a mut dyn RequestSink,
     /// Query string naming its topics (`topic=a&topic=b`).
     pub topics_query: String,
     /// What it records.
@@ -96,7 +123,7 @@ impl std::fmt::Debug for Subscriber<'_> {
 
 impl<'a> Subscriber<'a> {
     /// Subscriber number `index` of the run.
-    pub fn new(shared: &'a Shared, user: &'a mut GooseUser, index: u64) -> Self {
+    pub fn new(shared: &'a Shared, sink: &'a mut dyn RequestSink, index: u64) -> Self {
         let topics = shared.scenario.topics_of(index);
         let topics_query = topics
             .iter()
@@ -115,7 +142,7 @@ impl<'a> Subscriber<'a> {
         Self {
             shared,
             index,
-            user,
+            sink,
             topics_query,
             rec: Recorder::new(topics),
             churn,
@@ -282,7 +309,7 @@ impl<'a> Subscriber<'a> {
         }
     }
 
-    /// Reports one timed operation to goose (it appears in goose's request metrics).
+    /// Reports one timed operation to the sink.
     pub async fn report(
         &mut self,
         method: &str,
@@ -294,14 +321,19 @@ impl<'a> Subscriber<'a> {
             Ok(status) => (true, status, None),
             Err(e) => (false, status_of(e), Some(e.to_string())),
         };
-        // goose only fails here when its metrics channel is gone at shutdown; nothing to record then.
-        let _ = self
-            .user
-            .record_custom_request_duration(method, name, took, success, status, error.as_deref())
+        self.sink
+            .record(TimedRequest {
+                method,
+                name,
+                took,
+                success,
+                status,
+                error: error.as_deref(),
+            })
             .await;
     }
 
-    /// Reports a new connection's timings to our histograms and to goose.
+    /// Reports a new connection's timings to our histograms and to the sink.
     pub async fn report_connection(
         &mut self,
         connect: Duration,

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::dialect::PeerKind;
-use crate::clients::subscriber::{Shared, Subscriber};
+use crate::clients::subscriber::{RequestSink, Shared, Subscriber, TimedRequest};
 use crate::conn::{Endpoint, WireCounters};
 use crate::error::RunError;
 use crate::fleet::worker::Workers;
@@ -31,6 +31,37 @@ use crate::scenario::Scenario;
 use crate::util::sample_processes;
 use pushbench_common::ProcSample;
 use pushbench_report::result::GooseRow;
+
+/// Whether goose's own SIGINT handler fired: once an attack has started goose takes SIGINT and raises
+/// its kill switch (which it resets when its next attack starts).
+pub fn sigint_seen() -> bool {
+    goose::is_killswitch_triggered()
+}
+
+impl From<goose::GooseError> for RunError {
+    fn from(e: goose::GooseError) -> Self {
+        // goose's Display omits which option was refused; its Debug form names it.
+        Self::Goose(format!("{e:?}"))
+    }
+}
+
+/// A goose user is a subscriber's request sink: its timed operations appear in goose's request
+/// metrics.
+impl RequestSink for goose::prelude::GooseUser {
+    fn record<'a>(
+        &'a mut self,
+        r: TimedRequest<'a>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            // goose only fails here when its metrics channel is gone at shutdown; nothing to record then.
+            let _ = self
+                .record_custom_request_duration(
+                    r.method, r.name, r.took, r.success, r.status, r.error,
+                )
+                .await;
+        })
+    }
+}
 
 /// What every part of a fleet needs to know.
 #[derive(Debug, Clone)]

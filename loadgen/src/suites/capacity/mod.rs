@@ -703,7 +703,7 @@ impl Signals {
     /// starts): that is read here too.
     fn pending(&mut self) -> Option<&'static str> {
         use futures_util::FutureExt;
-        if goose::is_killswitch_triggered() {
+        if crate::fleet::sigint_seen() {
             return Some("SIGINT");
         }
         self.0

@@ -1,6 +1,6 @@
 //! The clients: one subscriber's life ([`subscriber`]) over each transport of our server ([`poll`],
-//! [`longpoll`], [`stream`], [`sse`], [`ws`]) or in a peer's dialect ([`dialect`], [`peer`]), and the
-//! open-loop [`publisher`].
+//! [`longpoll`], [`stream`], [`sse`], [`ws`]) or in a peer's dialect ([`dialect`], [`peer`]), the one
+//! reconnect loop they share ([`reconnect`]), and the open-loop [`publisher`].
 //!
 //! May import: `measure`, `conn`, `scenario`, `machine`, `util` (and the result crate); never a target,
 //! the fleet or a run.
@@ -10,6 +10,7 @@ pub mod longpoll;
 pub mod peer;
 pub mod poll;
 pub mod publisher;
+pub mod reconnect;
 pub mod sse;
 pub mod stream;
 pub mod subscriber;

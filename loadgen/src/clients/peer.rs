@@ -17,6 +17,7 @@ use pushbench_common::wire::{Control, Event, SseParser};
 use tokio::time::Instant;
 
 use super::dialect::{Framing, Route, parse_peer_event};
+use crate::clients::reconnect::{FirstSession, Session, until_stopped};
 use crate::clients::stream::{open_stream, split_lines};
 use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::ConnError;
@@ -34,25 +35,32 @@ pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
         Some(profile) => profile.subscribe_path(route, &topics),
         None => return,
     };
-    // nchan's poll cursor outlives a connection: a reconnect (after a client-side timeout, an error or
-    // churn) resumes after the last message received instead of at the newest one.
-    let mut cursor = PollCursor::default();
-    while !sub.stopped() {
-        let outcome = match route.framing {
-            Framing::Sse | Framing::Lines => stream_session(sub, route, &path).await,
-            Framing::WebSocket => ws_session(sub, &path).await,
+    let mut session = PeerSession {
+        route,
+        path,
+        cursor: PollCursor::default(),
+    };
+    until_stopped(sub, &mut session, FirstSession::UnlessStopped).await;
+}
+
+/// One connection to a peer in its route's framing.
+struct PeerSession<'r> {
+    route: &'r Route,
+    /// The subscribe path with this subscriber's topics.
+    path: String,
+    /// nchan's poll cursor outlives a connection: a reconnect (after a client-side timeout, an error or
+    /// churn) resumes after the last message received instead of at the newest one.
+    cursor: PollCursor,
+}
+
+impl Session for PeerSession<'_> {
+    async fn run(&mut self, sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
+        let (route, path) = (self.route, self.path.as_str());
+        match route.framing {
+            Framing::Sse | Framing::Lines => stream_session(sub, route, path).await,
+            Framing::WebSocket => ws_session(sub, path).await,
             Framing::LongPoll | Framing::IntervalPoll | Framing::GripLongPoll => {
-                poll_loop(sub, route, &path, &mut cursor).await
-            }
-        };
-        match outcome {
-            Ok(End::Stop) => break,
-            Ok(End::Churn) => sub.churned(),
-            Err(e) => {
-                sub.rec.on_error(&e);
-                if sub.pause_after_error().await {
-                    break;
-                }
+                poll_loop(sub, route, path, &mut self.cursor).await
             }
         }
     }

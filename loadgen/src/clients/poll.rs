@@ -55,7 +55,8 @@ pub struct PollConn {
 
 /// Sends one poll or long-poll (`hold` = the server's maximum hold) on `conn`, opening it first if needed,
 /// and records the answer. Returns `Some(End)` when the run stopped or churn cut the request
-/// (`churn_cuts` lets long-polls be cut mid-hold); the connection is dropped on churn and on errors.
+/// (`churn_cuts` lets long-polls be cut mid-hold; the caller schedules the next drop); the connection is
+/// dropped on churn and on errors.
 pub async fn poll_once(
     sub: &mut Subscriber<'_>,
     conn: &mut Option<PollConn>,
@@ -105,7 +106,6 @@ pub async fn poll_once(
         () = churn => {
             sub.rec.log.counters.requests_cut += 1;
             *conn = None;
-            sub.churned();
             return Ok(Some(End::Churn));
         }
         r = tokio::time::timeout(answer_timeout, exchange) => r.unwrap_or(Err(ConnError::Timeout(answer_timeout))),

@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::clients::reconnect::{FirstSession, Session, until_stopped};
 use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::{ConnError, HttpConn, expect_success};
 
@@ -79,23 +80,35 @@ pub fn split_lines(
 ///
 /// `request` gives the path and an optional extra header for the next connection (it sees the current
 /// cursor); `decode` consumes body bytes and returns whether they completed the `subscribed` message.
-pub async fn stream_until_stopped<R, D>(sub: &mut Subscriber<'_>, mut request: R, mut decode: D)
+pub async fn stream_until_stopped<R, D>(sub: &mut Subscriber<'_>, request: R, decode: D)
 where
-    R: FnMut(&Subscriber<'_>) -> (String, Option<(&'static str, String)>),
-    D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError>,
+    R: FnMut(&Subscriber<'_>) -> (String, Option<(&'static str, String)>) + Send,
+    D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError> + Send,
 {
-    while !sub.stopped() {
-        let (path, header) = request(sub);
-        match session(sub, &path, header, &mut decode).await {
-            Ok(End::Stop) => break,
-            Ok(End::Churn) => sub.churned(),
-            Err(e) => {
-                sub.rec.on_error(&e);
-                if sub.pause_after_error().await {
-                    break;
-                }
-            }
-        }
+    let mut stream = StreamSession {
+        request: Box::new(request),
+        decode: Box::new(decode),
+    };
+    until_stopped(sub, &mut stream, FirstSession::UnlessStopped).await;
+}
+
+/// Names the next streaming GET: its path and an optional extra header.
+type Request<'c> =
+    Box<dyn FnMut(&Subscriber<'_>) -> (String, Option<(&'static str, String)>) + Send + 'c>;
+/// Consumes body bytes; returns whether they completed the `subscribed` message.
+type Decode<'c> = Box<dyn FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError> + Send + 'c>;
+
+/// One streaming GET per session. (The closures are boxed: generic ones defeat the compiler's proof that
+/// the subscriber's future is `Send`.)
+struct StreamSession<'c> {
+    request: Request<'c>,
+    decode: Decode<'c>,
+}
+
+impl Session for StreamSession<'_> {
+    async fn run(&mut self, sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
+        let (path, header) = (self.request)(sub);
+        session(sub, &path, header, &mut self.decode).await
     }
 }
 

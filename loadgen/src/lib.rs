@@ -47,12 +47,12 @@
 //!   the watchdog that stops a run's children when it dies.
 
 pub mod cli;
-pub mod clients;
-pub mod conn;
-pub mod error;
+mod clients;
+mod conn;
+mod error;
 pub mod fleet;
-pub mod machine;
-pub mod measure;
+mod machine;
+mod measure;
 pub mod network;
 pub mod run;
 pub mod scenario;

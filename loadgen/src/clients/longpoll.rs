@@ -15,7 +15,7 @@ use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::ConnError;
 
 /// Runs a long-polling subscriber until the run stops.
-pub async fn run(sub: &mut Subscriber<'_>) {
+pub(crate) async fn run(sub: &mut Subscriber<'_>) {
     until_stopped(
         sub,
         &mut LongPollSession { conn: None },

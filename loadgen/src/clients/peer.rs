@@ -23,7 +23,7 @@ use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::ConnError;
 
 /// Runs a subscriber against a peer's `route` until the run stops.
-pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
+pub(crate) async fn run(sub: &mut Subscriber<'_>, route: &Route) {
     let topics: Vec<String> = sub
         .rec
         .log
@@ -69,7 +69,7 @@ impl Session for PeerSession<'_> {
 /// Records one event's data; our wire's heartbeat line (the keep-alive Pushpin's streams send, as
 /// asked by our GRIP backend) is counted as a heartbeat; any other payload that is not ours is a protocol
 /// error.
-pub fn on_payload(sub: &mut Subscriber<'_>, data: &[u8]) -> Result<(), ConnError> {
+pub(crate) fn on_payload(sub: &mut Subscriber<'_>, data: &[u8]) -> Result<(), ConnError> {
     // Events start with a digit: only a '{' line can be a heartbeat, so events are not parsed as JSON.
     if data.first() == Some(&b'{')
         && serde_json::from_slice::<Control>(data).is_ok_and(|c| c == Control::Heartbeat)
@@ -95,7 +95,7 @@ pub fn on_payload(sub: &mut Subscriber<'_>, data: &[u8]) -> Result<(), ConnError
 
 /// Incremental decoder of a streamed body into event payloads, for the stream framings.
 #[derive(Debug)]
-pub enum StreamDecoder {
+pub(crate) enum StreamDecoder {
     /// `text/event-stream`.
     Sse(SseParser),
     /// One payload per line.
@@ -104,7 +104,7 @@ pub enum StreamDecoder {
 
 impl StreamDecoder {
     /// A decoder for `framing` (stream framings only).
-    pub fn new(framing: Framing) -> Self {
+    pub(crate) fn new(framing: Framing) -> Self {
         match framing {
             Framing::Sse => Self::Sse(SseParser::default()),
             _ => Self::Lines(Vec::new()),
@@ -112,7 +112,7 @@ impl StreamDecoder {
     }
 
     /// Feeds bytes as they arrive and calls `on_payload` for every complete event's data.
-    pub fn feed(
+    pub(crate) fn feed(
         &mut self,
         bytes: &[u8],
         mut on_payload: impl FnMut(&[u8]) -> Result<(), ConnError>,
@@ -185,7 +185,7 @@ async fn ws_session(sub: &mut Subscriber<'_>, path: &str) -> Result<End, ConnErr
 /// `If-Modified-Since` and `If-None-Match`; or our GRIP backend's `Pushbench-Cursor`, sent back as
 /// `&after=<id>` (Pushpin).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PollCursor {
+pub(crate) struct PollCursor {
     /// `Last-Modified` of the last event received.
     pub last_modified: Option<String>,
     /// `Etag` of the last event received.
@@ -197,7 +197,7 @@ pub struct PollCursor {
 
 impl PollCursor {
     /// Takes the cursor from an answer's headers (kept as is when the answer carries none).
-    pub fn update(&mut self, headers: &hyper::HeaderMap) {
+    pub(crate) fn update(&mut self, headers: &hyper::HeaderMap) {
         let get = |name: &str| {
             headers
                 .get(name)
@@ -220,7 +220,7 @@ impl PollCursor {
     }
 
     /// `path` with the GRIP backend's cursor added (`&after=a=1,b=7`), when there is one.
-    pub fn path<'a>(&self, path: &'a str) -> Cow<'a, str> {
+    pub(crate) fn path<'a>(&self, path: &'a str) -> Cow<'a, str> {
         match &self.grip {
             Some(grip) => Cow::Owned(format!(
                 "{path}&after={}",
@@ -231,7 +231,7 @@ impl PollCursor {
     }
 
     /// Request headers carrying the cursor.
-    pub fn headers(&self) -> Vec<(&'static str, &str)> {
+    pub(crate) fn headers(&self) -> Vec<(&'static str, &str)> {
         let mut h = Vec::new();
         if let Some(lm) = &self.last_modified {
             h.push(("if-modified-since", lm.as_str()));

@@ -75,7 +75,7 @@ pub struct Published {
 }
 
 /// The event data for intended send time `intended_ns`: the time, a space, padding to `size` bytes.
-pub fn event_data(intended_ns: u64, size: usize) -> String {
+pub(crate) fn event_data(intended_ns: u64, size: usize) -> String {
     let mut data = format!("{intended_ns} ");
     let pad = size.saturating_sub(data.len());
     data.extend(std::iter::repeat_n('x', pad));
@@ -84,7 +84,7 @@ pub fn event_data(intended_ns: u64, size: usize) -> String {
 
 /// One publish request: where it goes, its content type, its body.
 #[derive(Debug)]
-pub struct PublishRequest<'e> {
+pub(crate) struct PublishRequest<'e> {
     /// The request path.
     pub path: Cow<'e, str>,
     /// Its `content-type`.
@@ -94,7 +94,7 @@ pub struct PublishRequest<'e> {
 }
 
 /// How a target takes events: the request that publishes event `i`, and the id its answer acknowledges.
-pub trait Encoder: Send + Sync + 'static {
+pub(crate) trait Encoder: Send + Sync + 'static {
     /// The request publishing event `i` of `schedule` on topic index `topic` (`i mod topics`).
     fn encode(&self, schedule: &Schedule, i: u64, topic: u64) -> PublishRequest<'_>;
     /// The id under which event `i` was accepted, from the answer's `body` to `path`.
@@ -107,14 +107,14 @@ pub trait Encoder: Send + Sync + 'static {
 
 /// Our server's publish API: `POST /publish/<topic>` with the data as text; the answer names the id.
 #[derive(Debug)]
-pub struct OurEncoder {
+pub(crate) struct OurEncoder {
     /// `/publish/<topic>` per topic index, built once.
     paths: Vec<String>,
 }
 
 impl OurEncoder {
     /// The encoder for `schedule`'s topics.
-    pub fn new(schedule: &Schedule) -> Self {
+    pub(crate) fn new(schedule: &Schedule) -> Self {
         Self {
             paths: schedule
                 .topics
@@ -146,7 +146,7 @@ impl Encoder for OurEncoder {
 }
 
 /// Publishes the schedule to our server's `nodes` (see [`publish_with`]).
-pub async fn publish(
+pub(crate) async fn publish(
     nodes: &[Endpoint],
     schedule: Arc<Schedule>,
     wire: Arc<WireCounters>,
@@ -158,7 +158,7 @@ pub async fn publish(
 
 /// Publishes the schedule open loop to `nodes` with the target's `encoder` (worker `w` publishes to node
 /// `w mod nodes`, so a cluster's nodes all take publishes); `sent` counts acknowledged events live.
-pub async fn publish_with(
+pub(crate) async fn publish_with(
     nodes: &[Endpoint],
     encoder: Arc<dyn Encoder>,
     schedule: Arc<Schedule>,

@@ -8,7 +8,7 @@ use crate::conn::ConnError;
 
 /// One connection's life over one transport: open it, read until the run stops ([`End::Stop`]) or churn
 /// is due ([`End::Churn`]), or fail. The loop, not the session, reconnects.
-pub trait Session: Send {
+pub(crate) trait Session: Send {
     /// Runs one session of `sub`.
     fn run(
         &mut self,
@@ -18,7 +18,7 @@ pub trait Session: Send {
 
 /// When the loop first looks at the stop signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstSession {
+pub(crate) enum FirstSession {
     /// Only while the run has not stopped (every client but the long-poll).
     UnlessStopped,
     /// Always: the long-poll client has always sent its first request before looking (a subscriber that
@@ -28,7 +28,7 @@ pub enum FirstSession {
 }
 
 /// Runs session after session of `sub` until the run stops.
-pub async fn until_stopped(
+pub(crate) async fn until_stopped(
     sub: &mut Subscriber<'_>,
     session: &mut impl Session,
     first: FirstSession,

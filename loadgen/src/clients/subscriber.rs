@@ -24,7 +24,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Everything the subscribers of one transport run share.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The workload.
     pub scenario: Arc<Scenario>,
     /// The transport under test.
@@ -50,7 +50,7 @@ pub struct Shared {
 /// One timed operation of a subscriber (a connect, a request, a subscription), for the request metrics
 /// of whoever drives the subscribers.
 #[derive(Debug, Clone, Copy)]
-pub struct TimedRequest<'a> {
+pub(crate) struct TimedRequest<'a> {
     /// `GET`, `CONNECT`, `SUBSCRIBE`.
     pub method: &'a str,
     /// The row it is counted in (`/poll`, `tcp connect`).
@@ -67,7 +67,7 @@ pub struct TimedRequest<'a> {
 
 /// Where a subscriber reports its timed operations. The fleet implements it over goose (a goose user's
 /// request metrics), so that the clients need nothing of goose.
-pub trait RequestSink: Send + Sync {
+pub(crate) trait RequestSink: Send + Sync {
     /// Records one operation.
     fn record<'a>(
         &'a mut self,
@@ -77,7 +77,7 @@ pub trait RequestSink: Send + Sync {
 
 /// Why a connection's read loop ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// The run is over.
     Stop,
     /// Churn: drop this connection and resume on a new one.
@@ -92,7 +92,7 @@ struct ChurnClock {
 }
 
 /// One subscriber.
-pub struct Subscriber<'a> {
+pub(crate) struct Subscriber<'a> {
     /// The run.
     pub shared: &'a Shared,
     /// Its number in the run (0-based): picks its topics and spreads its timing phases.
@@ -123,7 +123,7 @@ impl std::fmt::Debug for Subscriber<'_> {
 
 impl<'a> Subscriber<'a> {
     /// Subscriber number `index` of the run.
-    pub fn new(shared: &'a Shared, sink: &'a mut dyn RequestSink, index: u64) -> Self {
+    pub(crate) fn new(shared: &'a Shared, sink: &'a mut dyn RequestSink, index: u64) -> Self {
         let topics = shared.scenario.topics_of(index);
         let topics_query = topics
             .iter()
@@ -153,7 +153,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Hands the subscriber's log back to the run, once its client returned.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         let log = self.rec.finish(&self.shared.meters);
         self.shared
             .logs
@@ -163,7 +163,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Where the next connection goes (see [`Shared::nodes`]).
-    pub fn next_node(&mut self) -> Endpoint {
+    pub(crate) fn next_node(&mut self) -> Endpoint {
         let nodes = &self.shared.nodes;
         let node = nodes[((self.index + self.attempts) % nodes.len() as u64) as usize].clone();
         self.attempts += 1;
@@ -171,12 +171,12 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Whether the run is over.
-    pub fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.shared.stop.is_cancelled()
     }
 
     /// `&after=C` when a cursor is known, for resuming.
-    pub fn after_param(&self) -> String {
+    pub(crate) fn after_param(&self) -> String {
         self.rec
             .cursor
             .map(|c| format!("&after={c}"))
@@ -185,7 +185,7 @@ impl<'a> Subscriber<'a> {
 
     /// Resolves when this subscriber should drop its connection: at its next churn time, unless the run
     /// is draining by then (then never). Without churn it never resolves.
-    pub fn churn_signal(&self) -> impl Future<Output = ()> + use<> {
+    pub(crate) fn churn_signal(&self) -> impl Future<Output = ()> + use<> {
         let at = self.churn.as_ref().map(|c| c.next);
         let draining = self.shared.draining.clone();
         async move {
@@ -202,7 +202,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Whether a churn drop is due now (never while draining); if so, schedules the next one.
-    pub fn churn_due(&mut self) -> bool {
+    pub(crate) fn churn_due(&mut self) -> bool {
         if self.shared.draining.is_cancelled() {
             return false;
         }
@@ -218,20 +218,20 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Marks the end of a connection cut by churn: schedules the next drop.
-    pub fn churned(&mut self) {
+    pub(crate) fn churned(&mut self) {
         self.churn_due();
     }
 
     /// Opens an HTTP connection to the next node (see [`Shared::nodes`]), recording a failed connect or
     /// counting the new connection; returns it with its TCP connect time.
-    pub async fn open_http(&mut self) -> Result<(HttpConn, Duration), ConnError> {
+    pub(crate) async fn open_http(&mut self) -> Result<(HttpConn, Duration), ConnError> {
         let node = self.next_node();
         let opened = HttpConn::open(&node, &self.shared.wire).await;
         self.opened(opened)
     }
 
     /// The same for a bare TCP connection (a WebSocket upgrades it), with the node it went to.
-    pub async fn open_tcp(
+    pub(crate) async fn open_tcp(
         &mut self,
     ) -> Result<(Endpoint, Counted<TcpStream>, Duration), ConnError> {
         let node = self.next_node();
@@ -258,7 +258,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Waits after a failure, unless the run stops first. Returns whether the run stopped.
-    pub async fn pause_after_error(&self) -> bool {
+    pub(crate) async fn pause_after_error(&self) -> bool {
         tokio::select! {
             _ = self.shared.stop.cancelled() => true,
             _ = tokio::time::sleep(RETRY_PAUSE) => false,
@@ -267,7 +267,7 @@ impl<'a> Subscriber<'a> {
 
     /// Handles one JSON message of a stream, SSE `data` field or WebSocket frame. Returns `true` when it
     /// was the `subscribed` message.
-    pub fn on_message(&mut self, json: &[u8]) -> Result<bool, ConnError> {
+    pub(crate) fn on_message(&mut self, json: &[u8]) -> Result<bool, ConnError> {
         let message = Message::parse(json).map_err(|e| {
             self.protocol_error(format!(
                 "{e}: {}",
@@ -290,7 +290,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// The subscription is live at cursor `next`.
-    pub fn on_subscribed(&mut self, next: u64) {
+    pub(crate) fn on_subscribed(&mut self, next: u64) {
         self.rec.on_subscribed(next);
         if !self.counted_subscribed {
             self.counted_subscribed = true;
@@ -302,7 +302,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// A protocol error naming this transport's endpoint.
-    pub fn protocol_error(&self, reason: String) -> ConnError {
+    pub(crate) fn protocol_error(&self, reason: String) -> ConnError {
         ConnError::Protocol {
             path: format!("/{}", self.shared.transport),
             reason,
@@ -310,7 +310,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Reports one timed operation to the sink.
-    pub async fn report(
+    pub(crate) async fn report(
         &mut self,
         method: &str,
         name: &str,
@@ -334,7 +334,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Reports a new connection's timings to our histograms and to the sink.
-    pub async fn report_connection(
+    pub(crate) async fn report_connection(
         &mut self,
         connect: Duration,
         first_byte: Duration,

@@ -23,7 +23,7 @@ use crate::conn::{ConnError, Counted};
 const READ_BUFFER: usize = 4096;
 
 /// Runs a WebSocket subscriber until the run stops.
-pub async fn run(sub: &mut Subscriber<'_>) {
+pub(crate) async fn run(sub: &mut Subscriber<'_>) {
     until_stopped(sub, &mut WsSession, FirstSession::UnlessStopped).await;
 }
 

@@ -29,7 +29,9 @@ use crate::clients::publisher::Schedule;
 use crate::conn::WireCounters;
 use crate::fleet::{Fleet, FleetSpec, LiveCounts, Tally};
 use crate::machine::sockmem::KernelSockets;
-use crate::measure::{Percentiles, PublishedLog, new_histogram, spawn_lag_probe, unix_ns};
+use crate::measure::{
+    Completeness, Histograms, Percentiles, PublishedLog, new_histogram, spawn_lag_probe, unix_ns,
+};
 use crate::scenario::Scenario;
 use crate::targets::deployment::Deployment;
 use crate::util::{fds_of, sample_processes, sum_samples};
@@ -613,6 +615,49 @@ fn growth(m: &Measured) -> Growth {
     }
 }
 
+/// Redis's figures, in a cluster.
+fn bus_result(servers: &Deployment, w: &Window) -> Option<BusResult> {
+    servers.bus_addr().map(|addr| BusResult {
+        addr: addr.to_string(),
+        rss_bytes: w.bus_cpu[1].proc.map(|p| p.rss_bytes),
+        cpu_ms: w.bus_cpu[0]
+            .cpu_until(&w.bus_cpu[1])
+            .map(|(cpu, _)| cpu.as_secs_f64() * 1000.0),
+    })
+}
+
+/// The fleet's delivery accounting, with the `n - logs` subscribers goose never started (or that never
+/// handed a log back): they are owed everything too.
+fn fleet_completeness(n: u64, tally: &Tally) -> Completeness {
+    let mut completeness = tally.completeness;
+    completeness.never_subscribed += n.saturating_sub(tally.logs);
+    completeness
+}
+
+/// What the scenario's models predict, for the report to check the figures against.
+fn model(scenario: &Scenario) -> Model {
+    Model {
+        events_per_subscriber_per_s: scenario.events_per_subscriber_per_s(),
+        poll_interval_ms: scenario.poll_interval.as_secs_f64() * 1000.0,
+        poll_wait_ms: scenario.poll_interval.as_secs_f64() * 500.0,
+        poll_requests_per_delivery: 1.0
+            / scenario.poll_interval.as_secs_f64()
+            / scenario.events_per_subscriber_per_s(),
+    }
+}
+
+/// The histograms as the result stores them.
+fn serialized_histograms(h: &Histograms, published: &Published) -> SerializedHistograms {
+    SerializedHistograms {
+        latency_us: encode_histogram(&h.latency),
+        latency_from_server_us: encode_histogram(&h.latency_from_server),
+        connect_us: Some(encode_histogram(&h.connect)),
+        first_byte_us: Some(encode_histogram(&h.first_byte)),
+        subscribed_us: Some(encode_histogram(&h.subscribed)),
+        publish_lateness_us: Some(encode_histogram(&published.lateness)),
+    }
+}
+
 /// Accounting: turns what a transport run measured into its result.
 fn account(
     scenario: &Scenario,
@@ -625,25 +670,17 @@ fn account(
     let node_results = node_results(servers, n, &m);
     let growth = growth(&m);
     let cpu = cpu_figures(&m.window, &m.collected.tally);
-    let bus = servers.bus_addr().map(|addr| BusResult {
-        addr: addr.to_string(),
-        rss_bytes: m.window.bus_cpu[1].proc.map(|p| p.rss_bytes),
-        cpu_ms: m.window.bus_cpu[0]
-            .cpu_until(&m.window.bus_cpu[1])
-            .map(|(cpu, _)| cpu.as_secs_f64() * 1000.0),
-    });
+    let bus = bus_result(servers, &m.window);
     let published = &m.window.published;
     let tally = &mut m.collected.tally;
     let published_log = PublishedLog::new(
         scenario.topic_count() as usize,
         published.acks.iter().copied(),
     );
-    let mut completeness = tally.completeness;
+    let completeness = fleet_completeness(n, tally);
     let counters = tally.counters;
     // A failed publish matters more than a subscriber's last hiccup: show it when there is one.
     let last_error = published.last_error.clone().or(tally.last_error.clone());
-    // Subscribers goose never started (or that never handed a log back) are owed everything too.
-    completeness.never_subscribed += n.saturating_sub(tally.logs);
     let connected = n - completeness.never_subscribed;
     let h = &mut tally.histograms;
     if !servers.stamps_events() {
@@ -706,22 +743,8 @@ fn account(
         noise: cpu.noisy,
         publish_lateness_us: Percentiles::of(&published.lateness),
         window_s: m.window.length.as_secs_f64(),
-        model: Model {
-            events_per_subscriber_per_s: scenario.events_per_subscriber_per_s(),
-            poll_interval_ms: scenario.poll_interval.as_secs_f64() * 1000.0,
-            poll_wait_ms: scenario.poll_interval.as_secs_f64() * 500.0,
-            poll_requests_per_delivery: 1.0
-                / scenario.poll_interval.as_secs_f64()
-                / scenario.events_per_subscriber_per_s(),
-        },
-        histograms: SerializedHistograms {
-            latency_us: encode_histogram(&h.latency),
-            latency_from_server_us: encode_histogram(&h.latency_from_server),
-            connect_us: Some(encode_histogram(&h.connect)),
-            first_byte_us: Some(encode_histogram(&h.first_byte)),
-            subscribed_us: Some(encode_histogram(&h.subscribed)),
-            publish_lateness_us: Some(encode_histogram(&published.lateness)),
-        },
+        model: model(scenario),
+        histograms: serialized_histograms(h, published),
         goose: std::mem::take(&mut tally.goose),
         server_stats: if servers.is_cluster() {
             None

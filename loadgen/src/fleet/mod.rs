@@ -70,7 +70,7 @@ pub struct FleetSpec {
     pub scenario: Arc<Scenario>,
     /// The transport under test.
     pub transport: Transport,
-    /// The server's nodes, in order (see [`Shared::nodes`]).
+    /// The server's nodes, in order (see `clients::subscriber::Shared::nodes`).
     pub nodes: Vec<SocketAddr>,
     /// The dialect the clients speak: `None` for our own protocol, else the peer's.
     pub dialect: Option<PeerKind>,

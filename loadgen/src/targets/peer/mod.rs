@@ -297,7 +297,7 @@ fn log_file(path: &Path) -> Result<std::fs::File, PeerError> {
     })
 }
 
-/// Publishes the schedule to a peer, open loop, with [`PeerEncoder`] (the publisher's own loop): event
+/// Publishes the schedule to a peer, open loop, with `PeerEncoder` (the publisher's own loop): event
 /// `i` carries sequence number `i + 1` in its data, and `(i + 1, topic)` is recorded when the peer
 /// accepts it.
 pub async fn publish(

@@ -49,14 +49,14 @@ impl WireCounters {
 
 /// A stream that counts the bytes read from and written to it.
 #[derive(Debug)]
-pub struct Counted<S> {
+pub(crate) struct Counted<S> {
     inner: S,
     counters: Arc<WireCounters>,
 }
 
 impl<S> Counted<S> {
     /// Wraps `inner`; its traffic is added to `counters`.
-    pub fn new(inner: S, counters: Arc<WireCounters>) -> Self {
+    pub(crate) fn new(inner: S, counters: Arc<WireCounters>) -> Self {
         Self { inner, counters }
     }
 }
@@ -117,7 +117,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 
 /// Why a connection or request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnError {
+pub(crate) enum ConnError {
     /// TCP connect failed (a local limit that caused it is named: see
     /// [`crate::machine::limits::limit_reached`]).
     #[error("connect to {addr}: {error}{}", crate::machine::limits::limit_reached(error).map(|l| format!(": {l}")).unwrap_or_default())]
@@ -158,7 +158,7 @@ pub enum ConnError {
 
 /// Where a client connection goes, and from which local address.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// The server's address.
     pub addr: SocketAddr,
     /// `Host` header / authority.
@@ -170,7 +170,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// `addr`, with its own text as `Host`, from a kernel-chosen source.
-    pub fn new(addr: SocketAddr) -> Self {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
             host: addr.to_string().into(),
@@ -180,7 +180,7 @@ impl Endpoint {
 }
 
 /// Opens a counted TCP connection; returns it with the time the connect took.
-pub async fn connect(
+pub(crate) async fn connect(
     to: &Endpoint,
     counters: &Arc<WireCounters>,
 ) -> Result<(Counted<TcpStream>, Duration), ConnError> {
@@ -216,7 +216,7 @@ pub async fn connect(
 
 /// One HTTP/1.1 keep-alive connection owned by one subscriber or publisher worker.
 #[derive(Debug)]
-pub struct HttpConn {
+pub(crate) struct HttpConn {
     send: http1::SendRequest<Full<Bytes>>,
     /// hyper's connection driver; aborted when the connection is dropped (churn, shutdown).
     driver: JoinHandle<()>,
@@ -232,7 +232,7 @@ impl Drop for HttpConn {
 
 impl HttpConn {
     /// Connects and performs the (trivial) HTTP/1 handshake. Returns the TCP connect time too.
-    pub async fn open(
+    pub(crate) async fn open(
         to: &Endpoint,
         counters: &Arc<WireCounters>,
     ) -> Result<(Self, Duration), ConnError> {
@@ -250,7 +250,7 @@ impl HttpConn {
     }
 
     /// Sends one request and waits for the response head.
-    pub async fn send(
+    pub(crate) async fn send(
         &mut self,
         method: hyper::Method,
         path_and_query: &str,
@@ -272,7 +272,7 @@ impl HttpConn {
     }
 
     /// `GET` with no body.
-    pub async fn get(
+    pub(crate) async fn get(
         &mut self,
         path_and_query: &str,
         headers: &[(&str, &str)],
@@ -283,7 +283,7 @@ impl HttpConn {
 }
 
 /// Reads a whole response body, failing on an error status.
-pub async fn body_of(path: &str, response: Response<Incoming>) -> Result<Bytes, ConnError> {
+pub(crate) async fn body_of(path: &str, response: Response<Incoming>) -> Result<Bytes, ConnError> {
     use http_body_util::BodyExt;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
@@ -298,7 +298,7 @@ pub async fn body_of(path: &str, response: Response<Incoming>) -> Result<Bytes, 
 }
 
 /// Fails on an error status, reading the error body first so the message says why.
-pub async fn expect_success(
+pub(crate) async fn expect_success(
     path: &str,
     response: Response<Incoming>,
 ) -> Result<Response<Incoming>, ConnError> {

@@ -30,13 +30,6 @@ pub enum RunError {
     Cluster(String),
 }
 
-impl From<goose::GooseError> for RunError {
-    fn from(e: goose::GooseError) -> Self {
-        // goose's Display omits which option was refused; its Debug form names it.
-        Self::Goose(format!("{e:?}"))
-    }
-}
-
 /// Why the server could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

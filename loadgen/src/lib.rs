@@ -11,12 +11,13 @@
 //! (`loadgen/tests/module_cycles.rs` fails on any cycle between top-level modules).
 //! ```text
 //!   cli        commands, exit codes, the only runtime      imported by nothing (main.rs calls cli::main)
-//!   suites     capacity, peers: many runs, their reports   may import run and below
+//!   suites     capacity, peers, matrix: many runs, reports may import run and below
 //!   run        one run, phase by phase, into a result      may import fleet and below
-//!   fleet      the subscribers, here or in workers; goose  may import targets and below
+//!   fleet      the subscribers, here or in workers; the    may import targets and below
+//!              only module that names goose
 //!   targets    ours spawned/attached, a cluster, peers     may import clients and below
-//!   clients    subscribers per transport, dialects,        may import measure and below
-//!              the publisher
+//!   clients    subscribers per transport, dialects, one    may import measure and below
+//!              reconnect loop, the one open-loop publisher
 //!   measure    recorders, accounting, the lag probe        may import conn and below
 //!   conn       connections counted at the socket; HTTP/1   may import machine and below
 //!   scenario   scenario TOML, raw → validated              may import network's conditions
@@ -28,34 +29,41 @@
 //! The result side (`result.json` and its schema, the reports, thresholds, compare, merge) is the crate
 //! `pushbench_report`, below all of these and needing nothing of them.
 //!
+//! Public are the modules `main.rs` and the tests use (`cli`, `run`, `scenario`, `suites`, `targets`,
+//! `network`, `util`); `fleet`, `clients`, `measure`, `conn`, `machine` and `error` are private, their few outside items re-exported where they are used (`run::RunError`,
+//! `targets::peer::PeerKind`, …).
+//!
 //! - [`scenario`]: scenario TOML, raw → validated.
 //! - [`cli`]: commands and exit codes; `main.rs` only calls [`cli::main`].
 //! - [`suites`]: `pushbench capacity`, the search for the most subscribers (or events/s) a transport
-//!   sustains under a p99 limit ([`suites::capacity`]), and `--peers` side by side ([`suites::peers`]).
+//!   sustains under a p99 limit ([`suites::capacity`]), `--peers` side by side ([`suites::peers`]), and
+//!   `pushbench matrix`, one scenario under several networks ([`suites::matrix`]).
 //! - [`run`]: one run: server per transport, goose attack, publisher, accounting into a result.
-//! - [`fleet`]: the subscribers of a run, in this process or spread over worker processes
-//!   ([`fleet::worker`], `--workers N`), tallied exactly; the only module that drives goose.
+//! - `fleet`: the subscribers of a run, in this process or spread over worker processes
+//!   (`fleet::worker`, `--workers N`), tallied exactly; the only module that names goose (the clients
+//!   report their timings through a request sink that the fleet implements over goose's user).
 //! - [`targets`]: spawning and sampling our server, a cluster of nodes on a Redis bus (`--cluster N`), and
 //!   nchan and Pushpin measured with the same load.
-//! - [`clients`]: the life of one subscriber, shared by the transport clients, the peers' dialects, and the
-//!   open-loop publisher.
-//! - [`measure`]: recorders, histograms, completeness accounting, the scheduling-lag probe.
-//! - [`conn`]: connections counted at the socket; HTTP/1 over them.
-//! - [`machine`]: open files, ports and memory a run needs, checked before it starts; kernel memory of TCP
+//! - `clients`: the life of one subscriber, shared by the transport clients and the peers' dialects; the
+//!   one reconnect loop they all run (a per-transport session each); the one open-loop publisher, which
+//!   takes the target's encoder.
+//! - `measure`: recorders, histograms, completeness accounting, the scheduling-lag probe.
+//! - `conn`: connections counted at the socket; HTTP/1 over them.
+//! - `machine`: open files, ports and memory a run needs, checked before it starts; kernel memory of TCP
 //!   sockets, the third share of a connection's memory.
 //! - [`network`]: network conditions and their presets (`[network]`, `--network`), and the packet-level
 //!   emulator that applies them between two namespaces of the run's own: the run, its servers and the
 //!   publisher on one side, the subscribers (worker processes) on the other.
-//! - [`error`]: why a run failed; [`util`]: processes, ports, temporary directories, the runtime, and
+//! - `error`: why a run failed; [`util`]: processes, ports, temporary directories, the runtime, and
 //!   the watchdog that stops a run's children when it dies.
 
 pub mod cli;
-pub mod clients;
-pub mod conn;
-pub mod error;
-pub mod fleet;
-pub mod machine;
-pub mod measure;
+mod clients;
+mod conn;
+mod error;
+mod fleet;
+mod machine;
+mod measure;
 pub mod network;
 pub mod run;
 pub mod scenario;

@@ -19,15 +19,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use pushbench_common::{ProcSample, Transport};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::publisher::Published;
 use crate::clients::publisher::Schedule;
 use crate::conn::WireCounters;
-use crate::fleet::{Fleet, FleetSpec, LiveCounts};
+use crate::fleet::{Fleet, FleetSpec, LiveCounts, Tally};
 use crate::machine::sockmem::KernelSockets;
-use crate::measure::{Percentiles, PublishedLog, new_histogram, spawn_lag_probe, unix_ns};
+use crate::measure::{
+    Completeness, Histograms, Percentiles, PublishedLog, new_histogram, spawn_lag_probe, unix_ns,
+};
 use crate::network::placement::Emulated;
 use crate::scenario::Scenario;
 use crate::targets::deployment::Deployment;
@@ -50,7 +54,7 @@ pub struct RunOptions {
     /// Print a live progress line on stderr.
     pub progress: bool,
     /// Load-generator processes holding the subscribers: 1 = this one; more = worker processes
-    /// ([`crate::fleet::worker`]).
+    /// (`fleet::worker`).
     pub workers: usize,
     /// Server nodes on a Redis bus (spawned servers only): 1 = a single server
     /// ([`crate::targets::deployment`]).
@@ -77,7 +81,7 @@ pub async fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
     // Once goose has started an attack its own handler takes SIGINT (it raises goose's kill switch and
     // ends the attack early, which would otherwise look like a short run): watch that switch too.
     let goose_sigint = async {
-        while !goose::is_killswitch_triggered() {
+        while !crate::fleet::sigint_seen() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
@@ -231,25 +235,94 @@ async fn run_transport(
     Ok(result)
 }
 
+/// Measures one transport against `servers`, phase by phase (see the module doc): [`launch`],
+/// [`publish`], [`drain`], [`collect`], then the accounting ([`account`]).
 async fn measure(
     scenario: &Arc<Scenario>,
     transport: Transport,
     servers: &Deployment,
     options: &RunOptions,
 ) -> Result<TransportResult, RunError> {
+    let mut launched = launch(scenario, transport, servers, options).await?;
+    let publishing = publish(scenario, transport, servers, &mut launched).await?;
+    let window = drain(scenario, servers, options, &launched, publishing).await;
+    let Launched {
+        fleet,
+        before,
+        connected,
+        live_at_first_publish,
+        peak_rss,
+        ..
+    } = launched;
+    let collected = collect(fleet, servers, &window.published).await?;
+    let run = Measured {
+        before,
+        connected,
+        live_at_first_publish,
+        server_rss_peak: Some(peak_rss.load(Ordering::Relaxed)).filter(|&p| p > 0),
+        window,
+        collected,
+    };
+    Ok(account(scenario, transport, servers, options, run))
+}
+
+/// Server, kernel and load-generator memory just before the subscribers are launched: the baseline.
+struct Baseline {
+    /// Each node's sample.
+    server: Vec<Option<ProcSample>>,
+    kernel: Option<KernelSockets>,
+    loadgen: Option<ProcSample>,
+}
+
+/// The same once every subscriber is connected, with the file descriptors they hold.
+struct Connected {
+    /// Each node's sample.
+    server: Vec<Option<ProcSample>>,
+    kernel: Option<KernelSockets>,
+    /// Each node's open files.
+    node_fds: Vec<Option<u64>>,
+    /// Summed over the nodes (`None` when one cannot be read).
+    server_fds: Option<u64>,
+    loadgen: Option<ProcSample>,
+    loadgen_fds: u64,
+}
+
+/// What phase 2 leaves: the fleet with its subscribers launched, and what the later phases share.
+struct Launched {
+    fleet: Fleet,
+    /// This process and its workers, for CPU samples.
+    loadgen_pids: Vec<u32>,
+    /// The progress line (and the server's peak RSS), stopped when draining ends.
+    progress: tokio::task::JoinHandle<()>,
+    /// Events acknowledged so far, for the progress line.
+    published_live: Arc<AtomicU64>,
+    /// The server's peak RSS, kept by the progress task.
+    peak_rss: Arc<AtomicU64>,
+    /// Subscribers live when publishing began.
+    live_at_first_publish: u64,
+    before: Baseline,
+    connected: Connected,
+}
+
+/// Phase 2: starts the fleet and waits until all subscribers are subscribed (or the launch deadline
+/// passed, or a part of the fleet gave up), then samples the connected state.
+async fn launch(
+    scenario: &Arc<Scenario>,
+    transport: Transport,
+    servers: &Deployment,
+    options: &RunOptions,
+) -> Result<Launched, RunError> {
     let n = scenario.subscribers;
-    let addrs = servers.addrs();
     let spec = FleetSpec {
         scenario: scenario.clone(),
         transport,
-        nodes: addrs,
+        nodes: servers.addrs(),
         dialect: servers.dialect(),
         subscriber_side: options.network.as_ref().map(|n| n.subscriber_side()),
     };
     let server_before = servers.node_samples();
     let kernel_before = KernelSockets::read();
-    let (mut fleet, loadgen_before) =
-        Fleet::start(&spec, options.workers, &options.out_dir).await?;
+    let (fleet, loadgen_before) = Fleet::start(&spec, options.workers, &options.out_dir).await?;
     let loadgen_pids = fleet.pids();
 
     let published_live = Arc::new(AtomicU64::new(0));
@@ -266,7 +339,6 @@ async fn measure(
         options.progress,
     );
 
-    // 2. all subscribers subscribed (or the launch deadline passed, or a part of the fleet gave up).
     let launch_deadline = Instant::now()
         + Duration::from_secs_f64(n as f64 / scenario.launch_rate)
         + Duration::from_secs(30);
@@ -274,7 +346,7 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if fleet.ended() {
-        // goose or a worker ended before every subscriber was launched: it failed; say why.
+        // A part of the fleet ended before every subscriber was launched: it failed; say why.
         progress.abort();
         return Err(fleet.finish(&[]).await.err().unwrap_or_else(|| {
             RunError::Goose("goose ended before the subscribers were launched".into())
@@ -294,8 +366,51 @@ async fn measure(
     let server_fds: Option<u64> = node_fds.iter().copied().sum();
     let loadgen_connected = sample_processes(&loadgen_pids);
     let loadgen_fds = fds_of(&loadgen_pids);
+    Ok(Launched {
+        fleet,
+        loadgen_pids,
+        progress,
+        published_live,
+        peak_rss,
+        live_at_first_publish,
+        before: Baseline {
+            server: server_before,
+            kernel: kernel_before,
+            loadgen: loadgen_before,
+        },
+        connected: Connected {
+            server: server_connected,
+            kernel: kernel_connected,
+            node_fds,
+            server_fds,
+            loadgen: loadgen_connected,
+            loadgen_fds,
+        },
+    })
+}
 
-    // 3. publish on the open-loop schedule.
+/// What phase 3 leaves: the publisher's record and the samples taken as it started.
+struct Publishing {
+    /// When event 0 was due: the measured window runs from here to the end of the drain.
+    start: Instant,
+    publisher_wire: Arc<WireCounters>,
+    published: Published,
+    machine_start: Option<MachineCpu>,
+    server_cpu_start: (Instant, Vec<Option<ProcSample>>),
+    bus_cpu_start: Sample,
+    self_cpu_start: Sample,
+    /// Stops the lag probe when draining ends.
+    stop_probe: CancellationToken,
+    lag_probe: tokio::task::JoinHandle<Histogram<u64>>,
+}
+
+/// Phase 3: publishes on the open-loop schedule, then tells the fleet the last event is out.
+async fn publish(
+    scenario: &Scenario,
+    transport: Transport,
+    servers: &Deployment,
+    launched: &mut Launched,
+) -> Result<Publishing, RunError> {
     let start = Instant::now() + Duration::from_millis(50);
     let start_unix_ns = unix_ns() + 50_000_000;
     let schedule = Arc::new(Schedule {
@@ -308,14 +423,15 @@ async fn measure(
         start,
         start_unix_ns,
     });
-    fleet
+    launched
+        .fleet
         .measure_from(start_unix_ns + scenario.warmup.as_nanos() as u64)
         .await?;
     let publisher_wire = Arc::new(WireCounters::default());
     let machine_start = MachineCpu::read();
     let server_cpu_start = (Instant::now(), servers.node_samples());
     let bus_cpu_start = Sample::of(servers.bus_sample());
-    let self_cpu_start = Sample::of(sample_processes(&loadgen_pids));
+    let self_cpu_start = Sample::of(sample_processes(&launched.loadgen_pids));
     let stop_probe = CancellationToken::new();
     let lag_probe = spawn_lag_probe(stop_probe.clone());
     let published = servers
@@ -323,136 +439,289 @@ async fn measure(
             transport,
             schedule.clone(),
             publisher_wire.clone(),
-            published_live.clone(),
+            launched.published_live.clone(),
         )
         .await;
-    fleet.drain().await?;
+    launched.fleet.drain().await?;
+    Ok(Publishing {
+        start,
+        publisher_wire,
+        published,
+        machine_start,
+        server_cpu_start,
+        bus_cpu_start,
+        self_cpu_start,
+        stop_probe,
+        lag_probe,
+    })
+}
 
-    // 4. drain, then stop every subscriber.
+/// CPU of every party over the measured window, its length, and what was published.
+struct Window {
+    publisher_wire: Arc<WireCounters>,
+    published: Published,
+    server_cpu: [(Instant, Vec<Option<ProcSample>>); 2],
+    bus_cpu: [Sample; 2],
+    self_cpu: [Sample; 2],
+    machine_busy: Option<f64>,
+    /// From the first event's due time to the end of the drain.
+    length: Duration,
+    /// The lag probe's oversleeps in this process, µs.
+    lag: Histogram<u64>,
+}
+
+/// Phase 4: keeps reading for the drain time, then takes the closing samples and stops the probes.
+async fn drain(
+    scenario: &Scenario,
+    servers: &Deployment,
+    options: &RunOptions,
+    launched: &Launched,
+    p: Publishing,
+) -> Window {
     tokio::time::sleep(scenario.drain).await;
     let server_cpu_end = (Instant::now(), servers.node_samples());
     let bus_cpu_end = Sample::of(servers.bus_sample());
-    let machine_busy = machine_start
+    let machine_busy = p
+        .machine_start
         .zip(MachineCpu::read())
         .and_then(|(a, b)| a.busy_percent_until(&b));
-    let self_cpu_end = Sample::of(sample_processes(&loadgen_pids));
-    let window = start.elapsed();
-    stop_probe.cancel();
-    progress.abort();
+    let self_cpu_end = Sample::of(sample_processes(&launched.loadgen_pids));
+    let length = p.start.elapsed();
+    p.stop_probe.cancel();
+    launched.progress.abort();
     if options.progress {
         eprintln!();
     }
-    let lag = lag_probe.await.unwrap_or_else(|_| new_histogram());
-    let mut tally = fleet.finish(&published.acks).await?;
-    let server_stats: Vec<Option<serde_json::Value>> = {
-        let mut stats = Vec::new();
-        for node in &servers.nodes {
-            stats.push(node.stats().await);
-        }
-        stats
-    };
-
-    // Accounting.
-    let published_log = PublishedLog::new(
-        scenario.topic_count() as usize,
-        published.acks.iter().copied(),
-    );
-    let mut completeness = tally.completeness;
-    let counters = tally.counters;
-    // A failed publish matters more than a subscriber's last hiccup: show it when there is one.
-    let last_error = published.last_error.clone().or(tally.last_error.clone());
-    // Subscribers goose never started (or that never handed a log back) are owed everything too.
-    completeness.never_subscribed += n.saturating_sub(tally.logs);
-    let connected = n - completeness.never_subscribed;
-
-    let h = &mut tally.histograms;
-    if !servers.stamps_events() {
-        // Peers give no accept timestamp of their own: there is no "from server" latency to report.
-        h.latency_from_server.reset();
+    let lag = p.lag_probe.await.unwrap_or_else(|_| new_histogram());
+    Window {
+        publisher_wire: p.publisher_wire,
+        published: p.published,
+        server_cpu: [p.server_cpu_start, server_cpu_end],
+        bus_cpu: [p.bus_cpu_start, bus_cpu_end],
+        self_cpu: [p.self_cpu_start, self_cpu_end],
+        machine_busy,
+        length,
+        lag,
     }
-    let delivered = completeness.delivered;
-    let (bytes_received, bytes_sent) = tally.wire;
-    let rss = |s: Option<ProcSample>| s.map(|s| s.rss_bytes);
-    let server_rss_before = rss(sum_samples(&server_before));
-    let server_rss_connected = rss(sum_samples(&server_connected));
-    let cpu_between = |a: &[Option<ProcSample>], b: &[Option<ProcSample>]| {
-        sum_samples(b)?.cpu.checked_sub(sum_samples(a)?.cpu)
-    };
-    let server_window = server_cpu_end.0 - server_cpu_start.0;
-    let server_cpu = cpu_between(&server_cpu_start.1, &server_cpu_end.1);
+}
+
+/// What the subscribers and the servers tell once the run is over.
+struct Collected {
+    tally: Tally,
+    /// Each node's `/stats`.
+    server_stats: Vec<Option<serde_json::Value>>,
+}
+
+/// Phase 5: stops every subscriber, accounts them against the acknowledgements, reads each node's stats.
+async fn collect(
+    fleet: Fleet,
+    servers: &Deployment,
+    published: &Published,
+) -> Result<Collected, RunError> {
+    let tally = fleet.finish(&published.acks).await?;
+    let mut server_stats = Vec::new();
+    for node in &servers.nodes {
+        server_stats.push(node.stats().await);
+    }
+    Ok(Collected {
+        tally,
+        server_stats,
+    })
+}
+
+/// Everything a transport run measured, for the accounting.
+struct Measured {
+    before: Baseline,
+    connected: Connected,
+    live_at_first_publish: u64,
+    server_rss_peak: Option<u64>,
+    window: Window,
+    collected: Collected,
+}
+
+fn rss(s: Option<ProcSample>) -> Option<u64> {
+    s.map(|s| s.rss_bytes)
+}
+
+/// CPU time between two samples of the same processes, summed (`None` when one cannot be read).
+fn cpu_between(a: &[Option<ProcSample>], b: &[Option<ProcSample>]) -> Option<Duration> {
+    sum_samples(b)?.cpu.checked_sub(sum_samples(a)?.cpu)
+}
+
+/// CPU figures of the window and the saturation verdict drawn from them.
+struct CpuFigures {
+    server_cpu_ms: Option<f64>,
+    loadgen_cpu_percent: f64,
+    lag_p99_us: u64,
+    saturated: bool,
+    reasons: Vec<String>,
+    noisy: Option<String>,
+}
+
+fn cpu_figures(w: &Window, tally: &Tally) -> CpuFigures {
+    let [server_start, server_end] = &w.server_cpu;
+    let server_window = server_end.0 - server_start.0;
+    let server_cpu = cpu_between(&server_start.1, &server_end.1);
     let server_cpu_ms = server_cpu.map(|cpu| cpu.as_secs_f64() * 1000.0);
-    let self_cpu = self_cpu_start.cpu_until(&self_cpu_end);
+    let self_cpu = w.self_cpu[0].cpu_until(&w.self_cpu[1]);
     let loadgen_cpu_percent = self_cpu.map_or(0.0, |(cpu, wall)| {
         cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0
     });
     let server_cpu_percent =
         server_cpu.map(|cpu| cpu.as_secs_f64() / server_window.as_secs_f64().max(1e-9) * 100.0);
-    let lag_p99_us = lag.value_at_quantile(0.99).max(tally.lag_p99_us);
+    let lag_p99_us = w.lag.value_at_quantile(0.99).max(tally.lag_p99_us);
     let (saturated, reasons, noisy) = saturation(
         loadgen_cpu_percent,
         server_cpu_percent,
-        machine_busy,
+        w.machine_busy,
         lag_p99_us,
     );
-    let loadgen_rss = rss(loadgen_connected);
+    CpuFigures {
+        server_cpu_ms,
+        loadgen_cpu_percent,
+        lag_p99_us,
+        saturated,
+        reasons,
+        noisy,
+    }
+}
 
-    let node_results = if servers.is_cluster() {
-        let count = servers.nodes.len() as u64;
-        (0..servers.nodes.len())
-            .map(|i| {
-                // Subscriber `s` connects first to node `s mod count`.
-                let subscribers = n / count + u64::from((i as u64) < n % count);
-                let growth = rss(server_connected[i])
-                    .zip(rss(server_before[i]))
-                    .map(|(after, before)| after as f64 - before as f64);
-                NodeResult {
-                    addr: servers.nodes[i].addr.to_string(),
-                    subscribers,
-                    rss_connected_bytes: rss(server_connected[i]),
-                    rss_per_connection_bytes: growth
-                        .filter(|_| subscribers > 0)
-                        .map(|g| g / subscribers as f64),
-                    cpu_ms: cpu_between(&server_cpu_start.1[i..=i], &server_cpu_end.1[i..=i])
-                        .map(|cpu| cpu.as_secs_f64() * 1000.0),
-                    fds: node_fds[i],
-                    stats: server_stats[i].clone(),
-                }
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let bus = servers.bus_addr().map(|addr| BusResult {
-        addr: addr.to_string(),
-        rss_bytes: bus_cpu_end.proc.map(|p| p.rss_bytes),
-        cpu_ms: bus_cpu_start
-            .cpu_until(&bus_cpu_end)
-            .map(|(cpu, _)| cpu.as_secs_f64() * 1000.0),
-    });
+/// A cluster's figures per node (none for a single server).
+fn node_results(servers: &Deployment, n: u64, m: &Measured) -> Vec<NodeResult> {
+    if !servers.is_cluster() {
+        return Vec::new();
+    }
+    let (before, connected) = (&m.before.server, &m.connected.server);
+    let [cpu_start, cpu_end] = &m.window.server_cpu;
+    let count = servers.nodes.len() as u64;
+    (0..servers.nodes.len())
+        .map(|i| {
+            // Subscriber `s` connects first to node `s mod count`.
+            let subscribers = n / count + u64::from((i as u64) < n % count);
+            let growth = rss(connected[i])
+                .zip(rss(before[i]))
+                .map(|(after, before)| after as f64 - before as f64);
+            NodeResult {
+                addr: servers.nodes[i].addr.to_string(),
+                subscribers,
+                rss_connected_bytes: rss(connected[i]),
+                rss_per_connection_bytes: growth
+                    .filter(|_| subscribers > 0)
+                    .map(|g| g / subscribers as f64),
+                cpu_ms: cpu_between(&cpu_start.1[i..=i], &cpu_end.1[i..=i])
+                    .map(|cpu| cpu.as_secs_f64() * 1000.0),
+                fds: m.connected.node_fds[i],
+                stats: m.collected.server_stats[i].clone(),
+            }
+        })
+        .collect()
+}
 
-    let growth = Growth {
-        server_rss: match (server_rss_before, server_rss_connected) {
+/// Memory growth from the baseline to all connected, for the per-connection figures.
+fn growth(m: &Measured) -> Growth {
+    let (before, connected) = (&m.before, &m.connected);
+    Growth {
+        server_rss: match (
+            rss(sum_samples(&before.server)),
+            rss(sum_samples(&connected.server)),
+        ) {
             (Some(before), Some(after)) => Some(after as f64 - before as f64),
             _ => None,
         },
-        kernel_sockets: match (kernel_before, kernel_connected) {
+        kernel_sockets: match (before.kernel, connected.kernel) {
             (Some(before), Some(after)) => Some(after.total() as f64 - before.total() as f64),
             _ => None,
         },
-        loadgen_rss: match (loadgen_before, loadgen_rss) {
+        loadgen_rss: match (before.loadgen, rss(connected.loadgen)) {
             (Some(before), Some(after)) => Some(after as f64 - before.rss_bytes as f64),
             _ => None,
         },
-    };
+    }
+}
+
+/// Redis's figures, in a cluster.
+fn bus_result(servers: &Deployment, w: &Window) -> Option<BusResult> {
+    servers.bus_addr().map(|addr| BusResult {
+        addr: addr.to_string(),
+        rss_bytes: w.bus_cpu[1].proc.map(|p| p.rss_bytes),
+        cpu_ms: w.bus_cpu[0]
+            .cpu_until(&w.bus_cpu[1])
+            .map(|(cpu, _)| cpu.as_secs_f64() * 1000.0),
+    })
+}
+
+/// The fleet's delivery accounting, with the `n - logs` subscribers goose never started (or that never
+/// handed a log back): they are owed everything too.
+fn fleet_completeness(n: u64, tally: &Tally) -> Completeness {
+    let mut completeness = tally.completeness;
+    completeness.never_subscribed += n.saturating_sub(tally.logs);
+    completeness
+}
+
+/// What the scenario's models predict, for the report to check the figures against.
+fn model(scenario: &Scenario) -> Model {
+    Model {
+        events_per_subscriber_per_s: scenario.events_per_subscriber_per_s(),
+        poll_interval_ms: scenario.poll_interval.as_secs_f64() * 1000.0,
+        poll_wait_ms: scenario.poll_interval.as_secs_f64() * 500.0,
+        poll_requests_per_delivery: 1.0
+            / scenario.poll_interval.as_secs_f64()
+            / scenario.events_per_subscriber_per_s(),
+    }
+}
+
+/// The histograms as the result stores them.
+fn serialized_histograms(h: &Histograms, published: &Published) -> SerializedHistograms {
+    SerializedHistograms {
+        latency_us: encode_histogram(&h.latency),
+        latency_from_server_us: encode_histogram(&h.latency_from_server),
+        connect_us: Some(encode_histogram(&h.connect)),
+        first_byte_us: Some(encode_histogram(&h.first_byte)),
+        subscribed_us: Some(encode_histogram(&h.subscribed)),
+        publish_lateness_us: Some(encode_histogram(&published.lateness)),
+    }
+}
+
+/// Accounting: turns what a transport run measured into its result.
+fn account(
+    scenario: &Scenario,
+    transport: Transport,
+    servers: &Deployment,
+    options: &RunOptions,
+    mut m: Measured,
+) -> TransportResult {
+    let n = scenario.subscribers;
+    let node_results = node_results(servers, n, &m);
+    let growth = growth(&m);
+    let cpu = cpu_figures(&m.window, &m.collected.tally);
+    let bus = bus_result(servers, &m.window);
+    let published = &m.window.published;
+    let tally = &mut m.collected.tally;
+    let published_log = PublishedLog::new(
+        scenario.topic_count() as usize,
+        published.acks.iter().copied(),
+    );
+    let completeness = fleet_completeness(n, tally);
+    let counters = tally.counters;
+    // A failed publish matters more than a subscriber's last hiccup: show it when there is one.
+    let last_error = published.last_error.clone().or(tally.last_error.clone());
+    let connected = n - completeness.never_subscribed;
+    let h = &mut tally.histograms;
+    if !servers.stamps_events() {
+        // Peers give no accept timestamp of their own: there is no "from server" latency to report.
+        h.latency_from_server.reset();
+    }
+    let (bytes_received, bytes_sent) = tally.wire;
+    let server_stats = std::mem::take(&mut m.collected.server_stats);
     let mut result = TransportResult {
         transport,
         subscribers: n,
         subscribers_connected: connected,
-        subscribers_live_at_first_publish: Some(live_at_first_publish),
+        subscribers_live_at_first_publish: Some(m.live_at_first_publish),
         published: published_log.total(),
         publish_failures: published.failures,
         expected: completeness.expected,
-        delivered,
+        delivered: completeness.delivered,
         lost: completeness.lost,
         duplicates: completeness.duplicates,
         out_of_order: completeness.out_of_order,
@@ -474,48 +743,34 @@ async fn measure(
         bytes_received,
         bytes_sent,
         bytes_per_delivery: None,
-        publisher_bytes_sent: publisher_wire.totals().1,
-        publisher_bytes_received: publisher_wire.totals().0,
-        server_rss_before_bytes: server_rss_before,
-        server_rss_connected_bytes: server_rss_connected,
-        server_rss_peak_bytes: Some(peak_rss.load(Ordering::Relaxed)).filter(|&p| p > 0),
+        publisher_bytes_sent: m.window.publisher_wire.totals().1,
+        publisher_bytes_received: m.window.publisher_wire.totals().0,
+        server_rss_before_bytes: rss(sum_samples(&m.before.server)),
+        server_rss_connected_bytes: rss(sum_samples(&m.connected.server)),
+        server_rss_peak_bytes: m.server_rss_peak,
         server_rss_per_connection_bytes: None,
-        kernel_socket_bytes_before: kernel_before.map(|k| k.total()),
-        kernel_socket_bytes_connected: kernel_connected.map(|k| k.total()),
+        kernel_socket_bytes_before: m.before.kernel.map(|k| k.total()),
+        kernel_socket_bytes_connected: m.connected.kernel.map(|k| k.total()),
         kernel_socket_bytes_per_connection: None,
-        server_cpu_ms,
+        server_cpu_ms: cpu.server_cpu_ms,
         server_cpu_ms_per_1k_deliveries: None,
-        server_fds,
-        loadgen_cpu_percent,
-        loadgen_rss_bytes: loadgen_rss,
+        server_fds: m.connected.server_fds,
+        loadgen_cpu_percent: cpu.loadgen_cpu_percent,
+        loadgen_rss_bytes: rss(m.connected.loadgen),
         loadgen_rss_per_subscriber_bytes: None,
         link: None,
         packets_per_delivery: None,
-        loadgen_fds,
+        loadgen_fds: m.connected.loadgen_fds,
         loadgen_workers: options.workers.max(1) as u64,
-        loadgen_lag_p99_us: lag_p99_us,
-        machine_cpu_busy_percent: machine_busy,
-        loadgen_saturated: saturated,
-        loadgen_saturation_reasons: reasons,
-        noise: noisy,
+        loadgen_lag_p99_us: cpu.lag_p99_us,
+        machine_cpu_busy_percent: m.window.machine_busy,
+        loadgen_saturated: cpu.saturated,
+        loadgen_saturation_reasons: cpu.reasons,
+        noise: cpu.noisy,
         publish_lateness_us: Percentiles::of(&published.lateness),
-        window_s: window.as_secs_f64(),
-        model: Model {
-            events_per_subscriber_per_s: scenario.events_per_subscriber_per_s(),
-            poll_interval_ms: scenario.poll_interval.as_secs_f64() * 1000.0,
-            poll_wait_ms: scenario.poll_interval.as_secs_f64() * 500.0,
-            poll_requests_per_delivery: 1.0
-                / scenario.poll_interval.as_secs_f64()
-                / scenario.events_per_subscriber_per_s(),
-        },
-        histograms: SerializedHistograms {
-            latency_us: encode_histogram(&h.latency),
-            latency_from_server_us: encode_histogram(&h.latency_from_server),
-            connect_us: Some(encode_histogram(&h.connect)),
-            first_byte_us: Some(encode_histogram(&h.first_byte)),
-            subscribed_us: Some(encode_histogram(&h.subscribed)),
-            publish_lateness_us: Some(encode_histogram(&published.lateness)),
-        },
+        window_s: m.window.length.as_secs_f64(),
+        model: model(scenario),
+        histograms: serialized_histograms(h, published),
         goose: std::mem::take(&mut tally.goose),
         server_stats: if servers.is_cluster() {
             None
@@ -529,7 +784,7 @@ async fn measure(
         thresholds: Vec::new(),
     };
     derive(&mut result, growth);
-    Ok(result)
+    result
 }
 
 /// Decides whether the figures describe the load generator rather than the transport, and what else

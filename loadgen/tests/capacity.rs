@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pushbench::suites::capacity::{Capacity, Outcome, TransportCapacity, Verdict, report};
+use pushbench::suites::capacity::{Capacity, SearchEnd, TransportCapacity, Verdict, report};
 use pushbench_report::result::RunResult;
 
 /// A tiny broadcast: a few subscribers, 20 events/s for about a second.
@@ -47,7 +47,7 @@ fn capacity(out: &Path, scenario: &str, args: &[&str]) -> (i32, String, String) 
         let stopped_at_once = report::read(&out.join("out").join("capacity.json")).is_ok_and(|c| {
             c.transports
                 .iter()
-                .any(|t| t.steps.len() == 1 && t.outcome == Outcome::MachineLimit)
+                .any(|t| t.steps.len() == 1 && t.outcome == SearchEnd::MachineLimit)
         });
         if !stopped_at_once || attempt == 3 {
             return run;
@@ -149,17 +149,17 @@ fn check_walk(out: &Path, t: &TransportCapacity, start: f64, max: f64, field: &s
     let machine = t.steps.iter().any(|s| s.verdict == Verdict::Machine);
     let error = t.steps.iter().any(|s| s.verdict == Verdict::Error);
     let expected = if error {
-        Outcome::RunFailed
+        SearchEnd::RunFailed
     } else if machine {
-        Outcome::MachineLimit
+        SearchEnd::MachineLimit
     } else if fail.is_some() && pass.is_some() {
-        Outcome::ServerLimit
+        SearchEnd::ServerLimit
     } else if fail.is_some() {
-        Outcome::FailsAtStart
+        SearchEnd::FailsAtStart
     } else if pass == Some(max) {
-        Outcome::ReachedMax
+        SearchEnd::ReachedMax
     } else {
-        Outcome::StepBudget
+        SearchEnd::StepBudget
     };
     assert_eq!(t.outcome, expected, "{what}");
     if machine {
@@ -203,11 +203,11 @@ fn a_subscriber_search_grows_to_max_and_writes_its_curve() {
     for t in &c.transports {
         check_walk(&out, t, 2.0, 8.0, "subscribers");
         assert!(stdout.contains(&t.summary), "{stdout}");
-        if t.outcome != Outcome::MachineLimit {
+        if t.outcome != SearchEnd::MachineLimit {
             // With a p99 limit of a second and a loss-free server, 2, 4, 8 all pass.
             let values: Vec<f64> = t.steps.iter().map(|s| s.value).collect();
             assert_eq!(values, [2.0, 4.0, 8.0], "{t:#?}");
-            assert_eq!((t.outcome, t.capacity), (Outcome::ReachedMax, Some(8.0)));
+            assert_eq!((t.outcome, t.capacity), (SearchEnd::ReachedMax, Some(8.0)));
             let rss = t.steps.iter().filter_map(|s| s.server_rss_mib).count();
             assert_eq!(rss, 3, "server memory is known at every step");
         }
@@ -233,9 +233,9 @@ fn an_impossible_p99_fails_at_the_first_step_and_a_rate_search_varies_the_rate()
     assert_eq!(t.capacity, None);
     assert!(matches!(
         t.outcome,
-        Outcome::FailsAtStart | Outcome::MachineLimit
+        SearchEnd::FailsAtStart | SearchEnd::MachineLimit
     ));
-    if t.outcome == Outcome::FailsAtStart {
+    if t.outcome == SearchEnd::FailsAtStart {
         assert!(t.summary.contains("≥ 0.001 ms"), "{}", t.summary);
     }
 
@@ -253,10 +253,10 @@ fn an_impossible_p99_fails_at_the_first_step_and_a_rate_search_varies_the_rate()
     let c = outputs(&out);
     let t = &c.transports[0];
     check_walk(&out, t, 10.0, 40.0, "publish_rate");
-    if t.outcome != Outcome::MachineLimit {
+    if t.outcome != SearchEnd::MachineLimit {
         assert_eq!(
             (t.outcome, t.capacity),
-            (Outcome::ReachedMax, Some(40.0)),
+            (SearchEnd::ReachedMax, Some(40.0)),
             "{t:#?}"
         );
     }
@@ -360,12 +360,12 @@ fn sigint_ends_the_search_writes_the_steps_so_far_and_leaves_no_server() {
     assert!(seen.contains("interrupted by SIGINT"), "{seen}");
     let c = report::read(&d.join("out").join("capacity.json")).expect("written before exiting");
     let sse = &c.transports[0];
-    if sse.outcome == Outcome::MachineLimit {
+    if sse.outcome == SearchEnd::MachineLimit {
         // Interrupted during ws's first step: nothing of ws to record.
         assert_eq!(c.transports.len(), 1, "{c:#?}");
     } else {
         assert_eq!(c.transports.len(), 1, "ws is not searched after the signal");
-        assert_eq!(sse.outcome, Outcome::Interrupted, "{sse:#?}");
+        assert_eq!(sse.outcome, SearchEnd::Interrupted, "{sse:#?}");
         assert_eq!(
             sse.steps.len(),
             1,

@@ -184,13 +184,13 @@ pub fn pushpin_profile() -> Profile {
 
 /// Response header carrying a long-poll client's cursor: `<channel>=<log id>` per channel, comma-separated
 /// (an answer from the log names every channel of the request; an event Pushpin pushes names its own).
-pub const CURSOR_HEADER: &str = "Pushbench-Cursor";
+pub(crate) const CURSOR_HEADER: &str = "Pushbench-Cursor";
 
 /// A long-poll cursor: the last log id seen per channel.
-pub type Cursor = std::collections::BTreeMap<String, u64>;
+pub(crate) type Cursor = std::collections::BTreeMap<String, u64>;
 
 /// `a=1,b=7` → the cursor (malformed parts are skipped).
-pub fn parse_cursor(text: &str) -> Cursor {
+pub(crate) fn parse_cursor(text: &str) -> Cursor {
     text.split(',')
         .filter_map(|part| {
             let (channel, id) = part.trim().rsplit_once('=')?;
@@ -200,7 +200,7 @@ pub fn parse_cursor(text: &str) -> Cursor {
 }
 
 /// The cursor → `a=1,b=7`.
-pub fn format_cursor(cursor: &Cursor) -> String {
+pub(crate) fn format_cursor(cursor: &Cursor) -> String {
     let parts: Vec<String> = cursor.iter().map(|(c, id)| format!("{c}={id}")).collect();
     parts.join(",")
 }

@@ -9,34 +9,45 @@
 //! queue while the next request is on its way); requests per delivery ≈ 1 when events are rarer than
 //! round trips, fewer when several are collected by one answer, plus one per timeout when idle.
 
-use crate::clients::poll::poll_once;
+use crate::clients::poll::{PollConn, poll_once};
+use crate::clients::reconnect::{FirstSession, Session, until_stopped};
 use crate::clients::subscriber::{End, Subscriber};
+use crate::conn::ConnError;
 
 /// Runs a long-polling subscriber until the run stops.
-pub async fn run(sub: &mut Subscriber<'_>) {
-    let hold = sub.shared.scenario.longpoll_timeout;
-    let mut conn = None;
-    loop {
-        let path = match sub.rec.cursor {
-            None => format!("/poll?{}", sub.topics_query),
-            Some(cursor) => format!(
-                "/longpoll?{}&after={cursor}&timeout_ms={}",
-                sub.topics_query,
-                hold.as_millis()
-            ),
-        };
-        match poll_once(sub, &mut conn, &path, hold, true).await {
-            Ok(Some(End::Stop)) => break,
-            Ok(_) => {}
-            Err(e) => {
-                sub.rec.on_error(&e);
-                if sub.pause_after_error().await {
-                    break;
-                }
+pub(crate) async fn run(sub: &mut Subscriber<'_>) {
+    until_stopped(
+        sub,
+        &mut LongPollSession { conn: None },
+        FirstSession::Always,
+    )
+    .await;
+}
+
+/// Long-polls on one keep-alive connection until churn cuts a request, the run stops or a request fails
+/// (`poll_once` drops the connection then: the next session opens a new one).
+struct LongPollSession {
+    conn: Option<PollConn>,
+}
+
+impl Session for LongPollSession {
+    async fn run(&mut self, sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
+        let hold = sub.shared.scenario.longpoll_timeout;
+        loop {
+            let path = match sub.rec.cursor {
+                None => format!("/poll?{}", sub.topics_query),
+                Some(cursor) => format!(
+                    "/longpoll?{}&after={cursor}&timeout_ms={}",
+                    sub.topics_query,
+                    hold.as_millis()
+                ),
+            };
+            if let Some(end) = poll_once(sub, &mut self.conn, &path, hold, true).await? {
+                return Ok(end);
             }
-        }
-        if sub.stopped() {
-            break;
+            if sub.stopped() {
+                return Ok(End::Stop);
+            }
         }
     }
 }

@@ -1,19 +1,20 @@
 //! The clients: one subscriber's life ([`subscriber`]) over each transport of our server ([`poll`],
-//! [`longpoll`], [`stream`], [`sse`], [`ws`]) or in a peer's dialect ([`dialect`], [`peer`]), and the
-//! open-loop [`publisher`].
+//! [`longpoll`], [`stream`], [`sse`], [`ws`]) or in a peer's dialect ([`dialect`], [`peer`]), the one
+//! reconnect loop they share ([`reconnect`]), and the open-loop [`publisher`].
 //!
 //! May import: `measure`, `conn`, `scenario`, `machine`, `util` (and the result crate); never a target,
 //! the fleet or a run.
 
-pub mod dialect;
-pub mod longpoll;
-pub mod peer;
-pub mod poll;
-pub mod publisher;
-pub mod sse;
-pub mod stream;
-pub mod subscriber;
-pub mod ws;
+pub(crate) mod dialect;
+pub(crate) mod longpoll;
+pub(crate) mod peer;
+pub(crate) mod poll;
+pub(crate) mod publisher;
+pub(crate) mod reconnect;
+pub(crate) mod sse;
+pub(crate) mod stream;
+pub(crate) mod subscriber;
+pub(crate) mod ws;
 
 use pushbench_common::Transport;
 
@@ -21,7 +22,7 @@ use subscriber::Subscriber;
 
 /// Runs `sub` with the client of its transport (or of its peer's dialect: peers such as nchan and
 /// Pushpin speak their own framings, see [`peer`]) until the run stops, then hands its log back.
-pub async fn run(mut sub: Subscriber<'_>) {
+pub(crate) async fn run(mut sub: Subscriber<'_>) {
     let peer_route =
         (sub.shared.peer.as_ref()).and_then(|p| p.route(sub.shared.transport).cloned());
     match peer_route {

@@ -17,12 +17,13 @@ use pushbench_common::wire::{Control, Event, SseParser};
 use tokio::time::Instant;
 
 use super::dialect::{Framing, Route, parse_peer_event};
+use crate::clients::reconnect::{FirstSession, Session, until_stopped};
 use crate::clients::stream::{open_stream, split_lines};
 use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::ConnError;
 
 /// Runs a subscriber against a peer's `route` until the run stops.
-pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
+pub(crate) async fn run(sub: &mut Subscriber<'_>, route: &Route) {
     let topics: Vec<String> = sub
         .rec
         .log
@@ -34,25 +35,32 @@ pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
         Some(profile) => profile.subscribe_path(route, &topics),
         None => return,
     };
-    // nchan's poll cursor outlives a connection: a reconnect (after a client-side timeout, an error or
-    // churn) resumes after the last message received instead of at the newest one.
-    let mut cursor = PollCursor::default();
-    while !sub.stopped() {
-        let outcome = match route.framing {
-            Framing::Sse | Framing::Lines => stream_session(sub, route, &path).await,
-            Framing::WebSocket => ws_session(sub, &path).await,
+    let mut session = PeerSession {
+        route,
+        path,
+        cursor: PollCursor::default(),
+    };
+    until_stopped(sub, &mut session, FirstSession::UnlessStopped).await;
+}
+
+/// One connection to a peer in its route's framing.
+struct PeerSession<'r> {
+    route: &'r Route,
+    /// The subscribe path with this subscriber's topics.
+    path: String,
+    /// nchan's poll cursor outlives a connection: a reconnect (after a client-side timeout, an error or
+    /// churn) resumes after the last message received instead of at the newest one.
+    cursor: PollCursor,
+}
+
+impl Session for PeerSession<'_> {
+    async fn run(&mut self, sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
+        let (route, path) = (self.route, self.path.as_str());
+        match route.framing {
+            Framing::Sse | Framing::Lines => stream_session(sub, route, path).await,
+            Framing::WebSocket => ws_session(sub, path).await,
             Framing::LongPoll | Framing::IntervalPoll | Framing::GripLongPoll => {
-                poll_loop(sub, route, &path, &mut cursor).await
-            }
-        };
-        match outcome {
-            Ok(End::Stop) => break,
-            Ok(End::Churn) => sub.churned(),
-            Err(e) => {
-                sub.rec.on_error(&e);
-                if sub.pause_after_error().await {
-                    break;
-                }
+                poll_loop(sub, route, path, &mut self.cursor).await
             }
         }
     }
@@ -61,7 +69,7 @@ pub async fn run(sub: &mut Subscriber<'_>, route: &Route) {
 /// Records one event's data; our wire's heartbeat line (the keep-alive Pushpin's streams send, as
 /// asked by our GRIP backend) is counted as a heartbeat; any other payload that is not ours is a protocol
 /// error.
-pub fn on_payload(sub: &mut Subscriber<'_>, data: &[u8]) -> Result<(), ConnError> {
+pub(crate) fn on_payload(sub: &mut Subscriber<'_>, data: &[u8]) -> Result<(), ConnError> {
     // Events start with a digit: only a '{' line can be a heartbeat, so events are not parsed as JSON.
     if data.first() == Some(&b'{')
         && serde_json::from_slice::<Control>(data).is_ok_and(|c| c == Control::Heartbeat)
@@ -87,7 +95,7 @@ pub fn on_payload(sub: &mut Subscriber<'_>, data: &[u8]) -> Result<(), ConnError
 
 /// Incremental decoder of a streamed body into event payloads, for the stream framings.
 #[derive(Debug)]
-pub enum StreamDecoder {
+pub(crate) enum StreamDecoder {
     /// `text/event-stream`.
     Sse(SseParser),
     /// One payload per line.
@@ -96,7 +104,7 @@ pub enum StreamDecoder {
 
 impl StreamDecoder {
     /// A decoder for `framing` (stream framings only).
-    pub fn new(framing: Framing) -> Self {
+    pub(crate) fn new(framing: Framing) -> Self {
         match framing {
             Framing::Sse => Self::Sse(SseParser::default()),
             _ => Self::Lines(Vec::new()),
@@ -104,7 +112,7 @@ impl StreamDecoder {
     }
 
     /// Feeds bytes as they arrive and calls `on_payload` for every complete event's data.
-    pub fn feed(
+    pub(crate) fn feed(
         &mut self,
         bytes: &[u8],
         mut on_payload: impl FnMut(&[u8]) -> Result<(), ConnError>,
@@ -177,7 +185,7 @@ async fn ws_session(sub: &mut Subscriber<'_>, path: &str) -> Result<End, ConnErr
 /// `If-Modified-Since` and `If-None-Match`; or our GRIP backend's `Pushbench-Cursor`, sent back as
 /// `&after=<id>` (Pushpin).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PollCursor {
+pub(crate) struct PollCursor {
     /// `Last-Modified` of the last event received.
     pub last_modified: Option<String>,
     /// `Etag` of the last event received.
@@ -189,7 +197,7 @@ pub struct PollCursor {
 
 impl PollCursor {
     /// Takes the cursor from an answer's headers (kept as is when the answer carries none).
-    pub fn update(&mut self, headers: &hyper::HeaderMap) {
+    pub(crate) fn update(&mut self, headers: &hyper::HeaderMap) {
         let get = |name: &str| {
             headers
                 .get(name)
@@ -212,7 +220,7 @@ impl PollCursor {
     }
 
     /// `path` with the GRIP backend's cursor added (`&after=a=1,b=7`), when there is one.
-    pub fn path<'a>(&self, path: &'a str) -> Cow<'a, str> {
+    pub(crate) fn path<'a>(&self, path: &'a str) -> Cow<'a, str> {
         match &self.grip {
             Some(grip) => Cow::Owned(format!(
                 "{path}&after={}",
@@ -223,7 +231,7 @@ impl PollCursor {
     }
 
     /// Request headers carrying the cursor.
-    pub fn headers(&self) -> Vec<(&'static str, &str)> {
+    pub(crate) fn headers(&self) -> Vec<(&'static str, &str)> {
         let mut h = Vec::new();
         if let Some(lm) = &self.last_modified {
             h.push(("if-modified-since", lm.as_str()));

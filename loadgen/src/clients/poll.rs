@@ -18,7 +18,7 @@ use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::{ConnError, HttpConn, body_of};
 
 /// Runs an interval-polling subscriber until the run stops.
-pub async fn run(sub: &mut Subscriber<'_>) {
+pub(crate) async fn run(sub: &mut Subscriber<'_>) {
     let interval = sub.shared.scenario.poll_interval;
     let phase = interval.mul_f64((sub.index as f64 * 0.618_033_988_749_895).fract());
     let mut ticker = tokio::time::interval_at(Instant::now() + phase, interval);
@@ -43,7 +43,7 @@ pub async fn run(sub: &mut Subscriber<'_>) {
 
 /// A subscriber's keep-alive connection for polls and long-polls.
 #[derive(Debug)]
-pub struct PollConn {
+pub(crate) struct PollConn {
     http: HttpConn,
     /// When the connect started (for time-to-subscribed).
     started: Instant,
@@ -55,8 +55,9 @@ pub struct PollConn {
 
 /// Sends one poll or long-poll (`hold` = the server's maximum hold) on `conn`, opening it first if needed,
 /// and records the answer. Returns `Some(End)` when the run stopped or churn cut the request
-/// (`churn_cuts` lets long-polls be cut mid-hold); the connection is dropped on churn and on errors.
-pub async fn poll_once(
+/// (`churn_cuts` lets long-polls be cut mid-hold; the caller schedules the next drop); the connection is
+/// dropped on churn and on errors.
+pub(crate) async fn poll_once(
     sub: &mut Subscriber<'_>,
     conn: &mut Option<PollConn>,
     path: &str,
@@ -105,7 +106,6 @@ pub async fn poll_once(
         () = churn => {
             sub.rec.log.counters.requests_cut += 1;
             *conn = None;
-            sub.churned();
             return Ok(Some(End::Churn));
         }
         r = tokio::time::timeout(answer_timeout, exchange) => r.unwrap_or(Err(ConnError::Timeout(answer_timeout))),

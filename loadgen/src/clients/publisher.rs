@@ -9,7 +9,11 @@
 //! Several workers, each on its own keep-alive connection, share the schedule (worker `w` sends events
 //! `i ≡ w mod workers`), so one slow answer delays only that worker's next event. Every acknowledgement
 //! `(id, topic)` is kept: it is the ground truth the subscribers are accounted against.
+//!
+//! One loop serves every target: what differs (the request for an event, what its answer acknowledges,
+//! whether the connection survives an answer) is the target's [`Encoder`]; ours is [`OurEncoder`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -71,17 +75,92 @@ pub struct Published {
 }
 
 /// The event data for intended send time `intended_ns`: the time, a space, padding to `size` bytes.
-pub fn event_data(intended_ns: u64, size: usize) -> String {
+pub(crate) fn event_data(intended_ns: u64, size: usize) -> String {
     let mut data = format!("{intended_ns} ");
     let pad = size.saturating_sub(data.len());
     data.extend(std::iter::repeat_n('x', pad));
     data
 }
 
-/// Publishes the schedule to the server's `nodes` (worker `w` publishes to node `w mod nodes`, so a
-/// cluster's nodes all take publishes); `sent` counts acknowledged events live.
-pub async fn publish(
+/// One publish request: where it goes, its content type, its body.
+#[derive(Debug)]
+pub(crate) struct PublishRequest<'e> {
+    /// The request path.
+    pub path: Cow<'e, str>,
+    /// Its `content-type`.
+    pub content_type: &'static str,
+    /// Its body.
+    pub body: Bytes,
+}
+
+/// How a target takes events: the request that publishes event `i`, and the id its answer acknowledges.
+pub(crate) trait Encoder: Send + Sync + 'static {
+    /// The request publishing event `i` of `schedule` on topic index `topic` (`i mod topics`).
+    fn encode(&self, schedule: &Schedule, i: u64, topic: u64) -> PublishRequest<'_>;
+    /// The id under which event `i` was accepted, from the answer's `body` to `path`.
+    fn ack(&self, i: u64, path: &str, body: &[u8]) -> Result<u64, ConnError>;
+    /// Whether every event needs a fresh connection (the target closes it after each answer).
+    fn fresh_connection_per_event(&self) -> bool {
+        false
+    }
+}
+
+/// Our server's publish API: `POST /publish/<topic>` with the data as text; the answer names the id.
+#[derive(Debug)]
+pub(crate) struct OurEncoder {
+    /// `/publish/<topic>` per topic index, built once.
+    paths: Vec<String>,
+}
+
+impl OurEncoder {
+    /// The encoder for `schedule`'s topics.
+    pub(crate) fn new(schedule: &Schedule) -> Self {
+        Self {
+            paths: schedule
+                .topics
+                .iter()
+                .map(|t| format!("/publish/{t}"))
+                .collect(),
+        }
+    }
+}
+
+impl Encoder for OurEncoder {
+    fn encode(&self, schedule: &Schedule, i: u64, topic: u64) -> PublishRequest<'_> {
+        let data = event_data(schedule.intended_unix_ns(i), schedule.payload_bytes);
+        PublishRequest {
+            path: Cow::Borrowed(&self.paths[topic as usize]),
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from(data),
+        }
+    }
+
+    fn ack(&self, _i: u64, path: &str, body: &[u8]) -> Result<u64, ConnError> {
+        serde_json::from_slice::<PublishAck>(body)
+            .map(|ack| ack.id)
+            .map_err(|e| ConnError::Protocol {
+                path: path.to_owned(),
+                reason: format!("publish answer: {e}"),
+            })
+    }
+}
+
+/// Publishes the schedule to our server's `nodes` (see [`publish_with`]).
+pub(crate) async fn publish(
     nodes: &[Endpoint],
+    schedule: Arc<Schedule>,
+    wire: Arc<WireCounters>,
+    sent: Arc<AtomicU64>,
+) -> Published {
+    let encoder = Arc::new(OurEncoder::new(&schedule));
+    publish_with(nodes, encoder, schedule, wire, sent).await
+}
+
+/// Publishes the schedule open loop to `nodes` with the target's `encoder` (worker `w` publishes to node
+/// `w mod nodes`, so a cluster's nodes all take publishes); `sent` counts acknowledged events live.
+pub(crate) async fn publish_with(
+    nodes: &[Endpoint],
+    encoder: Arc<dyn Encoder>,
     schedule: Arc<Schedule>,
     wire: Arc<WireCounters>,
     sent: Arc<AtomicU64>,
@@ -89,14 +168,16 @@ pub async fn publish(
     let workers = schedule.workers().max(nodes.len());
     let mut tasks = Vec::with_capacity(workers);
     for w in 0..workers {
-        let (node, schedule, wire, sent) = (
+        let (node, encoder, schedule, wire, sent) = (
             nodes[w % nodes.len()].clone(),
+            encoder.clone(),
             schedule.clone(),
             wire.clone(),
             sent.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            worker(w, workers, &node, &schedule, &wire, &sent).await
+            let to = (&node, &*encoder);
+            worker(w, workers, to, &schedule, &wire, &sent).await
         }));
     }
     Published::gather(tasks, schedule.count as usize).await
@@ -170,45 +251,36 @@ impl Published {
     }
 }
 
+/// Worker `w` of `workers`: publishes events `i ≡ w mod workers` to `node` with `encoder`.
 async fn worker(
     w: usize,
     workers: usize,
-    node: &Endpoint,
+    (node, encoder): (&Endpoint, &dyn Encoder),
     schedule: &Schedule,
     wire: &Arc<WireCounters>,
     sent: &AtomicU64,
 ) -> Published {
     let mut out = Published::new();
     let mut conn: Option<HttpConn> = None;
-    let topics: Vec<String> = schedule
-        .topics
-        .iter()
-        .map(|t| format!("/publish/{t}"))
-        .collect();
     for i in (w as u64..schedule.count).step_by(workers) {
         out.wait_for(schedule, i).await;
-        let topic = i % topics.len() as u64;
-        let data = Bytes::from(event_data(
-            schedule.intended_unix_ns(i),
-            schedule.payload_bytes,
-        ));
-        let path = &topics[topic as usize];
+        let topic = i % schedule.topics.len() as u64;
+        let request = encoder.encode(schedule, i, topic);
+        if encoder.fresh_connection_per_event() {
+            conn = None;
+        }
+        let path = &request.path;
         let outcome = post(
             &mut conn,
             node,
             wire,
             path,
-            "text/plain; charset=utf-8",
-            data,
+            request.content_type,
+            request.body,
         )
         .await
-        .and_then(|body| {
-            serde_json::from_slice::<PublishAck>(&body).map_err(|e| ConnError::Protocol {
-                path: path.clone(),
-                reason: format!("publish answer: {e}"),
-            })
-        });
-        out.record(outcome.map(|ack| (ack.id, topic)), &mut conn, sent);
+        .and_then(|body| encoder.ack(i, path, &body));
+        out.record(outcome.map(|id| (id, topic)), &mut conn, sent);
     }
     out
 }

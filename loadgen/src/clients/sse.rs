@@ -13,7 +13,7 @@ use crate::clients::subscriber::Subscriber;
 use crate::conn::ConnError;
 
 /// Runs an SSE subscriber until the run stops.
-pub async fn run(sub: &mut Subscriber<'_>) {
+pub(crate) async fn run(sub: &mut Subscriber<'_>) {
     let mut parser = SseParser::default();
     let request = |sub: &Subscriber<'_>| {
         let path = format!("/sse?{}", sub.topics_query);

@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::clients::reconnect::{FirstSession, Session, until_stopped};
 use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::{ConnError, HttpConn, expect_success};
 
@@ -20,7 +21,7 @@ use crate::conn::{ConnError, HttpConn, expect_success};
 const MAX_LINE: usize = 1 << 20;
 
 /// Runs an NDJSON stream subscriber until the run stops.
-pub async fn run(sub: &mut Subscriber<'_>) {
+pub(crate) async fn run(sub: &mut Subscriber<'_>) {
     let mut lines = Vec::new();
     stream_until_stopped(
         sub,
@@ -45,7 +46,7 @@ pub async fn run(sub: &mut Subscriber<'_>) {
 
 /// Feeds `chunk` into the partial-line buffer `pending` and calls `on_line` for every complete line.
 /// Returns whether any call returned `true`.
-pub fn split_lines(
+pub(crate) fn split_lines(
     pending: &mut Vec<u8>,
     chunk: &[u8],
     mut on_line: impl FnMut(&[u8]) -> Result<bool, ConnError>,
@@ -79,23 +80,35 @@ pub fn split_lines(
 ///
 /// `request` gives the path and an optional extra header for the next connection (it sees the current
 /// cursor); `decode` consumes body bytes and returns whether they completed the `subscribed` message.
-pub async fn stream_until_stopped<R, D>(sub: &mut Subscriber<'_>, mut request: R, mut decode: D)
+pub(crate) async fn stream_until_stopped<R, D>(sub: &mut Subscriber<'_>, request: R, decode: D)
 where
-    R: FnMut(&Subscriber<'_>) -> (String, Option<(&'static str, String)>),
-    D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError>,
+    R: FnMut(&Subscriber<'_>) -> (String, Option<(&'static str, String)>) + Send,
+    D: FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError> + Send,
 {
-    while !sub.stopped() {
-        let (path, header) = request(sub);
-        match session(sub, &path, header, &mut decode).await {
-            Ok(End::Stop) => break,
-            Ok(End::Churn) => sub.churned(),
-            Err(e) => {
-                sub.rec.on_error(&e);
-                if sub.pause_after_error().await {
-                    break;
-                }
-            }
-        }
+    let mut stream = StreamSession {
+        request: Box::new(request),
+        decode: Box::new(decode),
+    };
+    until_stopped(sub, &mut stream, FirstSession::UnlessStopped).await;
+}
+
+/// Names the next streaming GET: its path and an optional extra header.
+type Request<'c> =
+    Box<dyn FnMut(&Subscriber<'_>) -> (String, Option<(&'static str, String)>) + Send + 'c>;
+/// Consumes body bytes; returns whether they completed the `subscribed` message.
+type Decode<'c> = Box<dyn FnMut(&mut Subscriber<'_>, &[u8]) -> Result<bool, ConnError> + Send + 'c>;
+
+/// One streaming GET per session. (The closures are boxed: generic ones defeat the compiler's proof that
+/// the subscriber's future is `Send`.)
+struct StreamSession<'c> {
+    request: Request<'c>,
+    decode: Decode<'c>,
+}
+
+impl Session for StreamSession<'_> {
+    async fn run(&mut self, sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
+        let (path, header) = (self.request)(sub);
+        session(sub, &path, header, &mut self.decode).await
     }
 }
 
@@ -116,7 +129,7 @@ where
 }
 
 /// A streaming response being read, with the timings of how it was opened.
-pub struct OpenStream {
+pub(crate) struct OpenStream {
     /// Keeps the connection's driver alive while the body is read.
     _conn: HttpConn,
     body: Incoming,
@@ -127,7 +140,7 @@ pub struct OpenStream {
 
 /// Opens a connection to the subscriber's next node and sends `GET path` with `headers`; a failure is
 /// recorded (failed connect, goose row `name`) and returned. `Ok(None)`: the run stopped meanwhile.
-pub async fn open_stream(
+pub(crate) async fn open_stream(
     sub: &mut Subscriber<'_>,
     path: &str,
     headers: &[(&str, &str)],
@@ -164,7 +177,7 @@ pub async fn open_stream(
 
 impl OpenStream {
     /// Reports the connection's timings, with the time to subscribed counted until now.
-    pub async fn report(&self, sub: &mut Subscriber<'_>) {
+    pub(crate) async fn report(&self, sub: &mut Subscriber<'_>) {
         sub.report_connection(self.connect, self.first_byte, Some(self.started.elapsed()))
             .await;
     }
@@ -172,7 +185,7 @@ impl OpenStream {
     /// Reads the body until the run stops or churn is due, handing every data chunk to `on_data`, which
     /// returns whether it completed the `subscribed` message; with `report_when_subscribed`, the
     /// connection is reported then.
-    pub async fn read<D>(
+    pub(crate) async fn read<D>(
         mut self,
         sub: &mut Subscriber<'_>,
         mut on_data: D,
@@ -207,7 +220,7 @@ impl OpenStream {
 }
 
 /// The endpoint part of a path, for goose's request names (`/stream?topic=..` → `/stream`).
-pub fn path_name(path: &str) -> &str {
+pub(crate) fn path_name(path: &str) -> &str {
     path.split('?').next().unwrap_or(path)
 }
 

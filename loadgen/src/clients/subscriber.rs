@@ -1,5 +1,5 @@
 //! The life of one subscriber, common to every transport: what it subscribes to, when it churns, how it
-//! handles a message, how it reports to goose, and when it stops.
+//! handles a message, how it reports its timed operations ([`RequestSink`]), and when it stops.
 //!
 //! One goose user is one subscriber, and one goose transaction is its whole life: it connects, reads
 //! until the run's stop signal, reconnecting (and resuming from its cursor) on churn or error, then hands
@@ -9,7 +9,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use goose::prelude::GooseUser;
 use pushbench_common::Transport;
 use pushbench_common::wire::{Control, Message};
 use tokio::time::Instant;
@@ -25,7 +24,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Everything the subscribers of one transport run share.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The workload.
     pub scenario: Arc<Scenario>,
     /// The transport under test.
@@ -48,9 +47,37 @@ pub struct Shared {
     pub peer: Option<Arc<super::dialect::Profile>>,
 }
 
+/// One timed operation of a subscriber (a connect, a request, a subscription), for the request metrics
+/// of whoever drives the subscribers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimedRequest<'a> {
+    /// `GET`, `CONNECT`, `SUBSCRIBE`.
+    pub method: &'a str,
+    /// The row it is counted in (`/poll`, `tcp connect`).
+    pub name: &'a str,
+    /// How long it took.
+    pub took: Duration,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// The HTTP status, when there was one.
+    pub status: Option<u16>,
+    /// Why it failed.
+    pub error: Option<&'a str>,
+}
+
+/// Where a subscriber reports its timed operations. The fleet implements it over goose (a goose user's
+/// request metrics), so that the clients need nothing of goose.
+pub(crate) trait RequestSink: Send + Sync {
+    /// Records one operation.
+    fn record<'a>(
+        &'a mut self,
+        request: TimedRequest<'a>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
 /// Why a connection's read loop ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// The run is over.
     Stop,
     /// Churn: drop this connection and resume on a new one.
@@ -65,13 +92,13 @@ struct ChurnClock {
 }
 
 /// One subscriber.
-pub struct Subscriber<'a> {
+pub(crate) struct Subscriber<'a> {
     /// The run.
     pub shared: &'a Shared,
     /// Its number in the run (0-based): picks its topics and spreads its timing phases.
     pub index: u64,
-    /// Its goose user, through which connection and request timings reach goose's metrics.
-    pub user: &'a mut GooseUser,
+    /// Where its connection and request timings go (the fleet's goose user).
+    pub sink: &'a mut dyn RequestSink,
     /// Query string naming its topics (`topic=a&topic=b`).
     pub topics_query: String,
     /// What it records.
@@ -96,7 +123,7 @@ impl std::fmt::Debug for Subscriber<'_> {
 
 impl<'a> Subscriber<'a> {
     /// Subscriber number `index` of the run.
-    pub fn new(shared: &'a Shared, user: &'a mut GooseUser, index: u64) -> Self {
+    pub(crate) fn new(shared: &'a Shared, sink: &'a mut dyn RequestSink, index: u64) -> Self {
         let topics = shared.scenario.topics_of(index);
         let topics_query = topics
             .iter()
@@ -115,7 +142,7 @@ impl<'a> Subscriber<'a> {
         Self {
             shared,
             index,
-            user,
+            sink,
             topics_query,
             rec: Recorder::new(topics),
             churn,
@@ -126,7 +153,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Hands the subscriber's log back to the run, once its client returned.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         let log = self.rec.finish(&self.shared.meters);
         self.shared
             .logs
@@ -136,7 +163,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Where the next connection goes (see [`Shared::nodes`]).
-    pub fn next_node(&mut self) -> Endpoint {
+    pub(crate) fn next_node(&mut self) -> Endpoint {
         let nodes = &self.shared.nodes;
         let node = nodes[((self.index + self.attempts) % nodes.len() as u64) as usize].clone();
         self.attempts += 1;
@@ -144,12 +171,12 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Whether the run is over.
-    pub fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.shared.stop.is_cancelled()
     }
 
     /// `&after=C` when a cursor is known, for resuming.
-    pub fn after_param(&self) -> String {
+    pub(crate) fn after_param(&self) -> String {
         self.rec
             .cursor
             .map(|c| format!("&after={c}"))
@@ -158,7 +185,7 @@ impl<'a> Subscriber<'a> {
 
     /// Resolves when this subscriber should drop its connection: at its next churn time, unless the run
     /// is draining by then (then never). Without churn it never resolves.
-    pub fn churn_signal(&self) -> impl Future<Output = ()> + use<> {
+    pub(crate) fn churn_signal(&self) -> impl Future<Output = ()> + use<> {
         let at = self.churn.as_ref().map(|c| c.next);
         let draining = self.shared.draining.clone();
         async move {
@@ -175,7 +202,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Whether a churn drop is due now (never while draining); if so, schedules the next one.
-    pub fn churn_due(&mut self) -> bool {
+    pub(crate) fn churn_due(&mut self) -> bool {
         if self.shared.draining.is_cancelled() {
             return false;
         }
@@ -191,20 +218,20 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Marks the end of a connection cut by churn: schedules the next drop.
-    pub fn churned(&mut self) {
+    pub(crate) fn churned(&mut self) {
         self.churn_due();
     }
 
     /// Opens an HTTP connection to the next node (see [`Shared::nodes`]), recording a failed connect or
     /// counting the new connection; returns it with its TCP connect time.
-    pub async fn open_http(&mut self) -> Result<(HttpConn, Duration), ConnError> {
+    pub(crate) async fn open_http(&mut self) -> Result<(HttpConn, Duration), ConnError> {
         let node = self.next_node();
         let opened = HttpConn::open(&node, &self.shared.wire).await;
         self.opened(opened)
     }
 
     /// The same for a bare TCP connection (a WebSocket upgrades it), with the node it went to.
-    pub async fn open_tcp(
+    pub(crate) async fn open_tcp(
         &mut self,
     ) -> Result<(Endpoint, Counted<TcpStream>, Duration), ConnError> {
         let node = self.next_node();
@@ -231,7 +258,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Waits after a failure, unless the run stops first. Returns whether the run stopped.
-    pub async fn pause_after_error(&self) -> bool {
+    pub(crate) async fn pause_after_error(&self) -> bool {
         tokio::select! {
             _ = self.shared.stop.cancelled() => true,
             _ = tokio::time::sleep(RETRY_PAUSE) => false,
@@ -240,7 +267,7 @@ impl<'a> Subscriber<'a> {
 
     /// Handles one JSON message of a stream, SSE `data` field or WebSocket frame. Returns `true` when it
     /// was the `subscribed` message.
-    pub fn on_message(&mut self, json: &[u8]) -> Result<bool, ConnError> {
+    pub(crate) fn on_message(&mut self, json: &[u8]) -> Result<bool, ConnError> {
         let message = Message::parse(json).map_err(|e| {
             self.protocol_error(format!(
                 "{e}: {}",
@@ -263,7 +290,7 @@ impl<'a> Subscriber<'a> {
     }
 
     /// The subscription is live at cursor `next`.
-    pub fn on_subscribed(&mut self, next: u64) {
+    pub(crate) fn on_subscribed(&mut self, next: u64) {
         self.rec.on_subscribed(next);
         if !self.counted_subscribed {
             self.counted_subscribed = true;
@@ -275,15 +302,15 @@ impl<'a> Subscriber<'a> {
     }
 
     /// A protocol error naming this transport's endpoint.
-    pub fn protocol_error(&self, reason: String) -> ConnError {
+    pub(crate) fn protocol_error(&self, reason: String) -> ConnError {
         ConnError::Protocol {
             path: format!("/{}", self.shared.transport),
             reason,
         }
     }
 
-    /// Reports one timed operation to goose (it appears in goose's request metrics).
-    pub async fn report(
+    /// Reports one timed operation to the sink.
+    pub(crate) async fn report(
         &mut self,
         method: &str,
         name: &str,
@@ -294,15 +321,20 @@ impl<'a> Subscriber<'a> {
             Ok(status) => (true, status, None),
             Err(e) => (false, status_of(e), Some(e.to_string())),
         };
-        // goose only fails here when its metrics channel is gone at shutdown; nothing to record then.
-        let _ = self
-            .user
-            .record_custom_request_duration(method, name, took, success, status, error.as_deref())
+        self.sink
+            .record(TimedRequest {
+                method,
+                name,
+                took,
+                success,
+                status,
+                error: error.as_deref(),
+            })
             .await;
     }
 
-    /// Reports a new connection's timings to our histograms and to goose.
-    pub async fn report_connection(
+    /// Reports a new connection's timings to our histograms and to the sink.
+    pub(crate) async fn report_connection(
         &mut self,
         connect: Duration,
         first_byte: Duration,

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::clients::reconnect::{FirstSession, Session, until_stopped};
 use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::{ConnError, Counted};
 
@@ -22,18 +23,16 @@ use crate::conn::{ConnError, Counted};
 const READ_BUFFER: usize = 4096;
 
 /// Runs a WebSocket subscriber until the run stops.
-pub async fn run(sub: &mut Subscriber<'_>) {
-    while !sub.stopped() {
-        match session(sub).await {
-            Ok(End::Stop) => break,
-            Ok(End::Churn) => sub.churned(),
-            Err(e) => {
-                sub.rec.on_error(&e);
-                if sub.pause_after_error().await {
-                    break;
-                }
-            }
-        }
+pub(crate) async fn run(sub: &mut Subscriber<'_>) {
+    until_stopped(sub, &mut WsSession, FirstSession::UnlessStopped).await;
+}
+
+/// One upgrade per session; nothing outlives a connection but the subscriber's cursor.
+struct WsSession;
+
+impl Session for WsSession {
+    async fn run(&mut self, sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
+        session(sub).await
     }
 }
 

@@ -6,7 +6,7 @@
 //! against the publisher's acknowledgements into one [`Tally`]. Tallies add exactly — counters summed,
 //! HDR histograms added — so N workers give the result one process would have given.
 
-pub mod worker;
+pub(crate) mod worker;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::dialect::PeerKind;
-use crate::clients::subscriber::{Shared, Subscriber};
+use crate::clients::subscriber::{RequestSink, Shared, Subscriber, TimedRequest};
 use crate::conn::{Endpoint, WireCounters};
 use crate::error::RunError;
 use crate::fleet::worker::Workers;
@@ -33,14 +33,45 @@ use crate::util::sample_processes;
 use pushbench_common::ProcSample;
 use pushbench_report::result::GooseRow;
 
+/// Whether goose's own SIGINT handler fired: once an attack has started goose takes SIGINT and raises
+/// its kill switch (which it resets when its next attack starts).
+pub(crate) fn sigint_seen() -> bool {
+    goose::is_killswitch_triggered()
+}
+
+impl From<goose::GooseError> for RunError {
+    fn from(e: goose::GooseError) -> Self {
+        // goose's Display omits which option was refused; its Debug form names it.
+        Self::Goose(format!("{e:?}"))
+    }
+}
+
+/// A goose user is a subscriber's request sink: its timed operations appear in goose's request
+/// metrics.
+impl RequestSink for goose::prelude::GooseUser {
+    fn record<'a>(
+        &'a mut self,
+        r: TimedRequest<'a>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            // goose only fails here when its metrics channel is gone at shutdown; nothing to record then.
+            let _ = self
+                .record_custom_request_duration(
+                    r.method, r.name, r.took, r.success, r.status, r.error,
+                )
+                .await;
+        })
+    }
+}
+
 /// What every part of a fleet needs to know.
 #[derive(Debug, Clone)]
-pub struct FleetSpec {
+pub(crate) struct FleetSpec {
     /// The workload (all of it: subscriber `i`'s topics depend on the whole scenario).
     pub scenario: Arc<Scenario>,
     /// The transport under test.
     pub transport: Transport,
-    /// The server's nodes, in order (see [`Shared::nodes`]).
+    /// The server's nodes, in order (see `clients::subscriber::Shared::nodes`).
     pub nodes: Vec<SocketAddr>,
     /// The dialect the clients speak: `None` for our own protocol, else the peer's.
     pub dialect: Option<PeerKind>,
@@ -51,7 +82,7 @@ pub struct FleetSpec {
 
 /// What a set of subscribers measured, summable over sets.
 #[derive(Debug, Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// Subscribers that handed back a log.
     pub logs: u64,
     /// Delivery accounting against the publisher's acknowledgements.
@@ -73,7 +104,7 @@ pub struct Tally {
 
 impl Tally {
     /// Adds `other` into `self`.
-    pub fn add(&mut self, other: Tally) {
+    pub(crate) fn add(&mut self, other: Tally) {
         self.logs += other.logs;
         self.completeness.add(&other.completeness);
         self.counters.add(&other.counters);
@@ -88,11 +119,11 @@ impl Tally {
 }
 
 /// Reads `(subscribed, delivered)` now.
-pub type LiveCounts = Arc<dyn Fn() -> (u64, u64) + Send + Sync>;
+pub(crate) type LiveCounts = Arc<dyn Fn() -> (u64, u64) + Send + Sync>;
 
 /// All the subscribers of a transport run.
 #[derive(Debug)]
-pub enum Fleet {
+pub(crate) enum Fleet {
     /// In this process (`--workers 1`).
     Local(Local),
     /// In worker processes.
@@ -103,7 +134,7 @@ impl Fleet {
     /// Starts launching every subscriber of `spec`: here when `workers` ≤ 1 on loopback, else over that
     /// many worker processes (at least one on an emulated network). Returns the fleet and the load generator's resources (this process and its workers)
     /// sampled just before the launch: the baseline of its memory per subscriber.
-    pub async fn start(
+    pub(crate) async fn start(
         spec: &FleetSpec,
         workers: usize,
         log_dir: &std::path::Path,
@@ -122,7 +153,7 @@ impl Fleet {
     }
 
     /// The load generator's processes: this one, then the workers.
-    pub fn pids(&self) -> Vec<u32> {
+    pub(crate) fn pids(&self) -> Vec<u32> {
         let mut pids = vec![std::process::id()];
         if let Self::Workers(w) = self {
             pids.extend(w.pids());
@@ -131,7 +162,7 @@ impl Fleet {
     }
 
     /// A reader of `(subscribed, delivered)` that outlives a borrow of the fleet (for the progress line).
-    pub fn live_counts(&self) -> LiveCounts {
+    pub(crate) fn live_counts(&self) -> LiveCounts {
         match self {
             Self::Local(l) => {
                 let shared = l.shared.clone();
@@ -148,23 +179,15 @@ impl Fleet {
     }
 
     /// Subscribers whose first subscription is live.
-    pub fn subscribed(&self) -> u64 {
+    pub(crate) fn subscribed(&self) -> u64 {
         match self {
             Self::Local(l) => l.subscribed(),
             Self::Workers(w) => w.subscribed(),
         }
     }
 
-    /// Events received so far.
-    pub fn delivered(&self) -> u64 {
-        match self {
-            Self::Local(l) => l.delivered(),
-            Self::Workers(w) => w.delivered(),
-        }
-    }
-
     /// Whether a part ended before `finish` (goose gave up, a worker exited).
-    pub fn ended(&self) -> bool {
+    pub(crate) fn ended(&self) -> bool {
         match self {
             Self::Local(l) => l.ended(),
             Self::Workers(w) => w.ended(),
@@ -172,7 +195,7 @@ impl Fleet {
     }
 
     /// Events intended before `unix_ns` are warm-up.
-    pub async fn measure_from(&mut self, unix_ns: u64) -> Result<(), RunError> {
+    pub(crate) async fn measure_from(&mut self, unix_ns: u64) -> Result<(), RunError> {
         match self {
             Self::Local(l) => {
                 l.measure_from(unix_ns);
@@ -183,7 +206,7 @@ impl Fleet {
     }
 
     /// The last event is published.
-    pub async fn drain(&mut self) -> Result<(), RunError> {
+    pub(crate) async fn drain(&mut self) -> Result<(), RunError> {
         match self {
             Self::Local(l) => {
                 l.drain();
@@ -194,7 +217,7 @@ impl Fleet {
     }
 
     /// Stops every subscriber and accounts them against `acks`.
-    pub async fn finish(self, acks: &[(u64, u64)]) -> Result<Tally, RunError> {
+    pub(crate) async fn finish(self, acks: &[(u64, u64)]) -> Result<Tally, RunError> {
         match self {
             Self::Local(l) => l.finish(acks).await,
             Self::Workers(w) => w.finish(acks).await,
@@ -204,14 +227,14 @@ impl Fleet {
 
 /// Subscribers `range` of a run, held by goose in this process.
 #[derive(Debug)]
-pub struct Local {
+pub(crate) struct Local {
     shared: Arc<Shared>,
     goose: JoinHandle<Result<GooseMetrics, goose::GooseError>>,
 }
 
 impl Local {
     /// Starts goose launching subscribers `range`, their sockets bound to `source` when given.
-    pub fn start(
+    pub(crate) fn start(
         spec: &FleetSpec,
         range: Range<u64>,
         source: Option<IpAddr>,
@@ -242,22 +265,22 @@ impl Local {
     }
 
     /// Subscribers whose first subscription is live.
-    pub fn subscribed(&self) -> u64 {
+    pub(crate) fn subscribed(&self) -> u64 {
         self.shared.meters.subscribed.load(Ordering::Relaxed)
     }
 
     /// Events received so far.
-    pub fn delivered(&self) -> u64 {
+    pub(crate) fn delivered(&self) -> u64 {
         self.shared.meters.delivered.load(Ordering::Relaxed)
     }
 
     /// Whether goose has returned (before `finish`, that means it failed).
-    pub fn ended(&self) -> bool {
+    pub(crate) fn ended(&self) -> bool {
         self.goose.is_finished()
     }
 
     /// Events intended before `unix_ns` are warm-up: counted, not timed.
-    pub fn measure_from(&self, unix_ns: u64) {
+    pub(crate) fn measure_from(&self, unix_ns: u64) {
         self.shared
             .meters
             .measure_start_ns
@@ -265,13 +288,13 @@ impl Local {
     }
 
     /// The last event is published: churn stops.
-    pub fn drain(&self) {
+    pub(crate) fn drain(&self) {
         self.shared.draining.cancel();
     }
 
     /// Stops every subscriber, waits for goose, and accounts each subscriber against `acks`
     /// (`(id, topic index)` of every acknowledged publish).
-    pub async fn finish(self, acks: &[(u64, u64)]) -> Result<Tally, RunError> {
+    pub(crate) async fn finish(self, acks: &[(u64, u64)]) -> Result<Tally, RunError> {
         self.shared.stop.cancel();
         let metrics = self
             .goose

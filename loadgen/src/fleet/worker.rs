@@ -46,7 +46,7 @@ use crate::util::guarded;
 use pushbench_report::result::{GooseRow, decode_histogram, encode_histogram};
 
 /// Marks a worker's report lines on its stdout; other lines there are goose's and are skipped.
-pub const REPORT_PREFIX: &str = "@pushbench ";
+pub(crate) const REPORT_PREFIX: &str = "@pushbench ";
 /// How long a worker may take to start and report `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Interval of a worker's live counts.
@@ -54,7 +54,7 @@ const LIVE_EVERY: Duration = Duration::from_millis(250);
 
 /// What one worker holds.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct WorkerSpec {
+pub(crate) struct WorkerSpec {
     /// The whole workload.
     pub scenario: Scenario,
     /// The transport under test.
@@ -74,7 +74,7 @@ pub struct WorkerSpec {
 /// Coordinator → worker, after the spec.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Command {
+pub(crate) enum Command {
     /// Start launching the subscribers.
     Launch,
     /// Events intended before this Unix ns are warm-up.
@@ -91,7 +91,7 @@ pub enum Command {
 /// Worker → coordinator.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Report {
+pub(crate) enum Report {
     /// Started; waiting for `launch`.
     Ready,
     /// Live counts.
@@ -109,7 +109,7 @@ pub enum Report {
 
 /// A [`Tally`] as it crosses the pipe: histograms in their serialized HdrHistogram form.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct WireTally {
+pub(crate) struct WireTally {
     logs: u64,
     completeness: Completeness,
     counters: SubscriberCounters,
@@ -175,7 +175,7 @@ impl WireTally {
 }
 
 /// Source address of worker `i`: `127.0.0.(2+i)`, leaving 127.0.0.1 to the coordinator and the server.
-pub fn source_address(i: usize) -> Option<IpAddr> {
+pub(crate) fn source_address(i: usize) -> Option<IpAddr> {
     u8::try_from(i + 2)
         .ok()
         .filter(|&o| o < 255)
@@ -183,7 +183,7 @@ pub fn source_address(i: usize) -> Option<IpAddr> {
 }
 
 /// Subscribers of worker `i` of `workers`, out of `n`: contiguous, sizes differing by at most one.
-pub fn share(n: u64, workers: u64, i: u64) -> std::ops::Range<u64> {
+pub(crate) fn share(n: u64, workers: u64, i: u64) -> std::ops::Range<u64> {
     (i * n / workers)..((i + 1) * n / workers)
 }
 
@@ -218,13 +218,17 @@ struct WorkerProc {
 
 /// The worker processes of one transport run.
 #[derive(Debug)]
-pub struct Workers {
+pub(crate) struct Workers {
     procs: Vec<WorkerProc>,
 }
 
 impl Workers {
     /// Starts `workers` worker processes for `spec` and waits until each reports `ready`.
-    pub async fn spawn(spec: &FleetSpec, workers: usize, log_dir: &Path) -> Result<Self, RunError> {
+    pub(crate) async fn spawn(
+        spec: &FleetSpec,
+        workers: usize,
+        log_dir: &Path,
+    ) -> Result<Self, RunError> {
         let bin = locate_self()?;
         let n = spec.scenario.subscribers;
         let mut procs = Vec::with_capacity(workers);
@@ -253,50 +257,45 @@ impl Workers {
     }
 
     /// Every worker starts launching its subscribers.
-    pub async fn launch(&mut self) -> Result<(), RunError> {
+    pub(crate) async fn launch(&mut self) -> Result<(), RunError> {
         self.send_all(&Command::Launch).await
     }
 
     /// PIDs of the worker processes.
-    pub fn pids(&self) -> Vec<u32> {
+    pub(crate) fn pids(&self) -> Vec<u32> {
         self.procs.iter().filter_map(|p| p.child.id()).collect()
     }
 
     /// Reads `(subscribed, delivered)` summed over the workers.
-    pub fn live_counts(&self) -> LiveCounts {
+    pub(crate) fn live_counts(&self) -> LiveCounts {
         let lives: Vec<Arc<Live>> = self.procs.iter().map(|p| p.live.clone()).collect();
         Arc::new(move || Live::sum(lives.iter().map(|l| &**l)))
     }
 
     /// Subscribed, summed over the workers.
-    pub fn subscribed(&self) -> u64 {
+    pub(crate) fn subscribed(&self) -> u64 {
         Live::sum(self.procs.iter().map(|p| &*p.live)).0
     }
 
-    /// Delivered, summed over the workers.
-    pub fn delivered(&self) -> u64 {
-        Live::sum(self.procs.iter().map(|p| &*p.live)).1
-    }
-
     /// Whether a worker has stopped talking (it failed or exited).
-    pub fn ended(&self) -> bool {
+    pub(crate) fn ended(&self) -> bool {
         self.procs
             .iter()
             .any(|p| p.live.ended.load(Ordering::Relaxed))
     }
 
     /// Tells every worker when the measured window starts.
-    pub async fn measure_from(&mut self, unix_ns: u64) -> Result<(), RunError> {
+    pub(crate) async fn measure_from(&mut self, unix_ns: u64) -> Result<(), RunError> {
         self.send_all(&Command::MeasureFrom(unix_ns)).await
     }
 
     /// Tells every worker that draining begins.
-    pub async fn drain(&mut self) -> Result<(), RunError> {
+    pub(crate) async fn drain(&mut self) -> Result<(), RunError> {
         self.send_all(&Command::Drain).await
     }
 
     /// Stops every worker and sums their tallies.
-    pub async fn finish(mut self, acks: &[(u64, u64)]) -> Result<Tally, RunError> {
+    pub(crate) async fn finish(mut self, acks: &[(u64, u64)]) -> Result<Tally, RunError> {
         self.send_all(&Command::Stop {
             acks: acks.to_vec(),
         })
@@ -446,7 +445,7 @@ fn locate_self() -> Result<PathBuf, RunError> {
 }
 
 /// `pushbench worker`: reads its spec and commands on stdin, reports on stdout (see the module docs).
-pub fn main() -> anyhow::Result<()> {
+pub(crate) fn main() -> anyhow::Result<()> {
     crate::machine::limits::raise_open_file_limit(u64::MAX);
     let rt = crate::util::runtime()?;
     rt.block_on(serve())

@@ -18,7 +18,7 @@ const SERVER_AND_KERNEL_BYTES_PER_CONNECTION: u64 = 20 * 1024;
 
 /// Raises this process's soft limit on open files to the hard limit (or to `want` when that is higher
 /// and we may, as root). Returns the limit in force. A spawned server inherits it.
-pub fn raise_open_file_limit(want: u64) -> u64 {
+pub(crate) fn raise_open_file_limit(want: u64) -> u64 {
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return u64::MAX;
     };
@@ -32,7 +32,7 @@ pub fn raise_open_file_limit(want: u64) -> u64 {
 }
 
 /// Ephemeral ports of one source address (`net.ipv4.ip_local_port_range`).
-pub fn ephemeral_ports() -> Option<(u64, u64)> {
+pub(crate) fn ephemeral_ports() -> Option<(u64, u64)> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
     let mut it = range.split_whitespace().filter_map(|p| p.parse().ok());
     Some((it.next()?, it.next()?))
@@ -47,7 +47,7 @@ fn mem_available() -> Option<u64> {
 
 /// The shape of a run, as far as limits go.
 #[derive(Debug, Clone, Copy)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Subscribers.
     pub subscribers: u64,
     /// Load-generator processes holding them.
@@ -61,7 +61,12 @@ pub struct Plan {
 impl Plan {
     /// `subscribers` over `workers` load-generator processes (each on its own source address when there
     /// are several) and, when we spawn our own server, `cluster` nodes.
-    pub fn new(subscribers: u64, workers: u32, cluster: u32, spawns_our_server: bool) -> Self {
+    pub(crate) fn new(
+        subscribers: u64,
+        workers: u32,
+        cluster: u32,
+        spawns_our_server: bool,
+    ) -> Self {
         Self {
             subscribers,
             workers: u64::from(workers),
@@ -77,7 +82,7 @@ impl Plan {
 
 /// Raises this process's open-file limit (spawned servers inherit it) and checks `plan` against this
 /// machine; returns the open-file limit in force.
-pub fn prepare(plan: Plan) -> Result<u64, String> {
+pub(crate) fn prepare(plan: Plan) -> Result<u64, String> {
     let open_files = raise_open_file_limit(u64::MAX);
     check(plan, Machine::read())?;
     Ok(open_files)
@@ -85,7 +90,7 @@ pub fn prepare(plan: Plan) -> Result<u64, String> {
 
 /// What the machine gives, read once.
 #[derive(Debug, Clone, Copy)]
-pub struct Machine {
+pub(crate) struct Machine {
     /// Open files per process (the limit a process can raise itself to).
     pub open_files: u64,
     /// Ephemeral ports per source address.
@@ -96,7 +101,7 @@ pub struct Machine {
 
 impl Machine {
     /// Reads this machine's limits.
-    pub fn read() -> Self {
+    pub(crate) fn read() -> Self {
         let open_files = getrlimit(Resource::RLIMIT_NOFILE).map_or(u64::MAX, |(_, hard)| hard);
         let ports = ephemeral_ports().map_or(u64::MAX, |(lo, hi)| hi - lo + 1);
         Self {
@@ -108,7 +113,7 @@ impl Machine {
 }
 
 /// Refuses a plan that crosses a limit of `machine`, saying which, with the numbers, and what to do.
-pub fn check(plan: Plan, machine: Machine) -> Result<(), String> {
+pub(crate) fn check(plan: Plan, machine: Machine) -> Result<(), String> {
     let per_worker = plan.subscribers.div_ceil(plan.workers.max(1));
     let suggest_workers = |cap: u64| plan.subscribers.div_ceil(cap.max(1));
     let fd_cap = machine.open_files.saturating_sub(FD_MARGIN);
@@ -160,7 +165,7 @@ pub fn check(plan: Plan, machine: Machine) -> Result<(), String> {
 }
 
 /// Names the local limit behind a failed connect, with its numbers, when the error is one.
-pub fn limit_reached(error: &io::Error) -> Option<String> {
+pub(crate) fn limit_reached(error: &io::Error) -> Option<String> {
     match error.raw_os_error()? {
         // EMFILE
         24 => {

@@ -19,7 +19,7 @@ const PAGE: u64 = 4096;
 
 /// One reading of the kernel's socket memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KernelSockets {
+pub(crate) struct KernelSockets {
     /// Bytes of socket objects in use in [`SOCKET_SLABS`].
     pub slab_bytes: u64,
     /// Bytes of TCP socket buffers.
@@ -28,7 +28,7 @@ pub struct KernelSockets {
 
 impl KernelSockets {
     /// Reads both sources; `None` when either is unreadable.
-    pub fn read() -> Option<Self> {
+    pub(crate) fn read() -> Option<Self> {
         let slabinfo = std::fs::read_to_string("/proc/slabinfo").ok()?;
         let sockstat = std::fs::read_to_string("/proc/net/sockstat").ok()?;
         Some(Self {
@@ -38,7 +38,7 @@ impl KernelSockets {
     }
 
     /// Slabs and buffers.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.slab_bytes + self.buffer_bytes
     }
 }

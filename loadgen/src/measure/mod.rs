@@ -25,14 +25,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Events buffered per subscriber before its latencies are merged into the shared histograms.
-pub const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 
-pub use crate::util::unix_ns;
-pub use pushbench_report::result::{MAX_US, Percentiles, new_histogram};
+pub(crate) use crate::util::unix_ns;
+pub(crate) use pushbench_report::result::{MAX_US, Percentiles, new_histogram};
 
 /// The shared histograms of one transport run.
 #[derive(Debug)]
-pub struct Histograms {
+pub(crate) struct Histograms {
     /// Receive time minus the publisher's intended send time (includes any publisher lateness: no
     /// coordinated omission).
     pub latency: Histogram<u64>,
@@ -48,7 +48,7 @@ pub struct Histograms {
 
 impl Histograms {
     /// Adds every histogram of `other` into `self`: exact, as all share the same bounds.
-    pub fn add(&mut self, other: &Self) {
+    pub(crate) fn add(&mut self, other: &Self) {
         for (mine, theirs) in [
             (&mut self.latency, &other.latency),
             (&mut self.latency_from_server, &other.latency_from_server),
@@ -75,7 +75,7 @@ impl Default for Histograms {
 
 /// Locks the shared histograms. The lock guards plain arithmetic with no `.await` inside, so a
 /// `std::sync::Mutex` is right; a poisoned lock only means another subscriber panicked mid-merge.
-pub fn lock(histograms: &Mutex<Histograms>) -> std::sync::MutexGuard<'_, Histograms> {
+pub(crate) fn lock(histograms: &Mutex<Histograms>) -> std::sync::MutexGuard<'_, Histograms> {
     histograms
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -83,13 +83,13 @@ pub fn lock(histograms: &Mutex<Histograms>) -> std::sync::MutexGuard<'_, Histogr
 
 /// Per-subscriber buffer of `(from_intended_us, from_server_us)` pairs.
 #[derive(Debug, Default)]
-pub struct LatencyBatch {
+pub(crate) struct LatencyBatch {
     samples: Vec<(u64, u64)>,
 }
 
 impl LatencyBatch {
     /// Adds one sample; merges into `shared` when the batch is full.
-    pub fn push(&mut self, sample: (u64, u64), shared: &Mutex<Histograms>) {
+    pub(crate) fn push(&mut self, sample: (u64, u64), shared: &Mutex<Histograms>) {
         if self.samples.capacity() == 0 {
             self.samples.reserve_exact(BATCH);
         }
@@ -100,7 +100,7 @@ impl LatencyBatch {
     }
 
     /// Merges buffered samples into `shared`.
-    pub fn flush(&mut self, shared: &Mutex<Histograms>) {
+    pub(crate) fn flush(&mut self, shared: &Mutex<Histograms>) {
         if self.samples.is_empty() {
             return;
         }
@@ -117,7 +117,7 @@ impl LatencyBatch {
 
 /// Counters one subscriber keeps; summed over subscribers at the end.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubscriberCounters {
+pub(crate) struct SubscriberCounters {
     /// HTTP requests sent (polls, long-polls, stream/SSE GETs, WebSocket upgrades).
     pub requests: u64,
     /// Poll or long-poll answers that carried no event.
@@ -139,7 +139,7 @@ pub struct SubscriberCounters {
 
 impl SubscriberCounters {
     /// Adds `other` into `self`.
-    pub fn add(&mut self, other: &Self) {
+    pub(crate) fn add(&mut self, other: &Self) {
         self.requests += other.requests;
         self.empty_polls += other.empty_polls;
         self.requests_cut += other.requests_cut;
@@ -153,7 +153,7 @@ impl SubscriberCounters {
 
 /// What one subscriber hands back at the end: enough to account for every event exactly.
 #[derive(Debug, Default)]
-pub struct SubscriberLog {
+pub(crate) struct SubscriberLog {
     /// Topic indices this subscriber named.
     pub topics: Vec<u64>,
     /// Cursor of its first subscription: it is owed every event on its topics above this id.
@@ -168,7 +168,7 @@ pub struct SubscriberLog {
 
 /// Live state of one subscriber while it runs; every transport client drives one.
 #[derive(Debug)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     /// What will be handed back.
     pub log: SubscriberLog,
     /// Where to resume: the highest id received, or the subscription's `next`.
@@ -178,7 +178,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// A recorder for a subscriber of `topics`.
-    pub fn new(topics: Vec<u64>) -> Self {
+    pub(crate) fn new(topics: Vec<u64>) -> Self {
         Self {
             log: SubscriberLog {
                 topics,
@@ -190,7 +190,7 @@ impl Recorder {
     }
 
     /// The subscription is live at `next` (a `subscribed` message or a poll answer's `next`).
-    pub fn on_subscribed(&mut self, next: u64) {
+    pub(crate) fn on_subscribed(&mut self, next: u64) {
         if self.log.first_cursor.is_none() {
             self.log.first_cursor = Some(next);
         }
@@ -200,7 +200,7 @@ impl Recorder {
     /// A gap notice: events before `gap.resume` on this subscription were evicted unread. Counted (the
     /// missing events also show as lost); the events from `gap.resume` on follow, so a reconnect resumes
     /// after the gap rather than asking for it again.
-    pub fn on_gap(&mut self, gap: Gap) {
+    pub(crate) fn on_gap(&mut self, gap: Gap) {
         self.log.counters.gaps += 1;
         let resumed = gap.resume.saturating_sub(1);
         self.cursor = Some(self.cursor.map_or(resumed, |c| c.max(resumed)));
@@ -211,7 +211,7 @@ impl Recorder {
     }
 
     /// One delivered event. Latency is recorded only for events intended after `measure_start_ns`.
-    pub fn on_event(&mut self, event: &Event<'_>, shared: &RunMeters) {
+    pub(crate) fn on_event(&mut self, event: &Event<'_>, shared: &RunMeters) {
         let now = unix_ns();
         self.log.received.push(event.id);
         self.cursor = Some(self.cursor.map_or(event.id, |c| c.max(event.id)));
@@ -226,19 +226,19 @@ impl Recorder {
     }
 
     /// Records a failure to connect or subscribe.
-    pub fn on_failed_connect(&mut self, error: &dyn std::fmt::Display) {
+    pub(crate) fn on_failed_connect(&mut self, error: &dyn std::fmt::Display) {
         self.log.counters.failed_connects += 1;
         self.log.last_error = Some(error.to_string());
     }
 
     /// Records an error on an established connection.
-    pub fn on_error(&mut self, error: &dyn std::fmt::Display) {
+    pub(crate) fn on_error(&mut self, error: &dyn std::fmt::Display) {
         self.log.counters.errors += 1;
         self.log.last_error = Some(error.to_string());
     }
 
     /// Flushes buffered latencies and returns the log.
-    pub fn finish(mut self, shared: &RunMeters) -> SubscriberLog {
+    pub(crate) fn finish(mut self, shared: &RunMeters) -> SubscriberLog {
         self.latency.flush(&shared.histograms);
         self.log
     }
@@ -246,7 +246,7 @@ impl Recorder {
 
 /// The run-wide meters every subscriber writes to.
 #[derive(Debug)]
-pub struct RunMeters {
+pub(crate) struct RunMeters {
     /// Latency and connection histograms.
     pub histograms: Mutex<Histograms>,
     /// Events with an intended send time before this are warm-up: counted, not timed.
@@ -270,7 +270,7 @@ impl Default for RunMeters {
 
 impl RunMeters {
     /// Records the timings of one new connection.
-    pub fn record_connection(
+    pub(crate) fn record_connection(
         &self,
         connect: Duration,
         first_byte: Duration,
@@ -287,21 +287,21 @@ impl RunMeters {
 }
 
 /// The intended send time the publisher put at the start of an event's data (`"<unix_ns> xxx…"`).
-pub fn intended_send_ns(data: &str) -> Option<u64> {
+pub(crate) fn intended_send_ns(data: &str) -> Option<u64> {
     let end = data.find(' ').unwrap_or(data.len());
     data[..end].parse().ok()
 }
 
 /// Every event the publisher got an acknowledgement for, by topic.
 #[derive(Debug, Default)]
-pub struct PublishedLog {
+pub(crate) struct PublishedLog {
     /// Ascending ids per topic index.
     pub by_topic: Vec<Vec<u64>>,
 }
 
 impl PublishedLog {
     /// Builds the log from `(id, topic index)` acknowledgements in any order.
-    pub fn new(topic_count: usize, acks: impl IntoIterator<Item = (u64, u64)>) -> Self {
+    pub(crate) fn new(topic_count: usize, acks: impl IntoIterator<Item = (u64, u64)>) -> Self {
         let mut by_topic = vec![Vec::new(); topic_count];
         for (id, topic) in acks {
             by_topic[topic as usize].push(id);
@@ -313,7 +313,7 @@ impl PublishedLog {
     }
 
     /// Number of events published.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.by_topic.iter().map(|ids| ids.len() as u64).sum()
     }
 
@@ -337,7 +337,7 @@ impl PublishedLog {
 
 /// Delivery accounting, for one subscriber or summed over many.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Completeness {
+pub(crate) struct Completeness {
     /// Events the subscribers were owed.
     pub expected: u64,
     /// Owed events received at least once.
@@ -356,7 +356,7 @@ pub struct Completeness {
 
 impl Completeness {
     /// Adds `other` into `self`.
-    pub fn add(&mut self, other: &Self) {
+    pub(crate) fn add(&mut self, other: &Self) {
         self.expected += other.expected;
         self.delivered += other.delivered;
         self.lost += other.lost;
@@ -368,7 +368,7 @@ impl Completeness {
 }
 
 /// Accounts one subscriber's receipts against what was published.
-pub fn account(log: &SubscriberLog, published: &PublishedLog) -> Completeness {
+pub(crate) fn account(log: &SubscriberLog, published: &PublishedLog) -> Completeness {
     let mut c = Completeness::default();
     let after = match log.first_cursor {
         Some(cursor) => cursor,
@@ -424,7 +424,7 @@ pub fn account(log: &SubscriberLog, published: &PublishedLog) -> Completeness {
 }
 
 /// Measures how late a 5 ms sleep wakes up, until `stop`: the load generator's own queueing delay.
-pub fn spawn_lag_probe(stop: CancellationToken) -> tokio::task::JoinHandle<Histogram<u64>> {
+pub(crate) fn spawn_lag_probe(stop: CancellationToken) -> tokio::task::JoinHandle<Histogram<u64>> {
     tokio::spawn(async move {
         let mut lag = new_histogram();
         let step = Duration::from_millis(5);

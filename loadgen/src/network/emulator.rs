@@ -6,7 +6,7 @@
 //! (at `*_kbit`, one packet after another: serialization delay and queueing, as a bottleneck link
 //! does), then travels the one-way delay ± a uniform jitter, never overtaking the packet before it (real
 //! paths rarely reorder, and TCP reads reordering as loss). A packet that would wait in the queue longer
-//! than [`MAX_QUEUE`] is dropped, like a router's tail drop. Counters say how many packets went through
+//! than `MAX_QUEUE` is dropped, like a router's tail drop. Counters say how many packets went through
 //! and how many were dropped, so a run can check that the link carried what it measured.
 
 use std::cmp::Reverse;

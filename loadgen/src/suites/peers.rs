@@ -47,7 +47,7 @@ pub struct Row {
 
 /// What one server of `--peers` produced.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum ServerRun {
     /// A run's result.
     Ran(RunResult),
     /// The server could not be run.
@@ -55,7 +55,7 @@ pub enum Outcome {
 }
 
 /// Builds the rows for `transports` over every server's outcome.
-pub fn rows(transports: &[Transport], servers: &[(ServerName, Outcome)]) -> Vec<Row> {
+pub fn rows(transports: &[Transport], servers: &[(ServerName, ServerRun)]) -> Vec<Row> {
     let mut rows = Vec::new();
     for &t in transports {
         for (name, outcome) in servers {
@@ -83,11 +83,11 @@ pub fn rows(transports: &[Transport], servers: &[(ServerName, Outcome)]) -> Vec<
                 }
             }
             let result = match outcome {
-                Outcome::Failed(e) => {
+                ServerRun::Failed(e) => {
                     rows.push(blank(format!("failed: {e}")));
                     continue;
                 }
-                Outcome::Ran(r) => r.transports.iter().find(|r| r.transport == t),
+                ServerRun::Ran(r) => r.transports.iter().find(|r| r.transport == t),
             };
             match result {
                 None => rows.push(blank("not run".into())),
@@ -351,7 +351,7 @@ pub fn run_peers(
             ServerName::Ours => match crate::targets::server_proc::locate(server_bin) {
                 Ok(bin) => crate::run::ServerSource::Spawn(bin),
                 Err(e) => {
-                    outcomes.push((name, Outcome::Failed(e.to_string())));
+                    outcomes.push((name, ServerRun::Failed(e.to_string())));
                     continue;
                 }
             },
@@ -371,13 +371,13 @@ pub fn run_peers(
                 for w in &result.warnings {
                     eprintln!("WARNING: {}: {w}", name.as_str());
                 }
-                Outcome::Ran(result)
+                ServerRun::Ran(result)
             }
             // An interrupted run stops them all: the servers after it would be measured for nothing.
             Err(e @ crate::run::RunError::Interrupted(_)) => return Err(e.into()),
             Err(e) => {
                 eprintln!("pushbench: {}: {e:#}", name.as_str());
-                Outcome::Failed(format!("{e:#}"))
+                ServerRun::Failed(format!("{e:#}"))
             }
         };
         outcomes.push((name, outcome));
@@ -412,10 +412,10 @@ mod tests {
     #[test]
     fn peers_show_not_offered_and_failures_never_figures() {
         let servers = vec![
-            (ServerName::Ours, Outcome::Failed("boom".into())),
+            (ServerName::Ours, ServerRun::Failed("boom".into())),
             (
                 ServerName::Peer(PeerKind::Pushpin),
-                Outcome::Failed("x".into()),
+                ServerRun::Failed("x".into()),
             ),
         ];
         let rows = rows(&[Transport::Poll, Transport::LongPoll], &servers);
@@ -442,9 +442,9 @@ mod tests {
         let mut pushpin = ws.clone();
         pushpin.transports[0].loadgen_saturated = true;
         let servers = vec![
-            (ServerName::Ours, Outcome::Ran(ours)),
-            (ServerName::Peer(PeerKind::Nchan), Outcome::Ran(ws)),
-            (ServerName::Peer(PeerKind::Pushpin), Outcome::Ran(pushpin)),
+            (ServerName::Ours, ServerRun::Ran(ours)),
+            (ServerName::Peer(PeerKind::Nchan), ServerRun::Ran(ws)),
+            (ServerName::Peer(PeerKind::Pushpin), ServerRun::Ran(pushpin)),
         ];
         rows(&[Transport::Poll, Transport::Ws], &servers)
     }

@@ -4,7 +4,7 @@
 //! A cluster is started fresh for every transport, like a single server: `redis-server` on a free
 //! loopback port with its working directory in a temporary directory (no persistence: `--save ""`,
 //! `--appendonly no`), then the nodes, each with the scenario's server options. Subscribers spread over
-//! the nodes round robin and move to the next node on every reconnect ([`crate::clients::subscriber::Shared::nodes`]);
+//! the nodes round robin and move to the next node on every reconnect (`clients::subscriber::Shared::nodes`);
 //! the publisher's connections spread over them too. Memory and CPU are summed over the nodes for the
 //! headline figures and kept per node ([`NodeResult`]); Redis is sampled on its own ([`BusResult`]).
 

@@ -48,10 +48,19 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Its PID, when it runs on this machine and we may sample it.
     pub pid: Option<u32>,
-    /// The child process, when we spawned it.
-    child: Option<Child>,
+    /// What we hold of it: how it is sampled and stopped.
+    process: Process,
+}
+
+/// What the load generator holds of a server.
+#[derive(Debug)]
+enum Process {
+    /// A `pushbench-server` we spawned: stopped by its PID.
+    Spawned(Child),
+    /// A server running without us (`--target`): left alone.
+    Attached,
     /// A peer (nchan, Pushpin) we started: sampled and stopped as a whole process tree.
-    peer: Option<crate::targets::peer::RunningPeer>,
+    Peer(crate::targets::peer::RunningPeer),
 }
 
 impl Server {
@@ -116,8 +125,7 @@ impl Server {
         Ok(Self {
             addr,
             pid,
-            child: Some(child),
-            peer: None,
+            process: Process::Spawned(child),
         })
     }
 
@@ -141,8 +149,7 @@ impl Server {
         Ok(Self {
             addr,
             pid,
-            child: None,
-            peer: None,
+            process: Process::Attached,
         })
     }
 
@@ -151,19 +158,21 @@ impl Server {
         Self {
             addr: peer.addr,
             pid: None,
-            child: None,
-            peer: Some(peer),
+            process: Process::Peer(peer),
         }
     }
 
     /// The running peer, when the server is one.
     pub fn running_peer(&self) -> Option<&crate::targets::peer::RunningPeer> {
-        self.peer.as_ref()
+        match &self.process {
+            Process::Peer(peer) => Some(peer),
+            Process::Spawned(_) | Process::Attached => None,
+        }
     }
 
     /// RSS and CPU of the server process, when it can be sampled.
     pub fn sample(&self) -> Option<ProcSample> {
-        if let Some(peer) = &self.peer {
+        if let Some(peer) = self.running_peer() {
             return peer.sample();
         }
         self.pid.and_then(|pid| ProcSample::of_pid(pid).ok())
@@ -171,7 +180,7 @@ impl Server {
 
     /// Open file descriptors of the server process.
     pub fn fds(&self) -> Option<u64> {
-        if let Some(peer) = &self.peer {
+        if let Some(peer) = self.running_peer() {
             return peer.fds();
         }
         self.pid.and_then(count_fds)
@@ -179,7 +188,7 @@ impl Server {
 
     /// The server's `/stats` JSON (None if it cannot be read).
     pub async fn stats(&self) -> Option<serde_json::Value> {
-        if self.peer.is_some() {
+        if self.running_peer().is_some() {
             return None;
         }
         let counters = Arc::new(WireCounters::default());
@@ -195,12 +204,11 @@ impl Server {
     }
 
     /// Stops a spawned server: SIGTERM, then SIGKILL after `grace`. A target server is left alone.
-    pub async fn stop(mut self, grace: Duration) {
-        if let Some(peer) = self.peer.take() {
-            peer.stop(grace).await;
-        }
-        if let Some(child) = self.child.take() {
-            stop_child(child, grace).await;
+    pub async fn stop(self, grace: Duration) {
+        match self.process {
+            Process::Peer(peer) => peer.stop(grace).await,
+            Process::Spawned(child) => stop_child(child, grace).await,
+            Process::Attached => {}
         }
     }
 }

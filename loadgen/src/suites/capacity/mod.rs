@@ -346,7 +346,7 @@ pub fn judge(r: &TransportResult, p99_ms: f64, open_files: u64) -> (Verdict, Vec
 /// How a transport's search ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum SearchEnd {
     /// Passed at a value and failed above it: the server's limit lies between.
     ServerLimit,
     /// Failed already at the first value.
@@ -383,9 +383,9 @@ pub struct TransportCapacity {
     /// Transport.
     pub transport: Transport,
     /// How the search ended.
-    pub outcome: Outcome,
+    pub outcome: SearchEnd,
     /// Largest value that passed (None: none did). The server's capacity only with
-    /// [`Outcome::ServerLimit`] (a lower bound with [`Outcome::ReachedMax`]); with any other outcome, just
+    /// [`SearchEnd::ServerLimit`] (a lower bound with [`SearchEnd::ReachedMax`]); with any other outcome, just
     /// the largest value measured cleanly before the search stopped.
     pub capacity: Option<f64>,
     /// What stopped the search.
@@ -428,7 +428,7 @@ pub fn conclude(
     };
     let (outcome, limit) = if let Some(e) = error {
         (
-            Outcome::RunFailed,
+            SearchEnd::RunFailed,
             Some(Limit {
                 at: e.value,
                 by: "run failure".into(),
@@ -438,7 +438,7 @@ pub fn conclude(
     } else if let Some(m) = machine {
         let why = m.reasons.join("; ");
         (
-            Outcome::MachineLimit,
+            SearchEnd::MachineLimit,
             Some(Limit {
                 at: m.value,
                 by: "load generator / machine".into(),
@@ -448,9 +448,9 @@ pub fn conclude(
     } else if let Some(f) = fail {
         (
             if capacity.is_some() {
-                Outcome::ServerLimit
+                SearchEnd::ServerLimit
             } else {
-                Outcome::FailsAtStart
+                SearchEnd::FailsAtStart
             },
             Some(Limit {
                 at: f.value,
@@ -460,7 +460,7 @@ pub fn conclude(
         )
     } else if capacity.is_some_and(|c| c >= params.max) {
         (
-            Outcome::ReachedMax,
+            SearchEnd::ReachedMax,
             Some(Limit {
                 at: params.max,
                 by: "--max".into(),
@@ -472,7 +472,7 @@ pub fn conclude(
         )
     } else {
         (
-            Outcome::StepBudget,
+            SearchEnd::StepBudget,
             Some(Limit {
                 at: steps.last().map_or(params.start, |s| s.value),
                 by: "--max-steps".into(),
@@ -485,34 +485,34 @@ pub fn conclude(
         )
     };
     let summary = match (&outcome, &limit) {
-        (Outcome::ServerLimit, Some(l)) => {
+        (SearchEnd::ServerLimit, Some(l)) => {
             format!(
                 "{transport}: {held}; fails at {} {unit}: {}",
                 value(l.at),
                 l.why
             )
         }
-        (Outcome::FailsAtStart, Some(l)) => format!(
+        (SearchEnd::FailsAtStart, Some(l)) => format!(
             "{transport}: fails already at the first value, {} {unit}: {}",
             value(l.at),
             l.why
         ),
-        (Outcome::ReachedMax, _) => {
+        (SearchEnd::ReachedMax, _) => {
             format!("{transport}: {held} — the --max; the server's limit is higher")
         }
-        (Outcome::MachineLimit, Some(l)) => format!(
+        (SearchEnd::MachineLimit, Some(l)) => format!(
             "{transport}: limited by the load generator / machine at {} {unit}, not by the server ({}); below it the server {}",
             value(l.at),
             l.why,
             held.replace("sustains", "sustained")
         ),
-        (Outcome::RunFailed, Some(l)) => format!(
+        (SearchEnd::RunFailed, Some(l)) => format!(
             "{transport}: the run at {} {unit} failed ({}); below it the server {}",
             value(l.at),
             l.why,
             held.replace("sustains", "sustained")
         ),
-        (Outcome::StepBudget, Some(l)) => format!(
+        (SearchEnd::StepBudget, Some(l)) => format!(
             "{transport}: {held}; the search stopped after --max-steps ({}) without finding a limit",
             l.why
         ),
@@ -579,7 +579,7 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
             eprintln!("pushbench: capacity {transport}: {why}");
             transports.push(TransportCapacity {
                 transport,
-                outcome: Outcome::NotOffered,
+                outcome: SearchEnd::NotOffered,
                 capacity: None,
                 limit: None,
                 summary: format!("{transport}: {why}"),
@@ -646,7 +646,7 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
         }
         let result = if let Some(signal) = interrupted {
             let mut partial = conclude(transport, spec.vary, spec.p99_ms, &spec.params, steps);
-            partial.outcome = Outcome::Interrupted;
+            partial.outcome = SearchEnd::Interrupted;
             partial.limit = None;
             partial.summary = format!(
                 "{transport}: interrupted by {signal} after {} steps; no verdict",
@@ -703,7 +703,7 @@ impl Signals {
     /// starts): that is read here too.
     fn pending(&mut self) -> Option<&'static str> {
         use futures_util::FutureExt;
-        if goose::is_killswitch_triggered() {
+        if crate::fleet::sigint_seen() {
             return Some("SIGINT");
         }
         self.0

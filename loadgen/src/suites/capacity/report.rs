@@ -39,14 +39,14 @@ pub fn read(path: &Path) -> anyhow::Result<Capacity> {
 
 fn outcome_text(t: &TransportCapacity) -> &'static str {
     match t.outcome {
-        super::Outcome::ServerLimit => "server limit found",
-        super::Outcome::FailsAtStart => "fails at the first value",
-        super::Outcome::ReachedMax => "passed at --max (limit higher)",
-        super::Outcome::MachineLimit => "limited by the load generator / machine",
-        super::Outcome::StepBudget => "stopped by --max-steps",
-        super::Outcome::RunFailed => "a run failed",
-        super::Outcome::NotOffered => "not offered",
-        super::Outcome::Interrupted => "interrupted (no verdict)",
+        super::SearchEnd::ServerLimit => "server limit found",
+        super::SearchEnd::FailsAtStart => "fails at the first value",
+        super::SearchEnd::ReachedMax => "passed at --max (limit higher)",
+        super::SearchEnd::MachineLimit => "limited by the load generator / machine",
+        super::SearchEnd::StepBudget => "stopped by --max-steps",
+        super::SearchEnd::RunFailed => "a run failed",
+        super::SearchEnd::NotOffered => "not offered",
+        super::SearchEnd::Interrupted => "interrupted (no verdict)",
     }
 }
 
@@ -206,7 +206,7 @@ pub fn write_html(c: &Capacity, w: &mut dyn Write) -> io::Result<()> {
     }
     page.push_str("</table>");
     for t in &c.transports {
-        if t.outcome == super::Outcome::MachineLimit {
+        if t.outcome == super::SearchEnd::MachineLimit {
             let _ = write!(page, "<p class=\"warn\">{}</p>", esc(&t.summary));
         }
     }

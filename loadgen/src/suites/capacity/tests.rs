@@ -173,7 +173,7 @@ fn the_verdict_follows_from_the_steps() {
     let c = conclusion(&[(100.0, Pass), (200.0, Pass), (400.0, Fail), (300.0, Pass)]);
     assert_eq!(
         (c.outcome, c.capacity, c.limit.as_ref().map(|l| l.at)),
-        (Outcome::ServerLimit, Some(300.0), Some(400.0))
+        (SearchEnd::ServerLimit, Some(300.0), Some(400.0))
     );
     assert!(
         c.summary.contains("sustains 300 subscribers"),
@@ -187,7 +187,7 @@ fn the_verdict_follows_from_the_steps() {
     );
 
     let c = conclusion(&[(100.0, Fail)]);
-    assert_eq!((c.outcome, c.capacity), (Outcome::FailsAtStart, None));
+    assert_eq!((c.outcome, c.capacity), (SearchEnd::FailsAtStart, None));
 
     let c = conclusion(&[(100.0, Pass), (200.0, Pass), (400.0, Machine)]);
     assert_eq!(
@@ -197,7 +197,7 @@ fn the_verdict_follows_from_the_steps() {
             c.limit.as_ref().map(|l| l.by.as_str())
         ),
         (
-            Outcome::MachineLimit,
+            SearchEnd::MachineLimit,
             Some(200.0),
             Some("load generator / machine")
         )
@@ -216,11 +216,14 @@ fn the_verdict_follows_from_the_steps() {
     );
 
     let c = conclusion(&[(250.0, Pass), (500.0, Pass), (1000.0, Pass)]);
-    assert_eq!((c.outcome, c.capacity), (Outcome::ReachedMax, Some(1000.0)));
+    assert_eq!(
+        (c.outcome, c.capacity),
+        (SearchEnd::ReachedMax, Some(1000.0))
+    );
     assert!(c.summary.contains("limit is higher"));
 
     let c = conclusion(&[(100.0, Pass), (200.0, Verdict::Error)]);
-    assert_eq!((c.outcome, c.capacity), (Outcome::RunFailed, Some(100.0)));
+    assert_eq!((c.outcome, c.capacity), (SearchEnd::RunFailed, Some(100.0)));
     assert!(
         c.summary
             .contains("the run at 200 subscribers failed (the run failed: server exited)"),
@@ -229,7 +232,10 @@ fn the_verdict_follows_from_the_steps() {
     );
 
     let c = conclusion(&[(100.0, Pass), (200.0, Pass)]);
-    assert_eq!((c.outcome, c.capacity), (Outcome::StepBudget, Some(200.0)));
+    assert_eq!(
+        (c.outcome, c.capacity),
+        (SearchEnd::StepBudget, Some(200.0))
+    );
 }
 
 fn sample() -> Capacity {

@@ -37,8 +37,8 @@ use pushbench_common::{ProcSample, Transport};
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use crate::clients::publisher::{Published, Schedule, post};
-use crate::conn::{Endpoint, HttpConn, WireCounters, body_of};
+use crate::clients::publisher::{Encoder, PublishRequest, Published, Schedule, publish_with};
+use crate::conn::{ConnError, Endpoint, HttpConn, WireCounters, body_of};
 use crate::util::{TempDir, descendants};
 
 pub use crate::clients::dialect::{
@@ -299,8 +299,9 @@ fn log_file(path: &Path) -> Result<std::fs::File, PeerError> {
     })
 }
 
-/// Publishes the schedule to a peer, open loop, like [`crate::clients::publisher::publish`]: event `i` carries
-/// sequence number `i + 1` in its data, and `(i + 1, topic)` is recorded when the peer accepts it.
+/// Publishes the schedule to a peer, open loop, with `PeerEncoder` (the publisher's own loop): event
+/// `i` carries sequence number `i + 1` in its data, and `(i + 1, topic)` is recorded when the peer
+/// accepts it.
 pub async fn publish(
     peer: &RunningPeer,
     transport: Transport,
@@ -308,82 +309,63 @@ pub async fn publish(
     wire: Arc<WireCounters>,
     sent: Arc<AtomicU64>,
 ) -> Published {
-    let workers = schedule.workers();
-    let mut tasks = Vec::with_capacity(workers);
-    for w in 0..workers {
-        let (schedule, wire, sent) = (schedule.clone(), wire.clone(), sent.clone());
-        let (kind, addr, log) = (peer.kind, peer.publish_addr, peer.log.clone());
-        tasks.push(tokio::spawn(async move {
-            let to = Target {
-                kind,
-                transport,
-                addr,
-                log,
-            };
-            publish_worker(&to, w, workers, &schedule, &wire, &sent).await
-        }));
-    }
-    Published::gather(tasks, schedule.count as usize).await
+    let encoder = Arc::new(PeerEncoder {
+        kind: peer.kind,
+        transport,
+        log: peer.log.clone(),
+    });
+    let node = [Endpoint::new(peer.publish_addr)];
+    publish_with(&node, encoder, schedule, wire, sent).await
 }
 
-/// Where a publish worker sends events.
-struct Target {
+/// How a peer takes events: nchan's `/pub?id=<channel>` with the data as text; Pushpin's `/publish/`
+/// with a JSON item per transport (for a long-poll, written to our GRIP backend's log first).
+struct PeerEncoder {
     kind: PeerKind,
     transport: Transport,
-    addr: SocketAddr,
     /// Pushpin's GRIP backend log: long-poll events are appended to it before they are published.
     log: Option<Arc<pushpin::MessageLog>>,
 }
 
-async fn publish_worker(
-    to: &Target,
-    w: usize,
-    workers: usize,
-    schedule: &Schedule,
-    wire: &Arc<WireCounters>,
-    sent: &AtomicU64,
-) -> Published {
-    let (kind, transport) = (to.kind, to.transport);
-    let mut out = Published::new();
-    let node = Endpoint::new(to.addr);
-    let mut conn: Option<HttpConn> = None;
-    for i in (w as u64..schedule.count).step_by(workers) {
-        out.wait_for(schedule, i).await;
-        let topic = i % schedule.topics.len() as u64;
+impl Encoder for PeerEncoder {
+    fn encode(&self, schedule: &Schedule, i: u64, topic: u64) -> PublishRequest<'_> {
         let seq = i + 1;
         let data = peer_event_data(schedule.intended_unix_ns(i), seq, schedule.payload_bytes);
-        let (path, content_type, body) = match kind {
-            PeerKind::Nchan => (
-                format!("/pub?id={}", schedule.topics[topic as usize]),
-                "text/plain",
-                Bytes::from(data),
-            ),
+        match self.kind {
+            PeerKind::Nchan => PublishRequest {
+                path: format!("/pub?id={}", schedule.topics[topic as usize]).into(),
+                content_type: "text/plain",
+                body: Bytes::from(data),
+            },
             PeerKind::Pushpin => {
                 let channel = schedule.topics[topic as usize].as_str();
-                let body = match (&to.log, transport) {
+                let body = match (&self.log, self.transport) {
                     // The backend's log first, as an application writes before it publishes: a long-poll
                     // that reaches the backend from now on is answered from the log.
                     (Some(log), Transport::LongPoll) => {
                         let (id, prev) = log.append(channel, &data);
                         pushpin::publish_longpoll_body(channel, id, prev, &data)
                     }
-                    _ => pushpin::publish_body(transport, channel, &data),
+                    _ => pushpin::publish_body(self.transport, channel, &data),
                 };
-                (
-                    "/publish/".to_owned(),
-                    "application/json",
-                    Bytes::from(body),
-                )
+                PublishRequest {
+                    path: "/publish/".into(),
+                    content_type: "application/json",
+                    body: Bytes::from(body),
+                }
             }
-        };
-        // Pushpin's publish API closes the connection after each answer: a fresh one per event there.
-        if kind == PeerKind::Pushpin {
-            conn = None;
         }
-        let outcome = post(&mut conn, &node, wire, &path, content_type, body).await;
-        out.record(outcome.map(|_| (seq, topic)), &mut conn, sent);
     }
-    out
+
+    /// A peer's answer names none of our ids: an accepted event is acknowledged under its sequence number.
+    fn ack(&self, i: u64, _path: &str, _body: &[u8]) -> Result<u64, ConnError> {
+        Ok(i + 1)
+    }
+
+    /// Pushpin's publish API closes the connection after each answer: a fresh one per event there.
+    fn fresh_connection_per_event(&self) -> bool {
+        self.kind == PeerKind::Pushpin
+    }
 }
 
 /// Waits until a peer's subscriptions are live before the first publish, where the peer can tell

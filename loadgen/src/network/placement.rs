@@ -15,7 +15,7 @@ use super::NetworkSpec;
 use super::emulator::{EmulatorError, Link, SERVER_ADDR};
 
 /// Handshakes timed to measure the round trip; the median is kept, so a lost SYN does not count.
-const RTT_PROBES: usize = 9;
+const RTT_PROBES: usize = 15;
 /// Longest one probe may take (a SYN lost twice at 2 % loss still fits).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -7,8 +7,10 @@
 //! per syscall, not per event). [`HttpConn`] speaks HTTP/1.1 over such a stream with hyper; the
 //! WebSocket client wraps the same stream with tokio-tungstenite.
 //!
-//! Owning the connection also lets us time the steps separately: TCP connect, then first response byte
-//! (or WebSocket upgrade), then the transport's `subscribed` message.
+//! Owning the connection also lets us time the steps separately: TCP connect, the TLS handshake (when
+//! the target speaks TLS: [`TlsClient`]), then first response byte (or WebSocket upgrade), then the
+//! transport's `subscribed` message. Under TLS the counter sits below rustls, so the bytes counted are
+//! the ciphertext on the wire, records and handshake included.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -115,6 +117,124 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
+/// What a client needs to speak TLS to a server of the run: the one certificate it trusts and the name
+/// it checks (`localhost`, which every certificate the run makes carries).
+#[derive(Clone)]
+pub(crate) struct TlsClient {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsClient {
+    /// Trusts exactly the certificate(s) in `cert_pem`; offers ALPN `http/1.1`.
+    pub(crate) fn trusting(cert_pem: &str) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("the server certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("the server certificate: {e}"))?;
+        }
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            name: rustls::pki_types::ServerName::try_from("localhost").expect("a valid name"),
+        })
+    }
+}
+
+/// A client connection at the socket: cleartext, or TLS over the counted TCP stream.
+#[derive(Debug)]
+pub(crate) enum Wire {
+    /// Cleartext.
+    Plain(Counted<TcpStream>),
+    /// TLS, with the time its handshake took.
+    Tls(
+        Box<tokio_rustls::client::TlsStream<Counted<TcpStream>>>,
+        Duration,
+    ),
+}
+
+impl Wire {
+    /// How long the TLS handshake took; `None` in cleartext.
+    pub(crate) fn tls_handshake(&self) -> Option<Duration> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(_, took) => Some(*took),
+        }
+    }
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s, _) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Why a connection or request failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnError {
@@ -125,6 +245,14 @@ pub(crate) enum ConnError {
         /// The server.
         addr: SocketAddr,
         /// The I/O error.
+        error: io::Error,
+    },
+    /// The TLS handshake failed (an untrusted certificate is named here).
+    #[error("TLS handshake with {addr}: {error}")]
+    Tls {
+        /// The server.
+        addr: SocketAddr,
+        /// What rustls reported.
         error: io::Error,
     },
     /// The HTTP exchange failed.
@@ -166,6 +294,8 @@ pub(crate) struct Endpoint {
     /// Local address to bind before connecting: each loopback source address (127.0.0.2, …) has its own
     /// ~28,000 ephemeral ports. `None` lets the kernel choose.
     pub source: Option<IpAddr>,
+    /// TLS over the connection; `None`: cleartext.
+    pub tls: Option<TlsClient>,
 }
 
 impl Endpoint {
@@ -175,15 +305,25 @@ impl Endpoint {
             addr,
             host: addr.to_string().into(),
             source: None,
+            tls: None,
+        }
+    }
+
+    /// The same endpoint over TLS when `tls` is given.
+    pub(crate) fn with_tls(self, tls: Option<&TlsClient>) -> Self {
+        Self {
+            tls: tls.cloned(),
+            ..self
         }
     }
 }
 
-/// Opens a counted TCP connection; returns it with the time the connect took.
+/// Opens a counted TCP connection, with TLS over it when the endpoint says so; returns it with the time
+/// the TCP connect took (the handshake's is in [`Wire::tls_handshake`]).
 pub(crate) async fn connect(
     to: &Endpoint,
     counters: &Arc<WireCounters>,
-) -> Result<(Counted<TcpStream>, Duration), ConnError> {
+) -> Result<(Wire, Duration), ConnError> {
     let addr = to.addr;
     let failed = |error| ConnError::Connect { addr, error };
     let started = Instant::now();
@@ -211,7 +351,17 @@ pub(crate) async fn connect(
     };
     let took = started.elapsed();
     tcp.set_nodelay(true).map_err(failed)?;
-    Ok((Counted::new(tcp, counters.clone()), took))
+    let counted = Counted::new(tcp, counters.clone());
+    let Some(tls) = &to.tls else {
+        return Ok((Wire::Plain(counted), took));
+    };
+    let handshake = Instant::now();
+    let stream = tls
+        .connector
+        .connect(tls.name.clone(), counted)
+        .await
+        .map_err(|error| ConnError::Tls { addr, error })?;
+    Ok((Wire::Tls(Box::new(stream), handshake.elapsed()), took))
 }
 
 /// One HTTP/1.1 keep-alive connection owned by one subscriber or publisher worker.
@@ -222,6 +372,8 @@ pub(crate) struct HttpConn {
     driver: JoinHandle<()>,
     /// `Host` header value.
     host: Arc<str>,
+    /// How long the TLS handshake took; `None` in cleartext.
+    tls_handshake: Option<Duration>,
 }
 
 impl Drop for HttpConn {
@@ -237,6 +389,7 @@ impl HttpConn {
         counters: &Arc<WireCounters>,
     ) -> Result<(Self, Duration), ConnError> {
         let (stream, connect_time) = connect(to, counters).await?;
+        let tls_handshake = stream.tls_handshake();
         let host = to.host.clone();
         // hyper's read buffer starts at 8 KiB and grows only for large responses: bounded per subscriber.
         let (send, conn) = http1::Builder::new()
@@ -246,7 +399,20 @@ impl HttpConn {
             // Errors surface on the request or the body; the driver's own result adds nothing.
             let _ = conn.await;
         });
-        Ok((Self { send, driver, host }, connect_time))
+        Ok((
+            Self {
+                send,
+                driver,
+                host,
+                tls_handshake,
+            },
+            connect_time,
+        ))
+    }
+
+    /// How long its TLS handshake took; `None` in cleartext.
+    pub(crate) fn tls_handshake(&self) -> Option<Duration> {
+        self.tls_handshake
     }
 
     /// Sends one request and waits for the response head.

@@ -28,6 +28,9 @@ pub enum RunError {
     /// A cluster could not be started.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// TLS could not be set up, or was asked of a server it cannot be set up for.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Why the server could not be used.

@@ -318,6 +318,7 @@ async fn launch(
         transport,
         nodes: servers.addrs(),
         dialect: servers.dialect(),
+        tls_certificate: servers.certificate_pem(),
         subscriber_side: options.network.as_ref().map(|n| n.subscriber_side()),
     };
     let server_before = servers.node_samples();
@@ -676,6 +677,7 @@ fn serialized_histograms(h: &Histograms, published: &Published) -> SerializedHis
         latency_us: encode_histogram(&h.latency),
         latency_from_server_us: encode_histogram(&h.latency_from_server),
         connect_us: Some(encode_histogram(&h.connect)),
+        tls_handshake_us: (!h.tls_handshake.is_empty()).then(|| encode_histogram(&h.tls_handshake)),
         first_byte_us: Some(encode_histogram(&h.first_byte)),
         subscribed_us: Some(encode_histogram(&h.subscribed)),
         publish_lateness_us: Some(encode_histogram(&published.lateness)),
@@ -730,6 +732,7 @@ fn account(
         latency_us: Percentiles::of(&h.latency),
         latency_from_server_us: Percentiles::of(&h.latency_from_server),
         connect_us: Percentiles::of(&h.connect),
+        tls_handshake_us: (!h.tls_handshake.is_empty()).then(|| Percentiles::of(&h.tls_handshake)),
         first_byte_us: Percentiles::of(&h.first_byte),
         subscribed_us: Percentiles::of(&h.subscribed),
         failed_connects: counters.failed_connects,

@@ -69,6 +69,9 @@ pub struct RawScenario {
     /// Network conditions between the subscribers and the server; loopback when absent.
     #[serde(default)]
     pub network: RawNetwork,
+    /// How the clients connect.
+    #[serde(default)]
+    pub client: ClientOptions,
     /// Pass/fail thresholds, checked by [`Thresholds::from_table`].
     #[serde(default)]
     pub thresholds: toml::Table,
@@ -157,6 +160,23 @@ pub struct RawChurn {
     pub every_s: f64,
     /// Share of the subscribers (0 < share ≤ 1) that drop and resume in each period.
     pub share: f64,
+}
+
+/// `[client]`: how subscribers and the publisher connect to the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientOptions {
+    /// HTTP/1.1 over TLS (a spawned server gets a certificate made for the run, which the clients
+    /// trust); cleartext when false.
+    #[serde(default)]
+    pub tls: bool,
+}
+
+impl ClientOptions {
+    /// Whether these are the defaults (cleartext), which results leave out.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `[server]` as written: options for the spawned `pushbench-server`.
@@ -336,6 +356,10 @@ pub struct Scenario {
     /// results recorded before it existed still compare as runs of the same scenario.
     #[serde(default, skip_serializing_if = "NetworkSpec::is_loopback")]
     pub network: NetworkSpec,
+    /// How the clients connect; left out of results when it is the default (cleartext), for the same
+    /// reason.
+    #[serde(default, skip_serializing_if = "ClientOptions::is_default")]
+    pub client: ClientOptions,
     /// Pass/fail conditions `pushbench run` checks (not part of the workload).
     #[serde(skip_serializing_if = "Thresholds::is_empty", skip_deserializing)]
     pub thresholds: Thresholds,
@@ -565,6 +589,7 @@ impl Scenario {
             },
             network: NetworkSpec::resolve(raw.network.profile.as_deref(), raw.network.overrides())
                 .map_err(|reason| invalid("network", reason))?,
+            client: raw.client,
             thresholds: Thresholds::from_table(&raw.thresholds)?,
         })
     }

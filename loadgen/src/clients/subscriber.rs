@@ -14,10 +14,9 @@ use pushbench_common::wire::{Control, Message};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{ConnError, Counted, Endpoint, HttpConn, WireCounters, connect};
+use crate::conn::{ConnError, Endpoint, HttpConn, Wire, WireCounters, connect};
 use crate::measure::{Recorder, RunMeters, SubscriberLog};
 use crate::scenario::Scenario;
-use tokio::net::TcpStream;
 
 /// Pause after a failed connection before trying again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -223,19 +222,29 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Opens an HTTP connection to the next node (see [`Shared::nodes`]), recording a failed connect or
-    /// counting the new connection; returns it with its TCP connect time.
+    /// counting the new connection and its TLS handshake; returns it with its TCP connect time.
     pub(crate) async fn open_http(&mut self) -> Result<(HttpConn, Duration), ConnError> {
         let node = self.next_node();
         let opened = HttpConn::open(&node, &self.shared.wire).await;
+        if let Ok((conn, _)) = &opened {
+            self.record_tls(conn.tls_handshake());
+        }
         self.opened(opened)
     }
 
+    fn record_tls(&self, handshake: Option<Duration>) {
+        if let Some(took) = handshake {
+            self.shared.meters.record_tls_handshake(took);
+        }
+    }
+
     /// The same for a bare TCP connection (a WebSocket upgrades it), with the node it went to.
-    pub(crate) async fn open_tcp(
-        &mut self,
-    ) -> Result<(Endpoint, Counted<TcpStream>, Duration), ConnError> {
+    pub(crate) async fn open_tcp(&mut self) -> Result<(Endpoint, Wire, Duration), ConnError> {
         let node = self.next_node();
         let opened = connect(&node, &self.shared.wire).await;
+        if let Ok((stream, _)) = &opened {
+            self.record_tls(stream.tls_handshake());
+        }
         self.opened(opened)
             .map(|(stream, took)| (node, stream, took))
     }

@@ -12,12 +12,11 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::clients::reconnect::{FirstSession, Session, until_stopped};
 use crate::clients::subscriber::{End, Subscriber};
-use crate::conn::{ConnError, Counted};
+use crate::conn::{ConnError, Wire};
 
 /// Read buffer per connection.
 const READ_BUFFER: usize = 4096;
@@ -41,9 +40,9 @@ impl Session for WsSession {
 pub(crate) async fn upgrade(
     sub: &mut Subscriber<'_>,
     url: String,
-    stream: Counted<TcpStream>,
+    stream: Wire,
     label: &str,
-) -> Result<Option<(WebSocketStream<Counted<TcpStream>>, Duration)>, ConnError> {
+) -> Result<Option<(WebSocketStream<Wire>, Duration)>, ConnError> {
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0);
@@ -78,7 +77,7 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
 
 /// An upgraded WebSocket being read, with the timings of how it was opened.
 pub(crate) struct OpenWs {
-    ws: WebSocketStream<Counted<TcpStream>>,
+    ws: WebSocketStream<Wire>,
     connect: Duration,
     upgrade: Duration,
     started: Instant,

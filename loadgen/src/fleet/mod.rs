@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clients::dialect::PeerKind;
 use crate::clients::subscriber::{RequestSink, Shared, Subscriber, TimedRequest};
-use crate::conn::{Endpoint, WireCounters};
+use crate::conn::{Endpoint, TlsClient, WireCounters};
 use crate::error::RunError;
 use crate::fleet::worker::Workers;
 use crate::measure::{Completeness, Histograms, PublishedLog, SubscriberCounters, account, lock};
@@ -75,6 +75,8 @@ pub(crate) struct FleetSpec {
     pub nodes: Vec<SocketAddr>,
     /// The dialect the clients speak: `None` for our own protocol, else the peer's.
     pub dialect: Option<PeerKind>,
+    /// The certificate the clients trust over TLS, PEM; `None`: cleartext.
+    pub tls_certificate: Option<String>,
     /// The emulated network's subscriber side, where the subscribers must stand (always in worker
     /// processes, since this process stands on the server side); `None` on loopback.
     pub subscriber_side: Option<SubscriberSide>,
@@ -239,15 +241,24 @@ impl Local {
         range: Range<u64>,
         source: Option<IpAddr>,
     ) -> Result<Self, RunError> {
+        let tls = spec
+            .tls_certificate
+            .as_deref()
+            .map(TlsClient::trusting)
+            .transpose()
+            .map_err(RunError::Tls)?;
         let shared = Arc::new(Shared {
             scenario: spec.scenario.clone(),
             transport: spec.transport,
             nodes: spec
                 .nodes
                 .iter()
-                .map(|&addr| Endpoint {
-                    source,
-                    ..Endpoint::new(addr)
+                .map(|&addr| {
+                    Endpoint {
+                        source,
+                        ..Endpoint::new(addr)
+                    }
+                    .with_tls(tls.as_ref())
                 })
                 .collect(),
             wire: Arc::new(WireCounters::default()),

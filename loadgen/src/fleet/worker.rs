@@ -63,6 +63,8 @@ pub(crate) struct WorkerSpec {
     pub nodes: Vec<SocketAddr>,
     /// The dialect the clients speak (see [`FleetSpec::dialect`]).
     pub dialect: Option<PeerKind>,
+    /// The certificate to trust over TLS (see [`FleetSpec::tls_certificate`]).
+    pub tls_certificate: Option<String>,
     /// First subscriber index held (inclusive).
     pub first: u64,
     /// Last subscriber index held (exclusive).
@@ -115,8 +117,8 @@ pub(crate) struct WireTally {
     counters: SubscriberCounters,
     last_error: Option<String>,
     wire: (u64, u64),
-    /// latency, latency from server, connect, first byte, subscribed.
-    histograms: [String; 5],
+    /// latency, latency from server, connect, TLS handshake, first byte, subscribed.
+    histograms: [String; 6],
     goose: Vec<GooseRow>,
     lag_p99_us: u64,
 }
@@ -134,6 +136,7 @@ impl WireTally {
                 &h.latency,
                 &h.latency_from_server,
                 &h.connect,
+                &h.tls_handshake,
                 &h.first_byte,
                 &h.subscribed,
             ]
@@ -152,9 +155,12 @@ impl WireTally {
             latency,
             latency_from_server,
             connect,
+            tls_handshake,
             first_byte,
             subscribed,
-        ]: [_; 5] = decoded.try_into().expect("five histograms");
+        ]: [_; 6] = decoded
+            .try_into()
+            .map_err(|_| "expected six histograms".to_owned())?;
         Ok(Tally {
             logs: self.logs,
             completeness: self.completeness,
@@ -165,6 +171,7 @@ impl WireTally {
                 latency,
                 latency_from_server,
                 connect,
+                tls_handshake,
                 first_byte,
                 subscribed,
             },
@@ -246,6 +253,7 @@ impl Workers {
                 transport: spec.transport,
                 nodes: spec.nodes.clone(),
                 dialect: spec.dialect,
+                tls_certificate: spec.tls_certificate.clone(),
                 first: range.start,
                 end: range.end,
                 source: Some(source),
@@ -475,6 +483,7 @@ async fn serve() -> anyhow::Result<()> {
         transport: spec.transport,
         nodes: spec.nodes,
         dialect: spec.dialect,
+        tls_certificate: spec.tls_certificate,
         // This process was started inside the subscriber side already.
         subscriber_side: None,
     };

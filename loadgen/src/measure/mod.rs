@@ -40,6 +40,8 @@ pub(crate) struct Histograms {
     pub latency_from_server: Histogram<u64>,
     /// TCP connect time.
     pub connect: Histogram<u64>,
+    /// TLS handshake time, after the TCP connect (empty in cleartext).
+    pub tls_handshake: Histogram<u64>,
     /// Request sent → response head (HTTP) or upgrade completed (WebSocket), first request of a connection.
     pub first_byte: Histogram<u64>,
     /// Connect start → the subscription's cursor is known (`subscribed` message, or first poll answer).
@@ -53,6 +55,7 @@ impl Histograms {
             (&mut self.latency, &other.latency),
             (&mut self.latency_from_server, &other.latency_from_server),
             (&mut self.connect, &other.connect),
+            (&mut self.tls_handshake, &other.tls_handshake),
             (&mut self.first_byte, &other.first_byte),
             (&mut self.subscribed, &other.subscribed),
         ] {
@@ -67,6 +70,7 @@ impl Default for Histograms {
             latency: new_histogram(),
             latency_from_server: new_histogram(),
             connect: new_histogram(),
+            tls_handshake: new_histogram(),
             first_byte: new_histogram(),
             subscribed: new_histogram(),
         }
@@ -283,6 +287,12 @@ impl RunMeters {
         if let Some(s) = subscribed {
             h.subscribed.saturating_record(us(s));
         }
+    }
+
+    /// Records a TLS handshake's time.
+    pub(crate) fn record_tls_handshake(&self, took: Duration) {
+        let us = (took.as_micros() as u64).clamp(1, MAX_US);
+        lock(&self.histograms).tls_handshake.saturating_record(us);
     }
 }
 

@@ -20,9 +20,10 @@ use tokio::process::{Child, Command};
 
 use crate::clients::dialect::{Offer, PeerKind};
 use crate::clients::publisher::{Published, Schedule};
-use crate::conn::{Endpoint, WireCounters};
+use crate::conn::{Endpoint, TlsClient, WireCounters};
 use crate::error::RunError;
 use crate::scenario::Scenario;
+use crate::targets::certificate::RunCertificate;
 use crate::targets::peer::{IdleSettings, RunningPeer};
 use crate::targets::server_proc::Server;
 use crate::util::{TempDir, free_port, guarded, stop_child, sum_samples, wait_listening};
@@ -132,11 +133,15 @@ pub struct Deployment {
     /// One node, or a cluster's nodes in order.
     pub nodes: Vec<Server>,
     bus: Option<Redis>,
+    /// The certificate its nodes serve (`[client] tls = true`), which the clients trust.
+    certificate: Option<RunCertificate>,
+    /// TLS to reach the nodes with; `None`: cleartext.
+    tls: Option<TlsClient>,
 }
 
 impl Deployment {
     /// Starts what `source` names for `transport`: `cluster` nodes on a fresh Redis when `cluster > 1`
-    /// (spawned servers only).
+    /// (spawned servers only); over TLS with a certificate made for it when the scenario asks.
     pub async fn start(
         source: &ServerSource,
         scenario: &Scenario,
@@ -145,15 +150,58 @@ impl Deployment {
         out_dir: &Path,
         host: IpAddr,
     ) -> Result<Self, RunError> {
+        let certificate = match (scenario.client.tls, source) {
+            (false, _) => None,
+            (true, ServerSource::Spawn(_)) => Some(RunCertificate::new()?),
+            (true, _) => {
+                return Err(RunError::Tls(
+                    "[client] tls = true needs a server the run spawns; TLS to --target and to the peers is not supported yet".into(),
+                ));
+            }
+        };
+        let tls = certificate
+            .as_ref()
+            .map(|c| TlsClient::trusting(&c.cert_pem))
+            .transpose()
+            .map_err(RunError::Tls)?;
+        let tls_args = certificate
+            .as_ref()
+            .map(RunCertificate::server_args)
+            .unwrap_or_default();
+        let mut deployment = Self::start_servers(
+            source, scenario, transport, cluster, out_dir, host, &tls_args,
+        )
+        .await?;
+        deployment.nodes = std::mem::take(&mut deployment.nodes)
+            .into_iter()
+            .map(|node| node.with_tls(tls.clone()))
+            .collect();
+        deployment.certificate = certificate;
+        deployment.tls = tls;
+        Ok(deployment)
+    }
+
+    async fn start_servers(
+        source: &ServerSource,
+        scenario: &Scenario,
+        transport: Transport,
+        cluster: usize,
+        out_dir: &Path,
+        host: IpAddr,
+        tls_args: &[String],
+    ) -> Result<Self, RunError> {
         let single = |server| Self {
             nodes: vec![server],
             bus: None,
+            certificate: None,
+            tls: None,
         };
         match source {
             ServerSource::Spawn(bin) if cluster > 1 => {
                 let bus = Redis::start(&out_dir.join(format!("redis-{transport}.log"))).await?;
                 let mut args = scenario.server.args();
                 args.extend(["--bus".into(), format!("redis://{}", bus.addr)]);
+                args.extend_from_slice(tls_args);
                 let mut nodes = Vec::with_capacity(cluster);
                 for i in 0..cluster {
                     let log = out_dir.join(format!("server-{transport}-node{i}.log"));
@@ -163,6 +211,8 @@ impl Deployment {
                             Self {
                                 nodes,
                                 bus: Some(bus),
+                                certificate: None,
+                                tls: None,
                             }
                             .stop()
                             .await;
@@ -173,23 +223,27 @@ impl Deployment {
                 Ok(Self {
                     nodes,
                     bus: Some(bus),
+                    certificate: None,
+                    tls: None,
                 })
             }
-            ServerSource::Spawn(bin) => Ok(single(
-                Server::spawn(
-                    bin,
-                    host,
-                    &scenario.server.args(),
-                    &out_dir.join(format!("server-{transport}.log")),
-                )
-                .await?,
-            )),
+            ServerSource::Spawn(bin) => {
+                let mut args = scenario.server.args();
+                args.extend_from_slice(tls_args);
+                let log = out_dir.join(format!("server-{transport}.log"));
+                Ok(single(Server::spawn(bin, host, &args, &log).await?))
+            }
             ServerSource::Target { url, pid } => Ok(single(Server::target(url, *pid).await?)),
             ServerSource::Peer(kind) => Ok(single(Server::peer(
                 RunningPeer::start(*kind, transport, IdleSettings::of(scenario), out_dir, host)
                     .await?,
             ))),
         }
+    }
+
+    /// The certificate the clients must trust, PEM; `None` in cleartext.
+    pub fn certificate_pem(&self) -> Option<String> {
+        self.certificate.as_ref().map(|c| c.cert_pem.clone())
     }
 
     /// Whether this is a cluster on a bus.
@@ -245,7 +299,11 @@ impl Deployment {
                 crate::targets::peer::publish(peer, transport, schedule, wire, sent).await
             }
             None => {
-                let nodes: Vec<Endpoint> = self.addrs().into_iter().map(Endpoint::new).collect();
+                let nodes: Vec<Endpoint> = self
+                    .addrs()
+                    .into_iter()
+                    .map(|addr| Endpoint::new(addr).with_tls(self.tls.as_ref()))
+                    .collect();
                 crate::clients::publisher::publish(&nodes, schedule, wire, sent).await
             }
         }

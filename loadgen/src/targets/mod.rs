@@ -10,6 +10,7 @@
 //! May import: `clients` (the peers' dialects, the publisher), `conn`, `measure`, `scenario`, `error`,
 //! `util`; never the fleet, a run or a suite.
 
+pub mod certificate;
 pub mod deployment;
 pub mod peer;
 pub mod server_proc;

@@ -19,12 +19,12 @@ use pushbench_common::ProcSample;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::conn::{Endpoint, HttpConn, WireCounters, body_of};
+use crate::conn::{Endpoint, HttpConn, TlsClient, WireCounters, body_of};
 use crate::util::{beside_this_executable, count_fds, guarded, stop_child};
 
 pub use crate::error::{SERVER_BIN, ServerError};
-/// What the server prints on stdout once it listens.
-const READY_PREFIX: &str = "pushbench-server listening on http://";
+/// What the server prints on stdout once it listens, before `http://` or `https://` and its address.
+const READY_PREFIX: &str = "pushbench-server listening on ";
 /// How long the server may take to print its address.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -50,6 +50,8 @@ pub struct Server {
     pub pid: Option<u32>,
     /// What we hold of it: how it is sampled and stopped.
     process: Process,
+    /// TLS to reach it with (`/stats`); `None`: cleartext.
+    tls: Option<TlsClient>,
 }
 
 /// What the load generator holds of a server.
@@ -93,18 +95,21 @@ impl Server {
         let pid = child.id();
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(READY_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
-                if let Some(addr) = line.trim().strip_prefix(READY_PREFIX) {
-                    return addr
-                        .trim_end_matches('/')
-                        .parse::<SocketAddr>()
-                        .map_err(|e| format!("bad address in {line:?}: {e}"));
+        let ready =
+            tokio::time::timeout(READY_TIMEOUT, async {
+                while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+                    if let Some(addr) = line.trim().strip_prefix(READY_PREFIX).and_then(|url| {
+                        url.strip_prefix("https://").or(url.strip_prefix("http://"))
+                    }) {
+                        return addr
+                            .trim_end_matches('/')
+                            .parse::<SocketAddr>()
+                            .map_err(|e| format!("bad address in {line:?}: {e}"));
+                    }
                 }
-            }
-            Err("it exited".to_owned())
-        })
-        .await;
+                Err("it exited".to_owned())
+            })
+            .await;
         let addr = match ready {
             Ok(Ok(addr)) => addr,
             Ok(Err(reason)) => {
@@ -126,7 +131,13 @@ impl Server {
             addr,
             pid,
             process: Process::Spawned(child),
+            tls: None,
         })
+    }
+
+    /// The same server, reached over TLS with `tls` (for its `/stats`).
+    pub(crate) fn with_tls(self, tls: Option<TlsClient>) -> Self {
+        Self { tls, ..self }
     }
 
     /// An already running server at `url` (`http://host:port`), sampled through `pid` if given.
@@ -150,6 +161,7 @@ impl Server {
             addr,
             pid,
             process: Process::Attached,
+            tls: None,
         })
     }
 
@@ -159,6 +171,7 @@ impl Server {
             addr: peer.addr,
             pid: None,
             process: Process::Peer(peer),
+            tls: None,
         }
     }
 
@@ -192,9 +205,8 @@ impl Server {
             return None;
         }
         let counters = Arc::new(WireCounters::default());
-        let (mut conn, _) = HttpConn::open(&Endpoint::new(self.addr), &counters)
-            .await
-            .ok()?;
+        let endpoint = Endpoint::new(self.addr).with_tls(self.tls.as_ref());
+        let (mut conn, _) = HttpConn::open(&endpoint, &counters).await.ok()?;
         let response = tokio::time::timeout(Duration::from_secs(5), conn.get("/stats", &[]))
             .await
             .ok()?

@@ -276,6 +276,17 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         })?;
     let (connect_text, connect_us) =
         merged_histogram(parts, "connect_us", |h| h.connect_us.as_ref())?;
+    // Present in every part or in none: the parts ran the same scenario, over TLS or not.
+    let tls = if parts
+        .iter()
+        .any(|(_, t)| t.histograms.tls_handshake_us.is_some())
+    {
+        Some(merged_histogram(parts, "tls_handshake_us", |h| {
+            h.tls_handshake_us.as_ref()
+        })?)
+    } else {
+        None
+    };
     let (first_byte_text, first_byte_us) =
         merged_histogram(parts, "first_byte_us", |h| h.first_byte_us.as_ref())?;
     let (subscribed_text, subscribed_us) =
@@ -316,6 +327,7 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         latency_us,
         latency_from_server_us,
         connect_us,
+        tls_handshake_us: tls.as_ref().map(|t| t.1),
         first_byte_us,
         subscribed_us,
         failed_connects: sum(|t| t.failed_connects),
@@ -364,6 +376,7 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
             latency_us: latency_text,
             latency_from_server_us: from_server_text,
             connect_us: Some(connect_text),
+            tls_handshake_us: tls.map(|t| t.0),
             first_byte_us: Some(first_byte_text),
             subscribed_us: Some(subscribed_text),
             publish_lateness_us: Some(lateness_text),

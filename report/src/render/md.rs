@@ -122,16 +122,23 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     writeln!(w, "\n## Connection cost\n")?;
     writeln!(
         w,
-        "| transport | TCP connect p50 / p99 ms | first byte or upgrade p50 / p99 ms | subscribed p50 / p99 ms | failed connects | reconnects | errors | server fds | loadgen fds |"
+        "| transport | TCP connect p50 / p99 ms | TLS handshake p50 / p99 ms | first byte or upgrade p50 / p99 ms | subscribed p50 / p99 ms | failed connects | reconnects | errors | server fds | loadgen fds |"
     )?;
-    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for r in &result.transports {
         writeln!(
             w,
-            "| {} | {} / {} | {} / {} | {} / {} | {} | {} | {} | {} | {} |",
+            "| {} | {} / {} | {} | {} / {} | {} / {} | {} | {} | {} | {} | {} |",
             r.transport,
             ms(r.connect_us.p50 as f64),
             ms(r.connect_us.p99 as f64),
+            r.tls_handshake_us
+                .as_ref()
+                .map_or("– (cleartext)".into(), |t| format!(
+                    "{} / {}",
+                    ms(t.p50 as f64),
+                    ms(t.p99 as f64)
+                )),
             ms(r.first_byte_us.p50 as f64),
             ms(r.first_byte_us.p99 as f64),
             ms(r.subscribed_us.p50 as f64),

@@ -226,6 +226,9 @@ pub struct TransportResult {
     pub latency_from_server_us: Percentiles,
     /// TCP connect time, µs.
     pub connect_us: Percentiles,
+    /// TLS handshake after the connect, µs; absent in cleartext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_us: Option<Percentiles>,
     /// Request → response head or WebSocket upgrade, µs.
     pub first_byte_us: Percentiles,
     /// Connect start → cursor known (`subscribed` or first poll answer), µs.
@@ -369,6 +372,9 @@ pub struct SerializedHistograms {
     /// TCP connect time, µs (absent in results of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_us: Option<String>,
+    /// TLS handshake, µs; absent in cleartext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_us: Option<String>,
     /// Request → response head or upgrade, µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_byte_us: Option<String>,

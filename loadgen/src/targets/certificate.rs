@@ -1,0 +1,44 @@
+//! The certificate a run makes for the servers it spawns with `[client] tls = true`: self-signed (rcgen),
+//! for `localhost` and the addresses a spawned server listens on (loopback, and the server side of an
+//! emulated network), written as PEM files the server reads (`--tls-cert`, `--tls-key`). The clients
+//! trust exactly this certificate, in this process and in the workers (its PEM crosses the pipe).
+
+use crate::error::RunError;
+use crate::util::TempDir;
+
+/// A certificate of the run, with its files.
+#[derive(Debug)]
+pub struct RunCertificate {
+    /// The certificate, PEM: what the clients trust.
+    pub cert_pem: String,
+    dir: TempDir,
+}
+
+impl RunCertificate {
+    /// Makes a certificate and writes it and its key into a temporary directory of the run.
+    pub fn new() -> Result<Self, RunError> {
+        let failed =
+            |e: &dyn std::fmt::Display| RunError::Tls(format!("making the run's certificate: {e}"));
+        let names = ["localhost", "127.0.0.1", "198.18.0.1"]
+            .map(String::from)
+            .to_vec();
+        let made = rcgen::generate_simple_self_signed(names).map_err(|e| failed(&e))?;
+        let dir = TempDir::new("tls").map_err(|e| failed(&e))?;
+        let cert_pem = made.cert.pem();
+        std::fs::write(dir.path().join("cert.pem"), &cert_pem).map_err(|e| failed(&e))?;
+        std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem())
+            .map_err(|e| failed(&e))?;
+        Ok(Self { cert_pem, dir })
+    }
+
+    /// `pushbench-server` arguments that serve it.
+    pub fn server_args(&self) -> Vec<String> {
+        let path = |file: &str| self.dir.path().join(file).display().to_string();
+        vec![
+            "--tls-cert".into(),
+            path("cert.pem"),
+            "--tls-key".into(),
+            path("key.pem"),
+        ]
+    }
+}

@@ -19,7 +19,8 @@
 //!   clients    subscribers per transport, dialects, one    may import measure and below
 //!              reconnect loop, the one open-loop publisher
 //!   measure    recorders, accounting, the lag probe        may import conn and below
-//!   conn       connections counted at the socket; HTTP/1   may import machine and below
+//!   conn       connections counted at the socket, clear    may import machine and below
+//!              or TLS; HTTP/1 over them
 //!   scenario   scenario TOML, raw → validated              may import network's conditions
 //!   network    emulated network: presets, namespaces,      may import util
 //!              the TUN link, where each side stands
@@ -48,7 +49,7 @@
 //!   one reconnect loop they all run (a per-transport session each); the one open-loop publisher, which
 //!   takes the target's encoder.
 //! - `measure`: recorders, histograms, completeness accounting, the scheduling-lag probe.
-//! - `conn`: connections counted at the socket; HTTP/1 over them.
+//! - `conn`: connections counted at the socket, cleartext or TLS; HTTP/1 over them.
 //! - `machine`: open files, ports and memory a run needs, checked before it starts; kernel memory of TCP
 //!   sockets, the third share of a connection's memory.
 //! - [`network`]: network conditions and their presets (`[network]`, `--network`), and the packet-level

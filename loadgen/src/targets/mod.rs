@@ -1,6 +1,6 @@
 //! The servers a run measures: ours spawned or attached ([`server_proc`]), a cluster of ours on a Redis
 //! bus ([`deployment`]), and the peers nchan and Pushpin ([`peer`]), with their processes, readiness and
-//! samples.
+//! samples; and the certificate a run makes for the servers it spawns over TLS ([`certificate`]).
 //!
 //! The seam: [`deployment::ServerSource`] names a target (which transports it drives, how a result names
 //! it) and [`deployment::Deployment`] is one started for a transport: its nodes' addresses, the dialect

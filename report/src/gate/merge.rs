@@ -268,33 +268,7 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         }),
     };
 
-    let (latency_text, latency_us) =
-        merged_histogram(parts, "latency_us", |h| Some(&h.latency_us))?;
-    let (from_server_text, latency_from_server_us) =
-        merged_histogram(parts, "latency_from_server_us", |h| {
-            Some(&h.latency_from_server_us)
-        })?;
-    let (connect_text, connect_us) =
-        merged_histogram(parts, "connect_us", |h| h.connect_us.as_ref())?;
-    // Present in every part or in none: the parts ran the same scenario, over TLS or not.
-    let tls = if parts
-        .iter()
-        .any(|(_, t)| t.histograms.tls_handshake_us.is_some())
-    {
-        Some(merged_histogram(parts, "tls_handshake_us", |h| {
-            h.tls_handshake_us.as_ref()
-        })?)
-    } else {
-        None
-    };
-    let (first_byte_text, first_byte_us) =
-        merged_histogram(parts, "first_byte_us", |h| h.first_byte_us.as_ref())?;
-    let (subscribed_text, subscribed_us) =
-        merged_histogram(parts, "subscribed_us", |h| h.subscribed_us.as_ref())?;
-    let (lateness_text, publish_lateness_us) =
-        merged_histogram(parts, "publish_lateness_us", |h| {
-            h.publish_lateness_us.as_ref()
-        })?;
+    let h = merge_histograms(parts)?;
 
     let mut reasons: Vec<String> = Vec::new();
     for t in all() {
@@ -324,12 +298,12 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         out_of_order: sum(|t| t.out_of_order),
         unexpected: sum(|t| t.unexpected),
         gaps: sum(|t| t.gaps),
-        latency_us,
-        latency_from_server_us,
-        connect_us,
-        tls_handshake_us: tls.as_ref().map(|t| t.1),
-        first_byte_us,
-        subscribed_us,
+        latency_us: h.latency_us,
+        latency_from_server_us: h.latency_from_server_us,
+        connect_us: h.connect_us,
+        tls_handshake_us: h.tls_handshake_us,
+        first_byte_us: h.first_byte_us,
+        subscribed_us: h.subscribed_us,
         failed_connects: sum(|t| t.failed_connects),
         reconnects: sum(|t| t.reconnects),
         errors: sum(|t| t.errors),
@@ -369,18 +343,10 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         loadgen_saturated: all().any(|t| t.loadgen_saturated),
         loadgen_saturation_reasons: reasons,
         noise: all().find_map(|t| t.noise.clone()),
-        publish_lateness_us,
+        publish_lateness_us: h.publish_lateness_us,
         window_s,
         model: first.model,
-        histograms: SerializedHistograms {
-            latency_us: latency_text,
-            latency_from_server_us: from_server_text,
-            connect_us: Some(connect_text),
-            tls_handshake_us: tls.map(|t| t.0),
-            first_byte_us: Some(first_byte_text),
-            subscribed_us: Some(subscribed_text),
-            publish_lateness_us: Some(lateness_text),
-        },
+        histograms: h.serialized,
         goose: merge_goose(all().map(|t| t.goose.as_slice())),
         server_stats: all().next_back().and_then(|t| t.server_stats.clone()),
         nodes: merge_nodes(all().map(|t| t.nodes.as_slice())),
@@ -395,6 +361,68 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
     };
     derive(&mut merged, growth);
     Ok(merged)
+}
+
+/// Every histogram of the parts added: the serialized sums, and their summaries.
+struct MergedHistograms {
+    serialized: SerializedHistograms,
+    latency_us: Percentiles,
+    latency_from_server_us: Percentiles,
+    connect_us: Percentiles,
+    tls_handshake_us: Option<Percentiles>,
+    first_byte_us: Percentiles,
+    subscribed_us: Percentiles,
+    publish_lateness_us: Percentiles,
+}
+
+fn merge_histograms(parts: &[(&str, &TransportResult)]) -> Result<MergedHistograms, MergeError> {
+    let (latency_text, latency_us) =
+        merged_histogram(parts, "latency_us", |h| Some(&h.latency_us))?;
+    let (from_server_text, latency_from_server_us) =
+        merged_histogram(parts, "latency_from_server_us", |h| {
+            Some(&h.latency_from_server_us)
+        })?;
+    let (connect_text, connect_us) =
+        merged_histogram(parts, "connect_us", |h| h.connect_us.as_ref())?;
+    // Present in every part or in none: the parts ran the same scenario, over TLS or not.
+    let tls = if parts
+        .iter()
+        .any(|(_, t)| t.histograms.tls_handshake_us.is_some())
+    {
+        Some(merged_histogram(parts, "tls_handshake_us", |h| {
+            h.tls_handshake_us.as_ref()
+        })?)
+    } else {
+        None
+    };
+    let (first_byte_text, first_byte_us) =
+        merged_histogram(parts, "first_byte_us", |h| h.first_byte_us.as_ref())?;
+    let (subscribed_text, subscribed_us) =
+        merged_histogram(parts, "subscribed_us", |h| h.subscribed_us.as_ref())?;
+    let (lateness_text, publish_lateness_us) =
+        merged_histogram(parts, "publish_lateness_us", |h| {
+            h.publish_lateness_us.as_ref()
+        })?;
+
+    let (tls_text, tls_handshake_us) = tls.unzip();
+    Ok(MergedHistograms {
+        serialized: SerializedHistograms {
+            latency_us: latency_text,
+            latency_from_server_us: from_server_text,
+            connect_us: Some(connect_text),
+            tls_handshake_us: tls_text,
+            first_byte_us: Some(first_byte_text),
+            subscribed_us: Some(subscribed_text),
+            publish_lateness_us: Some(lateness_text),
+        },
+        latency_us,
+        latency_from_server_us,
+        connect_us,
+        tls_handshake_us,
+        first_byte_us,
+        subscribed_us,
+        publish_lateness_us,
+    })
 }
 
 /// A cluster's nodes, position by position: subscribers and CPU summed, memory and fds the largest

@@ -106,6 +106,16 @@ fn cell(row: &Row, t: Transport) -> Option<&TransportResult> {
     row.result.transports.iter().find(|r| r.transport == t)
 }
 
+/// A row's values of `figure`, one per column, and which is best.
+fn row_of(row: &Row, columns: &[Transport], figure: &Figure) -> (Vec<Option<f64>>, Option<usize>) {
+    let values: Vec<Option<f64>> = columns
+        .iter()
+        .map(|&t| cell(row, t).and_then(figure.value))
+        .collect();
+    let best = best(&values);
+    (values, best)
+}
+
 /// Index of the lowest value of a row (the best: every figure here is a cost), when two or more differ.
 fn best(values: &[Option<f64>]) -> Option<usize> {
     let present: Vec<(usize, f64)> = values
@@ -186,11 +196,7 @@ pub fn write_md(scenario: &str, rows: &[Row], mut w: impl Write) -> io::Result<(
         writeln!(w)?;
         writeln!(w, "|---|{}", "---:|".repeat(columns.len()))?;
         for row in rows {
-            let values: Vec<Option<f64>> = columns
-                .iter()
-                .map(|&t| cell(row, t).and_then(figure.value))
-                .collect();
-            let best = best(&values);
+            let (values, best) = row_of(row, &columns, figure);
             write!(w, "| {} |", row.label)?;
             for (i, v) in values.iter().enumerate() {
                 match v {
@@ -257,11 +263,7 @@ pub fn write_html(scenario: &str, rows: &[Row], mut w: impl Write) -> io::Result
         }
         page.push_str("</tr>");
         for row in rows {
-            let values: Vec<Option<f64>> = columns
-                .iter()
-                .map(|&t| cell(row, t).and_then(figure.value))
-                .collect();
-            let best = best(&values);
+            let (values, best) = row_of(row, &columns, figure);
             let _ = write!(page, "<tr><td>{}</td>", esc(&row.label));
             for (i, v) in values.iter().enumerate() {
                 match v {

@@ -44,6 +44,49 @@ pub fn workload(result: &RunResult) -> String {
 
 /// Writes the Markdown report.
 pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
+    write_head(result, &mut w)?;
+    writeln!(w, "## Comparison\n")?;
+    table::write_markdown(result, &mut w)?;
+    writeln!(
+        w,
+        "\nLatency is measured from the publisher's intended send time (open loop) to receipt; bytes are counted at the socket in both directions; server memory is RSS growth per connected subscriber.\n"
+    )?;
+    if result.transports.iter().any(|t| !t.thresholds.is_empty()) {
+        writeln!(w, "## Thresholds\n")?;
+        table::write_outcomes(result, table::Format::Markdown, &mut w)?;
+        writeln!(w)?;
+    }
+    writeln!(w, "## Reading\n")?;
+    for finding in reading::findings(result) {
+        writeln!(w, "- {finding}")?;
+    }
+    write_measurement_tables(result, &mut w)?;
+    for (title, note, headers, rows) in [memory_split(result)].into_iter().chain(cluster(result)) {
+        writeln!(w, "\n## {title}\n\n{note}\n")?;
+        writeln!(w, "| {} |", headers.join(" | "))?;
+        writeln!(w, "|---{}|", "|---:".repeat(headers.len() - 1))?;
+        for row in rows {
+            writeln!(w, "| {} |", row.join(" | "))?;
+        }
+    }
+    let errors: Vec<String> = result
+        .transports
+        .iter()
+        .filter_map(|r| {
+            r.last_error
+                .as_ref()
+                .map(|e| format!("- `{}`: {e}", r.transport))
+        })
+        .collect();
+    if !errors.is_empty() {
+        writeln!(w, "\n## Last error seen per transport\n")?;
+        writeln!(w, "{}", errors.join("\n"))?;
+    }
+    Ok(())
+}
+
+/// The title, the workload and how it ran, the network, and the run's warnings.
+fn write_head<W: Write>(result: &RunResult, w: &mut W) -> io::Result<()> {
     let name = result
         .scenario
         .get("name")
@@ -81,21 +124,11 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     for warning in &result.warnings {
         writeln!(w, "> **Warning:** {warning}\n")?;
     }
-    writeln!(w, "## Comparison\n")?;
-    table::write_markdown(result, &mut w)?;
-    writeln!(
-        w,
-        "\nLatency is measured from the publisher's intended send time (open loop) to receipt; bytes are counted at the socket in both directions; server memory is RSS growth per connected subscriber.\n"
-    )?;
-    if result.transports.iter().any(|t| !t.thresholds.is_empty()) {
-        writeln!(w, "## Thresholds\n")?;
-        table::write_outcomes(result, table::Format::Markdown, &mut w)?;
-        writeln!(w)?;
-    }
-    writeln!(w, "## Reading\n")?;
-    for finding in reading::findings(result) {
-        writeln!(w, "- {finding}")?;
-    }
+    Ok(())
+}
+
+/// Latency detail, connection cost, wire and resources: one row per transport each.
+fn write_measurement_tables<W: Write>(result: &RunResult, w: &mut W) -> io::Result<()> {
     writeln!(w, "\n## Latency detail (ms)\n")?;
     writeln!(
         w,
@@ -179,27 +212,6 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
             opt(r.loadgen_rss_per_subscriber_bytes, 0),
             ms(r.loadgen_lag_p99_us as f64)
         )?;
-    }
-    for (title, note, headers, rows) in [memory_split(result)].into_iter().chain(cluster(result)) {
-        writeln!(w, "\n## {title}\n\n{note}\n")?;
-        writeln!(w, "| {} |", headers.join(" | "))?;
-        writeln!(w, "|---{}|", "|---:".repeat(headers.len() - 1))?;
-        for row in rows {
-            writeln!(w, "| {} |", row.join(" | "))?;
-        }
-    }
-    let errors: Vec<String> = result
-        .transports
-        .iter()
-        .filter_map(|r| {
-            r.last_error
-                .as_ref()
-                .map(|e| format!("- `{}`: {e}", r.transport))
-        })
-        .collect();
-    if !errors.is_empty() {
-        writeln!(w, "\n## Last error seen per transport\n")?;
-        writeln!(w, "{}", errors.join("\n"))?;
     }
     Ok(())
 }

@@ -31,6 +31,10 @@ pub enum RunError {
     /// TLS could not be set up, or was asked of a server it cannot be set up for.
     #[error("TLS: {0}")]
     Tls(String),
+    /// `[faults]` asked for something this run cannot do (a node to kill without a cluster, a link to
+    /// cut on loopback).
+    #[error("[faults]: {0}")]
+    Faults(String),
 }
 
 /// Why the server could not be used.
@@ -55,6 +59,9 @@ pub enum ServerError {
     /// `--target` is not a usable `http://host:port` URL.
     #[error("--target {0:?}: {1}")]
     BadTarget(String, String),
+    /// A fault asked to restart or kill a server the run did not spawn.
+    #[error("[faults] restart or kill only servers the run spawns, not --target or a peer")]
+    NotRestartable,
 }
 
 /// Why a peer could not be started.

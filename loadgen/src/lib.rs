@@ -15,7 +15,8 @@
 //!   run        one run, phase by phase, into a result      may import fleet and below
 //!   fleet      the subscribers, here or in workers; the    may import targets and below
 //!              only module that names goose
-//!   targets    ours spawned/attached, a cluster, peers     may import clients and below
+//!   targets    ours spawned/attached, a cluster, peers,    may import clients and below
+//!              the faults injected into them
 //!   clients    subscribers per transport, dialects, one    may import measure and below
 //!              reconnect loop, the one open-loop publisher
 //!   measure    recorders, accounting, the lag probe        may import conn and below
@@ -43,8 +44,9 @@
 //! - `fleet`: the subscribers of a run, in this process or spread over worker processes
 //!   (`fleet::worker`, `--workers N`), tallied exactly; the only module that names goose (the clients
 //!   report their timings through a request sink that the fleet implements over goose's user).
-//! - [`targets`]: spawning and sampling our server, a cluster of nodes on a Redis bus (`--cluster N`), and
-//!   nchan and Pushpin measured with the same load.
+//! - [`targets`]: spawning and sampling our server, a cluster of nodes on a Redis bus (`--cluster N`),
+//!   nchan and Pushpin measured with the same load, and the faults a run injects (`[faults]`: restarts,
+//!   a killed node, a flapping link).
 //! - `clients`: the life of one subscriber, shared by the transport clients and the peers' dialects; the
 //!   one reconnect loop they all run (a per-transport session each); the one open-loop publisher, which
 //!   takes the target's encoder.

@@ -6,7 +6,8 @@
 //! 2. goose launches the subscribers at `launch_rate` (one goose user each, a single transaction that is
 //!    the subscriber's whole life); wait until all are subscribed, sample RSS and fds again;
 //! 3. publish `warmup_s + duration_s` worth of events on the open-loop schedule; only events intended
-//!    after the warm-up are timed, all are accounted for;
+//!    after the warm-up are timed, all are accounted for; `[faults]` restart or kill servers and cut the
+//!    link meanwhile, on the same clock ([`crate::targets::faults`]);
 //! 4. keep reading for `drain_s`, then cancel the run's token: every subscriber ends itself, goose
 //!    returns, the server's `/stats` is read and the server is stopped.
 //!
@@ -37,8 +38,8 @@ use crate::scenario::Scenario;
 use crate::targets::deployment::Deployment;
 use crate::util::{fds_of, sample_processes, sum_samples};
 use pushbench_report::result::{
-    BusResult, Growth, Model, NodeResult, RunResult, SCHEMA_VERSION, SerializedHistograms,
-    TransportResult, derive, derive_packets, encode_histogram,
+    BusResult, FaultEvent, Growth, Model, NodeResult, RunResult, SCHEMA_VERSION,
+    SerializedHistograms, TransportResult, derive, derive_packets, encode_histogram,
 };
 
 pub use crate::error::RunError;
@@ -95,6 +96,12 @@ pub async fn run(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
 
 async fn run_all(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunResult, RunError> {
     let started_at = chrono::Utc::now();
+    crate::targets::faults::check(
+        &scenario.faults,
+        matches!(options.server, ServerSource::Spawn(_)),
+        options.cluster,
+        options.network.as_deref(),
+    )?;
     let mut transports = Vec::new();
     let mut warnings = Vec::new();
     for &transport in &scenario.transports {
@@ -159,8 +166,15 @@ fn warnings_for(r: &TransportResult) -> Vec<String> {
     }
     if r.lost + r.duplicates + r.out_of_order + r.unexpected > 0 {
         w.push(format!(
-            "{}: delivery not exact: {} lost, {} duplicates, {} out of order, {} unexpected ({} gap notices)",
-            r.transport, r.lost, r.duplicates, r.out_of_order, r.unexpected, r.gaps
+            "{}: delivery not exact: {} lost ({} of them announced by the {} gap notices, {} silently), {} duplicates, {} out of order, {} unexpected",
+            r.transport,
+            r.lost,
+            r.lost_announced,
+            r.gaps,
+            r.lost - r.lost_announced,
+            r.duplicates,
+            r.out_of_order,
+            r.unexpected
         ));
     }
     if r.subscribers_connected < r.subscribers {
@@ -244,7 +258,14 @@ async fn measure(
     options: &RunOptions,
 ) -> Result<TransportResult, RunError> {
     let mut launched = launch(scenario, transport, servers, options).await?;
-    let publishing = publish(scenario, transport, servers, &mut launched).await?;
+    let publishing = publish(
+        scenario,
+        transport,
+        servers,
+        options.network.as_deref(),
+        &mut launched,
+    )
+    .await?;
     let window = drain(scenario, servers, options, &launched, publishing).await;
     let Launched {
         fleet,
@@ -396,6 +417,8 @@ struct Publishing {
     start: Instant,
     publisher_wire: Arc<WireCounters>,
     published: Published,
+    /// What `[faults]` injected while publishing.
+    faults: Vec<FaultEvent>,
     machine_start: Option<MachineCpu>,
     server_cpu_start: (Instant, Vec<Option<ProcSample>>),
     bus_cpu_start: Sample,
@@ -410,6 +433,7 @@ async fn publish(
     scenario: &Scenario,
     transport: Transport,
     servers: &Deployment,
+    network: Option<&Emulated>,
     launched: &mut Launched,
 ) -> Result<Publishing, RunError> {
     let start = Instant::now() + Duration::from_millis(50);
@@ -435,19 +459,26 @@ async fn publish(
     let self_cpu_start = Sample::of(sample_processes(&launched.loadgen_pids));
     let stop_probe = CancellationToken::new();
     let lag_probe = spawn_lag_probe(stop_probe.clone());
-    let published = servers
-        .publish(
-            transport,
-            schedule.clone(),
-            publisher_wire.clone(),
-            launched.published_live.clone(),
-        )
-        .await;
+    let publishing = servers.publish(
+        transport,
+        schedule.clone(),
+        publisher_wire.clone(),
+        launched.published_live.clone(),
+    );
+    let faults = crate::targets::faults::inject(
+        &scenario.faults,
+        servers,
+        network,
+        (start, scenario.warmup + scenario.duration),
+    );
+    let (published, faults) = tokio::join!(publishing, faults);
+    let faults = faults?;
     launched.fleet.drain().await?;
     Ok(Publishing {
         start,
         publisher_wire,
         published,
+        faults,
         machine_start,
         server_cpu_start,
         bus_cpu_start,
@@ -461,6 +492,7 @@ async fn publish(
 struct Window {
     publisher_wire: Arc<WireCounters>,
     published: Published,
+    faults: Vec<FaultEvent>,
     server_cpu: [(Instant, Vec<Option<ProcSample>>); 2],
     bus_cpu: [Sample; 2],
     self_cpu: [Sample; 2],
@@ -497,6 +529,7 @@ async fn drain(
     Window {
         publisher_wire: p.publisher_wire,
         published: p.published,
+        faults: p.faults,
         server_cpu: [p.server_cpu_start, server_cpu_end],
         bus_cpu: [p.bus_cpu_start, bus_cpu_end],
         self_cpu: [p.self_cpu_start, self_cpu_end],
@@ -680,6 +713,7 @@ fn serialized_histograms(h: &Histograms, published: &Published) -> SerializedHis
         tls_handshake_us: (!h.tls_handshake.is_empty()).then(|| encode_histogram(&h.tls_handshake)),
         first_byte_us: Some(encode_histogram(&h.first_byte)),
         subscribed_us: Some(encode_histogram(&h.subscribed)),
+        reconnect_us: (!h.reconnect.is_empty()).then(|| encode_histogram(&h.reconnect)),
         publish_lateness_us: Some(encode_histogram(&published.lateness)),
     }
 }
@@ -725,6 +759,7 @@ fn account(
         expected: completeness.expected,
         delivered: completeness.delivered,
         lost: completeness.lost,
+        lost_announced: completeness.lost_announced,
         duplicates: completeness.duplicates,
         out_of_order: completeness.out_of_order,
         unexpected: completeness.unexpected,
@@ -735,6 +770,8 @@ fn account(
         tls_handshake_us: (!h.tls_handshake.is_empty()).then(|| Percentiles::of(&h.tls_handshake)),
         first_byte_us: Percentiles::of(&h.first_byte),
         subscribed_us: Percentiles::of(&h.subscribed),
+        reconnect_us: (!h.reconnect.is_empty()).then(|| Percentiles::of(&h.reconnect)),
+        faults: std::mem::take(&mut m.window.faults),
         failed_connects: counters.failed_connects,
         reconnects: counters.reconnects,
         errors: counters.errors,

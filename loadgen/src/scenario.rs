@@ -13,6 +13,8 @@
 //! - `[fanout]` says which topics exist and who subscribes to what (see [`Fanout`]).
 //! - `[churn]`, when present, makes every subscriber drop its connection and resume from its cursor
 //!   (while events are published; churn stops for the drain, so the last events meet connected subscribers).
+//! - `[faults]`, when present, restarts the server (a deploy; node after node in a cluster), kills a node,
+//!   or cuts the emulated link periodically while events are published (see [`Faults`]).
 
 use std::path::Path;
 use std::time::Duration;
@@ -72,6 +74,9 @@ pub struct RawScenario {
     /// How the clients connect.
     #[serde(default)]
     pub client: ClientOptions,
+    /// Faults injected while events are published; none when absent.
+    #[serde(default)]
+    pub faults: RawFaults,
     /// Pass/fail thresholds, checked by [`Thresholds::from_table`].
     #[serde(default)]
     pub thresholds: toml::Table,
@@ -160,6 +165,133 @@ pub struct RawChurn {
     pub every_s: f64,
     /// Share of the subscribers (0 < share ≤ 1) that drop and resume in each period.
     pub share: f64,
+}
+
+/// `[faults]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFaults {
+    /// Seconds after publishing starts at which the server restarts (every node in turn, with
+    /// `--cluster`).
+    pub restart_at_s: Option<f64>,
+    /// Seconds between one node being back and the next node's restart (rolling restart).
+    #[serde(default = "default_rolling_pause_s")]
+    pub rolling_pause_s: f64,
+    /// Seconds after publishing starts at which one node of the cluster is killed (SIGKILL) for good.
+    pub kill_node_at_s: Option<f64>,
+    /// The subscribers' link cut periodically (needs `[network]`).
+    pub flap: Option<RawFlap>,
+}
+
+fn default_rolling_pause_s() -> f64 {
+    1.0
+}
+
+/// `[faults] flap` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlap {
+    /// Seconds from one cut to the next.
+    pub every_s: f64,
+    /// Seconds each cut lasts.
+    pub down_s: f64,
+}
+
+/// Faults injected while events are published, timed from the first event's due time. Every one must
+/// cost delivery nothing silently: subscribers reconnect and resume from their cursors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Faults {
+    /// Restart the server (SIGTERM, then started again on its address); with `--cluster`, every node
+    /// in turn, the next `rolling_pause` after the previous one listens again.
+    #[serde(
+        rename = "restart_at_s",
+        with = "secs_opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub restart_at: Option<Duration>,
+    /// Pause between the nodes of a rolling restart.
+    #[serde(rename = "rolling_pause_s", with = "secs")]
+    pub rolling_pause: Duration,
+    /// Kill one node (the last) with SIGKILL and leave it dead (`--cluster` only).
+    #[serde(
+        rename = "kill_node_at_s",
+        with = "secs_opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kill_node_at: Option<Duration>,
+    /// Cut the emulated link between the subscribers and the server periodically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap: Option<Flap>,
+}
+
+impl Faults {
+    /// Whether no fault is asked for (then the scenario's results leave the section out).
+    pub fn is_none(&self) -> bool {
+        self.restart_at.is_none() && self.kill_node_at.is_none() && self.flap.is_none()
+    }
+}
+
+/// The link cut every `every` for `down`, from `every` after publishing starts: every packet between the
+/// subscribers and the server is dropped meanwhile, so connections stall (TCP retransmits) or time out.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Flap {
+    /// From one cut to the next.
+    #[serde(rename = "every_s", with = "secs")]
+    pub every: Duration,
+    /// How long each cut lasts.
+    #[serde(rename = "down_s", with = "secs")]
+    pub down: Duration,
+}
+
+/// Checks `[faults]` against the publishing window (`publishing`) and the network.
+fn validate_faults(
+    raw: &RawFaults,
+    publishing: Duration,
+    network: &NetworkSpec,
+) -> Result<Faults, ScenarioError> {
+    let window = publishing.as_secs_f64();
+    let within = |field: &'static str, at: Option<f64>| {
+        at.map(|at| {
+            seconds(field, at, 0.0, window).map_err(|_| {
+                invalid(
+                    field,
+                    format!("must be within the publishing window [0, {window}] s, got {at}"),
+                )
+            })
+        })
+        .transpose()
+    };
+    let flap = match &raw.flap {
+        None => None,
+        Some(f) => {
+            let every = seconds("faults.flap.every_s", f.every_s, 0.5, window.max(0.5))?;
+            let down = seconds("faults.flap.down_s", f.down_s, 0.05, 3_600.0)?;
+            if down >= every {
+                return Err(invalid(
+                    "faults.flap.down_s",
+                    format!(
+                        "must be shorter than every_s ({}), got {}",
+                        f.every_s, f.down_s
+                    ),
+                ));
+            }
+            if network.is_loopback() {
+                return Err(invalid(
+                    "faults.flap",
+                    "cuts the emulated link: needs a [network] other than loopback (or run --network)",
+                ));
+            }
+            Some(Flap { every, down })
+        }
+    };
+    Ok(Faults {
+        restart_at: within("faults.restart_at_s", raw.restart_at_s)?,
+        rolling_pause: seconds("faults.rolling_pause_s", raw.rolling_pause_s, 0.0, 600.0)?,
+        kill_node_at: within("faults.kill_node_at_s", raw.kill_node_at_s)?,
+        flap,
+    })
 }
 
 /// `[client]`: how subscribers and the publisher connect to the server.
@@ -360,6 +492,9 @@ pub struct Scenario {
     /// reason.
     #[serde(default, skip_serializing_if = "ClientOptions::is_default")]
     pub client: ClientOptions,
+    /// Faults injected while publishing; left out of results when there are none.
+    #[serde(default, skip_serializing_if = "Faults::is_none")]
+    pub faults: Faults,
     /// Pass/fail conditions `pushbench run` checks (not part of the workload).
     #[serde(skip_serializing_if = "Thresholds::is_empty", skip_deserializing)]
     pub thresholds: Thresholds,
@@ -566,6 +701,9 @@ impl Scenario {
         {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
+        let network = NetworkSpec::resolve(raw.network.profile.as_deref(), raw.network.overrides())
+            .map_err(|reason| invalid("network", reason))?;
+        let faults = validate_faults(&raw.faults, warmup + duration, &network)?;
         Ok(Self {
             name,
             description: raw.description.trim().to_owned(),
@@ -587,9 +725,9 @@ impl Scenario {
                 max_connections: raw.server.max_connections,
                 write_interval_ms: raw.server.write_interval_ms,
             },
-            network: NetworkSpec::resolve(raw.network.profile.as_deref(), raw.network.overrides())
-                .map_err(|reason| invalid("network", reason))?,
+            network,
             client: raw.client,
+            faults,
             thresholds: Thresholds::from_table(&raw.thresholds)?,
         })
     }
@@ -728,6 +866,29 @@ mod secs {
     }
 }
 
+/// Serializes an optional [`Duration`] as seconds (absent when `None`).
+mod secs_opt {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let secs: Option<f64> = serde::Deserialize::deserialize(d)?;
+        secs.map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// Serializes a [`Duration`] as whole milliseconds.
 mod millis {
     use std::time::Duration;
@@ -817,6 +978,31 @@ mod tests {
         Scenario::parse(&GOOD.replace(from, to), "test.toml")
             .expect_err("should be refused")
             .to_string()
+    }
+
+    #[test]
+    fn faults_read_back_from_json_and_are_checked_against_the_window_and_the_network() {
+        let text = format!(
+            "{GOOD}\n[network]\nprofile = \"wifi\"\n[faults]\nrestart_at_s = 0.5\nflap = {{ every_s = 0.6, down_s = 0.2 }}\n"
+        );
+        let s = Scenario::parse(&text, "t").unwrap();
+        assert_eq!(s.faults.restart_at, Some(Duration::from_millis(500)));
+        assert_eq!(s.faults.rolling_pause, Duration::from_secs(1));
+        assert_eq!(s.faults.flap.unwrap().down, Duration::from_millis(200));
+        let back: Scenario = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back.faults, s.faults);
+        // Without faults the section stays out of results.
+        let plain = serde_json::to_value(Scenario::parse(GOOD, "t").unwrap()).unwrap();
+        assert!(plain.get("faults").is_none());
+        // The window is warm-up (0) plus duration (1 s).
+        assert!(refused("[faults]\nrestart_at_s = 2").contains("publishing window"));
+        assert!(refused("[faults]\nkill_node_at_s = -1").contains("faults.kill_node_at_s"));
+        assert!(refused("[faults]\nflap = { every_s = 1, down_s = 0.5 }").contains("[network]"));
+        assert!(
+            refused("[network]\nprofile = \"wifi\"\n[faults]\nflap = { every_s = 1, down_s = 1 }")
+                .contains("shorter than every_s")
+        );
+        assert!(refused("[faults]\nrestart = 1").contains("unknown field"));
     }
 
     #[test]

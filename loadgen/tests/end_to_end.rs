@@ -91,7 +91,7 @@ share = 0.5
 #[test]
 fn workers_and_a_cluster_lose_nothing_when_subscribers_change_node() {
     let (result, dir) = run_spread(CHURN_ACROSS, 3, 2);
-    assert_exact(&result);
+    assert_every_transport_exact(&result);
     for r in &result.transports {
         let t = r.transport;
         assert_eq!(r.loadgen_workers, 3, "{t}");
@@ -154,7 +154,7 @@ fn workers_account_exactly_like_one_process() {
             a.transport
         );
     }
-    assert_exact(&three);
+    assert_every_transport_exact(&three);
 }
 
 /// SIGTERM in the middle of a run ends it with a message and stops every process it started: the
@@ -300,7 +300,7 @@ fn by_transport(result: &RunResult, t: Transport) -> &pushbench_report::result::
         .unwrap_or_else(|| panic!("{t} missing"))
 }
 
-fn assert_exact(result: &RunResult) {
+fn assert_every_transport_exact(result: &RunResult) {
     assert_eq!(
         result.transports.len(),
         result.scenario["transports"].as_array().unwrap().len()
@@ -313,14 +313,7 @@ fn assert_exact(result: &RunResult) {
             "{t}: not all subscribed ({:?})",
             r.last_error
         );
-        assert!(r.expected > 0, "{t}: nothing expected");
-        assert_eq!(
-            (r.lost, r.duplicates, r.out_of_order, r.unexpected),
-            (0, 0, 0, 0),
-            "{t}: delivery not exact ({:?})",
-            r.last_error
-        );
-        assert_eq!(r.delivered, r.expected, "{t}");
+        support::assert_exact(r);
         assert!(r.latency_us.count > 0, "{t}: no latency samples");
         assert!(
             r.bytes_per_delivery.unwrap() > 64.0,
@@ -337,7 +330,7 @@ fn schema() -> serde_json::Value {
 #[test]
 fn quick_run_is_exact_matches_the_schema_and_follows_the_models() {
     let (result, dir) = run_scenario(QUICK);
-    assert_exact(&result);
+    assert_every_transport_exact(&result);
     check_schema_and_reports(&result, &dir);
     check_polling_latency_follows_half_the_interval(&result);
     check_requests_per_delivery_order_poll_longpoll_streaming(&result);
@@ -448,7 +441,7 @@ fn churn_loses_nothing_on_any_transport() {
         share = 0.5
         "#,
     );
-    assert_exact(&result);
+    assert_every_transport_exact(&result);
     for r in &result.transports {
         // Each subscriber drops every 1 s (0.5 s ÷ 0.5) over about 5.5 s of publishing and drain.
         assert!(

@@ -94,14 +94,20 @@ fn compare_exit_codes_and_messages() {
 
     let (code, out, err) = pushbench(&["compare", &base, &worse]);
     assert_eq!(code, 4, "{out}{err}");
-    for metric in ["lost", "bytes_per_delivery", "latency_p99_ms"] {
+    // The doctored event is lost without a gap notice: `lost` and `lost_silently` both rise.
+    for metric in [
+        "lost",
+        "lost_silently",
+        "bytes_per_delivery",
+        "latency_p99_ms",
+    ] {
         assert!(
             out.contains(&format!("REGRESSION: ws {metric} rose")),
             "{metric}: {out}"
         );
     }
     assert!(
-        err.contains("5 metric(s) regressed past tolerance"),
+        err.contains("6 metric(s) regressed past tolerance"),
         "{err}"
     );
 
@@ -109,7 +115,7 @@ fn compare_exit_codes_and_messages() {
     let (code, out, _) = pushbench(&["compare", &base, &worse, "--gate", "deterministic"]);
     assert_eq!(code, 4, "{out}");
     assert!(
-        out.contains("worse (not gated)") && out.ends_with(" 2 failed\n"),
+        out.contains("worse (not gated)") && out.ends_with(" 3 failed\n"),
         "{out}"
     );
     let (code, out, _) = pushbench(&[
@@ -120,6 +126,8 @@ fn compare_exit_codes_and_messages() {
         "deterministic",
         "--tolerance",
         "lost=inf",
+        "--tolerance",
+        "lost_silently=inf",
         "--tolerance",
         "bytes_per_delivery=20",
         "--format",

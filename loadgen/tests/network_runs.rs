@@ -71,23 +71,6 @@ fn of(result: &RunResult, t: Transport) -> &TransportResult {
     result.transports.iter().find(|r| r.transport == t).unwrap()
 }
 
-fn assert_exact(r: &TransportResult) {
-    assert!(
-        r.lost == 0
-            && r.duplicates == 0
-            && r.out_of_order == 0
-            && r.delivered == r.expected
-            && r.expected > 0,
-        "{}: delivered {} of {}, lost {}, duplicates {}, out of order {}",
-        r.transport,
-        r.delivered,
-        r.expected,
-        r.lost,
-        r.duplicates,
-        r.out_of_order
-    );
-}
-
 /// Namespaces named after `pid` (`pb<PID>-…`).
 fn namespaces_of(pid: u32) -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
@@ -131,7 +114,7 @@ fn a_run_at_100_ms_measures_its_round_trip_and_delivers_no_sooner_than_the_one_w
     assert!(network.link.down_packets > 0 && network.link.up_packets > 0);
     for t in [Transport::Poll, Transport::LongPoll, Transport::Sse] {
         let r = of(&result, t);
-        assert_exact(r);
+        support::assert_exact(r);
         // Events 250 ms apart each travel in a segment of their own, acknowledged.
         let packets = r
             .packets_per_delivery
@@ -183,13 +166,45 @@ loss_pct = 2
     let (output, dir) = pushbench_run("loss", toml, &[]);
     let result = result_of(&output, &dir);
     for t in Transport::ALL {
-        assert_exact(of(&result, t));
+        support::assert_exact(of(&result, t));
     }
     let link = result.network.unwrap().link;
     assert!(
         link.down_lost + link.up_lost > 0,
         "the link dropped nothing: {link:?}"
     );
+}
+
+#[test]
+fn a_flapping_link_stalls_the_subscribers_but_every_event_arrives() {
+    let toml = r#"
+name = "net-flap"
+transports = ["longpoll", "sse", "ws"]
+subscribers = 10
+launch_rate = 200
+warmup_s = 0.5
+duration_s = 3.5
+drain_s = 3
+publish_rate = 10
+payload_bytes = 64
+[network]
+rtt_ms = 20
+[faults]
+flap = { every_s = 1.5, down_s = 0.5 }
+"#;
+    let (output, dir) = pushbench_run("flap", toml, &[]);
+    let result = result_of(&output, &dir);
+    for t in [Transport::LongPoll, Transport::Sse, Transport::Ws] {
+        let r = of(&result, t);
+        support::assert_exact(r);
+        let cuts: Vec<&str> = r.faults.iter().map(|f| f.kind.as_str()).collect();
+        assert_eq!(cuts, ["link down", "link down"], "{t}: {:?}", r.faults);
+        let link = r.link.unwrap();
+        assert!(
+            link.down_cut + link.up_cut > 0,
+            "{t}: the cuts dropped nothing: {link:?}"
+        );
+    }
 }
 
 #[test]

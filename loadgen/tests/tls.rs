@@ -57,16 +57,7 @@ fn every_transport_delivers_exactly_over_tls_and_pays_its_records_and_handshake(
     for t in Transport::ALL {
         let c = clear.transports.iter().find(|r| r.transport == t).unwrap();
         let s = tls.transports.iter().find(|r| r.transport == t).unwrap();
-        assert!(
-            s.lost == 0
-                && s.duplicates == 0
-                && s.out_of_order == 0
-                && s.delivered == s.expected
-                && s.expected > 0,
-            "{t} over TLS: delivered {} of {}",
-            s.delivered,
-            s.expected
-        );
+        support::assert_exact(s);
         let handshakes = s.tls_handshake_us.expect("a TLS run times its handshakes");
         assert!(
             handshakes.count >= s.subscribers_connected,

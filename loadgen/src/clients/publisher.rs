@@ -157,7 +157,8 @@ pub(crate) async fn publish(
 }
 
 /// Publishes the schedule open loop to `nodes` with the target's `encoder` (worker `w` publishes to node
-/// `w mod nodes`, so a cluster's nodes all take publishes); `sent` counts acknowledged events live.
+/// `w mod nodes`, so a cluster's nodes all take publishes, and moves to the next node after a failed
+/// publish, as a load balancer would send it elsewhere); `sent` counts acknowledged events live.
 pub(crate) async fn publish_with(
     nodes: &[Endpoint],
     encoder: Arc<dyn Encoder>,
@@ -167,16 +168,17 @@ pub(crate) async fn publish_with(
 ) -> Published {
     let workers = schedule.workers().max(nodes.len());
     let mut tasks = Vec::with_capacity(workers);
+    let nodes: Arc<[Endpoint]> = nodes.into();
     for w in 0..workers {
-        let (node, encoder, schedule, wire, sent) = (
-            nodes[w % nodes.len()].clone(),
+        let (nodes, encoder, schedule, wire, sent) = (
+            nodes.clone(),
             encoder.clone(),
             schedule.clone(),
             wire.clone(),
             sent.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let to = (&node, &*encoder);
+            let to = (&*nodes, &*encoder);
             worker(w, workers, to, &schedule, &wire, &sent).await
         }));
     }
@@ -251,17 +253,19 @@ impl Published {
     }
 }
 
-/// Worker `w` of `workers`: publishes events `i ≡ w mod workers` to `node` with `encoder`.
+/// Worker `w` of `workers`: publishes events `i ≡ w mod workers` with `encoder`, from node `w mod
+/// nodes` on, to the next node after each failure.
 async fn worker(
     w: usize,
     workers: usize,
-    (node, encoder): (&Endpoint, &dyn Encoder),
+    (nodes, encoder): (&[Endpoint], &dyn Encoder),
     schedule: &Schedule,
     wire: &Arc<WireCounters>,
     sent: &AtomicU64,
 ) -> Published {
     let mut out = Published::new();
     let mut conn: Option<HttpConn> = None;
+    let mut node = w % nodes.len();
     for i in (w as u64..schedule.count).step_by(workers) {
         out.wait_for(schedule, i).await;
         let topic = i % schedule.topics.len() as u64;
@@ -272,7 +276,7 @@ async fn worker(
         let path = &request.path;
         let outcome = post(
             &mut conn,
-            node,
+            &nodes[node],
             wire,
             path,
             request.content_type,
@@ -280,6 +284,9 @@ async fn worker(
         )
         .await
         .and_then(|body| encoder.ack(i, path, &body));
+        if outcome.is_err() {
+            node = (node + 1) % nodes.len();
+        }
         out.record(outcome.map(|id| (id, topic)), &mut conn, sent);
     }
     out

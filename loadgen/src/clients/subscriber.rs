@@ -18,8 +18,12 @@ use crate::conn::{ConnError, Endpoint, HttpConn, Wire, WireCounters, connect};
 use crate::measure::{Recorder, RunMeters, SubscriberLog};
 use crate::scenario::Scenario;
 
-/// Pause after a failed connection before trying again.
-const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Pause after the first failure in a row before trying again; it doubles with every further failure,
+/// up to [`MAX_RETRY_PAUSE`], and each pause is drawn from its upper half, so that subscribers cut at
+/// the same moment (a restart) do not come back in lockstep.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between two attempts (browsers' EventSource waits about 3 s).
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
 
 /// Everything the subscribers of one transport run share.
 #[derive(Debug)]
@@ -109,6 +113,8 @@ pub(crate) struct Subscriber<'a> {
     opened_any: bool,
     /// Connections attempted so far: picks the node of the next one.
     attempts: u64,
+    /// Failures since the last live subscription: sets the next pause.
+    failures_in_row: u32,
 }
 
 impl std::fmt::Debug for Subscriber<'_> {
@@ -148,6 +154,7 @@ impl<'a> Subscriber<'a> {
             counted_subscribed: false,
             opened_any: false,
             attempts: 0,
+            failures_in_row: 0,
         }
     }
 
@@ -266,11 +273,17 @@ impl<'a> Subscriber<'a> {
         self.opened_any = true;
     }
 
-    /// Waits after a failure, unless the run stops first. Returns whether the run stopped.
-    pub(crate) async fn pause_after_error(&self) -> bool {
+    /// Waits after a failure (exponential backoff with jitter, see [`RETRY_PAUSE`]), unless the run
+    /// stops first. Returns whether the run stopped.
+    pub(crate) async fn pause_after_error(&mut self) -> bool {
+        let doubled = RETRY_PAUSE.saturating_mul(1 << self.failures_in_row.min(8));
+        self.failures_in_row += 1;
+        let pause = doubled
+            .min(MAX_RETRY_PAUSE)
+            .mul_f64(rand::random_range(0.5..=1.0));
         tokio::select! {
             _ = self.shared.stop.cancelled() => true,
-            _ = tokio::time::sleep(RETRY_PAUSE) => false,
+            _ = tokio::time::sleep(pause) => false,
         }
     }
 
@@ -301,6 +314,7 @@ impl<'a> Subscriber<'a> {
     /// The subscription is live at cursor `next`.
     pub(crate) fn on_subscribed(&mut self, next: u64) {
         self.rec.on_subscribed(next);
+        self.failures_in_row = 0;
         if !self.counted_subscribed {
             self.counted_subscribed = true;
             self.shared

@@ -117,8 +117,8 @@ pub(crate) struct WireTally {
     counters: SubscriberCounters,
     last_error: Option<String>,
     wire: (u64, u64),
-    /// latency, latency from server, connect, TLS handshake, first byte, subscribed.
-    histograms: [String; 6],
+    /// latency, latency from server, connect, TLS handshake, first byte, subscribed, reconnect.
+    histograms: [String; 7],
     goose: Vec<GooseRow>,
     lag_p99_us: u64,
 }
@@ -139,6 +139,7 @@ impl WireTally {
                 &h.tls_handshake,
                 &h.first_byte,
                 &h.subscribed,
+                &h.reconnect,
             ]
             .map(encode_histogram),
             goose: t.goose.clone(),
@@ -158,9 +159,10 @@ impl WireTally {
             tls_handshake,
             first_byte,
             subscribed,
-        ]: [_; 6] = decoded
+            reconnect,
+        ]: [_; 7] = decoded
             .try_into()
-            .map_err(|_| "expected six histograms".to_owned())?;
+            .map_err(|_| "expected seven histograms".to_owned())?;
         Ok(Tally {
             logs: self.logs,
             completeness: self.completeness,
@@ -174,6 +176,7 @@ impl WireTally {
                 tls_handshake,
                 first_byte,
                 subscribed,
+                reconnect,
             },
             goose: self.goose,
             lag_p99_us: self.lag_p99_us,

@@ -46,6 +46,9 @@ pub(crate) struct Histograms {
     pub first_byte: Histogram<u64>,
     /// Connect start → the subscription's cursor is known (`subscribed` message, or first poll answer).
     pub subscribed: Histogram<u64>,
+    /// A connection lost (an error, a refused connect; not churn) → the first event after it: what a
+    /// restart, a killed node or a cut link costs a subscriber (empty when nothing was lost).
+    pub reconnect: Histogram<u64>,
 }
 
 impl Histograms {
@@ -58,6 +61,7 @@ impl Histograms {
             (&mut self.tls_handshake, &other.tls_handshake),
             (&mut self.first_byte, &other.first_byte),
             (&mut self.subscribed, &other.subscribed),
+            (&mut self.reconnect, &other.reconnect),
         ] {
             mine.add(theirs).expect("histograms share their bounds");
         }
@@ -73,6 +77,7 @@ impl Default for Histograms {
             tls_handshake: new_histogram(),
             first_byte: new_histogram(),
             subscribed: new_histogram(),
+            reconnect: new_histogram(),
         }
     }
 }
@@ -168,6 +173,8 @@ pub(crate) struct SubscriberLog {
     pub counters: SubscriberCounters,
     /// Last error seen, for the report.
     pub last_error: Option<String>,
+    /// The gap notices received: the owed events they name count as lost, but announced.
+    pub gaps: Vec<Gap>,
 }
 
 /// Live state of one subscriber while it runs; every transport client drives one.
@@ -178,6 +185,8 @@ pub(crate) struct Recorder {
     /// Where to resume: the highest id received, or the subscription's `next`.
     pub cursor: Option<u64>,
     latency: LatencyBatch,
+    /// When the connection was lost, until the next event arrives (see [`Histograms::reconnect`]).
+    interrupted_at: Option<Instant>,
 }
 
 impl Recorder {
@@ -190,6 +199,7 @@ impl Recorder {
             },
             cursor: None,
             latency: LatencyBatch::default(),
+            interrupted_at: None,
         }
     }
 
@@ -206,6 +216,7 @@ impl Recorder {
     /// after the gap rather than asking for it again.
     pub(crate) fn on_gap(&mut self, gap: Gap) {
         self.log.counters.gaps += 1;
+        self.log.gaps.push(gap);
         let resumed = gap.resume.saturating_sub(1);
         self.cursor = Some(self.cursor.map_or(resumed, |c| c.max(resumed)));
         self.log.last_error = Some(format!(
@@ -220,6 +231,10 @@ impl Recorder {
         self.log.received.push(event.id);
         self.cursor = Some(self.cursor.map_or(event.id, |c| c.max(event.id)));
         shared.delivered.fetch_add(1, Ordering::Relaxed);
+        if let Some(lost) = self.interrupted_at.take() {
+            let us = (lost.elapsed().as_micros() as u64).clamp(1, MAX_US);
+            lock(&shared.histograms).reconnect.saturating_record(us);
+        }
         if let Some(intended) = intended_send_ns(&event.data)
             && intended >= shared.measure_start_ns.load(Ordering::Relaxed)
         {
@@ -231,14 +246,24 @@ impl Recorder {
 
     /// Records a failure to connect or subscribe.
     pub(crate) fn on_failed_connect(&mut self, error: &dyn std::fmt::Display) {
+        self.interrupted();
         self.log.counters.failed_connects += 1;
         self.log.last_error = Some(error.to_string());
     }
 
     /// Records an error on an established connection.
     pub(crate) fn on_error(&mut self, error: &dyn std::fmt::Display) {
+        self.interrupted();
         self.log.counters.errors += 1;
         self.log.last_error = Some(error.to_string());
+    }
+
+    /// The connection is lost (or could not be made): the clock of [`Histograms::reconnect`] starts,
+    /// unless it runs already. A subscriber never subscribed has nothing to reconnect to.
+    fn interrupted(&mut self) {
+        if self.log.first_cursor.is_some() && self.interrupted_at.is_none() {
+            self.interrupted_at = Some(Instant::now());
+        }
     }
 
     /// Flushes buffered latencies and returns the log.
@@ -354,6 +379,9 @@ pub(crate) struct Completeness {
     pub delivered: u64,
     /// Owed events never received.
     pub lost: u64,
+    /// Of `lost`, those a gap notice named (its `after` < id < `resume`): lost, but not silently.
+    #[serde(default)]
+    pub lost_announced: u64,
     /// Repeated receipts of an event already received.
     pub duplicates: u64,
     /// First receipts of an event whose id is below one received earlier.
@@ -370,6 +398,7 @@ impl Completeness {
         self.expected += other.expected;
         self.delivered += other.delivered;
         self.lost += other.lost;
+        self.lost_announced += other.lost_announced;
         self.duplicates += other.duplicates;
         self.out_of_order += other.out_of_order;
         self.unexpected += other.unexpected;
@@ -410,6 +439,11 @@ pub(crate) fn account(log: &SubscriberLog, published: &PublishedLog) -> Complete
     };
 
     // Merge two ascending lists: matches are deliveries, leftovers are lost or unexpected.
+    let announced = |id: u64| log.gaps.iter().any(|g| g.after < id && id < g.resume);
+    let lose = |c: &mut Completeness, id: u64| {
+        c.lost += 1;
+        c.lost_announced += u64::from(announced(id));
+    };
     let (mut i, mut j) = (0, 0);
     while i < expected.len() && j < distinct.len() {
         match expected[i].cmp(&distinct[j]) {
@@ -419,7 +453,7 @@ pub(crate) fn account(log: &SubscriberLog, published: &PublishedLog) -> Complete
                 j += 1;
             }
             std::cmp::Ordering::Less => {
-                c.lost += 1;
+                lose(&mut c, expected[i]);
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
@@ -428,7 +462,9 @@ pub(crate) fn account(log: &SubscriberLog, published: &PublishedLog) -> Complete
             }
         }
     }
-    c.lost += (expected.len() - i) as u64;
+    for &id in &expected[i..] {
+        lose(&mut c, id);
+    }
     c.unexpected += (distinct.len() - j) as u64;
     c
 }
@@ -490,6 +526,7 @@ mod tests {
                 duplicates: 1,
                 out_of_order: 2,
                 unexpected: 1,
+                lost_announced: 0,
                 never_subscribed: 0
             }
         );
@@ -504,6 +541,19 @@ mod tests {
                 ..Completeness::default()
             }
         );
+    }
+
+    #[test]
+    fn lost_events_a_gap_notice_named_are_announced_the_others_silent() {
+        let published = PublishedLog::new(1, (1..=10).map(|id| (id, 0)));
+        let mut gapped = log(vec![0], Some(0), vec![1, 2, 6, 7, 8]);
+        // A notice for 3..=5 (after 2, complete again from 6); 9 and 10 go missing without a word.
+        gapped.gaps.push(Gap {
+            after: 2,
+            resume: 6,
+        });
+        let c = account(&gapped, &published);
+        assert_eq!((c.lost, c.lost_announced, c.delivered), (5, 3, 5));
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct DirectionStats {
     pub dropped_lost: AtomicU64,
     /// Dropped because the rate-limited queue was full.
     pub dropped_queue: AtomicU64,
+    /// Dropped while the link was cut.
+    pub dropped_cut: AtomicU64,
 }
 
 /// Counters of both directions.
@@ -89,6 +91,8 @@ pub struct Link {
     pub subscriber_addrs: Vec<Ipv4Addr>,
     /// Packet counters.
     pub stats: Arc<LinkStats>,
+    /// While set, every packet both ways is dropped ([`Link::set_cut`]).
+    cut: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -111,6 +115,7 @@ impl Link {
 
         let stats = Arc::new(LinkStats::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(AtomicBool::new(false));
         let (server_tun, subscriber_tun) = (Arc::new(server_tun), Arc::new(subscriber_tun));
         let mut threads = Vec::new();
         for (from, to, kbit, direction) in [
@@ -129,9 +134,11 @@ impl Link {
         ] {
             let (sender, receiver) = mpsc::channel();
             let shaping = Shaping::new(conditions, kbit);
-            let (from, stats_r, stop_r) = (from.clone(), stats.clone(), stop.clone());
+            let (from, stats_r, stop_r, cut_r) =
+                (from.clone(), stats.clone(), stop.clone(), cut.clone());
             threads.push(std::thread::spawn(move || {
-                read_side(&from, shaping, &sender, direction.of(&stats_r), &stop_r)
+                let switches = (&*stop_r, &*cut_r);
+                read_side(&from, shaping, &sender, direction.of(&stats_r), switches)
             }));
             let (to, stats_w, stop_w) = (to.clone(), stats.clone(), stop.clone());
             threads.push(std::thread::spawn(move || {
@@ -143,9 +150,16 @@ impl Link {
             subscribers,
             subscriber_addrs,
             stats,
+            cut,
             stop,
             threads,
         })
+    }
+
+    /// Cuts the link or mends it. A cut drops every packet as it is read, as a link gone down does;
+    /// packets already on their way still arrive.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Relaxed);
     }
 }
 
@@ -275,7 +289,7 @@ fn read_side(
     mut shaping: Shaping,
     to_writer: &mpsc::Sender<(Instant, Vec<u8>)>,
     stats: &DirectionStats,
-    stop: &AtomicBool,
+    (stop, cut): (&AtomicBool, &AtomicBool),
 ) {
     let mut rng = rand::rng();
     let mut buffer = vec![0u8; MAX_PACKET];
@@ -286,6 +300,10 @@ fn read_side(
             Err(_) => return,
         };
         stats.packets_in.fetch_add(1, Ordering::Relaxed);
+        if cut.load(Ordering::Relaxed) {
+            stats.dropped_cut.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         match shaping.arrival(Instant::now(), len, &mut rng) {
             Ok(at) => {
                 if to_writer.send((at, buffer[..len].to_vec())).is_err() {

@@ -95,6 +95,11 @@ impl Emulated {
         }
     }
 
+    /// Cuts the link (every packet both ways dropped) or mends it: the flap fault.
+    pub fn set_cut(&self, cut: bool) {
+        self.link.set_cut(cut);
+    }
+
     /// What `result.json` says of the network: asked, measured, and the link's counters so far.
     pub fn result(&self) -> NetworkResult {
         let c = self
@@ -120,6 +125,8 @@ impl Emulated {
                 up_packets: read(&up.packets_out),
                 up_lost: read(&up.dropped_lost),
                 up_queue_drops: read(&up.dropped_queue),
+                down_cut: read(&down.dropped_cut),
+                up_cut: read(&up.dropped_cut),
             },
         }
     }

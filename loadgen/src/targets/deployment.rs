@@ -321,7 +321,7 @@ impl Deployment {
 
     /// PIDs of the nodes that can be sampled.
     pub fn pids(&self) -> Vec<u32> {
-        self.nodes.iter().filter_map(|n| n.pid).collect()
+        self.nodes.iter().filter_map(Server::pid).collect()
     }
 
     /// Redis's sample, in a cluster.

@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use pushbench_common::ProcSample;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -44,11 +45,9 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ServerError> {
 /// A server the load generator talks to.
 #[derive(Debug)]
 pub struct Server {
-    /// Where it listens.
+    /// Where it listens (a restarted server listens there again).
     pub addr: SocketAddr,
-    /// Its PID, when it runs on this machine and we may sample it.
-    pub pid: Option<u32>,
-    /// What we hold of it: how it is sampled and stopped.
+    /// What we hold of it: how it is sampled, stopped and restarted.
     process: Process,
     /// TLS to reach it with (`/stats`); `None`: cleartext.
     tls: Option<TlsClient>,
@@ -57,31 +56,46 @@ pub struct Server {
 /// What the load generator holds of a server.
 #[derive(Debug)]
 enum Process {
-    /// A `pushbench-server` we spawned: stopped by its PID.
-    Spawned(Child),
-    /// A server running without us (`--target`): left alone.
-    Attached,
+    /// A `pushbench-server` we spawned: stopped by its PID, and restarted or killed by `[faults]`.
+    Spawned(Spawned),
+    /// A server running without us (`--target`), sampled through its PID if given: left alone.
+    Attached(Option<u32>),
     /// A peer (nchan, Pushpin) we started: sampled and stopped as a whole process tree.
     Peer(crate::targets::peer::RunningPeer),
 }
 
-impl Server {
-    /// Spawns `bin --listen HOST:0 <args>`, its stderr going to `log`, and waits for its address.
-    pub async fn spawn(
-        bin: &Path,
-        host: std::net::IpAddr,
-        args: &[String],
-        log: &Path,
-    ) -> Result<Self, ServerError> {
-        let shown = bin.display().to_string();
-        let log_file = std::fs::File::create(log).map_err(|error| ServerError::Spawn {
-            path: log.display().to_string(),
-            error,
-        })?;
-        let mut child = Command::new(bin)
+/// A spawned server and what it takes to start it again. Faults restart or kill it while the rest of
+/// the run samples it, hence the locks.
+#[derive(Debug)]
+struct Spawned {
+    bin: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    /// The running incarnation; `None` once killed.
+    child: tokio::sync::Mutex<Option<Child>>,
+    /// Its PID; 0 once killed.
+    pid: AtomicU32,
+    /// CPU time of the incarnations stopped so far (their last sample), so that CPU over a window
+    /// that spans a restart still counts what they spent.
+    earlier_cpu: std::sync::Mutex<Duration>,
+}
+
+impl Spawned {
+    /// Starts `bin --listen <listen> <args>` with its stderr appended to `log`, waits for its address.
+    async fn launch(&self, listen: SocketAddr) -> Result<(Child, SocketAddr), ServerError> {
+        let shown = self.bin.display().to_string();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|error| ServerError::Spawn {
+                path: self.log.display().to_string(),
+                error,
+            })?;
+        let mut child = Command::new(&self.bin)
             .arg("--listen")
-            .arg(SocketAddr::new(host, 0).to_string())
-            .args(args)
+            .arg(listen.to_string())
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
@@ -92,7 +106,6 @@ impl Server {
                 path: shown.clone(),
                 error,
             })?;
-        let pid = child.id();
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let ready =
@@ -115,7 +128,7 @@ impl Server {
             Ok(Err(reason)) => {
                 return Err(ServerError::NotReady(
                     shown,
-                    format!("{reason} (see {})", log.display()),
+                    format!("{reason} (see {})", self.log.display()),
                 ));
             }
             Err(_) => {
@@ -127,12 +140,95 @@ impl Server {
         };
         // Keep draining stdout so that the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok((child, addr))
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::Relaxed)).filter(|&p| p != 0)
+    }
+
+    /// Adds the running incarnation's CPU so far to the earlier incarnations'.
+    fn carry_cpu(&self) {
+        if let Some(sample) = self.pid().and_then(|pid| ProcSample::of_pid(pid).ok()) {
+            *self.earlier_cpu.lock().unwrap_or_else(|p| p.into_inner()) += sample.cpu;
+        }
+    }
+}
+
+impl Server {
+    /// Spawns `bin --listen HOST:0 <args>`, its stderr going to `log`, and waits for its address.
+    pub async fn spawn(
+        bin: &Path,
+        host: std::net::IpAddr,
+        args: &[String],
+        log: &Path,
+    ) -> Result<Self, ServerError> {
+        // A fresh log per transport; restarts append to it.
+        std::fs::File::create(log).map_err(|error| ServerError::Spawn {
+            path: log.display().to_string(),
+            error,
+        })?;
+        let mut spawned = Spawned {
+            bin: bin.to_owned(),
+            args: args.to_vec(),
+            log: log.to_owned(),
+            child: tokio::sync::Mutex::new(None),
+            pid: AtomicU32::new(0),
+            earlier_cpu: std::sync::Mutex::new(Duration::ZERO),
+        };
+        let (child, addr) = spawned.launch(SocketAddr::new(host, 0)).await?;
+        spawned
+            .pid
+            .store(child.id().unwrap_or(0), Ordering::Relaxed);
+        *spawned.child.get_mut() = Some(child);
         Ok(Self {
             addr,
-            pid,
-            process: Process::Spawned(child),
+            process: Process::Spawned(spawned),
             tls: None,
         })
+    }
+
+    /// Restarts a spawned server as a deploy does: SIGTERM (its graceful shutdown, up to `grace`), then
+    /// the same command again on the same address. Returns how long it did not listen: from the signal
+    /// until the new one printed its address.
+    pub(crate) async fn restart(&self, grace: Duration) -> Result<Duration, ServerError> {
+        let Process::Spawned(spawned) = &self.process else {
+            return Err(ServerError::NotRestartable);
+        };
+        let mut child = spawned.child.lock().await;
+        let began = Instant::now();
+        if let Some(running) = child.take() {
+            spawned.carry_cpu();
+            stop_child(running, grace).await;
+        }
+        spawned.pid.store(0, Ordering::Relaxed);
+        let (new, _) = spawned.launch(self.addr).await?;
+        spawned.pid.store(new.id().unwrap_or(0), Ordering::Relaxed);
+        *child = Some(new);
+        Ok(began.elapsed())
+    }
+
+    /// Kills a spawned server with SIGKILL, as a crashed machine would end it, and leaves it dead.
+    pub(crate) async fn kill(&self) -> Result<(), ServerError> {
+        let Process::Spawned(spawned) = &self.process else {
+            return Err(ServerError::NotRestartable);
+        };
+        let mut child = spawned.child.lock().await;
+        if let Some(mut running) = child.take() {
+            spawned.carry_cpu();
+            let _ = running.kill().await;
+        }
+        spawned.pid.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Its PID, when it runs on this machine and we may sample it.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.process {
+            Process::Spawned(spawned) => spawned.pid(),
+            Process::Attached(pid) => *pid,
+            Process::Peer(_) => None,
+        }
     }
 
     /// The same server, reached over TLS with `tls` (for its `/stats`).
@@ -159,8 +255,7 @@ impl Server {
             .ok_or_else(|| ServerError::BadTarget(url.into(), "resolves to no address".into()))?;
         Ok(Self {
             addr,
-            pid,
-            process: Process::Attached,
+            process: Process::Attached(pid),
             tls: None,
         })
     }
@@ -169,7 +264,6 @@ impl Server {
     pub fn peer(peer: crate::targets::peer::RunningPeer) -> Self {
         Self {
             addr: peer.addr,
-            pid: None,
             process: Process::Peer(peer),
             tls: None,
         }
@@ -179,16 +273,34 @@ impl Server {
     pub fn running_peer(&self) -> Option<&crate::targets::peer::RunningPeer> {
         match &self.process {
             Process::Peer(peer) => Some(peer),
-            Process::Spawned(_) | Process::Attached => None,
+            Process::Spawned(_) | Process::Attached(_) => None,
         }
     }
 
-    /// RSS and CPU of the server process, when it can be sampled.
+    /// RSS and CPU of the server process, when it can be sampled; a spawned server's CPU includes its
+    /// earlier incarnations', and one killed by a fault samples as no memory and the CPU it had spent.
     pub fn sample(&self) -> Option<ProcSample> {
-        if let Some(peer) = self.running_peer() {
-            return peer.sample();
+        match &self.process {
+            Process::Peer(peer) => peer.sample(),
+            Process::Attached(pid) => pid.and_then(|pid| ProcSample::of_pid(pid).ok()),
+            Process::Spawned(spawned) => {
+                let earlier = *spawned
+                    .earlier_cpu
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let now = match spawned.pid() {
+                    Some(pid) => ProcSample::of_pid(pid).ok()?,
+                    None => ProcSample {
+                        rss_bytes: 0,
+                        cpu: Duration::ZERO,
+                    },
+                };
+                Some(ProcSample {
+                    cpu: now.cpu + earlier,
+                    ..now
+                })
+            }
         }
-        self.pid.and_then(|pid| ProcSample::of_pid(pid).ok())
     }
 
     /// Open file descriptors of the server process.
@@ -196,7 +308,7 @@ impl Server {
         if let Some(peer) = self.running_peer() {
             return peer.fds();
         }
-        self.pid.and_then(count_fds)
+        self.pid().and_then(count_fds)
     }
 
     /// The server's `/stats` JSON (None if it cannot be read).
@@ -219,8 +331,12 @@ impl Server {
     pub async fn stop(self, grace: Duration) {
         match self.process {
             Process::Peer(peer) => peer.stop(grace).await,
-            Process::Spawned(child) => stop_child(child, grace).await,
-            Process::Attached => {}
+            Process::Spawned(spawned) => {
+                if let Some(child) = spawned.child.into_inner() {
+                    stop_child(child, grace).await;
+                }
+            }
+            Process::Attached(_) => {}
         }
     }
 }

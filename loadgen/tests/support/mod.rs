@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use pushbench_report::result::TransportResult;
+
 /// The server binary, built on demand with the same profile as this test when it is not there yet.
 pub(crate) fn server_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -41,4 +43,25 @@ pub(crate) fn one_run_at_a_time() -> File {
     let lock = File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock")).unwrap();
     lock.lock().expect("one run at a time");
     lock
+}
+
+/// Asserts that `r` delivered every owed event exactly once, in order, and that something was owed.
+pub(crate) fn assert_exact(r: &TransportResult) {
+    assert!(
+        r.lost == 0
+            && r.duplicates == 0
+            && r.out_of_order == 0
+            && r.unexpected == 0
+            && r.delivered == r.expected
+            && r.expected > 0,
+        "{}: delivered {} of {}, lost {}, duplicates {}, out of order {}, unexpected {} ({:?})",
+        r.transport,
+        r.delivered,
+        r.expected,
+        r.lost,
+        r.duplicates,
+        r.out_of_order,
+        r.unexpected,
+        r.last_error
+    );
 }

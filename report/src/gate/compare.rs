@@ -357,16 +357,26 @@ mod tests {
             text.contains("REGRESSION: ws latency_p99_ms rose from 1.00 to 200."),
             "{text}"
         );
-        assert!(text.ends_with("compare: 8 passed, 5 failed\n"), "{text}");
+        // The lost event had no gap notice: it is a silent loss too.
+        assert_eq!(verdict(&c, Metric::LostSilently), Verdict::Regression);
+        assert!(text.ends_with("compare: 8 passed, 6 failed\n"), "{text}");
+        let mut announced = cur.clone();
+        announced.transports[0].lost_announced = 1;
+        let c_announced = run(&base, &announced, Gate::All);
+        assert_eq!(verdict(&c_announced, Metric::LostSilently), Verdict::Ok);
 
         // The deterministic gate reports the latency, but does not fail on it.
         let c = run(&base, &cur, Gate::Deterministic);
         assert_eq!(verdict(&c, Metric::LatencyP99Ms), Verdict::NotGated);
-        assert_eq!(c.regressions(), 2);
+        assert_eq!(c.regressions(), 3);
 
         // A wider tolerance lets the bytes through; `inf` the lost event.
-        let t = Tolerances::with_overrides(&["bytes_per_delivery=15".into(), "lost=inf".into()])
-            .unwrap();
+        let t = Tolerances::with_overrides(&[
+            "bytes_per_delivery=15".into(),
+            "lost=inf".into(),
+            "lost_silently=inf".into(),
+        ])
+        .unwrap();
         let c = compare(("base", &base), ("cur", &cur), &t, Gate::Deterministic).unwrap();
         assert_eq!(c.regressions(), 0);
         assert!(Tolerances::with_overrides(&["latency=5".into()]).is_err());

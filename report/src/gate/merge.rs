@@ -294,6 +294,7 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         expected: sum(|t| t.expected),
         delivered: sum(|t| t.delivered),
         lost: sum(|t| t.lost),
+        lost_announced: sum(|t| t.lost_announced),
         duplicates: sum(|t| t.duplicates),
         out_of_order: sum(|t| t.out_of_order),
         unexpected: sum(|t| t.unexpected),
@@ -304,6 +305,8 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         tls_handshake_us: h.tls_handshake_us,
         first_byte_us: h.first_byte_us,
         subscribed_us: h.subscribed_us,
+        reconnect_us: h.reconnect_us,
+        faults: all().flat_map(|t| t.faults.iter().cloned()).collect(),
         failed_connects: sum(|t| t.failed_connects),
         reconnects: sum(|t| t.reconnects),
         errors: sum(|t| t.errors),
@@ -372,7 +375,27 @@ struct MergedHistograms {
     tls_handshake_us: Option<Percentiles>,
     first_byte_us: Percentiles,
     subscribed_us: Percentiles,
+    reconnect_us: Option<Percentiles>,
     publish_lateness_us: Percentiles,
+}
+
+/// The merge of an optional histogram: present when any part has it (parts without it contribute
+/// nothing: a cleartext part has no TLS handshakes, a part where nothing was lost no reconnects).
+fn merged_optional(
+    parts: &[(&str, &TransportResult)],
+    name: &'static str,
+    get: impl Fn(&SerializedHistograms) -> Option<&String> + Copy,
+) -> Result<(Option<String>, Option<Percentiles>), MergeError> {
+    let present: Vec<(&str, &TransportResult)> = parts
+        .iter()
+        .filter(|(_, t)| get(&t.histograms).is_some())
+        .copied()
+        .collect();
+    if present.is_empty() {
+        return Ok((None, None));
+    }
+    let (text, percentiles) = merged_histogram(&present, name, get)?;
+    Ok((Some(text), Some(percentiles)))
 }
 
 fn merge_histograms(parts: &[(&str, &TransportResult)]) -> Result<MergedHistograms, MergeError> {
@@ -384,17 +407,10 @@ fn merge_histograms(parts: &[(&str, &TransportResult)]) -> Result<MergedHistogra
         })?;
     let (connect_text, connect_us) =
         merged_histogram(parts, "connect_us", |h| h.connect_us.as_ref())?;
-    // Present in every part or in none: the parts ran the same scenario, over TLS or not.
-    let tls = if parts
-        .iter()
-        .any(|(_, t)| t.histograms.tls_handshake_us.is_some())
-    {
-        Some(merged_histogram(parts, "tls_handshake_us", |h| {
-            h.tls_handshake_us.as_ref()
-        })?)
-    } else {
-        None
-    };
+    let (tls_text, tls_handshake_us) =
+        merged_optional(parts, "tls_handshake_us", |h| h.tls_handshake_us.as_ref())?;
+    let (reconnect_text, reconnect_us) =
+        merged_optional(parts, "reconnect_us", |h| h.reconnect_us.as_ref())?;
     let (first_byte_text, first_byte_us) =
         merged_histogram(parts, "first_byte_us", |h| h.first_byte_us.as_ref())?;
     let (subscribed_text, subscribed_us) =
@@ -404,7 +420,6 @@ fn merge_histograms(parts: &[(&str, &TransportResult)]) -> Result<MergedHistogra
             h.publish_lateness_us.as_ref()
         })?;
 
-    let (tls_text, tls_handshake_us) = tls.unzip();
     Ok(MergedHistograms {
         serialized: SerializedHistograms {
             latency_us: latency_text,
@@ -413,6 +428,7 @@ fn merge_histograms(parts: &[(&str, &TransportResult)]) -> Result<MergedHistogra
             tls_handshake_us: tls_text,
             first_byte_us: Some(first_byte_text),
             subscribed_us: Some(subscribed_text),
+            reconnect_us: reconnect_text,
             publish_lateness_us: Some(lateness_text),
         },
         latency_us,
@@ -421,6 +437,7 @@ fn merge_histograms(parts: &[(&str, &TransportResult)]) -> Result<MergedHistogra
         tls_handshake_us,
         first_byte_us,
         subscribed_us,
+        reconnect_us,
         publish_lateness_us,
     })
 }

@@ -99,6 +99,7 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     for (title, note, headers, rows) in [md::memory_split(result)]
         .into_iter()
         .chain(md::cluster(result))
+        .chain(md::faults(result))
     {
         let _ = write!(
             page,

@@ -61,7 +61,11 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         writeln!(w, "- {finding}")?;
     }
     write_measurement_tables(result, &mut w)?;
-    for (title, note, headers, rows) in [memory_split(result)].into_iter().chain(cluster(result)) {
+    let details = [memory_split(result)]
+        .into_iter()
+        .chain(cluster(result))
+        .chain(faults(result));
+    for (title, note, headers, rows) in details {
         writeln!(w, "\n## {title}\n\n{note}\n")?;
         writeln!(w, "| {} |", headers.join(" | "))?;
         writeln!(w, "|---{}|", "|---:".repeat(headers.len() - 1))?;
@@ -324,6 +328,65 @@ pub fn cluster(result: &RunResult) -> Option<Detail> {
             "KiB/conn",
             "CPU ms",
             "fds",
+        ],
+        rows,
+    ))
+}
+
+/// The faults a run injected and what they cost, per transport; `None` when it injected none.
+pub fn faults(result: &RunResult) -> Option<Detail> {
+    if result.transports.iter().all(|r| r.faults.is_empty()) {
+        return None;
+    }
+    let rows = result
+        .transports
+        .iter()
+        .map(|r| {
+            let injected: Vec<String> = r
+                .faults
+                .iter()
+                .map(|f| {
+                    let node = f.node.map(|n| format!(" node {n}")).unwrap_or_default();
+                    let down = f
+                        .down_ms
+                        .map(|d| format!(" (down {d:.0} ms)"))
+                        .unwrap_or_default();
+                    format!("{}{node} at {:.1} s{down}", f.kind, f.at_s)
+                })
+                .collect();
+            vec![
+                r.transport.to_string(),
+                injected.join("; "),
+                r.reconnect_us.as_ref().map_or("–".into(), |p| {
+                    format!("{} / {}", ms(p.p50 as f64), ms(p.p99 as f64))
+                }),
+                format!("{} / {}", r.delivered, r.expected),
+                r.lost_announced.to_string(),
+                (r.lost - r.lost_announced.min(r.lost)).to_string(),
+                r.duplicates.to_string(),
+                r.gaps.to_string(),
+                r.publish_failures.to_string(),
+            ]
+        })
+        .collect();
+    Some((
+        "Faults",
+        "Reconnect: a subscriber's connection lost (or refused) → the first event it received after \
+         that. Lost events a gap notice named are *announced* (the embedded feed forgets its replay log \
+         on a restart and says so); *silent* losses are the ones no notice covered. Publishes refused \
+         while a server was down were never acknowledged, so nobody is owed them. A cut link stalls \
+         connections rather than closing them (TCP retransmits once it is back): its cost shows in the \
+         latency tail (p99, max) rather than in reconnects.",
+        vec![
+            "transport",
+            "faults injected",
+            "reconnect p50 / p99 ms",
+            "delivered / owed",
+            "lost, announced",
+            "lost, silent",
+            "duplicates",
+            "gap notices",
+            "publish failures",
         ],
         rows,
     ))

@@ -33,6 +33,8 @@ pub enum Kind {
 pub enum Metric {
     /// Owed events never received.
     Lost,
+    /// Owed events never received that no gap notice named: the loss a push system must never have.
+    LostSilently,
     /// Repeated receipts.
     Duplicates,
     /// First receipts below an id already received.
@@ -61,8 +63,9 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in table order.
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 14] = [
         Metric::Lost,
+        Metric::LostSilently,
         Metric::Duplicates,
         Metric::OutOfOrder,
         Metric::RequestsPerDelivery,
@@ -81,6 +84,7 @@ impl Metric {
     pub fn name(self) -> &'static str {
         match self {
             Metric::Lost => "lost",
+            Metric::LostSilently => "lost_silently",
             Metric::Duplicates => "duplicates",
             Metric::OutOfOrder => "out_of_order",
             Metric::RequestsPerDelivery => "requests_per_delivery",
@@ -100,6 +104,7 @@ impl Metric {
     pub fn kind(self) -> Kind {
         match self {
             Metric::Lost
+            | Metric::LostSilently
             | Metric::Duplicates
             | Metric::OutOfOrder
             | Metric::RequestsPerDelivery
@@ -120,7 +125,7 @@ impl Metric {
     /// comparison, and CI's deterministic-only gate, are for.
     pub fn default_tolerance_pct(self) -> f64 {
         match self {
-            Metric::Lost | Metric::Duplicates | Metric::OutOfOrder => 0.0,
+            Metric::Lost | Metric::LostSilently | Metric::Duplicates | Metric::OutOfOrder => 0.0,
             Metric::RequestsPerDelivery | Metric::BytesPerDelivery => 1.0,
             Metric::LatencyP50Ms => 100.0,
             Metric::LatencyP90Ms => 150.0,
@@ -134,7 +139,7 @@ impl Metric {
     /// Decimals worth printing.
     pub fn decimals(self) -> usize {
         match self {
-            Metric::Lost | Metric::Duplicates | Metric::OutOfOrder => 0,
+            Metric::Lost | Metric::LostSilently | Metric::Duplicates | Metric::OutOfOrder => 0,
             Metric::RequestsPerDelivery => 3,
             Metric::BytesPerDelivery | Metric::LoadgenCpuPercent => 1,
             _ => 2,
@@ -146,6 +151,7 @@ impl Metric {
         let latency = |us: u64| (r.latency_us.count > 0).then_some(us as f64 / 1000.0);
         match self {
             Metric::Lost => Some(r.lost as f64),
+            Metric::LostSilently => Some(r.lost.saturating_sub(r.lost_announced) as f64),
             Metric::Duplicates => Some(r.duplicates as f64),
             Metric::OutOfOrder => Some(r.out_of_order as f64),
             Metric::RequestsPerDelivery => r.requests_per_delivery,

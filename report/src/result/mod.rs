@@ -97,6 +97,12 @@ pub struct LinkCounts {
     pub up_lost: u64,
     /// Subscribers to server: dropped from a full rate-limited queue.
     pub up_queue_drops: u64,
+    /// Server to subscribers: dropped while a fault had the link cut (`[faults] flap`).
+    #[serde(default)]
+    pub down_cut: u64,
+    /// Subscribers to server: the same.
+    #[serde(default)]
+    pub up_cut: u64,
 }
 
 impl LinkCounts {
@@ -105,9 +111,15 @@ impl LinkCounts {
         self.down_packets + self.up_packets
     }
 
-    /// Packets dropped both ways, lost or from a full queue: each costs TCP a retransmission.
+    /// Packets dropped both ways, lost, from a full queue or while cut: each costs TCP a
+    /// retransmission.
     pub fn dropped(&self) -> u64 {
-        self.down_lost + self.down_queue_drops + self.up_lost + self.up_queue_drops
+        self.down_lost
+            + self.down_queue_drops
+            + self.down_cut
+            + self.up_lost
+            + self.up_queue_drops
+            + self.up_cut
     }
 
     /// Counts since `before` (the same link, read earlier).
@@ -119,6 +131,8 @@ impl LinkCounts {
             up_packets: self.up_packets - before.up_packets,
             up_lost: self.up_lost - before.up_lost,
             up_queue_drops: self.up_queue_drops - before.up_queue_drops,
+            down_cut: self.down_cut - before.down_cut,
+            up_cut: self.up_cut - before.up_cut,
         }
     }
 
@@ -131,6 +145,8 @@ impl LinkCounts {
             up_packets: self.up_packets + other.up_packets,
             up_lost: self.up_lost + other.up_lost,
             up_queue_drops: self.up_queue_drops + other.up_queue_drops,
+            down_cut: self.down_cut + other.down_cut,
+            up_cut: self.up_cut + other.up_cut,
         }
     }
 }
@@ -212,6 +228,10 @@ pub struct TransportResult {
     pub delivered: u64,
     /// Owed events never received.
     pub lost: u64,
+    /// Of `lost`, those a gap notice named: lost, but announced (a restart of the embedded feed, an
+    /// evicted replay); `lost - lost_announced` were lost silently.
+    #[serde(default)]
+    pub lost_announced: u64,
     /// Repeated receipts.
     pub duplicates: u64,
     /// First receipts below an id already received.
@@ -233,6 +253,13 @@ pub struct TransportResult {
     pub first_byte_us: Percentiles,
     /// Connect start → cursor known (`subscribed` or first poll answer), µs.
     pub subscribed_us: Percentiles,
+    /// A connection lost (error, refused connect; not churn) → the first event after it, µs; absent
+    /// when no subscriber lost one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_us: Option<Percentiles>,
+    /// The faults the run injected (`[faults]`), in order; empty without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultEvent>,
     /// Failed connects or subscribe requests.
     pub failed_connects: u64,
     /// Connections opened after the first (churn, errors).
@@ -345,6 +372,22 @@ pub struct TransportResult {
     pub thresholds: Vec<ThresholdOutcome>,
 }
 
+/// One fault a run injected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvent {
+    /// `restart` (SIGTERM, then the same server started again on the same address), `kill` (SIGKILL,
+    /// not started again) or `link down` (every packet between subscribers and server dropped).
+    pub kind: String,
+    /// The node (0-based; 0 for a single server); absent for a link fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<usize>,
+    /// Seconds after the first event was due.
+    pub at_s: f64,
+    /// How long it was down, ms: until the new server listened (restart), or the link was up again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_ms: Option<f64>,
+}
+
 fn one_run() -> u32 {
     1
 }
@@ -381,6 +424,9 @@ pub struct SerializedHistograms {
     /// Connect start → cursor known, µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscribed_us: Option<String>,
+    /// Connection lost → first event after it, µs; absent when none was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_us: Option<String>,
     /// Publisher send start minus intended send time, µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_lateness_us: Option<String>,

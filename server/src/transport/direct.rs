@@ -77,7 +77,12 @@ pub(crate) async fn accept(
                 return Ok(Accepted::Done);
             }
         } else {
-            tcp.readable().await?;
+            // Shutdown closes an idle kept-alive connection at once, as hyper closes its idle ones;
+            // waiting for the client's next request would hold shutdown for the whole grace period.
+            tokio::select! {
+                ready = tcp.readable() => ready?,
+                () = state.shutdown.cancelled() => return Ok(Accepted::Done),
+            }
         }
         let (head, end) = match read_head(&mut tcp, head_timeout).await? {
             Head::Complete { bytes, end } => (bytes, end),

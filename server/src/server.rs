@@ -145,6 +145,7 @@ async fn serve(
     }
 
     drop(listener);
+    let shutdown_began = std::time::Instant::now();
     info!(
         tcp_connections = state.metrics.tcp_connections_open(),
         "shutting down"
@@ -163,6 +164,10 @@ async fn serve(
             "shutdown grace period over; abandoning connections still open"
         );
     }
+    info!(
+        took_ms = shutdown_began.elapsed().as_millis() as u64,
+        "every connection closed"
+    );
 }
 
 /// Serves one accepted connection to its end. Its future lives as long as the connection, so it holds

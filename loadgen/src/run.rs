@@ -419,6 +419,7 @@ struct Publishing {
     published: Published,
     /// What `[faults]` injected while publishing.
     faults: Vec<FaultEvent>,
+    after_warmup: ServerState,
     machine_start: Option<MachineCpu>,
     server_cpu_start: (Instant, Vec<Option<ProcSample>>),
     bus_cpu_start: Sample,
@@ -471,7 +472,12 @@ async fn publish(
         network,
         (start, scenario.warmup + scenario.duration),
     );
-    let (published, faults) = tokio::join!(publishing, faults);
+    // The state after the warm-up, the baseline of a long run's drift (a soak).
+    let after_warmup = async {
+        tokio::time::sleep_until(start + scenario.warmup).await;
+        ServerState::of(servers)
+    };
+    let (published, faults, after_warmup) = tokio::join!(publishing, faults, after_warmup);
     let faults = faults?;
     launched.fleet.drain().await?;
     Ok(Publishing {
@@ -479,6 +485,7 @@ async fn publish(
         publisher_wire,
         published,
         faults,
+        after_warmup,
         machine_start,
         server_cpu_start,
         bus_cpu_start,
@@ -493,6 +500,8 @@ struct Window {
     publisher_wire: Arc<WireCounters>,
     published: Published,
     faults: Vec<FaultEvent>,
+    /// The servers' memory and open files after the warm-up and at the end of the drain.
+    drift: [ServerState; 2],
     server_cpu: [(Instant, Vec<Option<ProcSample>>); 2],
     bus_cpu: [Sample; 2],
     self_cpu: [Sample; 2],
@@ -512,6 +521,7 @@ async fn drain(
     p: Publishing,
 ) -> Window {
     tokio::time::sleep(scenario.drain).await;
+    let end = ServerState::of(servers);
     let server_cpu_end = (Instant::now(), servers.node_samples());
     let bus_cpu_end = Sample::of(servers.bus_sample());
     let machine_busy = p
@@ -530,12 +540,29 @@ async fn drain(
         publisher_wire: p.publisher_wire,
         published: p.published,
         faults: p.faults,
+        drift: [p.after_warmup, end],
         server_cpu: [p.server_cpu_start, server_cpu_end],
         bus_cpu: [p.bus_cpu_start, bus_cpu_end],
         self_cpu: [p.self_cpu_start, self_cpu_end],
         machine_busy,
         length,
         lag,
+    }
+}
+
+/// The servers' RSS and open files at one moment, summed over the nodes (`None` when one cannot be
+/// read).
+struct ServerState {
+    rss: Option<u64>,
+    fds: Option<u64>,
+}
+
+impl ServerState {
+    fn of(servers: &Deployment) -> Self {
+        Self {
+            rss: rss(servers.sample()),
+            fds: servers.nodes.iter().map(|n| n.fds()).sum(),
+        }
     }
 }
 
@@ -788,6 +815,10 @@ fn account(
         server_rss_before_bytes: rss(sum_samples(&m.before.server)),
         server_rss_connected_bytes: rss(sum_samples(&m.connected.server)),
         server_rss_peak_bytes: m.server_rss_peak,
+        server_rss_after_warmup_bytes: m.window.drift[0].rss,
+        server_rss_end_bytes: m.window.drift[1].rss,
+        server_fds_after_warmup: m.window.drift[0].fds,
+        server_fds_end: m.window.drift[1].fds,
         server_rss_per_connection_bytes: None,
         kernel_socket_bytes_before: m.before.kernel.map(|k| k.total()),
         kernel_socket_bytes_connected: m.connected.kernel.map(|k| k.total()),

@@ -236,6 +236,10 @@ pub struct RunArgs {
     /// lossy (30 ms ± 10, 2 % loss, 20/10 Mbit/s); intercontinental (250 ms ± 5, 0.1 % loss, 100 Mbit/s).
     #[arg(long, value_name = "PRESET", value_parser = network_preset)]
     pub network: Option<NetworkSpec>,
+    /// Run only these of the scenario's transports (comma-separated: poll, longpoll, stream, sse, ws),
+    /// in the scenario's order [default: all the scenario names].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub transports: Option<Vec<pushbench_common::Transport>>,
 }
 
 fn network_preset(name: &str) -> Result<NetworkSpec, String> {
@@ -342,6 +346,23 @@ fn run_command(args: RunArgs) -> Outcome {
     let mut scenario = Scenario::load(&args.scenario).map_err(|e| (EXIT_USAGE, e.into()))?;
     if let Some(network) = args.network.clone() {
         scenario.network = network;
+    }
+    if let Some(only) = &args.transports {
+        if let Some(missing) = only.iter().find(|t| !scenario.transports.contains(t)) {
+            return Err((
+                EXIT_USAGE,
+                anyhow::anyhow!(
+                    "--transports: {missing} is not among the scenario's transports ({})",
+                    scenario
+                        .transports
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        scenario.transports.retain(|t| only.contains(t));
     }
     let scenario = Arc::new(scenario);
     if let Some(servers) = &args.peers {

@@ -323,6 +323,11 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         server_rss_before_bytes: max_opt(|t| t.server_rss_before_bytes),
         server_rss_connected_bytes: max_opt(|t| t.server_rss_connected_bytes),
         server_rss_peak_bytes: max_opt(|t| t.server_rss_peak_bytes),
+        // Drift is a property of one run (one server process over its window): it does not merge.
+        server_rss_after_warmup_bytes: None,
+        server_rss_end_bytes: None,
+        server_fds_after_warmup: None,
+        server_fds_end: None,
         server_rss_per_connection_bytes: None,
         server_cpu_ms: sum_opt(&|t| t.server_cpu_ms),
         server_cpu_ms_per_1k_deliveries: None,

@@ -100,6 +100,7 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         .into_iter()
         .chain(md::cluster(result))
         .chain(md::faults(result))
+        .chain(md::drift(result))
     {
         let _ = write!(
             page,

@@ -64,7 +64,8 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
     let details = [memory_split(result)]
         .into_iter()
         .chain(cluster(result))
-        .chain(faults(result));
+        .chain(faults(result))
+        .chain(drift(result));
     for (title, note, headers, rows) in details {
         writeln!(w, "\n## {title}\n\n{note}\n")?;
         writeln!(w, "| {} |", headers.join(" | "))?;
@@ -390,4 +391,101 @@ pub fn faults(result: &RunResult) -> Option<Detail> {
         ],
         rows,
     ))
+}
+
+/// Measured windows at least this long get the drift table: a soak's question.
+const DRIFT_MIN_WINDOW_S: f64 = 60.0;
+
+/// The servers' memory and open files from the end of the warm-up to the end of the run, per transport;
+/// `None` for short runs, where the replay log is still filling and drift means nothing.
+pub fn drift(result: &RunResult) -> Option<Detail> {
+    let long: Vec<_> = result
+        .transports
+        .iter()
+        .filter(|r| r.window_s >= DRIFT_MIN_WINDOW_S && r.server_rss_end_bytes.is_some())
+        .collect();
+    if long.is_empty() {
+        return None;
+    }
+    let mib = |b: Option<u64>| b.map_or("–".into(), |b| format!("{:.2}", b as f64 / 1048576.0));
+    let count = |n: Option<u64>| n.map_or("–".into(), |n| n.to_string());
+    let rows = long
+        .iter()
+        .map(|r| {
+            let growth = r
+                .server_rss_end_bytes
+                .zip(r.server_rss_after_warmup_bytes)
+                .filter(|&(_, base)| base > 0)
+                .map(|(end, base)| (end as f64 - base as f64) / base as f64 * 100.0);
+            vec![
+                r.transport.to_string(),
+                mib(r.server_rss_after_warmup_bytes),
+                mib(r.server_rss_end_bytes),
+                growth.map_or("–".into(), |g| format!("{g:+.2} %")),
+                count(r.server_fds_after_warmup),
+                count(r.server_fds_end),
+            ]
+        })
+        .collect();
+    Some((
+        "Drift",
+        "The servers' RSS and open files when the warm-up ended and at the end of the drain, subscribers \
+         connected both times: after the warm-up (the replay log full, buffers grown) a server that \
+         keeps nothing it should not stays flat.",
+        vec![
+            "transport",
+            "RSS after warm-up MiB",
+            "RSS at end MiB",
+            "growth",
+            "fds after warm-up",
+            "fds at end",
+        ],
+        rows,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::{FaultEvent, test_result};
+
+    #[test]
+    fn the_faults_table_tells_announced_losses_from_silent_ones_and_only_when_faults_ran() {
+        let mut result = test_result(&[1_000; 10]);
+        assert!(faults(&result).is_none());
+        let r = &mut result.transports[0];
+        r.faults.push(FaultEvent {
+            kind: "restart".into(),
+            node: Some(0),
+            at_s: 3.0,
+            down_ms: Some(12.4),
+        });
+        (r.expected, r.delivered, r.lost, r.lost_announced) = (100, 90, 10, 7);
+        let (_, _, headers, rows) = faults(&result).expect("a fault ran");
+        let cell = |name: &str| rows[0][headers.iter().position(|h| *h == name).unwrap()].clone();
+        assert_eq!(
+            cell("faults injected"),
+            "restart node 0 at 3.0 s (down 12 ms)"
+        );
+        assert_eq!(cell("delivered / owed"), "90 / 100");
+        assert_eq!(
+            (cell("lost, announced"), cell("lost, silent")),
+            ("7".into(), "3".into())
+        );
+        assert_eq!(cell("reconnect p50 / p99 ms"), "–");
+    }
+
+    #[test]
+    fn the_drift_table_appears_for_long_runs_with_the_growth_after_warm_up() {
+        let mut result = test_result(&[1_000; 10]);
+        let r = &mut result.transports[0];
+        (r.server_rss_after_warmup_bytes, r.server_rss_end_bytes) =
+            (Some(10 << 20), Some(10_100 << 10));
+        (r.server_fds_after_warmup, r.server_fds_end) = (Some(1010), Some(1010));
+        assert!(drift(&result).is_none(), "a 6 s run has no drift table");
+        result.transports[0].window_s = 600.0;
+        let (_, _, _, rows) = drift(&result).expect("a long run");
+        assert_eq!(rows[0][3], "-1.37 %");
+        assert_eq!((rows[0][4].as_str(), rows[0][5].as_str()), ("1010", "1010"));
+    }
 }

@@ -292,6 +292,18 @@ pub struct TransportResult {
     pub server_rss_connected_bytes: Option<u64>,
     /// Largest server RSS sampled during the run.
     pub server_rss_peak_bytes: Option<u64>,
+    /// Server RSS when the warm-up ended: the baseline of a long run's drift (a soak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_rss_after_warmup_bytes: Option<u64>,
+    /// Server RSS at the end of the drain, subscribers still connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_rss_end_bytes: Option<u64>,
+    /// Server open files when the warm-up ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_fds_after_warmup: Option<u64>,
+    /// Server open files at the end of the drain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_fds_end: Option<u64>,
     /// `(connected − before) / subscribers_connected`.
     pub server_rss_per_connection_bytes: Option<f64>,
     /// Kernel memory of TCP sockets (socket slabs and buffers, machine-wide: [`crate::sockmem`]) before

@@ -232,3 +232,48 @@ fn committed_baseline_matches_the_schema_and_the_quick_scenario() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(" 0 failed"), "{out}");
 }
+
+#[test]
+fn compare_writes_junit_and_the_github_step_summary_and_report_exports_openmetrics() {
+    let dir = Dir::new("ci-formats");
+    let base = dir.result("base.json", test_result(&[1_000; 100]));
+    let worse = dir.result("worse.json", doctored());
+    let junit = dir.0.join("compare.xml");
+    let summary = dir.0.join("summary.md");
+    std::fs::write(&summary, "earlier step\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pushbench"))
+        .args([
+            "compare",
+            &base,
+            &worse,
+            "--gate",
+            "deterministic",
+            "--junit",
+        ])
+        .arg(&junit)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    // Gated: the six deterministic metrics; failed: lost, lost_silently, bytes_per_delivery.
+    assert!(xml.contains("tests=\"6\" failures=\"3\""), "{xml}");
+    assert!(
+        xml.contains("name=\"bytes_per_delivery\"><failure message="),
+        "{xml}"
+    );
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        summary.starts_with("earlier step\n### pushbench compare: "),
+        "{summary}"
+    );
+    assert!(summary.contains("| ws | lost | 0 | 1 |"), "{summary}");
+
+    let (code, text, err) = pushbench(&["report", &base, "--format", "openmetrics"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("pushbench_lost{scenario=\"quick\",transport=\"ws\"} 0\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
+}

@@ -62,13 +62,17 @@ pub enum Command {
         #[arg(long)]
         result: Option<PathBuf>,
     },
-    /// Render report.md and report.html again from a result.json.
+    /// Render report.md and report.html again from a result.json, or print it in another format.
     Report {
         /// A result.json written by `pushbench run`.
         result: PathBuf,
         /// Directory for the reports [default: the result's directory].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         out: Option<PathBuf>,
+        /// Print the result to stdout in this format instead of writing the reports: `openmetrics`,
+        /// the Prometheus/OpenMetrics text (a gauge per metric and transport), for a pushgateway.
+        #[arg(long, value_enum)]
+        format: Option<ExportFormat>,
     },
     /// Compare a result with a baseline, per transport and metric; exit 4 on a regression past tolerance.
     Compare(CompareArgs),
@@ -170,7 +174,7 @@ pub struct CompareArgs {
     /// The result.json to check against it.
     pub current: PathBuf,
     /// Allowed rise of a metric, in percent of the baseline: METRIC=PERCENT (`inf` turns its gate off);
-    /// repeatable. Defaults (results/README.md says why): lost, duplicates, out_of_order 0;
+    /// repeatable. Defaults (results/README.md says why): lost, lost_silently, duplicates, out_of_order 0;
     /// requests_per_delivery, bytes_per_delivery 1; latency_p50_ms 100, latency_p90_ms 150,
     /// latency_p99_ms 300, latency_p999_ms 350, latency_max_ms 300; server_rss_per_connection_kib 250;
     /// server_cpu_ms_per_1k_deliveries 100; loadgen_cpu_percent 100.
@@ -182,6 +186,17 @@ pub struct CompareArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Also write the verdicts as JUnit XML to this file: one test case per gated metric and transport.
+    /// (With `$GITHUB_STEP_SUMMARY` set, the Markdown comparison is appended to that file too.)
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// What `pushbench report --format` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The OpenMetrics (Prometheus) text format.
+    Openmetrics,
 }
 
 /// Options of `pushbench run`.
@@ -236,6 +251,10 @@ pub struct RunArgs {
     /// lossy (30 ms ± 10, 2 % loss, 20/10 Mbit/s); intercontinental (250 ms ± 5, 0.1 % loss, 100 Mbit/s).
     #[arg(long, value_name = "PRESET", value_parser = network_preset)]
     pub network: Option<NetworkSpec>,
+    /// Also write the thresholds' outcomes as JUnit XML to this file: one test case per threshold and
+    /// transport.
+    #[arg(long, value_name = "FILE", conflicts_with = "peers")]
+    pub junit: Option<PathBuf>,
     /// Run only these of the scenario's transports (comma-separated: poll, longpoll, stream, sse, ws),
     /// in the scenario's order [default: all the scenario names].
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
@@ -259,7 +278,14 @@ pub fn main() -> ExitCode {
             result: Some(result),
         } => check_result(&scenarios, &result),
         Command::Run(args) => run_command(args),
-        Command::Report { result, out } => rerender(&result, out).map_err(|e| (EXIT_RUNTIME, e)),
+        Command::Report {
+            result,
+            format: Some(ExportFormat::Openmetrics),
+            ..
+        } => read_result(&result).map(|r| print!("{}", report::openmetrics::write(&r))),
+        Command::Report { result, out, .. } => {
+            rerender(&result, out).map_err(|e| (EXIT_RUNTIME, e))
+        }
         Command::Compare(args) => compare_command(&args),
         Command::Merge { results, output } => merge_command(&results, &output),
         Command::Worker => crate::fleet::worker::main().map_err(|e| (EXIT_RUNTIME, e)),
@@ -438,6 +464,9 @@ fn run_command(args: RunArgs) -> Outcome {
         };
         thresholds::apply(&scenario.thresholds, &mut result);
         report::write_all(&result, &out_dir)?;
+        if let Some(path) = &args.junit {
+            write_file(path, &report::junit::thresholds(&result))?;
+        }
         print_summary(&result, &out_dir);
         Ok(result)
     };
@@ -490,6 +519,10 @@ fn check_limits(scenario: &Scenario, args: &RunArgs, spawns_ours: bool) -> Outco
         .map_err(|e| (EXIT_USAGE, anyhow::anyhow!("{e}")))
 }
 
+fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn read_result(path: &std::path::Path) -> Result<RunResult, (u8, anyhow::Error)> {
     report::json::read(path)
         .with_context(|| format!("cannot read {}", path.display()))
@@ -511,6 +544,27 @@ fn compare_command(args: &CompareArgs) -> Outcome {
     compare::write(&comparison, args.format, std::io::stdout().lock())
         .context("cannot write the comparison")
         .map_err(|e| (EXIT_RUNTIME, e))?;
+    let current = args.current.display().to_string();
+    let reports = || -> anyhow::Result<()> {
+        if let Some(path) = &args.junit {
+            write_file(path, &report::junit::comparison(&comparison, &current))?;
+        }
+        // GitHub Actions shows this file on the run's summary page.
+        if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&summary)
+                .with_context(|| format!("cannot append to $GITHUB_STEP_SUMMARY ({summary:?})"))?;
+            std::io::Write::write_all(
+                &mut file,
+                format!("### pushbench compare: {current}\n\n").as_bytes(),
+            )?;
+            compare::write(&comparison, compare::Format::Markdown, &mut file)?;
+        }
+        Ok(())
+    };
+    reports().map_err(|e| (EXIT_RUNTIME, e))?;
     match comparison.regressions() {
         0 => Ok(()),
         n => Err((

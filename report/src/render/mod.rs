@@ -1,13 +1,17 @@
 //! The renderings of a result: `result.json` ([`json`]), `report.md` ([`md`]) and `report.html`
 //! ([`html`]), plus the terminal summary table ([`table`]) and the plain-language reading all of them share
-//! ([`reading`]); and the page of one scenario under several networks ([`matrix`]). Every rendering is
+//! ([`reading`]); the page of one scenario under several networks ([`matrix`]); and, for the systems
+//! that track results, JUnit XML of the gates' verdicts ([`junit`]) and the OpenMetrics text of a
+//! result ([`openmetrics`]). Every rendering is
 //! computed from results alone, so a result read back from disk (or merged from several runs) renders
 //! the same way.
 
 pub mod html;
 pub mod json;
+pub mod junit;
 pub mod matrix;
 pub mod md;
+pub mod openmetrics;
 pub mod reading;
 pub mod table;
 

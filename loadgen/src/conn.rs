@@ -117,8 +117,116 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
-/// What a client needs to speak TLS to a server of the run: the one certificate it trusts and the name
-/// it checks (`localhost`, which every certificate the run makes carries).
+/// Whom a run's clients trust over TLS, in a form that crosses the pipe to the worker processes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum TlsTrust {
+    /// Exactly the certificates in `pem` (the run's own, or `--ca FILE`), for the server name `name`.
+    Certificates {
+        /// PEM.
+        pem: String,
+        /// The name checked against the certificate (a host name or an IP address).
+        name: String,
+    },
+    /// Any certificate (`--insecure`): encrypted, but the server is not authenticated.
+    Anything {
+        /// The name sent in SNI.
+        name: String,
+    },
+}
+
+impl TlsTrust {
+    /// The client configuration this trust makes; offers ALPN `http/1.1`.
+    pub(crate) fn client(&self) -> Result<TlsClient, String> {
+        let (config, name) = match self {
+            TlsTrust::Certificates { pem, name } => {
+                use rustls::pki_types::pem::PemObject;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    let cert = cert.map_err(|e| format!("the server certificate: {e}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("the server certificate: {e}"))?;
+                }
+                if roots.is_empty() {
+                    return Err("no certificate in the PEM to trust".into());
+                }
+                let config = rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                (config, name)
+            }
+            TlsTrust::Anything { name } => {
+                let builder = rustls::ClientConfig::builder();
+                let provider = builder.crypto_provider().clone();
+                let config = builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                    .with_no_client_auth();
+                (config, name)
+            }
+        };
+        let mut config = config;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| format!("server name {name:?}: {e}"))?;
+        Ok(TlsClient {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            name,
+        })
+    }
+}
+
+/// `--insecure`: accepts any server certificate, but still checks that the handshake is signed by the
+/// key of the certificate presented (so the session is encrypted to whoever holds it).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// What a client needs to speak TLS to a server: the configuration of its trust and the name it checks.
 #[derive(Clone)]
 pub(crate) struct TlsClient {
     connector: tokio_rustls::TlsConnector,
@@ -130,28 +238,6 @@ impl std::fmt::Debug for TlsClient {
         f.debug_struct("TlsClient")
             .field("name", &self.name)
             .finish_non_exhaustive()
-    }
-}
-
-impl TlsClient {
-    /// Trusts exactly the certificate(s) in `cert_pem`; offers ALPN `http/1.1`.
-    pub(crate) fn trusting(cert_pem: &str) -> Result<Self, String> {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("the server certificate: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("the server certificate: {e}"))?;
-        }
-        let mut config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Self {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
-            name: rustls::pki_types::ServerName::try_from("localhost").expect("a valid name"),
-        })
     }
 }
 

@@ -43,7 +43,7 @@ use pushbench_report::result::{
 };
 
 pub use crate::error::RunError;
-pub use crate::targets::deployment::ServerSource;
+pub use crate::targets::deployment::{ServerSource, TargetTrust};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -339,7 +339,7 @@ async fn launch(
         transport,
         nodes: servers.addrs(),
         dialect: servers.dialect(),
-        tls_certificate: servers.certificate_pem(),
+        tls: servers.tls_trust(),
         subscriber_side: options.network.as_ref().map(|n| n.subscriber_side()),
     };
     let server_before = servers.node_samples();

@@ -76,15 +76,106 @@ fn every_transport_delivers_exactly_over_tls_and_pays_its_records_and_handshake(
 }
 
 #[test]
-fn tls_to_a_server_the_run_does_not_spawn_is_refused_clearly() {
+fn tls_to_a_cleartext_target_or_an_https_target_without_trust_is_refused_clearly() {
+    let target = |url: &str, trust| ServerSource::Target {
+        url: url.into(),
+        pid: None,
+        trust,
+    };
     let error = run_with(
         &format!("{SCENARIO}[client]\ntls = true\n"),
-        ServerSource::Target {
-            url: "http://127.0.0.1:9".into(),
-            pid: None,
-        },
+        target("http://127.0.0.1:9", None),
         1,
     )
     .expect_err("refused");
-    assert!(error.contains("needs a server the run spawns"), "{error}");
+    assert!(error.contains("needs an https:// URL"), "{error}");
+    let error = run_with(SCENARIO, target("https://127.0.0.1:9", None), 1).expect_err("refused");
+    assert!(error.contains("--ca FILE (PEM) or --insecure"), "{error}");
+}
+
+/// A server of ours started outside the run, over TLS with the certificate `args` name.
+struct OutsideServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OutsideServer {
+    fn start(args: &[String]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(support::server_bin())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("pushbench-server listening on ")
+            .expect("the server prints its address")
+            .trim_end_matches('/')
+            .to_owned();
+        Self { child, url }
+    }
+}
+
+impl Drop for OutsideServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_https_target_is_measured_trusting_its_ca_or_anything_when_insecure() {
+    use pushbench::run::TargetTrust;
+    let toml = SCENARIO.replace(
+        "payload_bytes = 64",
+        "payload_bytes = 64\ntransports = [\"sse\", \"ws\"]",
+    );
+    let certificate = pushbench::targets::certificate::RunCertificate::new().unwrap();
+    let server = OutsideServer::start(&certificate.server_args());
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    for trust in [
+        TargetTrust::Ca(certificate.cert_pem.clone()),
+        TargetTrust::Insecure,
+    ] {
+        let source = ServerSource::Target {
+            url: server.url.clone(),
+            pid: Some(server.child.id()),
+            trust: Some(trust.clone()),
+        };
+        let result = run_with(&toml, source, 2).unwrap_or_else(|e| panic!("{trust:?}: {e}"));
+        for r in &result.transports {
+            support::assert_exact(r);
+            let handshakes = r.tls_handshake_us.expect("TLS handshakes are timed");
+            assert!(handshakes.count >= r.subscribers_connected, "{trust:?}");
+        }
+    }
+    // A CA that did not sign the server's certificate: nobody subscribes, and the run says why.
+    let stranger = pushbench::targets::certificate::RunCertificate::new().unwrap();
+    let source = ServerSource::Target {
+        url: server.url.clone(),
+        pid: None,
+        trust: Some(TargetTrust::Ca(stranger.cert_pem.clone())),
+    };
+    // One transport: subscribers that never subscribe keep a run waiting for its launch deadline.
+    let one = SCENARIO.replace(
+        "payload_bytes = 64",
+        "payload_bytes = 64\ntransports = [\"sse\"]",
+    );
+    let result = run_with(&one, source, 1);
+    let refused = match result {
+        Err(e) => e,
+        Ok(r) => format!("{:?} {:?}", r.transports[0].last_error, r.warnings),
+    };
+    assert!(refused.to_lowercase().contains("certificate"), "{refused}");
 }

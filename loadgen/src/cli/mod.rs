@@ -20,6 +20,7 @@ use crate::network::placement::Emulated;
 use crate::network::{NetworkSpec, Overrides};
 use crate::run::{RunOptions, ServerSource, default_out_dir, run};
 use crate::scenario::Scenario;
+use crate::targets::deployment::TargetTrust;
 use crate::targets::server_proc::locate;
 use pushbench_report::gate::compare::{Format, Gate, Tolerances};
 use pushbench_report::gate::{compare, merge, thresholds};
@@ -211,9 +212,23 @@ pub struct RunArgs {
     /// executable, or in its parent directory].
     #[arg(long, env = "PUSHBENCH_SERVER_BIN")]
     pub server_bin: Option<PathBuf>,
-    /// Use an already running server (http://host:port) instead of spawning one.
+    /// Use an already running server (http://host:port, or https://host:port with --ca or --insecure)
+    /// instead of spawning one.
     #[arg(long, conflicts_with = "server_bin")]
     pub target: Option<String>,
+    /// With an https:// --target: trust the certificates in this PEM file (checked against the URL's
+    /// host).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "target",
+        conflicts_with = "insecure"
+    )]
+    pub ca: Option<PathBuf>,
+    /// With an https:// --target: trust any certificate (encrypted, but the server is not
+    /// authenticated).
+    #[arg(long, requires = "target")]
+    pub insecure: bool,
     /// PID of the --target server, to sample its memory and CPU (same machine only).
     #[arg(long, requires = "target")]
     pub server_pid: Option<u32>,
@@ -419,6 +434,7 @@ fn run_command(args: RunArgs) -> Outcome {
         Some(url) => ServerSource::Target {
             url,
             pid: args.server_pid,
+            trust: target_trust(&args)?,
         },
         None if args.peer.is_some() => ServerSource::Peer(args.peer.expect("checked")),
         None => ServerSource::Spawn(
@@ -472,6 +488,22 @@ fn run_command(args: RunArgs) -> Outcome {
     };
     let result = runtime().map_err(|e| (EXIT_RUNTIME, e))?;
     threshold_exit(&result)
+}
+
+/// `--ca FILE` (read now, so that a missing file is a usage error) or `--insecure`.
+fn target_trust(args: &RunArgs) -> Result<Option<TargetTrust>, (u8, anyhow::Error)> {
+    if args.insecure {
+        return Ok(Some(TargetTrust::Insecure));
+    }
+    args.ca
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map(TargetTrust::Ca)
+                .with_context(|| format!("--ca: cannot read {}", path.display()))
+                .map_err(|e| (EXIT_USAGE, e))
+        })
+        .transpose()
 }
 
 /// Sets up the emulated network `spec` asks for (none on loopback) with a subscriber-side address per

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clients::dialect::PeerKind;
 use crate::clients::subscriber::{RequestSink, Shared, Subscriber, TimedRequest};
-use crate::conn::{Endpoint, TlsClient, WireCounters};
+use crate::conn::{Endpoint, TlsTrust, WireCounters};
 use crate::error::RunError;
 use crate::fleet::worker::Workers;
 use crate::measure::{Completeness, Histograms, PublishedLog, SubscriberCounters, account, lock};
@@ -75,8 +75,8 @@ pub(crate) struct FleetSpec {
     pub nodes: Vec<SocketAddr>,
     /// The dialect the clients speak: `None` for our own protocol, else the peer's.
     pub dialect: Option<PeerKind>,
-    /// The certificate the clients trust over TLS, PEM; `None`: cleartext.
-    pub tls_certificate: Option<String>,
+    /// Whom the clients trust over TLS; `None`: cleartext.
+    pub tls: Option<TlsTrust>,
     /// The emulated network's subscriber side, where the subscribers must stand (always in worker
     /// processes, since this process stands on the server side); `None` on loopback.
     pub subscriber_side: Option<SubscriberSide>,
@@ -242,9 +242,9 @@ impl Local {
         source: Option<IpAddr>,
     ) -> Result<Self, RunError> {
         let tls = spec
-            .tls_certificate
-            .as_deref()
-            .map(TlsClient::trusting)
+            .tls
+            .as_ref()
+            .map(TlsTrust::client)
             .transpose()
             .map_err(RunError::Tls)?;
         let shared = Arc::new(Shared {

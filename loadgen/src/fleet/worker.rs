@@ -36,6 +36,7 @@ use tokio::process::{Child, ChildStdin, Command as Process};
 use tokio::sync::oneshot;
 
 use crate::clients::dialect::PeerKind;
+use crate::conn::TlsTrust;
 use crate::error::RunError;
 use crate::fleet::{FleetSpec, LiveCounts, Local, Tally};
 use crate::measure::spawn_lag_probe;
@@ -63,8 +64,8 @@ pub(crate) struct WorkerSpec {
     pub nodes: Vec<SocketAddr>,
     /// The dialect the clients speak (see [`FleetSpec::dialect`]).
     pub dialect: Option<PeerKind>,
-    /// The certificate to trust over TLS (see [`FleetSpec::tls_certificate`]).
-    pub tls_certificate: Option<String>,
+    /// Whom to trust over TLS (see [`FleetSpec::tls`]).
+    pub tls: Option<TlsTrust>,
     /// First subscriber index held (inclusive).
     pub first: u64,
     /// Last subscriber index held (exclusive).
@@ -256,7 +257,7 @@ impl Workers {
                 transport: spec.transport,
                 nodes: spec.nodes.clone(),
                 dialect: spec.dialect,
-                tls_certificate: spec.tls_certificate.clone(),
+                tls: spec.tls.clone(),
                 first: range.start,
                 end: range.end,
                 source: Some(source),
@@ -486,7 +487,7 @@ async fn serve() -> anyhow::Result<()> {
         transport: spec.transport,
         nodes: spec.nodes,
         dialect: spec.dialect,
-        tls_certificate: spec.tls_certificate,
+        tls: spec.tls,
         // This process was started inside the subscriber side already.
         subscriber_side: None,
     };

@@ -15,11 +15,14 @@ pub struct RunCertificate {
 }
 
 impl RunCertificate {
+    /// The name the clients check: every certificate the run makes carries it.
+    pub const SERVER_NAME: &str = "localhost";
+
     /// Makes a certificate and writes it and its key into a temporary directory of the run.
     pub fn new() -> Result<Self, RunError> {
         let failed =
             |e: &dyn std::fmt::Display| RunError::Tls(format!("making the run's certificate: {e}"));
-        let names = ["localhost", "127.0.0.1", "198.18.0.1"]
+        let names = [Self::SERVER_NAME, "127.0.0.1", "198.18.0.1"]
             .map(String::from)
             .to_vec();
         let made = rcgen::generate_simple_self_signed(names).map_err(|e| failed(&e))?;

@@ -20,7 +20,7 @@ use tokio::process::{Child, Command};
 
 use crate::clients::dialect::{Offer, PeerKind};
 use crate::clients::publisher::{Published, Schedule};
-use crate::conn::{Endpoint, TlsClient, WireCounters};
+use crate::conn::{Endpoint, TlsClient, TlsTrust, WireCounters};
 use crate::error::RunError;
 use crate::scenario::Scenario;
 use crate::targets::certificate::RunCertificate;
@@ -35,13 +35,60 @@ pub enum ServerSource {
     Spawn(PathBuf),
     /// Use a running server.
     Target {
-        /// `http://host:port`.
+        /// `http://host:port` or `https://host:port`.
         url: String,
         /// Its PID, for memory and CPU samples.
         pid: Option<u32>,
+        /// Whom to trust when the URL is `https://` (`--ca FILE` or `--insecure`).
+        trust: Option<TargetTrust>,
     },
     /// Start a peer (nchan, Pushpin) once per transport it offers (see [`crate::targets::peer`]).
     Peer(crate::targets::peer::PeerKind),
+}
+
+/// How the clients trust an `https://` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetTrust {
+    /// The certificates of this PEM (`--ca FILE`'s contents), checked against the URL's host.
+    Ca(String),
+    /// Any certificate (`--insecure`).
+    Insecure,
+}
+
+/// The trust for `--target url`: TLS when the URL is `https://` (then `trust` must say whom to trust),
+/// cleartext when it is `http://` (then nothing may ask for TLS).
+fn target_trust(
+    url: &str,
+    trust: Option<&TargetTrust>,
+    scenario_tls: bool,
+) -> Result<Option<TlsTrust>, RunError> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        if scenario_tls || trust.is_some() {
+            return Err(RunError::Tls(format!(
+                "--target {url} is cleartext: TLS ([client] tls, --ca, --insecure) needs an https:// URL"
+            )));
+        }
+        return Ok(None);
+    };
+    let authority = rest.trim_end_matches('/');
+    // The host the certificate must name: `[v6]:port`, `host:port` or a bare host.
+    let name = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    }
+    .to_owned();
+    match trust {
+        Some(TargetTrust::Ca(pem)) => Ok(Some(TlsTrust::Certificates {
+            pem: pem.clone(),
+            name,
+        })),
+        Some(TargetTrust::Insecure) => Ok(Some(TlsTrust::Anything { name })),
+        None => Err(RunError::Tls(format!(
+            "--target {url}: say whom to trust, --ca FILE (PEM) or --insecure"
+        ))),
+    }
 }
 
 impl ServerSource {
@@ -135,7 +182,9 @@ pub struct Deployment {
     bus: Option<Redis>,
     /// The certificate its nodes serve (`[client] tls = true`), which the clients trust.
     certificate: Option<RunCertificate>,
-    /// TLS to reach the nodes with; `None`: cleartext.
+    /// Whom the clients trust over TLS; `None`: cleartext.
+    trust: Option<TlsTrust>,
+    /// TLS to reach the nodes with, made from `trust`.
     tls: Option<TlsClient>,
 }
 
@@ -150,18 +199,28 @@ impl Deployment {
         out_dir: &Path,
         host: IpAddr,
     ) -> Result<Self, RunError> {
-        let certificate = match (scenario.client.tls, source) {
-            (false, _) => None,
-            (true, ServerSource::Spawn(_)) => Some(RunCertificate::new()?),
-            (true, _) => {
+        let (certificate, trust) = match (source, scenario.client.tls) {
+            (ServerSource::Spawn(_), false) | (ServerSource::Peer(_), false) => (None, None),
+            (ServerSource::Spawn(_), true) => {
+                let certificate = RunCertificate::new()?;
+                let trust = TlsTrust::Certificates {
+                    pem: certificate.cert_pem.clone(),
+                    name: RunCertificate::SERVER_NAME.to_owned(),
+                };
+                (Some(certificate), Some(trust))
+            }
+            (ServerSource::Target { url, trust, .. }, tls) => {
+                (None, target_trust(url, trust.as_ref(), tls)?)
+            }
+            (ServerSource::Peer(_), true) => {
                 return Err(RunError::Tls(
-                    "[client] tls = true needs a server the run spawns; TLS to --target and to the peers is not supported yet".into(),
+                    "[client] tls = true: TLS to the peers is not supported yet".into(),
                 ));
             }
         };
-        let tls = certificate
+        let tls = trust
             .as_ref()
-            .map(|c| TlsClient::trusting(&c.cert_pem))
+            .map(TlsTrust::client)
             .transpose()
             .map_err(RunError::Tls)?;
         let tls_args = certificate
@@ -177,6 +236,7 @@ impl Deployment {
             .map(|node| node.with_tls(tls.clone()))
             .collect();
         deployment.certificate = certificate;
+        deployment.trust = trust;
         deployment.tls = tls;
         Ok(deployment)
     }
@@ -194,6 +254,7 @@ impl Deployment {
             nodes: vec![server],
             bus: None,
             certificate: None,
+            trust: None,
             tls: None,
         };
         match source {
@@ -212,6 +273,7 @@ impl Deployment {
                                 nodes,
                                 bus: Some(bus),
                                 certificate: None,
+                                trust: None,
                                 tls: None,
                             }
                             .stop()
@@ -224,6 +286,7 @@ impl Deployment {
                     nodes,
                     bus: Some(bus),
                     certificate: None,
+                    trust: None,
                     tls: None,
                 })
             }
@@ -233,7 +296,7 @@ impl Deployment {
                 let log = out_dir.join(format!("server-{transport}.log"));
                 Ok(single(Server::spawn(bin, host, &args, &log).await?))
             }
-            ServerSource::Target { url, pid } => Ok(single(Server::target(url, *pid).await?)),
+            ServerSource::Target { url, pid, .. } => Ok(single(Server::target(url, *pid).await?)),
             ServerSource::Peer(kind) => Ok(single(Server::peer(
                 RunningPeer::start(*kind, transport, IdleSettings::of(scenario), out_dir, host)
                     .await?,
@@ -241,9 +304,9 @@ impl Deployment {
         }
     }
 
-    /// The certificate the clients must trust, PEM; `None` in cleartext.
-    pub fn certificate_pem(&self) -> Option<String> {
-        self.certificate.as_ref().map(|c| c.cert_pem.clone())
+    /// Whom the clients trust over TLS; `None` in cleartext.
+    pub(crate) fn tls_trust(&self) -> Option<TlsTrust> {
+        self.trust.clone()
     }
 
     /// Whether this is a cluster on a bus.

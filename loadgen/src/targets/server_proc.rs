@@ -236,11 +236,15 @@ impl Server {
         Self { tls, ..self }
     }
 
-    /// An already running server at `url` (`http://host:port`), sampled through `pid` if given.
+    /// An already running server at `url` (`http://host:port` or `https://host:port`), sampled
+    /// through `pid` if given.
     pub async fn target(url: &str, pid: Option<u32>) -> Result<Self, ServerError> {
         let rest = url
             .strip_prefix("http://")
-            .ok_or_else(|| ServerError::BadTarget(url.into(), "must start with http://".into()))?;
+            .or_else(|| url.strip_prefix("https://"))
+            .ok_or_else(|| {
+                ServerError::BadTarget(url.into(), "must start with http:// or https://".into())
+            })?;
         let authority = rest.trim_end_matches('/');
         if authority.contains('/') {
             return Err(ServerError::BadTarget(

@@ -272,6 +272,7 @@ async fn measure(
         before,
         connected,
         live_at_first_publish,
+        idle,
         peak_rss,
         ..
     } = launched;
@@ -280,6 +281,7 @@ async fn measure(
         before,
         connected,
         live_at_first_publish,
+        idle,
         server_rss_peak: Some(peak_rss.load(Ordering::Relaxed)).filter(|&p| p > 0),
         window,
         collected,
@@ -321,6 +323,8 @@ struct Launched {
     peak_rss: Arc<AtomicU64>,
     /// Subscribers live when publishing began.
     live_at_first_publish: u64,
+    /// What the subscribers cost with nothing published (`idle_s`).
+    idle: Option<IdleCost>,
     before: Baseline,
     connected: Connected,
 }
@@ -382,6 +386,7 @@ async fn launch(
         eprintln!("pushbench: {transport}: note: {note}");
     }
     let live_at_first_publish = fleet.subscribed();
+    let idle = idle_cost(scenario, &fleet, options.network.as_deref()).await;
     let server_connected = servers.node_samples();
     let kernel_connected = KernelSockets::read();
     let node_fds: Vec<Option<u64>> = servers.nodes.iter().map(|s| s.fds()).collect();
@@ -395,6 +400,7 @@ async fn launch(
         published_live,
         peak_rss,
         live_at_first_publish,
+        idle,
         before: Baseline {
             server: server_before,
             kernel: kernel_before,
@@ -408,6 +414,42 @@ async fn launch(
             loadgen: loadgen_connected,
             loadgen_fds,
         },
+    })
+}
+
+/// Per subscriber and hour, with nothing published: bytes at the socket, and packets over the emulated
+/// link (none on loopback).
+#[derive(Debug, Clone, Copy)]
+struct IdleCost {
+    bytes_per_hour: f64,
+    packets_per_hour: Option<f64>,
+}
+
+/// Holds the subscribers connected for `idle_s` with nothing published and counts what crosses their
+/// sockets (and the emulated link) meanwhile; `None` without an idle window. Workers report their
+/// counts every [`crate::fleet::Fleet::live_staleness`]: the window opens two reports after the last
+/// subscription (whose bytes then count before it), and each end is read as last reported, so the
+/// window's length is off by at most one report interval (250 ms), negligible over a minute or more.
+async fn idle_cost(
+    scenario: &Scenario,
+    fleet: &Fleet,
+    network: Option<&Emulated>,
+) -> Option<IdleCost> {
+    if scenario.idle.is_zero() {
+        return None;
+    }
+    let live = fleet.live_counts();
+    let settle = fleet.live_staleness() * 2;
+    tokio::time::sleep(settle).await;
+    let (bytes_before, link_before) = (live().bytes, network.map(|n| n.result().link));
+    tokio::time::sleep(scenario.idle).await;
+    let now = live();
+    let subscriber_hours = now.subscribed.max(1) as f64 * scenario.idle.as_secs_f64() / 3600.0;
+    Some(IdleCost {
+        bytes_per_hour: now.bytes.saturating_sub(bytes_before) as f64 / subscriber_hours,
+        packets_per_hour: network
+            .zip(link_before)
+            .map(|(n, before)| n.result().link.since(&before).packets() as f64 / subscriber_hours),
     })
 }
 
@@ -595,6 +637,7 @@ struct Measured {
     before: Baseline,
     connected: Connected,
     live_at_first_publish: u64,
+    idle: Option<IdleCost>,
     server_rss_peak: Option<u64>,
     window: Window,
     collected: Collected,
@@ -819,6 +862,8 @@ fn account(
         server_rss_end_bytes: m.window.drift[1].rss,
         server_fds_after_warmup: m.window.drift[0].fds,
         server_fds_end: m.window.drift[1].fds,
+        idle_bytes_per_hour: m.idle.map(|i| i.bytes_per_hour),
+        idle_packets_per_hour: m.idle.and_then(|i| i.packets_per_hour),
         server_rss_per_connection_bytes: None,
         kernel_socket_bytes_before: m.before.kernel.map(|k| k.total()),
         kernel_socket_bytes_connected: m.connected.kernel.map(|k| k.total()),
@@ -957,7 +1002,7 @@ impl MachineCpu {
 struct ProgressSource {
     transport: Transport,
     subscribers: u64,
-    /// `(subscribed, delivered)` now.
+    /// The fleet's counts now.
     live: LiveCounts,
     published: Arc<AtomicU64>,
     /// The server's processes (summed: a cluster's nodes), for its peak RSS.
@@ -986,7 +1031,11 @@ fn spawn_progress(p: ProgressSource, print: bool) -> tokio::task::JoinHandle<()>
             if !print || (!terminal && !tick.is_multiple_of(4)) {
                 continue;
             }
-            let (subscribed, delivered) = (p.live)();
+            let crate::fleet::Live {
+                subscribed,
+                delivered,
+                ..
+            } = (p.live)();
             let line = format!(
                 "[{:<8}] {:>6.1}s  subscribed {subscribed}/{}  published {}  delivered {delivered}  server rss {}",
                 p.transport.as_str(),

@@ -9,6 +9,8 @@
 //!   publisher runs for `warmup_s` (correctness counted, latency not) and then `duration_s` (measured);
 //!   after the last publish, subscribers keep reading for `drain_s` so that in-flight events arrive and
 //!   polling subscribers poll again.
+//! - `idle_s`, when set, holds the subscribers connected with nothing published before the first event:
+//!   what heartbeats, empty polls and long-poll renewals cost per subscriber-hour.
 //! - the publisher is open-loop: event `i` is due at `start + i / publish_rate`, whatever the server does.
 //! - `[fanout]` says which topics exist and who subscribes to what (see [`Fanout`]).
 //! - `[churn]`, when present, makes every subscriber drop its connection and resume from its cursor
@@ -49,6 +51,10 @@ pub struct RawScenario {
     /// Seconds subscribers keep reading after the last publish.
     #[serde(default = "default_drain_s")]
     pub drain_s: f64,
+    /// Seconds the subscribers stay connected with nothing published, once all are subscribed and
+    /// before the first event: what they cost while nothing happens. 0: no idle window.
+    #[serde(default)]
+    pub idle_s: f64,
     /// Events published per second, in total over all topics.
     pub publish_rate: f64,
     /// Size of each event's data in bytes.
@@ -468,6 +474,15 @@ pub struct Scenario {
     /// Reading after the last publish.
     #[serde(rename = "drain_s", with = "secs")]
     pub drain: Duration,
+    /// Connected with nothing published, before the first event (idle cost); left out of results when
+    /// zero, so that results recorded before it existed compare as runs of the same scenario.
+    #[serde(
+        rename = "idle_s",
+        with = "secs",
+        default,
+        skip_serializing_if = "Duration::is_zero"
+    )]
+    pub idle: Duration,
     /// Events per second over all topics.
     pub publish_rate: f64,
     /// Bytes of data per event.
@@ -704,6 +719,7 @@ impl Scenario {
         let network = NetworkSpec::resolve(raw.network.profile.as_deref(), raw.network.overrides())
             .map_err(|reason| invalid("network", reason))?;
         let faults = validate_faults(&raw.faults, warmup + duration, &network)?;
+        let idle = seconds("idle_s", raw.idle_s, 0.0, 3_600.0)?;
         Ok(Self {
             name,
             description: raw.description.trim().to_owned(),
@@ -713,6 +729,7 @@ impl Scenario {
             warmup,
             duration,
             drain,
+            idle,
             publish_rate: raw.publish_rate,
             payload_bytes,
             fanout,

@@ -490,3 +490,38 @@ fn bad_scenarios_exit_2_naming_the_field() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn an_idle_window_costs_polling_its_empty_polls_and_a_quiet_stream_nothing_but_heartbeats() {
+    let toml = r#"
+name = "idle-e2e"
+transports = ["poll", "sse"]
+subscribers = 10
+launch_rate = 500
+idle_s = 2
+duration_s = 1
+drain_s = 1
+publish_rate = 4
+payload_bytes = 64
+[poll]
+interval_ms = 100
+[server]
+heartbeat_ms = 60000
+"#;
+    // Workers: their bytes reach the coordinator through their live reports.
+    let (result, _) = run_spread(toml, 2, 1);
+    let of = |t| result.transports.iter().find(|r| r.transport == t).unwrap();
+    let (poll, sse) = (of(Transport::Poll), of(Transport::Sse));
+    let poll_idle = poll
+        .idle_bytes_per_hour
+        .expect("an idle window is measured");
+    // Ten polls a second, each a request and an empty answer of well over 100 bytes.
+    assert!(poll_idle > 10.0 * 3600.0 * 100.0, "poll: {poll_idle} B/h");
+    // No heartbeat falls in the window: an idle stream sends nothing.
+    assert_eq!(sse.idle_bytes_per_hour, Some(0.0), "sse");
+    assert!(
+        poll.idle_packets_per_hour.is_none(),
+        "no packets counted on loopback"
+    );
+    assert_eq!(result.scenario["idle_s"], 2.0);
+}

@@ -121,7 +121,27 @@ impl Tally {
 }
 
 /// Reads `(subscribed, delivered)` now.
-pub(crate) type LiveCounts = Arc<dyn Fn() -> (u64, u64) + Send + Sync>;
+pub(crate) type LiveCounts = Arc<dyn Fn() -> Live + Send + Sync>;
+
+/// What a running fleet tells about itself, summed over its processes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Live {
+    /// Subscribers whose first subscription is live.
+    pub subscribed: u64,
+    /// Events received.
+    pub delivered: u64,
+    /// Subscriber bytes read and written at the socket.
+    pub bytes: u64,
+}
+
+fn live_of(shared: &Shared) -> Live {
+    let (read, written) = shared.wire.totals();
+    Live {
+        subscribed: shared.meters.subscribed.load(Ordering::Relaxed),
+        delivered: shared.meters.delivered.load(Ordering::Relaxed),
+        bytes: read + written,
+    }
+}
 
 /// All the subscribers of a transport run.
 #[derive(Debug)]
@@ -163,20 +183,23 @@ impl Fleet {
         pids
     }
 
-    /// A reader of `(subscribed, delivered)` that outlives a borrow of the fleet (for the progress line).
+    /// A reader of the fleet's [`Live`] counts that outlives a borrow of it (for the progress line and
+    /// the idle window).
     pub(crate) fn live_counts(&self) -> LiveCounts {
         match self {
             Self::Local(l) => {
                 let shared = l.shared.clone();
-                Arc::new(move || {
-                    let m = &shared.meters;
-                    (
-                        m.subscribed.load(Ordering::Relaxed),
-                        m.delivered.load(Ordering::Relaxed),
-                    )
-                })
+                Arc::new(move || live_of(&shared))
             }
             Self::Workers(w) => w.live_counts(),
+        }
+    }
+
+    /// How old [`Self::live_counts`] may be: workers report theirs every [`worker::LIVE_EVERY`].
+    pub(crate) fn live_staleness(&self) -> std::time::Duration {
+        match self {
+            Self::Local(_) => std::time::Duration::ZERO,
+            Self::Workers(_) => worker::LIVE_EVERY,
         }
     }
 
@@ -280,9 +303,9 @@ impl Local {
         self.shared.meters.subscribed.load(Ordering::Relaxed)
     }
 
-    /// Events received so far.
-    pub(crate) fn delivered(&self) -> u64 {
-        self.shared.meters.delivered.load(Ordering::Relaxed)
+    /// Its live counts.
+    pub(crate) fn live(&self) -> Live {
+        live_of(&self.shared)
     }
 
     /// Whether goose has returned (before `finish`, that means it failed).

@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 use crate::clients::dialect::PeerKind;
 use crate::conn::TlsTrust;
 use crate::error::RunError;
-use crate::fleet::{FleetSpec, LiveCounts, Local, Tally};
+use crate::fleet::{FleetSpec, Live, LiveCounts, Local, Tally};
 use crate::measure::spawn_lag_probe;
 use crate::measure::{Completeness, Histograms, SubscriberCounters};
 use crate::network::namespace::command_inside;
@@ -51,7 +51,7 @@ pub(crate) const REPORT_PREFIX: &str = "@pushbench ";
 /// How long a worker may take to start and report `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Interval of a worker's live counts.
-const LIVE_EVERY: Duration = Duration::from_millis(250);
+pub(crate) const LIVE_EVERY: Duration = Duration::from_millis(250);
 
 /// What one worker holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,6 +103,9 @@ pub(crate) enum Report {
         subscribed: u64,
         /// Events received so far.
         delivered: u64,
+        /// Subscriber bytes read and written so far.
+        #[serde(default)]
+        bytes: u64,
     },
     /// The final tally.
     Done(Box<WireTally>),
@@ -200,20 +203,20 @@ pub(crate) fn share(n: u64, workers: u64, i: u64) -> std::ops::Range<u64> {
 
 /// Live state of one worker, written by its stdout reader.
 #[derive(Debug, Default)]
-struct Live {
+struct WorkerLive {
     subscribed: AtomicU64,
     delivered: AtomicU64,
+    bytes: AtomicU64,
     ended: AtomicBool,
 }
 
-impl Live {
-    /// `(subscribed, delivered)` over `lives`.
-    fn sum<'a>(lives: impl Iterator<Item = &'a Live>) -> (u64, u64) {
-        lives.fold((0, 0), |(s, d), l| {
-            (
-                s + l.subscribed.load(Ordering::Relaxed),
-                d + l.delivered.load(Ordering::Relaxed),
-            )
+impl WorkerLive {
+    /// The counts summed over `lives`.
+    fn sum<'a>(lives: impl Iterator<Item = &'a WorkerLive>) -> Live {
+        lives.fold(Live::default(), |sum, l| Live {
+            subscribed: sum.subscribed + l.subscribed.load(Ordering::Relaxed),
+            delivered: sum.delivered + l.delivered.load(Ordering::Relaxed),
+            bytes: sum.bytes + l.bytes.load(Ordering::Relaxed),
         })
     }
 }
@@ -223,7 +226,7 @@ struct WorkerProc {
     index: usize,
     child: Child,
     stdin: ChildStdin,
-    live: Arc<Live>,
+    live: Arc<WorkerLive>,
     done: oneshot::Receiver<Result<WireTally, String>>,
 }
 
@@ -280,13 +283,13 @@ impl Workers {
 
     /// Reads `(subscribed, delivered)` summed over the workers.
     pub(crate) fn live_counts(&self) -> LiveCounts {
-        let lives: Vec<Arc<Live>> = self.procs.iter().map(|p| p.live.clone()).collect();
-        Arc::new(move || Live::sum(lives.iter().map(|l| &**l)))
+        let lives: Vec<Arc<WorkerLive>> = self.procs.iter().map(|p| p.live.clone()).collect();
+        Arc::new(move || WorkerLive::sum(lives.iter().map(|l| &**l)))
     }
 
     /// Subscribed, summed over the workers.
     pub(crate) fn subscribed(&self) -> u64 {
-        Live::sum(self.procs.iter().map(|p| &*p.live)).0
+        WorkerLive::sum(self.procs.iter().map(|p| &*p.live)).subscribed
     }
 
     /// Whether a worker has stopped talking (it failed or exited).
@@ -379,7 +382,7 @@ impl WorkerProc {
             .await
             .map_err(|e| failed(format!("cannot send its spec: {e}")))?;
 
-        let live = Arc::new(Live::default());
+        let live = Arc::new(WorkerLive::default());
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
         tokio::spawn(read_reports(
@@ -412,7 +415,7 @@ impl WorkerProc {
 /// `done`. Anything else ends the worker's run with a message naming its log.
 async fn read_reports(
     stdout: BufReader<tokio::process::ChildStdout>,
-    live: Arc<Live>,
+    live: Arc<WorkerLive>,
     ready: oneshot::Sender<()>,
     done: oneshot::Sender<Result<WireTally, String>>,
     log: PathBuf,
@@ -434,9 +437,11 @@ async fn read_reports(
                     Ok(Report::Live {
                         subscribed,
                         delivered,
+                        bytes,
                     }) => {
                         live.subscribed.store(subscribed, Ordering::Relaxed);
                         live.delivered.store(delivered, Ordering::Relaxed);
+                        live.bytes.store(bytes, Ordering::Relaxed);
                     }
                     Ok(Report::Done(tally)) => break Ok(*tally),
                     Ok(Report::Failed(reason)) => break Err(reason),
@@ -517,10 +522,14 @@ async fn serve() -> anyhow::Result<()> {
                 Command::Stop { acks } => break acks,
                 Command::Launch => anyhow::bail!("launched twice"),
             },
-            _ = tick.tick() => report(&Report::Live {
-                subscribed: local.subscribed(),
-                delivered: local.delivered(),
-            })?,
+            _ = tick.tick() => {
+                let now = local.live();
+                report(&Report::Live {
+                    subscribed: now.subscribed,
+                    delivered: now.delivered,
+                    bytes: now.bytes,
+                })?;
+            }
         }
     };
     stop_probe.cancel();

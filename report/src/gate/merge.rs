@@ -328,6 +328,8 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         server_rss_end_bytes: None,
         server_fds_after_warmup: None,
         server_fds_end: None,
+        idle_bytes_per_hour: mean_opt(all().map(|t| t.idle_bytes_per_hour)),
+        idle_packets_per_hour: mean_opt(all().map(|t| t.idle_packets_per_hour)),
         server_rss_per_connection_bytes: None,
         server_cpu_ms: sum_opt(&|t| t.server_cpu_ms),
         server_cpu_ms_per_1k_deliveries: None,
@@ -369,6 +371,12 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
     };
     derive(&mut merged, growth);
     Ok(merged)
+}
+
+/// The mean of the values present (the runs' idle windows are equally long); `None` when none is.
+fn mean_opt(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.flatten().collect();
+    (!present.is_empty()).then(|| present.iter().sum::<f64>() / present.len() as f64)
 }
 
 /// Every histogram of the parts added: the serialized sums, and their summaries.

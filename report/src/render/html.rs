@@ -101,6 +101,7 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         .chain(md::cluster(result))
         .chain(md::faults(result))
         .chain(md::drift(result))
+        .chain(md::idle(result))
     {
         let _ = write!(
             page,

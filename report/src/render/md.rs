@@ -65,7 +65,8 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
         .into_iter()
         .chain(cluster(result))
         .chain(faults(result))
-        .chain(drift(result));
+        .chain(drift(result))
+        .chain(idle(result));
     for (title, note, headers, rows) in details {
         writeln!(w, "\n## {title}\n\n{note}\n")?;
         writeln!(w, "| {} |", headers.join(" | "))?;
@@ -389,6 +390,42 @@ pub fn faults(result: &RunResult) -> Option<Detail> {
             "gap notices",
             "publish failures",
         ],
+        rows,
+    ))
+}
+
+/// What subscribers cost while nothing is published (`idle_s`), per transport; `None` without an idle
+/// window.
+pub fn idle(result: &RunResult) -> Option<Detail> {
+    if result
+        .transports
+        .iter()
+        .all(|r| r.idle_bytes_per_hour.is_none())
+    {
+        return None;
+    }
+    let idle_s = result.scenario.get("idle_s").and_then(|v| v.as_f64());
+    let rows = result
+        .transports
+        .iter()
+        .map(|r| {
+            vec![
+                r.transport.to_string(),
+                opt(r.idle_bytes_per_hour.map(|b| b / 1024.0), 1),
+                opt(r.idle_packets_per_hour, 0),
+            ]
+        })
+        .collect();
+    Some((
+        "Idle cost",
+        if idle_s.is_some() {
+            "Per subscriber and hour, measured over the scenario's `idle_s` with every subscriber \
+             connected and nothing published: heartbeats, empty polls, long-poll renewals. Packets are \
+             those the emulated link carried, both ways (none counted on loopback)."
+        } else {
+            "Per subscriber and hour, with nothing published."
+        },
+        vec!["transport", "KiB per hour", "packets per hour"],
         rows,
     ))
 }

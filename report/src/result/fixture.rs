@@ -70,6 +70,8 @@ pub(crate) fn test_result(latencies_us: &[u64]) -> RunResult {
             server_rss_end_bytes: None,
             server_fds_after_warmup: None,
             server_fds_end: None,
+            idle_bytes_per_hour: None,
+            idle_packets_per_hour: None,
             server_rss_per_connection_bytes: Some(4096.0),
             server_cpu_ms: Some(n as f64 / 100.0),
             server_cpu_ms_per_1k_deliveries: Some(10.0),

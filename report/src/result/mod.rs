@@ -304,6 +304,13 @@ pub struct TransportResult {
     /// Server open files at the end of the drain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_fds_end: Option<u64>,
+    /// Subscriber bytes at the socket per subscriber and hour while nothing was published (`idle_s`):
+    /// heartbeats, empty polls, long-poll renewals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_bytes_per_hour: Option<f64>,
+    /// The same in packets over the emulated link, both directions (what a phone's radio pays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_packets_per_hour: Option<f64>,
     /// `(connected − before) / subscribers_connected`.
     pub server_rss_per_connection_bytes: Option<f64>,
     /// Kernel memory of TCP sockets (socket slabs and buffers, machine-wide: [`crate::sockmem`]) before

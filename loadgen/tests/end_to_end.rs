@@ -8,9 +8,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use pushbench::run::{RunOptions, ServerSource, run};
+use pushbench::run::{RunOptions, ServerSource};
 use pushbench::scenario::Scenario;
 use pushbench_common::Transport;
 use pushbench_report::result::RunResult;
@@ -39,11 +38,7 @@ fn run_spread(toml: &str, workers: usize, cluster: usize) -> (RunResult, PathBuf
         cluster,
         network: None,
     };
-    let _lock = support::one_run_at_a_time();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let result = rt
-        .block_on(run(Arc::new(scenario), &options))
-        .expect("run succeeds");
+    let result = support::run_here(scenario, &options).expect("run succeeds");
     pushbench_report::render::write_all(&result, &dir).expect("outputs are written");
     (result, dir)
 }

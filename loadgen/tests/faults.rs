@@ -7,9 +7,8 @@
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use pushbench::run::{RunOptions, ServerSource, run};
+use pushbench::run::{RunOptions, ServerSource};
 use pushbench::scenario::Scenario;
 use pushbench_report::result::{RunResult, TransportResult};
 
@@ -47,11 +46,7 @@ fn run_with(toml: &str, cluster: usize) -> Result<RunResult, String> {
         cluster,
         network: None,
     };
-    let _lock = support::one_run_at_a_time();
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(run(Arc::new(scenario), &options))
-        .map_err(|e| e.to_string())
+    support::run_here(scenario, &options)
 }
 
 /// Every subscriber lost its connection and opened a new one, and nothing came twice or out of order.

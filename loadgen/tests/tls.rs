@@ -5,9 +5,8 @@
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use pushbench::run::{RunOptions, ServerSource, run};
+use pushbench::run::{RunOptions, ServerSource};
 use pushbench::scenario::Scenario;
 use pushbench_common::Transport;
 use pushbench_report::result::RunResult;
@@ -41,11 +40,7 @@ fn run_with(toml: &str, source: ServerSource, workers: usize) -> Result<RunResul
         cluster: 1,
         network: None,
     };
-    let _lock = support::one_run_at_a_time();
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(run(Arc::new(scenario), &options))
-        .map_err(|e| e.to_string())
+    support::run_here(scenario, &options)
 }
 
 #[test]

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use pushbench_report::result::TransportResult;
+use pushbench::run::{RunOptions, run};
+use pushbench::scenario::Scenario;
+use pushbench_report::result::{RunResult, TransportResult};
 
 /// The server binary, built on demand with the same profile as this test when it is not there yet.
 pub(crate) fn server_bin() -> PathBuf {
@@ -64,4 +66,13 @@ pub(crate) fn assert_exact(r: &TransportResult) {
         r.unexpected,
         r.last_error
     );
+}
+
+/// Runs `scenario` in this process under `options`, one run at a time, on a runtime of its own.
+pub(crate) fn run_here(scenario: Scenario, options: &RunOptions) -> Result<RunResult, String> {
+    let _lock = one_run_at_a_time();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(run(std::sync::Arc::new(scenario), options))
+        .map_err(|e| e.to_string())
 }

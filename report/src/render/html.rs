@@ -53,11 +53,7 @@ fn inline_markdown(text: &str) -> String {
 
 /// Writes the HTML report.
 pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
-    let name = result
-        .scenario
-        .get("name")
-        .and_then(|n| n.as_str())
-        .unwrap_or("?");
+    let name = result.scenario_name();
     let mut page = String::new();
     let _ = write!(
         page,

@@ -22,11 +22,7 @@ struct Case {
 
 /// The run's threshold outcomes (`pushbench run --junit`), in suite `pushbench thresholds: <scenario>`.
 pub fn thresholds(result: &RunResult) -> String {
-    let scenario = result
-        .scenario
-        .get("name")
-        .and_then(|n| n.as_str())
-        .unwrap_or("?");
+    let scenario = result.scenario_name();
     let suites = result
         .transports
         .iter()

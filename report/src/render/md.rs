@@ -93,11 +93,7 @@ pub fn write<W: Write>(result: &RunResult, mut w: W) -> io::Result<()> {
 
 /// The title, the workload and how it ran, the network, and the run's warnings.
 fn write_head<W: Write>(result: &RunResult, w: &mut W) -> io::Result<()> {
-    let name = result
-        .scenario
-        .get("name")
-        .and_then(|n| n.as_str())
-        .unwrap_or("?");
+    let name = result.scenario_name();
     writeln!(w, "# pushbench: `{name}`\n")?;
     if let Some(d) = result
         .scenario

@@ -34,11 +34,7 @@ const COUNTS: [Count; 6] = [
 
 /// The whole exposition, ending with `# EOF`.
 pub fn write(result: &RunResult) -> String {
-    let scenario = result
-        .scenario
-        .get("name")
-        .and_then(|n| n.as_str())
-        .unwrap_or("?");
+    let scenario = result.scenario_name();
     let labels = |t: &TransportResult| {
         format!(
             "scenario=\"{}\",transport=\"{}\"",

@@ -53,6 +53,16 @@ pub struct RunResult {
     pub network: Option<Box<NetworkResult>>,
 }
 
+impl RunResult {
+    /// The scenario's name, as the reports title it (`?` when the result has none).
+    pub fn scenario_name(&self) -> &str {
+        self.scenario
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("?")
+    }
+}
+
 /// The network a run emulated: what was asked, what the subscribers' side measured, what the link carried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkResult {

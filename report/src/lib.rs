@@ -5,19 +5,21 @@
 //!
 //! # Layout
 //! ```text
-//!   gate     thresholds, compare, merge        may import: render, result
+//!   gate     thresholds, compare, merge, junit may import: render, result
 //!    │
-//!   render   json, md, html, table, reading    may import: result
+//!   render   json, md, html, table, reading,   may import: result
+//!            openmetrics
 //!    │
 //!   result   the schema, histograms, metrics   may import: nothing of this crate
 //! ```
 //! - [`result`]: [`result::RunResult`] and everything it carries (transport, node and bus results,
 //!   percentiles, spreads of repeated runs, threshold outcomes), the histogram codec and the catalogue of
 //!   gateable metrics ([`result::Metric`]).
-//! - [`render`]: `result.json`, `report.md`, `report.html`, the terminal table and the plain-language
-//!   reading, each computed from a result alone.
+//! - [`render`]: `result.json`, `report.md`, `report.html`, the terminal table, the plain-language
+//!   reading and the OpenMetrics text, each computed from a result alone.
 //! - [`gate`]: a scenario's `[thresholds]`, a result against a baseline with tolerances, and several runs
-//!   merged exactly; the gate's own tables are written with [`render::table`].
+//!   merged exactly; the gate's own tables are written with [`render::table`], its verdicts as JUnit XML
+//!   with [`gate::junit`].
 
 // Lets `result/fixture.rs` name this crate the same way from the unit tests and from the load generator's
 // `tests/`.

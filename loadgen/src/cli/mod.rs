@@ -23,7 +23,7 @@ use crate::scenario::Scenario;
 use crate::targets::deployment::TargetTrust;
 use crate::targets::server_proc::locate;
 use pushbench_report::gate::compare::{Format, Gate, Tolerances};
-use pushbench_report::gate::{compare, merge, thresholds};
+use pushbench_report::gate::{compare, junit, merge, thresholds};
 use pushbench_report::render::{self as report, table::write_outcomes};
 use pushbench_report::result::RunResult;
 
@@ -481,7 +481,7 @@ fn run_command(args: RunArgs) -> Outcome {
         thresholds::apply(&scenario.thresholds, &mut result);
         report::write_all(&result, &out_dir)?;
         if let Some(path) = &args.junit {
-            write_file(path, &report::junit::thresholds(&result))?;
+            write_file(path, &junit::thresholds(&result))?;
         }
         print_summary(&result, &out_dir);
         Ok(result)
@@ -579,7 +579,7 @@ fn compare_command(args: &CompareArgs) -> Outcome {
     let current = args.current.display().to_string();
     let reports = || -> anyhow::Result<()> {
         if let Some(path) = &args.junit {
-            write_file(path, &report::junit::comparison(&comparison, &current))?;
+            write_file(path, &junit::comparison(&comparison, &current))?;
         }
         // GitHub Actions shows this file on the run's summary page.
         if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {

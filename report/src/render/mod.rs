@@ -1,14 +1,12 @@
 //! The renderings of a result: `result.json` ([`json`]), `report.md` ([`md`]) and `report.html`
 //! ([`html`]), plus the terminal summary table ([`table`]) and the plain-language reading all of them share
-//! ([`reading`]); the page of one scenario under several networks ([`matrix`]); and, for the systems
-//! that track results, JUnit XML of the gates' verdicts ([`junit`]) and the OpenMetrics text of a
-//! result ([`openmetrics`]). Every rendering is
+//! ([`reading`]); the page of one scenario under several networks ([`matrix`]); and the OpenMetrics
+//! text of a result, for the systems that track figures across runs ([`openmetrics`]). Every rendering is
 //! computed from results alone, so a result read back from disk (or merged from several runs) renders
 //! the same way.
 
 pub mod html;
 pub mod json;
-pub mod junit;
 pub mod matrix;
 pub mod md;
 pub mod openmetrics;

@@ -175,11 +175,8 @@ pub struct CompareArgs {
     /// The result.json to check against it.
     pub current: PathBuf,
     /// Allowed rise of a metric, in percent of the baseline: METRIC=PERCENT (`inf` turns its gate off);
-    /// repeatable. Defaults (results/README.md says why): lost, lost_silently, duplicates, out_of_order 0;
-    /// requests_per_delivery, bytes_per_delivery 1; latency_p50_ms 100, latency_p90_ms 150,
-    /// latency_p99_ms 300, latency_p999_ms 350, latency_max_ms 300; server_rss_per_connection_kib 250;
-    /// server_cpu_ms_per_1k_deliveries 100; loadgen_cpu_percent 100.
-    #[arg(long = "tolerance", value_name = "METRIC=PERCENT")]
+    /// repeatable.
+    #[arg(long = "tolerance", value_name = "METRIC=PERCENT", long_help = tolerance_long_help())]
     pub tolerances: Vec<String>,
     /// Which metrics can fail: all, or the deterministic ones only (noisy ones are still shown).
     #[arg(long, value_enum, default_value_t = Gate::All)]
@@ -260,11 +257,8 @@ pub struct RunArgs {
     pub repeat: u32,
     /// Network between the subscribers and the server, replacing the scenario's `[network]`: a preset,
     /// emulated per packet between two network namespaces of the run's own (needs root; `loopback`,
-    /// the default when the scenario has no `[network]`, needs nothing). Presets:
-    /// loopback (no emulation); lan (1 ms RTT, 1 Gbit/s); wifi (20 ms ± 5, 0.1 % loss, 50/20 Mbit/s);
-    /// 4g (60 ms ± 10, 0.5 % loss, 20/5 Mbit/s); 3g (150 ms ± 20, 1 % loss, 2/0.5 Mbit/s);
-    /// lossy (30 ms ± 10, 2 % loss, 20/10 Mbit/s); intercontinental (250 ms ± 5, 0.1 % loss, 100 Mbit/s).
-    #[arg(long, value_name = "PRESET", value_parser = network_preset)]
+    /// the default when the scenario has no `[network]`, needs nothing).
+    #[arg(long, value_name = "PRESET", value_parser = network_preset, long_help = network_long_help())]
     pub network: Option<NetworkSpec>,
     /// Also write the thresholds' outcomes as JUnit XML to this file: one test case per threshold and
     /// transport.
@@ -274,6 +268,29 @@ pub struct RunArgs {
     /// in the scenario's order [default: all the scenario names].
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub transports: Option<Vec<pushbench_common::Transport>>,
+}
+
+/// `--tolerance`'s `--help`: every metric's default, from the catalogue.
+fn tolerance_long_help() -> String {
+    let defaults: Vec<String> = pushbench_report::result::Metric::ALL
+        .iter()
+        .map(|m| format!("{m} {}", m.default_tolerance_pct()))
+        .collect();
+    format!(
+        "Allowed rise of a metric, in percent of the baseline: METRIC=PERCENT (`inf` turns its gate \
+         off); repeatable. Defaults (results/README.md says why): {}.",
+        defaults.join(", ")
+    )
+}
+
+/// `--network`'s `--help`: the presets described from their own figures.
+fn network_long_help() -> String {
+    format!(
+        "Network between the subscribers and the server, replacing the scenario's `[network]`: a \
+         preset, emulated per packet between two network namespaces of the run's own (needs root; \
+         `loopback`, the default when the scenario has no `[network]`, needs nothing). Presets: {}.",
+        crate::network::presets_help()
+    )
 }
 
 fn network_preset(name: &str) -> Result<NetworkSpec, String> {

@@ -159,7 +159,7 @@ mod millis {
 pub struct Preset {
     /// The name `--network` takes.
     pub name: &'static str,
-    /// What it stands for.
+    /// What it stands for (its figures are in `conditions`; [`Preset::describe`] says both).
     pub about: &'static str,
     /// Its conditions; `None` for `loopback`, which creates no namespaces at all.
     pub conditions: Option<Conditions>,
@@ -180,7 +180,7 @@ pub static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "lan",
-        about: "wired LAN: 1 ms RTT, 1 Gbit/s",
+        about: "wired LAN",
         conditions: Some(Conditions {
             rtt: ms(1),
             jitter: ms(0),
@@ -191,7 +191,7 @@ pub static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "wifi",
-        about: "home Wi-Fi: 20 ms RTT ± 5 ms, 0.1 % loss, 50/20 Mbit/s",
+        about: "home Wi-Fi",
         conditions: Some(Conditions {
             rtt: ms(20),
             jitter: ms(5),
@@ -202,7 +202,7 @@ pub static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "4g",
-        about: "LTE: 60 ms RTT ± 10 ms, 0.5 % loss, 20/5 Mbit/s",
+        about: "LTE",
         conditions: Some(Conditions {
             rtt: ms(60),
             jitter: ms(10),
@@ -213,7 +213,7 @@ pub static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "3g",
-        about: "HSPA: 150 ms RTT ± 20 ms, 1 % loss, 2/0.5 Mbit/s",
+        about: "HSPA",
         conditions: Some(Conditions {
             rtt: ms(150),
             jitter: ms(20),
@@ -224,7 +224,7 @@ pub static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "lossy",
-        about: "congested Wi-Fi: 30 ms RTT ± 10 ms, 2 % loss, 20/10 Mbit/s",
+        about: "congested Wi-Fi",
         conditions: Some(Conditions {
             rtt: ms(30),
             jitter: ms(10),
@@ -235,7 +235,7 @@ pub static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "intercontinental",
-        about: "another continent over fibre: 250 ms RTT ± 5 ms, 0.1 % loss, 100 Mbit/s",
+        about: "another continent over fibre",
         conditions: Some(Conditions {
             rtt: ms(250),
             jitter: ms(5),
@@ -245,6 +245,25 @@ pub static PRESETS: &[Preset] = &[
         }),
     },
 ];
+
+impl Preset {
+    /// `wifi (home Wi-Fi: 20 ms RTT ± 5 ms, 0.1 % loss, 50/20 Mbit/s)`, from the figures themselves.
+    pub fn describe(&self) -> String {
+        match &self.conditions {
+            Some(c) => format!("{} ({}: {})", self.name, self.about, c.summary()),
+            None => format!("{} ({})", self.name, self.about),
+        }
+    }
+}
+
+/// Every preset described, for `--network`'s help.
+pub fn presets_help() -> String {
+    PRESETS
+        .iter()
+        .map(Preset::describe)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 /// The preset called `name`, or an error listing the names.
 pub fn preset(name: &str) -> Result<&'static Preset, String> {
@@ -258,6 +277,36 @@ pub fn preset(name: &str) -> Result<&'static Preset, String> {
 }
 
 impl Conditions {
+    /// `20 ms RTT ± 5 ms, 0.1 % loss, 50/20 Mbit/s` (jitter and loss left out when zero, one rate when
+    /// both directions have it).
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!("{} ms RTT", self.rtt.as_millis())];
+        if !self.jitter.is_zero() {
+            parts[0] += &format!(" ± {} ms", self.jitter.as_millis());
+        }
+        if self.loss_pct > 0.0 {
+            parts.push(format!("{} % loss", self.loss_pct));
+        }
+        let gigabit = [self.down_kbit, self.up_kbit]
+            .iter()
+            .all(|k| *k > 0 && k.is_multiple_of(1_000_000));
+        let (per_unit, unit) = if gigabit {
+            (1_000_000.0, "Gbit/s")
+        } else {
+            (1_000.0, "Mbit/s")
+        };
+        let rate = |kbit: u64| match kbit {
+            0 => "unlimited".to_owned(),
+            k => format!("{}", k as f64 / per_unit),
+        };
+        parts.push(if self.down_kbit == self.up_kbit {
+            format!("{} {unit}", rate(self.down_kbit))
+        } else {
+            format!("{}/{} {unit}", rate(self.down_kbit), rate(self.up_kbit))
+        });
+        parts.join(", ")
+    }
+
     /// Checks that the figures make sense: loss 0 to 100 %, jitter no larger than the one-way delay (a
     /// packet cannot arrive before it was sent).
     pub fn validate(self) -> Result<Self, String> {
@@ -297,6 +346,18 @@ mod tests {
             assert!(std::ptr::eq(preset(p.name).unwrap(), p));
         }
         assert!(preset("loopback").unwrap().conditions.is_none());
+        assert_eq!(
+            preset("wifi").unwrap().describe(),
+            "wifi (home Wi-Fi: 20 ms RTT ± 5 ms, 0.1 % loss, 50/20 Mbit/s)"
+        );
+        assert_eq!(
+            preset("3g").unwrap().describe(),
+            "3g (HSPA: 150 ms RTT ± 20 ms, 1 % loss, 2/0.5 Mbit/s)"
+        );
+        assert_eq!(
+            preset("lan").unwrap().describe(),
+            "lan (wired LAN: 1 ms RTT, 1 Gbit/s)"
+        );
         assert!(
             preset("5g")
                 .unwrap_err()

@@ -251,6 +251,21 @@ pub struct Flap {
     pub down: Duration,
 }
 
+/// Checks `[churn]`: a period of 0.1 s to a day, a share in (0, 1].
+fn validate_churn(c: &RawChurn) -> Result<Churn, ScenarioError> {
+    let every = seconds("churn.every_s", c.every_s, 0.1, 86_400.0)?;
+    if !c.share.is_finite() || c.share <= 0.0 || c.share > 1.0 {
+        return Err(invalid(
+            "churn.share",
+            format!("must be in (0, 1], got {}", c.share),
+        ));
+    }
+    Ok(Churn {
+        every,
+        share: c.share,
+    })
+}
+
 /// Checks `[faults]` against the publishing window (`publishing`) and the network.
 fn validate_faults(
     raw: &RawFaults,
@@ -687,22 +702,7 @@ impl Scenario {
                 ),
             ));
         }
-        let churn = match raw.churn {
-            None => None,
-            Some(c) => {
-                let every = seconds("churn.every_s", c.every_s, 0.1, 86_400.0)?;
-                if !c.share.is_finite() || c.share <= 0.0 || c.share > 1.0 {
-                    return Err(invalid(
-                        "churn.share",
-                        format!("must be in (0, 1], got {}", c.share),
-                    ));
-                }
-                Some(Churn {
-                    every,
-                    share: c.share,
-                })
-            }
-        };
+        let churn = raw.churn.as_ref().map(validate_churn).transpose()?;
         if let Some(hb) = raw.server.heartbeat_ms
             && hb == 0
         {

@@ -267,7 +267,7 @@ impl Local {
         let tls = spec
             .tls
             .as_ref()
-            .map(TlsTrust::client)
+            .map(|trust| trust.client(spec.scenario.client.http))
             .transpose()
             .map_err(RunError::Tls)?;
         let shared = Arc::new(Shared {
@@ -290,6 +290,7 @@ impl Local {
             stop: CancellationToken::new(),
             logs: Mutex::new(Vec::with_capacity((range.end - range.start) as usize)),
             peer: spec.dialect.map(|kind| Arc::new(kind.profile())),
+            h2: Default::default(),
         });
         let attack = goose_attack(&shared, range)?;
         Ok(Self {

@@ -301,13 +301,15 @@ impl RunMeters {
     /// Records the timings of one new connection.
     pub(crate) fn record_connection(
         &self,
-        connect: Duration,
+        connect: Option<Duration>,
         first_byte: Duration,
         subscribed: Option<Duration>,
     ) {
         let us = |d: Duration| (d.as_micros() as u64).clamp(1, MAX_US);
         let mut h = lock(&self.histograms);
-        h.connect.saturating_record(us(connect));
+        if let Some(connect) = connect {
+            h.connect.saturating_record(us(connect));
+        }
         h.first_byte.saturating_record(us(first_byte));
         if let Some(s) = subscribed {
             h.subscribed.saturating_record(us(s));

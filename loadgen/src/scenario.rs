@@ -382,30 +382,31 @@ impl ClientOptions {
     pub fn is_default(&self) -> bool {
         *self == Self::default()
     }
-}
 
-/// Checks `[client]`: h2 only over TLS, several subscribers per connection only on h2.
-fn validate_client(client: ClientOptions) -> Result<ClientOptions, ScenarioError> {
-    if client.http == HttpVersion::Http2 && !client.tls {
-        return Err(invalid(
-            "client.http",
-            "\"2\" needs tls = true (browsers speak h2 only over TLS, and so does the server)",
-        ));
+    /// Checks `[client]` (also after the command line's overrides): h2 only over TLS, several
+    /// subscribers per connection only on h2.
+    pub fn validated(self) -> Result<Self, ScenarioError> {
+        if self.http == HttpVersion::Http2 && !self.tls {
+            return Err(invalid(
+                "client.http",
+                "\"2\" needs tls = true (browsers speak h2 only over TLS, and so does the server)",
+            ));
+        }
+        let n = self.subscribers_per_connection;
+        if n == 0 || n > MAX_SUBSCRIBERS_PER_CONNECTION {
+            return Err(invalid(
+                "client.subscribers_per_connection",
+                format!("must be in 1..={MAX_SUBSCRIBERS_PER_CONNECTION}, got {n}"),
+            ));
+        }
+        if n > 1 && self.http != HttpVersion::Http2 {
+            return Err(invalid(
+                "client.subscribers_per_connection",
+                "more than 1 needs http = \"2\" (HTTP/1.1 holds one subscription per connection)",
+            ));
+        }
+        Ok(self)
     }
-    let n = client.subscribers_per_connection;
-    if n == 0 || n > MAX_SUBSCRIBERS_PER_CONNECTION {
-        return Err(invalid(
-            "client.subscribers_per_connection",
-            format!("must be in 1..={MAX_SUBSCRIBERS_PER_CONNECTION}, got {n}"),
-        ));
-    }
-    if n > 1 && client.http != HttpVersion::Http2 {
-        return Err(invalid(
-            "client.subscribers_per_connection",
-            "more than 1 needs http = \"2\" (HTTP/1.1 holds one subscription per connection)",
-        ));
-    }
-    Ok(client)
 }
 
 /// `[server]` as written: options for the spawned `pushbench-server`.
@@ -819,7 +820,7 @@ impl Scenario {
                 write_interval_ms: raw.server.write_interval_ms,
             },
             network,
-            client: validate_client(raw.client)?,
+            client: raw.client.validated()?,
             faults,
             thresholds: Thresholds::from_table(&raw.thresholds)?,
         })

@@ -171,7 +171,7 @@ fn warnings_for(r: &TransportResult) -> Vec<String> {
             r.lost,
             r.lost_announced,
             r.gaps,
-            r.lost - r.lost_announced,
+            r.lost_silently(),
             r.duplicates,
             r.out_of_order,
             r.unexpected

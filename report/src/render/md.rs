@@ -360,7 +360,7 @@ pub fn faults(result: &RunResult) -> Option<Detail> {
                 }),
                 format!("{} / {}", r.delivered, r.expected),
                 r.lost_announced.to_string(),
-                (r.lost - r.lost_announced.min(r.lost)).to_string(),
+                r.lost_silently().to_string(),
                 r.duplicates.to_string(),
                 r.gaps.to_string(),
                 r.publish_failures.to_string(),

@@ -401,6 +401,14 @@ pub struct TransportResult {
     pub thresholds: Vec<ThresholdOutcome>,
 }
 
+impl TransportResult {
+    /// Owed events lost without a gap notice naming them: what "never a silent skip" forbids. (A
+    /// merged or hand-edited result could claim more announced than lost; none is then silent.)
+    pub fn lost_silently(&self) -> u64 {
+        self.lost.saturating_sub(self.lost_announced)
+    }
+}
+
 /// One fault a run injected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaultEvent {

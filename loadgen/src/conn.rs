@@ -139,7 +139,9 @@ pub(crate) enum TlsTrust {
 impl TlsTrust {
     /// The client configuration this trust makes; ALPN offers `http` alone (`h2` or `http/1.1`), so
     /// that a server without it fails the handshake rather than being measured on another version.
-    pub(crate) fn client(&self, http: HttpVersion) -> Result<TlsClient, String> {
+    /// With `resumption`, the sessions' tickets are kept (rustls's in-memory cache) and reconnects
+    /// resume; without, every handshake is a full one.
+    pub(crate) fn client(&self, http: HttpVersion, resumption: bool) -> Result<TlsClient, String> {
         let (config, name) = match self {
             TlsTrust::Certificates { pem, name } => {
                 use rustls::pki_types::pem::PemObject;
@@ -169,6 +171,9 @@ impl TlsTrust {
             }
         };
         let mut config = config;
+        if !resumption {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
         config.alpn_protocols = vec![match http {
             HttpVersion::Http1 => b"http/1.1".to_vec(),
             HttpVersion::Http2 => b"h2".to_vec(),
@@ -252,19 +257,28 @@ impl std::fmt::Debug for TlsClient {
 pub(crate) enum Wire {
     /// Cleartext.
     Plain(Counted<TcpStream>),
-    /// TLS, with the time its handshake took.
+    /// TLS, with its handshake.
     Tls(
         Box<tokio_rustls::client::TlsStream<Counted<TcpStream>>>,
-        Duration,
+        TlsHandshake,
     ),
 }
 
+/// A connection's TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TlsHandshake {
+    /// How long it took, after the TCP connect.
+    pub took: Duration,
+    /// Whether it resumed an earlier session (no certificate sent or checked).
+    pub resumed: bool,
+}
+
 impl Wire {
-    /// How long the TLS handshake took; `None` in cleartext.
-    pub(crate) fn tls_handshake(&self) -> Option<Duration> {
+    /// The TLS handshake; `None` in cleartext.
+    pub(crate) fn tls_handshake(&self) -> Option<TlsHandshake> {
         match self {
             Self::Plain(_) => None,
-            Self::Tls(_, took) => Some(*took),
+            Self::Tls(_, handshake) => Some(*handshake),
         }
     }
 
@@ -516,7 +530,11 @@ pub(crate) async fn connect(
         .connect(tls.name.clone(), counted)
         .await
         .map_err(|error| ConnError::Tls { addr, error })?;
-    Ok((Wire::Tls(Box::new(stream), handshake.elapsed()), took))
+    let handshake = TlsHandshake {
+        took: handshake.elapsed(),
+        resumed: stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+    };
+    Ok((Wire::Tls(Box::new(stream), handshake), took))
 }
 
 /// One HTTP connection: HTTP/1.1 keep-alive, owned by one subscriber or publisher worker, or h2, whose
@@ -528,8 +546,8 @@ pub(crate) struct HttpConn {
     driver: Arc<Driver>,
     /// `Host` header value (h1) or `:authority` (h2).
     host: Arc<str>,
-    /// How long the TLS handshake took; `None` in cleartext.
-    tls_handshake: Option<Duration>,
+    /// The TLS handshake; `None` in cleartext.
+    tls_handshake: Option<TlsHandshake>,
 }
 
 #[derive(Debug)]
@@ -606,8 +624,8 @@ impl HttpConn {
         }
     }
 
-    /// How long its TLS handshake took; `None` in cleartext.
-    pub(crate) fn tls_handshake(&self) -> Option<Duration> {
+    /// Its TLS handshake; `None` in cleartext.
+    pub(crate) fn tls_handshake(&self) -> Option<TlsHandshake> {
         self.tls_handshake
     }
 

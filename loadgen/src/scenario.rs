@@ -335,6 +335,10 @@ pub struct ClientOptions {
         skip_serializing_if = "is_one_per_connection"
     )]
     pub subscribers_per_connection: u32,
+    /// Whether a reconnect resumes its TLS session from a ticket of an earlier handshake (abbreviated
+    /// handshake, no certificate), as browsers do; false makes every handshake a full one.
+    #[serde(default = "resume", skip_serializing_if = "is_resume")]
+    pub tls_resumption: bool,
 }
 
 impl Default for ClientOptions {
@@ -343,8 +347,17 @@ impl Default for ClientOptions {
             tls: false,
             http: HttpVersion::default(),
             subscribers_per_connection: 1,
+            tls_resumption: true,
         }
     }
+}
+
+fn resume() -> bool {
+    true
+}
+
+fn is_resume(resume: &bool) -> bool {
+    *resume
 }
 
 /// Most subscribers on one h2 connection: the spawned server's default `--h2-max-streams` (a stream
@@ -397,6 +410,12 @@ impl ClientOptions {
             return Err(invalid(
                 "client.subscribers_per_connection",
                 format!("must be in 1..={MAX_SUBSCRIBERS_PER_CONNECTION}, got {n}"),
+            ));
+        }
+        if !self.tls_resumption && !self.tls {
+            return Err(invalid(
+                "client.tls_resumption",
+                "false needs tls = true (there is no TLS session to resume in cleartext)",
             ));
         }
         if n > 1 && self.http != HttpVersion::Http2 {
@@ -1066,7 +1085,8 @@ mod tests {
             ClientOptions {
                 tls: true,
                 http: HttpVersion::Http2,
-                subscribers_per_connection: 8
+                subscribers_per_connection: 8,
+                tls_resumption: true,
             }
         );
         scenario.thresholds = Thresholds::default();
@@ -1084,6 +1104,16 @@ mod tests {
         );
 
         assert!(refused("[client]\nhttp = \"2\"").contains("needs tls = true"));
+        assert!(refused("[client]\ntls_resumption = false").contains("no TLS session to resume"));
+        let full = Scenario::parse(
+            &format!("{GOOD}\n[client]\ntls = true\ntls_resumption = false\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&full).unwrap()["client"],
+            serde_json::json!({ "tls": true, "tls_resumption": false })
+        );
         assert!(refused("[client]\nhttp = \"3\"").contains("unknown variant"));
         assert!(
             refused("[client]\ntls = true\nsubscribers_per_connection = 4")

@@ -213,3 +213,40 @@ fn every_transport_delivers_exactly_over_h2_with_subscribers_sharing_connections
         }
     }
 }
+
+#[test]
+fn reconnects_resume_their_tls_sessions_unless_resumption_is_off() {
+    let churning = |resumption: bool| {
+        format!(
+            "{SCENARIO}transports = [\"sse\"]\n[churn]\nevery_s = 0.5\nshare = 0.5\n[client]\ntls = true\ntls_resumption = {resumption}\n"
+        )
+        .replacen("[poll]\ninterval_ms = 100\n", "", 1)
+    };
+    let spawn = || ServerSource::Spawn(support::server_bin());
+    for resumption in [true, false] {
+        let result = run_with(&churning(resumption), spawn(), 1).expect("churn run over TLS");
+        let sse = &result.transports[0];
+        support::assert_exact(sse);
+        let handshakes = sse.tls_handshake_us.unwrap().count;
+        let resumed = sse.tls_resumed_handshakes.expect("counted over TLS");
+        assert!(
+            sse.reconnects >= 10,
+            "churn reconnected {} times",
+            sse.reconnects
+        );
+        assert_eq!(
+            handshakes,
+            10 + sse.reconnects,
+            "a handshake per connection"
+        );
+        if resumption {
+            assert!(
+                resumed > 0 && resumed <= sse.reconnects,
+                "{resumed} of {handshakes} handshakes resumed, {} reconnects",
+                sse.reconnects
+            );
+        } else {
+            assert_eq!(resumed, 0, "resumption off: every handshake is full");
+        }
+    }
+}

@@ -323,6 +323,7 @@ impl RunArgs {
             subscribers_per_connection: self
                 .subscribers_per_connection
                 .unwrap_or(scenario.subscribers_per_connection),
+            tls_resumption: scenario.tls_resumption,
         }
         .validated()
     }
@@ -744,7 +745,8 @@ mod tests {
             ClientOptions {
                 tls: true,
                 http: HttpVersion::Http2,
-                subscribers_per_connection: 6
+                subscribers_per_connection: 6,
+                tls_resumption: true,
             },
             "--http 2 turns TLS on"
         );

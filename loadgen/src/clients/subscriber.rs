@@ -15,7 +15,7 @@ use pushbench_common::wire::{Control, Message};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{ConnError, Endpoint, HttpConn, Wire, WireCounters, connect};
+use crate::conn::{ConnError, Endpoint, HttpConn, TlsHandshake, Wire, WireCounters, connect};
 use crate::measure::{Recorder, RunMeters, SubscriberLog};
 use crate::scenario::{HttpVersion, Scenario};
 
@@ -283,9 +283,10 @@ impl<'a> Subscriber<'a> {
         Ok((conn, Some(took)))
     }
 
-    fn record_tls(&self, handshake: Option<Duration>) {
-        if let Some(took) = handshake {
-            self.shared.meters.record_tls_handshake(took);
+    fn record_tls(&mut self, handshake: Option<TlsHandshake>) {
+        if let Some(handshake) = handshake {
+            self.shared.meters.record_tls_handshake(handshake.took);
+            self.rec.log.counters.tls_resumed += u64::from(handshake.resumed);
         }
     }
 

@@ -267,7 +267,10 @@ impl Local {
         let tls = spec
             .tls
             .as_ref()
-            .map(|trust| trust.client(spec.scenario.client.http))
+            .map(|trust| {
+                let client = &spec.scenario.client;
+                trust.client(client.http, client.tls_resumption)
+            })
             .transpose()
             .map_err(RunError::Tls)?;
         let shared = Arc::new(Shared {

@@ -144,6 +144,9 @@ pub(crate) struct SubscriberCounters {
     pub failed_connects: u64,
     /// Errors on an established connection (protocol errors, resets).
     pub errors: u64,
+    /// TLS handshakes that resumed an earlier session.
+    #[serde(default)]
+    pub tls_resumed: u64,
 }
 
 impl SubscriberCounters {
@@ -157,6 +160,7 @@ impl SubscriberCounters {
         self.reconnects += other.reconnects;
         self.failed_connects += other.failed_connects;
         self.errors += other.errors;
+        self.tls_resumed += other.tls_resumed;
     }
 }
 

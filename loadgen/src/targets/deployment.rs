@@ -220,7 +220,7 @@ impl Deployment {
         };
         let tls = trust
             .as_ref()
-            .map(|trust| trust.client(HttpVersion::Http1))
+            .map(|trust| trust.client(HttpVersion::Http1, true))
             .transpose()
             .map_err(RunError::Tls)?;
         let tls_args = certificate

@@ -259,6 +259,10 @@ pub struct TransportResult {
     /// TLS handshake after the connect, µs; absent in cleartext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_handshake_us: Option<Percentiles>,
+    /// Of the TLS handshakes, those that resumed an earlier session (`[client] tls_resumption`); the
+    /// rest were full. Absent in cleartext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_resumed_handshakes: Option<u64>,
     /// Request → response head or WebSocket upgrade, µs.
     pub first_byte_us: Percentiles,
     /// Connect start → cursor known (`subscribed` or first poll answer), µs.

@@ -349,60 +349,12 @@ impl AsyncWrite for Wire {
     }
 }
 
-/// The byte stream a WebSocket runs over: a whole connection upgraded by HTTP/1.1, or one stream of an
-/// h2 connection opened by extended CONNECT (RFC 8441), which keeps its connection's handle alive.
-#[derive(Debug)]
-pub(crate) enum WsSocket {
-    /// HTTP/1.1 Upgrade: the connection is the WebSocket's.
-    Connection(Wire),
-    /// h2: one stream; the connection goes on carrying others.
-    H2Stream {
-        /// The stream's bytes.
-        stream: TokioIo<hyper::upgrade::Upgraded>,
-        /// Keeps the connection's driver running while the stream is open.
-        _connection: HttpConn,
-    },
-}
+/// The byte stream a WebSocket runs over: a whole connection upgraded by HTTP/1.1 ([`Wire`]), or one
+/// stream of an h2 connection opened by extended CONNECT (RFC 8441).
+pub(crate) type WsSocket = tokio_util::either::Either<Wire, H2Stream>;
 
-impl AsyncRead for WsSocket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Connection(s) => Pin::new(s).poll_read(cx, buf),
-            Self::H2Stream { stream: s, .. } => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for WsSocket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Connection(s) => Pin::new(s).poll_write(cx, buf),
-            Self::H2Stream { stream: s, .. } => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Connection(s) => Pin::new(s).poll_flush(cx),
-            Self::H2Stream { stream: s, .. } => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Connection(s) => Pin::new(s).poll_shutdown(cx),
-            Self::H2Stream { stream: s, .. } => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+/// One stream of an h2 connection, as bytes.
+pub(crate) type H2Stream = TokioIo<hyper::upgrade::Upgraded>;
 
 /// Why a connection or request failed.
 #[derive(Debug, thiserror::Error)]
@@ -697,13 +649,14 @@ impl HttpConn {
             .await
     }
 
-    /// Opens a stream of this h2 connection for a WebSocket by extended CONNECT (RFC 8441). HTTP/1.1
-    /// upgrades a bare connection instead (tungstenite's handshake over a [`Wire`]), so an HTTP/1.1
-    /// connection is refused here.
+    /// Opens a stream of this h2 connection for a WebSocket by extended CONNECT (RFC 8441); the stream
+    /// lives while this connection's handle (or another of the connection) does. HTTP/1.1 upgrades a
+    /// bare connection instead (tungstenite's handshake over a [`Wire`]), so an HTTP/1.1 connection is
+    /// refused here.
     pub(crate) async fn connect_websocket(
-        mut self,
+        &mut self,
         path_and_query: &str,
-    ) -> Result<WsSocket, ConnError> {
+    ) -> Result<H2Stream, ConnError> {
         if !self.is_h2() {
             return Err(ConnError::Protocol {
                 path: path_and_query.to_owned(),
@@ -722,11 +675,7 @@ impl HttpConn {
             .extensions_mut()
             .insert(hyper::ext::Protocol::from_static("websocket"));
         let response = expect_success(path_and_query, self.send_request(request).await?).await?;
-        let stream = TokioIo::new(hyper::upgrade::on(response).await?);
-        Ok(WsSocket::H2Stream {
-            stream,
-            _connection: self,
-        })
+        Ok(TokioIo::new(hyper::upgrade::on(response).await?))
     }
 }
 

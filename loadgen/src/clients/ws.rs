@@ -17,7 +17,9 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::clients::reconnect::{FirstSession, Session, until_stopped};
 use crate::clients::subscriber::{End, Subscriber};
-use crate::conn::{ConnError, WsSocket};
+use tokio_util::either::Either;
+
+use crate::conn::{ConnError, HttpConn, WsSocket};
 use crate::scenario::HttpVersion;
 
 /// Read buffer per connection.
@@ -88,6 +90,8 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
 /// An upgraded WebSocket being read, with the timings of how it was opened.
 pub(crate) struct OpenWs {
     ws: WebSocketStream<WsSocket>,
+    /// On h2, the connection the WebSocket's stream is part of: its driver runs while a handle lives.
+    _connection: Option<HttpConn>,
     /// TCP connect time; `None` on an h2 connection already open.
     connect: Option<Duration>,
     upgrade: Duration,
@@ -104,26 +108,31 @@ pub(crate) async fn open(
     label: &str,
 ) -> Result<Option<OpenWs>, ConnError> {
     let started = Instant::now();
-    let (opened, connect) = if sub.shared.scenario.client.http == HttpVersion::Http2 {
-        let (conn, connect) = sub.open_http().await?;
+    let (opened, connection, connect) = if sub.shared.scenario.client.http == HttpVersion::Http2 {
+        let (mut conn, connect) = sub.open_http().await?;
         let stream = async {
-            let socket = conn.connect_websocket(path).await?;
-            Ok(WebSocketStream::from_raw_socket(socket, Role::Client, Some(config())).await)
+            let stream = Either::Right(conn.connect_websocket(path).await?);
+            Ok(WebSocketStream::from_raw_socket(stream, Role::Client, Some(config())).await)
         };
-        (handshake(sub, stream, label).await?, connect)
+        let opened = handshake(sub, stream, label).await?;
+        (opened, Some(conn), connect)
     } else {
         let (node, stream, connect) = sub.open_tcp().await?;
         let url = format!("ws://{}{path}", node.host);
         let upgrade = async {
-            let socket = WsSocket::Connection(stream);
-            let (ws, _response) =
-                tokio_tungstenite::client_async_with_config(url, socket, Some(config())).await?;
+            let (ws, _response) = tokio_tungstenite::client_async_with_config(
+                url,
+                Either::Left(stream),
+                Some(config()),
+            )
+            .await?;
             Ok(ws)
         };
-        (handshake(sub, upgrade, label).await?, Some(connect))
+        (handshake(sub, upgrade, label).await?, None, Some(connect))
     };
     Ok(opened.map(|(ws, upgrade)| OpenWs {
         ws,
+        _connection: connection,
         connect,
         upgrade,
         started,

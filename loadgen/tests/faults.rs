@@ -122,6 +122,28 @@ fn a_rolling_restart_of_a_cluster_loses_nothing() {
 }
 
 #[test]
+fn subscribers_sharing_h2_connections_come_back_after_a_rolling_restart_and_lose_nothing() {
+    let toml = scenario(
+        r#""poll", "sse", "ws""#,
+        "restart_at_s = 1\nrolling_pause_s = 0.3",
+    ) + "[client]\ntls = true\nhttp = \"2\"\nsubscribers_per_connection = 5\n";
+    let result = run_with(&toml, 2).expect("rolling restart over h2");
+    for r in &result.transports {
+        assert_everyone_came_back(r);
+        support::assert_exact(r);
+        // Each restart closes the connections of its node, and each group opens a new one elsewhere:
+        // more than the two a group-per-five run opens at the start, fewer than one per subscription.
+        let connections = r.connect_us.count;
+        assert!(
+            connections > 2 && connections < r.subscribers + r.reconnects,
+            "{}: {connections} connections, {} reconnects",
+            r.transport,
+            r.reconnects
+        );
+    }
+}
+
+#[test]
 fn a_killed_node_loses_nothing_its_subscribers_move_to_the_other() {
     let result = run_with(&scenario(r#""poll", "stream""#, "kill_node_at_s = 1.5"), 2)
         .expect("node loss run");

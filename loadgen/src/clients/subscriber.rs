@@ -69,6 +69,14 @@ impl SharedConnections {
         let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         groups.entry(group).or_default().clone()
     }
+
+    /// Closes every connection once the subscribers have stopped (their own handles are gone), so that
+    /// their sockets close with the run, not with its last reference.
+    pub(crate) fn close_all(&self) {
+        drop(std::mem::take(
+            &mut *self.groups.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
+    }
 }
 
 /// One timed operation of a subscriber (a connect, a request, a subscription), for the request metrics

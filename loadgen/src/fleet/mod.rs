@@ -338,6 +338,7 @@ impl Local {
             .goose
             .await
             .map_err(|e| RunError::Goose(format!("goose task: {e}")))??;
+        self.shared.h2.close_all();
         let scenario = &self.shared.scenario;
         let published = PublishedLog::new(scenario.topic_count() as usize, acks.iter().copied());
         let logs = std::mem::take(&mut *self.shared.logs.lock().unwrap_or_else(|p| p.into_inner()));

@@ -354,6 +354,12 @@ pub struct TransportResult {
     /// `link` packets, both directions, per delivery: what a phone's radio pays per event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packets_per_delivery: Option<f64>,
+    /// TCP segments the subscribers' sockets sent again (`TCP_INFO`'s `tcpi_total_retrans`, read as
+    /// each socket closed): their requests, handshakes and frames lost on the way. The server's
+    /// resends of events are not among them (they are its sockets' count). Absent in results from
+    /// before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retransmits: Option<u64>,
     /// Load generator open file descriptors with subscribers connected (summed over its processes).
     pub loadgen_fds: u64,
     /// Load generator processes holding subscribers: 1, or the `--workers` count.

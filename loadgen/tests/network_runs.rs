@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use pushbench_common::Transport;
-use pushbench_report::result::{RunResult, TransportResult};
+use pushbench_report::result::{Engine, RunResult, TransportResult};
 
 fn out_dir(name: &str) -> PathBuf {
     let dir =
@@ -21,9 +21,9 @@ fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `toml` through the `pushbench` binary, prefixed by `wrapper` (e.g. to drop privileges), and checks
-/// that the run removed its namespaces.
-fn pushbench_run(name: &str, toml: &str, wrapper: &[&str]) -> (Output, PathBuf) {
+/// Runs `toml` through the `pushbench` binary with `args`, prefixed by `wrapper` (e.g. to drop
+/// privileges), and checks that the run removed its namespaces.
+fn pushbench_run(name: &str, toml: &str, wrapper: &[&str], args: &[&str]) -> (Output, PathBuf) {
     let dir = out_dir(name);
     let scenario = dir.join("scenario.toml");
     std::fs::write(&scenario, toml).unwrap();
@@ -44,6 +44,7 @@ fn pushbench_run(name: &str, toml: &str, wrapper: &[&str]) -> (Output, PathBuf) 
         .arg(&dir)
         .arg("--server-bin")
         .arg(support::server_bin())
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -99,7 +100,7 @@ rtt_ms = 100
 
 #[test]
 fn a_run_at_100_ms_measures_its_round_trip_and_delivers_no_sooner_than_the_one_way_delay() {
-    let (output, dir) = pushbench_run("rtt", SPARSE, &[]);
+    let (output, dir) = pushbench_run("rtt", SPARSE, &[], &[]);
     let result = result_of(&output, &dir);
     let network = result
         .network
@@ -163,7 +164,7 @@ interval_ms = 100
 rtt_ms = 20
 loss_pct = 2
 "#;
-    let (output, dir) = pushbench_run("loss", toml, &[]);
+    let (output, dir) = pushbench_run("loss", toml, &[], &[]);
     let result = result_of(&output, &dir);
     for t in Transport::ALL {
         support::assert_exact(of(&result, t));
@@ -203,7 +204,7 @@ rtt_ms = 20
 [faults]
 flap = { every_s = 1.5, down_s = 0.5 }
 "#;
-    let (output, dir) = pushbench_run("flap", toml, &[]);
+    let (output, dir) = pushbench_run("flap", toml, &[], &[]);
     let result = result_of(&output, &dir);
     for t in [Transport::LongPoll, Transport::Sse, Transport::Ws] {
         let r = of(&result, t);
@@ -222,11 +223,51 @@ flap = { every_s = 1.5, down_s = 0.5 }
 fn without_the_privilege_a_network_is_refused_naming_what_is_missing() {
     // Root without any capability, as an unprivileged user would be.
     let no_caps = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"];
-    let (output, _) = pushbench_run("refused", SPARSE, &no_caps);
+    let (output, _) = pushbench_run("refused", SPARSE, &no_caps, &[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("needs root (CAP_NET_ADMIN"), "{stderr}");
     assert!(stderr.contains("--network loopback"), "{stderr}");
+}
+
+#[test]
+fn netem_where_the_kernel_lacks_it_is_refused_naming_what_is_missing_and_auto_records_its_engine() {
+    let toml = r#"
+name = "net-engine"
+transports = ["sse"]
+subscribers = 2
+launch_rate = 100
+duration_s = 1
+drain_s = 1
+publish_rate = 4
+payload_bytes = 64
+[network]
+rtt_ms = 20
+"#;
+    let (netem, dir) = pushbench_run("netem", toml, &[], &["--emulator", "netem"]);
+    // This machine's kernel and CI's have no netem; on one that has it the netem engine must run.
+    let kernel_has_netem = netem.status.success();
+    if kernel_has_netem {
+        let engine = result_of(&netem, &dir).network.unwrap().engine;
+        assert_eq!(engine, Engine::Netem);
+    } else {
+        let stderr = String::from_utf8_lossy(&netem.stderr);
+        assert_eq!(netem.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("no netem qdisc"), "{stderr}");
+        assert!(stderr.contains("CONFIG_NET_SCH_NETEM"), "{stderr}");
+        assert!(stderr.contains("--emulator tun"), "{stderr}");
+    }
+    let (auto, dir) = pushbench_run("auto", toml, &[], &[]);
+    let result = result_of(&auto, &dir);
+    support::assert_exact(of(&result, Transport::Sse));
+    let network = result.network.unwrap();
+    let expected = if kernel_has_netem {
+        Engine::Netem
+    } else {
+        Engine::Tun
+    };
+    assert_eq!(network.engine, expected, "auto chose by the kernel");
+    assert!(network.link.packets() > 0, "{:?}", network.link);
 }
 
 #[test]

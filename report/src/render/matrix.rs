@@ -393,6 +393,7 @@ mod tests {
                 },
                 measured_rtt_ms: rtt,
                 link: LinkCounts::default(),
+                engine: Default::default(),
             })
         });
         Row {

@@ -382,6 +382,7 @@ mod tests {
             },
             measured_rtt_ms: rtt_ms,
             link: LinkCounts::default(),
+            engine: Default::default(),
         }));
         r
     }

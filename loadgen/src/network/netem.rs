@@ -1,0 +1,226 @@
+//! The kernel's engine, for kernels that have it: the two namespaces joined by a veth pair, and a
+//! `netem` qdisc on each end (`delay`, `jitter`, `loss`, `rate`) shaping what that end sends.
+//!
+//! **Never run on the machine it was written on**: that kernel (and CI's) has no netem
+//! (`CONFIG_NET_SCH_NETEM` off, no modules), so this engine only ever got as far as refusing there, at
+//! the first `tc qdisc add … netem`. [`NetemLink::start`] is also how `--emulator auto` detects netem:
+//! that refusal ([`EmulatorError::NoNetem`]) sends it to the TUN forwarder ([`super::emulator`]).
+//!
+//! Where it differs from the TUN forwarder: netem reorders packets when it jitters them (the forwarder
+//! keeps their order), its queue is limited in packets (1,000, netem's default) rather than in time, and
+//! it counts one kind of drop — so the loss and a full queue are both `*_lost`, and a flap's drops are
+//! told apart only by the counter's rise while the link was cut.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::Mutex;
+
+use pushbench_report::result::LinkCounts;
+
+use super::Conditions;
+use super::emulator::{
+    EmulatorError, FIRST_SUBSCRIBER_ADDR, MAX_SUBSCRIBER_ADDRS, SERVER_ADDR, SERVER_NET,
+    SUBSCRIBER_NET, configure,
+};
+use super::namespace::{Namespace, ip};
+
+/// The veth end's name in both namespaces.
+const DEVICE: &str = "pbveth";
+
+/// The link of the netem engine; dropping it removes both namespaces, and the veth pair with them.
+#[derive(Debug)]
+pub struct NetemLink {
+    /// Where the server runs.
+    pub server: Namespace,
+    /// Where the subscribers run.
+    pub subscribers: Namespace,
+    /// Addresses on the subscriber side.
+    pub subscriber_addrs: Vec<Ipv4Addr>,
+    conditions: Conditions,
+    /// Drops counted by each side's qdisc when the current cut began, and the cuts' drops so far
+    /// (`[down, up]` each); no `.await` is ever held across it.
+    cuts: Mutex<Cuts>,
+    /// The counts last read, returned when `tc` cannot be read (they only ever rise, and the run
+    /// subtracts earlier readings from later ones).
+    last: Mutex<LinkCounts>,
+}
+
+#[derive(Debug, Default)]
+struct Cuts {
+    began_at: Option<[u64; 2]>,
+    dropped: [u64; 2],
+}
+
+/// One qdisc's counters, as `tc -s -j qdisc show` prints them.
+#[derive(Debug, serde::Deserialize)]
+struct QdiscStats {
+    kind: String,
+    packets: u64,
+    drops: u64,
+}
+
+impl NetemLink {
+    /// Creates the namespaces, the veth pair between them and their addresses, and shapes each end
+    /// with netem; fails with [`EmulatorError::NoNetem`] on a kernel without it.
+    pub fn start(conditions: Conditions, subscriber_addrs: usize) -> Result<Self, EmulatorError> {
+        if subscriber_addrs > MAX_SUBSCRIBER_ADDRS {
+            return Err(EmulatorError::TooManyAddresses(subscriber_addrs));
+        }
+        let server = Namespace::create("srv")?;
+        let subscribers = Namespace::create("sub")?;
+        ip(&[
+            "-n",
+            server.name(),
+            "link",
+            "add",
+            DEVICE,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            DEVICE,
+            "netns",
+            subscribers.name(),
+        ])?;
+        let subscriber_addrs: Vec<Ipv4Addr> = (0..subscriber_addrs.max(1) as u32)
+            .map(|i| Ipv4Addr::from(u32::from(FIRST_SUBSCRIBER_ADDR) + i))
+            .collect();
+        configure(&server, DEVICE, &[SERVER_ADDR], SUBSCRIBER_NET)?;
+        configure(&subscribers, DEVICE, &subscriber_addrs, SERVER_NET)?;
+        let link = Self {
+            server,
+            subscribers,
+            subscriber_addrs,
+            conditions,
+            cuts: Mutex::new(Cuts::default()),
+            last: Mutex::new(LinkCounts::default()),
+        };
+        link.shape("add", false)?;
+        Ok(link)
+    }
+
+    /// Adds (`verb` = `add`) or changes (`change`) both ends' netem qdiscs: the conditions, or every
+    /// packet dropped while `cut`.
+    fn shape(&self, verb: &str, cut: bool) -> Result<(), EmulatorError> {
+        let c = self.conditions;
+        let loss = if cut { 100.0 } else { c.loss_pct };
+        for (side, kbit) in [(&self.server, c.down_kbit), (&self.subscribers, c.up_kbit)] {
+            let mut args = vec![
+                "qdisc".to_owned(),
+                verb.to_owned(),
+                "dev".to_owned(),
+                DEVICE.to_owned(),
+                "root".to_owned(),
+                "netem".to_owned(),
+                "delay".to_owned(),
+                format!("{}us", c.one_way().as_micros()),
+                format!("{}us", c.jitter.as_micros()),
+                "loss".to_owned(),
+                format!("{loss}%"),
+            ];
+            if kbit > 0 {
+                args.extend(["rate".to_owned(), format!("{kbit}kbit")]);
+            }
+            tc(side, &args)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the link (netem drops every packet both ways) or mends it, keeping count of what the cut
+    /// dropped; a failure is printed (a fault that could not be injected does not stop the run).
+    pub fn set_cut(&self, cut: bool) {
+        if let Err(e) = self.try_set_cut(cut) {
+            eprintln!("pushbench: WARNING: cutting the netem link: {e}");
+        }
+    }
+
+    fn try_set_cut(&self, cut: bool) -> Result<(), EmulatorError> {
+        let drops = self.drops()?;
+        self.shape("change", cut)?;
+        // A plain counter update: no `.await` under the lock.
+        let mut cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+        match (cut, cuts.began_at.take()) {
+            (true, None) => cuts.began_at = Some(drops),
+            (false, Some(began)) => {
+                for side in 0..2 {
+                    cuts.dropped[side] += drops[side] - began[side];
+                }
+            }
+            (_, began) => cuts.began_at = began,
+        }
+        Ok(())
+    }
+
+    /// What both qdiscs sent and dropped so far; when `tc` cannot say, a warning and the last counts.
+    pub fn counts(&self) -> LinkCounts {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match self.try_counts() {
+            Ok(now) => *last = now,
+            Err(e) => eprintln!("pushbench: WARNING: reading the netem link's counters: {e}"),
+        }
+        *last
+    }
+
+    fn try_counts(&self) -> Result<LinkCounts, EmulatorError> {
+        let [down, up] = [&self.server, &self.subscribers].map(stats);
+        let (down, up) = (down?, up?);
+        let cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+        // A cut still going on has dropped what the counters rose by since it began.
+        let ongoing = cuts
+            .began_at
+            .map_or([0, 0], |b| [down.drops - b[0], up.drops - b[1]]);
+        let cut = [cuts.dropped[0] + ongoing[0], cuts.dropped[1] + ongoing[1]];
+        Ok(LinkCounts {
+            down_packets: down.packets,
+            down_lost: down.drops - cut[0],
+            down_queue_drops: 0,
+            up_packets: up.packets,
+            up_lost: up.drops - cut[1],
+            up_queue_drops: 0,
+            down_cut: cut[0],
+            up_cut: cut[1],
+        })
+    }
+
+    fn drops(&self) -> Result<[u64; 2], EmulatorError> {
+        Ok([stats(&self.server)?.drops, stats(&self.subscribers)?.drops])
+    }
+}
+
+/// The netem qdisc's counters on `side`'s end.
+fn stats(side: &Namespace) -> Result<QdiscStats, EmulatorError> {
+    let args = ["-s", "-j", "qdisc", "show", "dev", DEVICE].map(str::to_owned);
+    let out = tc(side, &args)?;
+    let qdiscs: Vec<QdiscStats> =
+        serde_json::from_str(&out).map_err(|e| tc_failed(side, &args, e.to_string()))?;
+    qdiscs
+        .into_iter()
+        .find(|q| q.kind == "netem")
+        .ok_or_else(|| tc_failed(side, &args, format!("no netem qdisc in {out}")))
+}
+
+fn tc_failed(side: &Namespace, args: &[String], reason: String) -> EmulatorError {
+    EmulatorError::Tc {
+        namespace: side.name().to_owned(),
+        args: args.join(" "),
+        reason,
+    }
+}
+
+/// Runs `tc ARGS` inside `side`, returning what it printed; a kernel without netem is
+/// [`EmulatorError::NoNetem`].
+fn tc(side: &Namespace, args: &[String]) -> Result<String, EmulatorError> {
+    let output = Command::new("ip")
+        .args(["netns", "exec", side.name(), "tc"])
+        .args(args)
+        .output()
+        .map_err(|e| tc_failed(side, args, format!("{e} (install iproute2)")))?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    let reason = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    if reason.contains("qdisc kind is unknown") {
+        return Err(EmulatorError::NoNetem(reason));
+    }
+    Err(tc_failed(side, args, reason))
+}

@@ -1,6 +1,6 @@
 //! `pushbench matrix`: one scenario run under several networks, rendered as the page an engineer takes to
 //! the meeting — rows are networks, columns transports, one table per figure (latency, bytes and packets
-//! per delivery, server memory per connection, and with an idle window the bytes and packets an idle
+//! per delivery, the subscribers' retransmissions, server memory per connection, and with an idle window the bytes and packets an idle
 //! subscriber costs per hour) with the best cell of each row marked, and in HTML a chart of median
 //! latency against the measured round trip per transport. A figure no run measured gets no table.
 //!
@@ -61,6 +61,12 @@ const FIGURES: &[Figure] = &[
         show: |v| format!("{v:.2}"),
     },
     Figure {
+        title: "Retransmissions",
+        about: "TCP segments the subscribers' sockets sent again over the run (requests, handshakes, frames; the server's resends are not counted)",
+        value: |t| t.retransmits.map(|n| n as f64),
+        show: |v| format!("{v:.0}"),
+    },
+    Figure {
         title: "Server memory per connection (KiB)",
         about: "server RSS growth over the launch / connected subscribers",
         value: |t| t.server_rss_per_connection_bytes.map(|b| b / 1024.0),
@@ -105,6 +111,8 @@ struct JsonCell {
     latency_p99_ms: Option<f64>,
     bytes_per_delivery: Option<f64>,
     packets_per_delivery: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retransmits: Option<u64>,
     server_rss_per_connection_kib: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     idle_bytes_per_hour: Option<f64>,
@@ -181,7 +189,10 @@ pub fn write_json(rows: &[Row], w: impl Write) -> io::Result<()> {
                     latency_p99_ms: (FIGURES[1].value)(t),
                     bytes_per_delivery: t.bytes_per_delivery,
                     packets_per_delivery: t.packets_per_delivery,
-                    server_rss_per_connection_kib: (FIGURES[4].value)(t),
+                    retransmits: t.retransmits,
+                    server_rss_per_connection_kib: t
+                        .server_rss_per_connection_bytes
+                        .map(|b| b / 1024.0),
                     idle_bytes_per_hour: t.idle_bytes_per_hour,
                     idle_packets_per_hour: t.idle_packets_per_hour,
                     lost: t.lost,
@@ -420,6 +431,8 @@ mod tests {
             md.contains("| loopback | 1.0 | – |"),
             "a lone cell is not marked: {md}"
         );
+        let retransmits = &md[md.find("## Retransmissions").expect(&md)..];
+        assert!(retransmits.contains("| loopback | 0 | – |"), "{md}");
         assert!(
             md.contains("| 4g | 60.0 ms | [4g/report.md](4g/report.md) |"),
             "{md}"
@@ -433,6 +446,7 @@ mod tests {
         write_json(&rows, &mut json).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(json[1]["transports"][1]["latency_p50_ms"], 90.0);
+        assert_eq!(json[1]["transports"][1]["retransmits"], 0);
         assert_eq!(json[1]["measured_rtt_ms"], 60.0);
     }
 

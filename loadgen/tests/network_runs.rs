@@ -316,3 +316,57 @@ fn a_matrix_runs_each_network_in_its_own_process_and_writes_one_page() {
             .contains("<polyline")
     );
 }
+
+#[test]
+fn the_demo_serves_its_page_across_the_link_to_a_local_address_and_leaves_nothing_behind() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let _lock = support::one_run_at_a_time();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_pushbench"))
+        .args(["demo", "--network", "wifi", "--port", "0", "--server-bin"])
+        .arg(support::server_bin())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(demo.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    assert!(addr.starts_with("127.0.0.1:"), "{first}");
+
+    let started = std::time::Instant::now();
+    let mut browser = std::net::TcpStream::connect(addr).unwrap();
+    browser
+        .write_all(b"GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    browser.read_to_string(&mut page).unwrap();
+    let took = started.elapsed();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("one feed, five transports"), "{page}");
+    // The relay's connection across the link pays wifi's 20 ms round trip at least once.
+    assert!(took >= std::time::Duration::from_millis(20), "{took:?}");
+
+    let pid = demo.id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = demo.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        namespaces_of(pid),
+        Vec::<String>::new(),
+        "the demo left namespaces"
+    );
+}

@@ -8,6 +8,7 @@
 //! scenario, workload or schema version) are [`EXIT_USAGE`].
 
 mod capacity;
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +93,10 @@ pub enum Command {
     /// and write OUT/matrix.md, .html and .json: rows networks, columns transports, the best cell of each
     /// row marked; each run's own results in OUT/<network>/.
     Matrix(MatrixArgs),
+    /// The teaching demo (`pushbench-server --demo`) behind an emulated network: the server in a
+    /// namespace of its own, and an address on 127.0.0.1 for a browser on this machine, whose every
+    /// connection crosses the link (needs root, as `run --network`).
+    Demo(demo::DemoArgs),
     /// Merge results of the same scenario exactly (counters summed, histograms added, percentiles
     /// recomputed).
     Merge {
@@ -341,6 +346,7 @@ pub fn main() -> ExitCode {
         }
         Command::Capacity(args) => capacity::command(args),
         Command::Matrix(args) => matrix_command(args),
+        Command::Demo(args) => demo::command(args),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),

@@ -174,6 +174,15 @@ impl Emulated {
         }
     }
 
+    /// A TCP connection to `to` from the subscriber side, across the link (blocks for its handshake):
+    /// the socket belongs there, wherever the caller stands.
+    pub fn connect_from_subscribers(&self, to: SocketAddr) -> std::io::Result<TcpStream> {
+        self.link
+            .subscribers()
+            .run_inside(move || TcpStream::connect(to))
+            .map_err(std::io::Error::other)?
+    }
+
     /// Cuts the link (every packet both ways dropped) or mends it: the flap fault.
     pub fn set_cut(&self, cut: bool) {
         self.link.set_cut(cut);

@@ -29,9 +29,9 @@ pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The first subscriber-side address; more follow (198.18.1.2, ...), each with its own ephemeral ports.
 pub const FIRST_SUBSCRIBER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 /// The server side's network, routed from the subscriber side.
-pub(super) const SERVER_NET: &str = "198.18.0.0/24";
+const SERVER_NET: &str = "198.18.0.0/24";
 /// The subscriber side's network, routed from the server side.
-pub(super) const SUBSCRIBER_NET: &str = "198.18.1.0/24";
+const SUBSCRIBER_NET: &str = "198.18.1.0/24";
 /// Most subscriber-side addresses one link gives.
 pub const MAX_SUBSCRIBER_ADDRS: usize = 250;
 /// The TUN device's name in both namespaces.
@@ -120,18 +120,14 @@ pub struct Link {
 impl Link {
     /// Creates the namespaces, their devices and addresses, and starts forwarding under `conditions`.
     pub fn start(conditions: Conditions, subscriber_addrs: usize) -> Result<Self, EmulatorError> {
-        if subscriber_addrs > MAX_SUBSCRIBER_ADDRS {
-            return Err(EmulatorError::TooManyAddresses(subscriber_addrs));
-        }
-        let server = Namespace::create("srv")?;
-        let subscribers = Namespace::create("sub")?;
+        let Sides {
+            server,
+            subscribers,
+            subscriber_addrs,
+        } = Sides::create(subscriber_addrs)?;
         let server_tun = tun_in(&server)?;
         let subscriber_tun = tun_in(&subscribers)?;
-        let subscriber_addrs: Vec<Ipv4Addr> = (0..subscriber_addrs.max(1) as u32)
-            .map(|i| Ipv4Addr::from(u32::from(FIRST_SUBSCRIBER_ADDR) + i))
-            .collect();
-        configure(&server, DEVICE, &[SERVER_ADDR], SUBSCRIBER_NET)?;
-        configure(&subscribers, DEVICE, &subscriber_addrs, SERVER_NET)?;
+        address(&server, &subscribers, DEVICE, &subscriber_addrs)?;
 
         let stats = Arc::new(LinkStats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -238,8 +234,43 @@ fn tun_in(namespace: &Namespace) -> Result<tun::Device, EmulatorError> {
         .map_err(failed)
 }
 
+/// The two namespaces of a link and the subscriber side's addresses, whichever engine joins them.
+pub(super) struct Sides {
+    pub(super) server: Namespace,
+    pub(super) subscribers: Namespace,
+    pub(super) subscriber_addrs: Vec<Ipv4Addr>,
+}
+
+impl Sides {
+    /// Both namespaces, and `subscriber_addrs` addresses (at least one) for the subscriber side.
+    pub(super) fn create(subscriber_addrs: usize) -> Result<Self, EmulatorError> {
+        if subscriber_addrs > MAX_SUBSCRIBER_ADDRS {
+            return Err(EmulatorError::TooManyAddresses(subscriber_addrs));
+        }
+        Ok(Self {
+            server: Namespace::create("srv")?,
+            subscribers: Namespace::create("sub")?,
+            subscriber_addrs: (0..subscriber_addrs.max(1) as u32)
+                .map(|i| Ipv4Addr::from(u32::from(FIRST_SUBSCRIBER_ADDR) + i))
+                .collect(),
+        })
+    }
+}
+
+/// Addresses and routes on `device`, the engine's end in each namespace: the server's address on its
+/// side, the subscribers' on theirs, each side's network routed through it.
+pub(super) fn address(
+    server: &Namespace,
+    subscribers: &Namespace,
+    device: &str,
+    subscriber_addrs: &[Ipv4Addr],
+) -> Result<(), NamespaceError> {
+    configure(server, device, &[SERVER_ADDR], SUBSCRIBER_NET)?;
+    configure(subscribers, device, subscriber_addrs, SERVER_NET)
+}
+
 /// Gives `device` `addrs`, brings it up and routes `peer_net` through it.
-pub(super) fn configure(
+fn configure(
     namespace: &Namespace,
     device: &str,
     addrs: &[Ipv4Addr],

@@ -18,10 +18,7 @@ use std::sync::Mutex;
 use pushbench_report::result::LinkCounts;
 
 use super::Conditions;
-use super::emulator::{
-    EmulatorError, FIRST_SUBSCRIBER_ADDR, MAX_SUBSCRIBER_ADDRS, SERVER_ADDR, SERVER_NET,
-    SUBSCRIBER_NET, configure,
-};
+use super::emulator::{EmulatorError, Sides, address};
 use super::namespace::{Namespace, ip};
 
 /// The veth end's name in both namespaces.
@@ -63,11 +60,11 @@ impl NetemLink {
     /// Creates the namespaces, the veth pair between them and their addresses, and shapes each end
     /// with netem; fails with [`EmulatorError::NoNetem`] on a kernel without it.
     pub fn start(conditions: Conditions, subscriber_addrs: usize) -> Result<Self, EmulatorError> {
-        if subscriber_addrs > MAX_SUBSCRIBER_ADDRS {
-            return Err(EmulatorError::TooManyAddresses(subscriber_addrs));
-        }
-        let server = Namespace::create("srv")?;
-        let subscribers = Namespace::create("sub")?;
+        let Sides {
+            server,
+            subscribers,
+            subscriber_addrs,
+        } = Sides::create(subscriber_addrs)?;
         ip(&[
             "-n",
             server.name(),
@@ -82,11 +79,7 @@ impl NetemLink {
             "netns",
             subscribers.name(),
         ])?;
-        let subscriber_addrs: Vec<Ipv4Addr> = (0..subscriber_addrs.max(1) as u32)
-            .map(|i| Ipv4Addr::from(u32::from(FIRST_SUBSCRIBER_ADDR) + i))
-            .collect();
-        configure(&server, DEVICE, &[SERVER_ADDR], SUBSCRIBER_NET)?;
-        configure(&subscribers, DEVICE, &subscriber_addrs, SERVER_NET)?;
+        address(&server, &subscribers, DEVICE, &subscriber_addrs)?;
         let link = Self {
             server,
             subscribers,

@@ -48,6 +48,31 @@ struct Cuts {
     dropped: [u64; 2],
 }
 
+impl Cuts {
+    /// The link is cut (`true`) or mended when the two qdiscs (`[down, up]`) have dropped `drops`; a
+    /// cut of a cut link, or a mend of a whole one, changes nothing.
+    fn set(&mut self, cut: bool, drops: [u64; 2]) {
+        match (cut, self.began_at) {
+            (true, None) => self.began_at = Some(drops),
+            (false, Some(began)) => {
+                for side in 0..2 {
+                    self.dropped[side] += drops[side] - began[side];
+                }
+                self.began_at = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Of `drops`, what the cuts dropped (a cut still going on: the rise since it began), per side.
+    fn of(&self, drops: [u64; 2]) -> [u64; 2] {
+        let ongoing = self
+            .began_at
+            .map_or([0, 0], |b| [drops[0] - b[0], drops[1] - b[1]]);
+        [self.dropped[0] + ongoing[0], self.dropped[1] + ongoing[1]]
+    }
+}
+
 /// One qdisc's counters, as `tc -s -j qdisc show` prints them.
 #[derive(Debug, serde::Deserialize)]
 struct QdiscStats {
@@ -130,17 +155,10 @@ impl NetemLink {
     fn try_set_cut(&self, cut: bool) -> Result<(), EmulatorError> {
         let drops = self.drops()?;
         self.shape("change", cut)?;
-        // A plain counter update: no `.await` under the lock.
-        let mut cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
-        match (cut, cuts.began_at.take()) {
-            (true, None) => cuts.began_at = Some(drops),
-            (false, Some(began)) => {
-                for side in 0..2 {
-                    cuts.dropped[side] += drops[side] - began[side];
-                }
-            }
-            (_, began) => cuts.began_at = began,
-        }
+        self.cuts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set(cut, drops);
         Ok(())
     }
 
@@ -157,12 +175,11 @@ impl NetemLink {
     fn try_counts(&self) -> Result<LinkCounts, EmulatorError> {
         let [down, up] = [&self.server, &self.subscribers].map(stats);
         let (down, up) = (down?, up?);
-        let cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
-        // A cut still going on has dropped what the counters rose by since it began.
-        let ongoing = cuts
-            .began_at
-            .map_or([0, 0], |b| [down.drops - b[0], up.drops - b[1]]);
-        let cut = [cuts.dropped[0] + ongoing[0], cuts.dropped[1] + ongoing[1]];
+        let cut = self
+            .cuts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .of([down.drops, up.drops]);
         Ok(LinkCounts {
             down_packets: down.packets,
             down_lost: down.drops - cut[0],
@@ -183,13 +200,16 @@ impl NetemLink {
 /// The netem qdisc's counters on `side`'s end.
 fn stats(side: &Namespace) -> Result<QdiscStats, EmulatorError> {
     let args = ["-s", "-j", "qdisc", "show", "dev", DEVICE].map(str::to_owned);
-    let out = tc(side, &args)?;
-    let qdiscs: Vec<QdiscStats> =
-        serde_json::from_str(&out).map_err(|e| tc_failed(side, &args, e.to_string()))?;
+    netem_of(&tc(side, &args)?).map_err(|reason| tc_failed(side, &args, reason))
+}
+
+/// The netem qdisc among those `tc -s -j qdisc show` printed.
+fn netem_of(json: &str) -> Result<QdiscStats, String> {
+    let qdiscs: Vec<QdiscStats> = serde_json::from_str(json).map_err(|e| e.to_string())?;
     qdiscs
         .into_iter()
         .find(|q| q.kind == "netem")
-        .ok_or_else(|| tc_failed(side, &args, format!("no netem qdisc in {out}")))
+        .ok_or_else(|| format!("no netem qdisc in {json}"))
 }
 
 fn tc_failed(side: &Namespace, args: &[String], reason: String) -> EmulatorError {
@@ -216,4 +236,38 @@ fn tc(side: &Namespace, args: &[String]) -> Result<String, EmulatorError> {
         return Err(EmulatorError::NoNetem(reason));
     }
     Err(tc_failed(side, args, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counters_are_read_from_tcs_json_and_a_missing_netem_is_named() {
+        // The fields as this machine's `tc -s -j qdisc show` prints them (for a tbf qdisc: it has no
+        // netem), with the kind changed.
+        let json = r#"[{"kind":"netem","handle":"8001:","root":true,"refcnt":3,"options":{},"bytes":9000,"packets":12,"drops":2,"overlimits":0,"requeues":0,"backlog":0,"qlen":0}]"#;
+        let q = netem_of(json).unwrap();
+        assert_eq!((q.packets, q.drops), (12, 2));
+        let tbf = json.replace("netem", "tbf");
+        assert!(netem_of(&tbf).unwrap_err().contains("no netem qdisc"));
+    }
+
+    #[test]
+    fn a_cuts_drops_are_told_from_the_losses_while_it_lasts_and_after() {
+        let mut cuts = Cuts::default();
+        assert_eq!(cuts.of([5, 3]), [0, 0], "no cut yet: every drop is a loss");
+        cuts.set(true, [5, 3]);
+        assert_eq!(cuts.of([9, 4]), [4, 1], "the rise since the cut began");
+        cuts.set(true, [9, 4]);
+        assert_eq!(
+            cuts.of([10, 4]),
+            [5, 1],
+            "cutting a cut link changes nothing"
+        );
+        cuts.set(false, [11, 6]);
+        assert_eq!(cuts.of([13, 6]), [6, 3], "drops after the mend are losses");
+        cuts.set(false, [13, 6]);
+        assert_eq!(cuts.of([13, 6]), [6, 3]);
+    }
 }

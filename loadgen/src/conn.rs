@@ -15,7 +15,7 @@
 //! Each socket's TCP retransmissions (`TCP_INFO`'s `tcpi_total_retrans`: the segments *this* end sent
 //! again — requests, handshakes, WebSocket frames; the server's resends of events are counted on its
 //! sockets, not here) are read as it closes and added to the same counters. A run reads them only once
-//! every socket of the role has closed ([`WireCounters::all_closed`]), so none is missed.
+//! every socket of the role has closed ([`WireCounters::retransmits_once_closed`]), so none is missed.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

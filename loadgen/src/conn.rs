@@ -28,13 +28,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+
+use crate::scenario::HttpVersion;
 
 /// Bytes moved through counted sockets, shared by every connection of one role.
 #[derive(Debug, Default)]
@@ -215,8 +217,11 @@ pub(crate) enum TlsTrust {
 }
 
 impl TlsTrust {
-    /// The client configuration this trust makes; offers ALPN `http/1.1`.
-    pub(crate) fn client(&self) -> Result<TlsClient, String> {
+    /// The client configuration this trust makes; ALPN offers `http` alone (`h2` or `http/1.1`), so
+    /// that a server without it fails the handshake rather than being measured on another version.
+    /// With `resumption`, the sessions' tickets are kept (rustls's in-memory cache) and reconnects
+    /// resume; without, every handshake is a full one.
+    pub(crate) fn client(&self, http: HttpVersion, resumption: bool) -> Result<TlsClient, String> {
         let (config, name) = match self {
             TlsTrust::Certificates { pem, name } => {
                 use rustls::pki_types::pem::PemObject;
@@ -246,7 +251,13 @@ impl TlsTrust {
             }
         };
         let mut config = config;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if !resumption {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        config.alpn_protocols = vec![match http {
+            HttpVersion::Http1 => b"http/1.1".to_vec(),
+            HttpVersion::Http2 => b"h2".to_vec(),
+        }];
         let name = rustls::pki_types::ServerName::try_from(name.clone())
             .map_err(|e| format!("server name {name:?}: {e}"))?;
         Ok(TlsClient {
@@ -326,16 +337,33 @@ impl std::fmt::Debug for TlsClient {
 pub(crate) enum Wire {
     /// Cleartext.
     Plain(Counted),
-    /// TLS, with the time its handshake took.
-    Tls(Box<tokio_rustls::client::TlsStream<Counted>>, Duration),
+    /// TLS, with its handshake.
+    Tls(Box<tokio_rustls::client::TlsStream<Counted>>, TlsHandshake),
+}
+
+/// A connection's TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TlsHandshake {
+    /// How long it took, after the TCP connect.
+    pub took: Duration,
+    /// Whether it resumed an earlier session (no certificate sent or checked).
+    pub resumed: bool,
 }
 
 impl Wire {
-    /// How long the TLS handshake took; `None` in cleartext.
-    pub(crate) fn tls_handshake(&self) -> Option<Duration> {
+    /// The TLS handshake; `None` in cleartext.
+    pub(crate) fn tls_handshake(&self) -> Option<TlsHandshake> {
         match self {
             Self::Plain(_) => None,
-            Self::Tls(_, took) => Some(*took),
+            Self::Tls(_, handshake) => Some(*handshake),
+        }
+    }
+
+    /// Whether TLS negotiated h2 by ALPN.
+    fn is_h2(&self) -> bool {
+        match self {
+            Self::Plain(_) => false,
+            Self::Tls(s, _) => s.get_ref().1.alpn_protocol() == Some(b"h2"),
         }
     }
 }
@@ -394,6 +422,61 @@ impl AsyncWrite for Wire {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The byte stream a WebSocket runs over: a whole connection upgraded by HTTP/1.1, or one stream of an
+/// h2 connection opened by extended CONNECT (RFC 8441), which keeps its connection's handle alive.
+#[derive(Debug)]
+pub(crate) enum WsSocket {
+    /// HTTP/1.1 Upgrade: the connection is the WebSocket's.
+    Connection(Wire),
+    /// h2: one stream; the connection goes on carrying others.
+    H2Stream {
+        /// The stream's bytes.
+        stream: TokioIo<hyper::upgrade::Upgraded>,
+        /// Keeps the connection's driver running while the stream is open.
+        _connection: HttpConn,
+    },
+}
+
+impl AsyncRead for WsSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Connection(s) => Pin::new(s).poll_read(cx, buf),
+            Self::H2Stream { stream: s, .. } => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WsSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Connection(s) => Pin::new(s).poll_write(cx, buf),
+            Self::H2Stream { stream: s, .. } => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Connection(s) => Pin::new(s).poll_flush(cx),
+            Self::H2Stream { stream: s, .. } => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Connection(s) => Pin::new(s).poll_shutdown(cx),
+            Self::H2Stream { stream: s, .. } => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -524,29 +607,45 @@ pub(crate) async fn connect(
         .connect(tls.name.clone(), counted)
         .await
         .map_err(|error| ConnError::Tls { addr, error })?;
-    Ok((Wire::Tls(Box::new(stream), handshake.elapsed()), took))
+    let handshake = TlsHandshake {
+        took: handshake.elapsed(),
+        resumed: stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+    };
+    Ok((Wire::Tls(Box::new(stream), handshake), took))
 }
 
-/// One HTTP/1.1 keep-alive connection owned by one subscriber or publisher worker.
+/// One HTTP connection: HTTP/1.1 keep-alive, owned by one subscriber or publisher worker, or h2, whose
+/// handle clones share one connection ([`HttpConn::share`]) for streams multiplexed on it.
 #[derive(Debug)]
 pub(crate) struct HttpConn {
-    send: http1::SendRequest<Full<Bytes>>,
-    /// hyper's connection driver; aborted when the connection is dropped (churn, shutdown).
-    driver: JoinHandle<()>,
-    /// `Host` header value.
+    send: Sender,
+    /// hyper's connection driver; aborted when the last handle is dropped (churn, shutdown).
+    driver: Arc<Driver>,
+    /// `Host` header value (h1) or `:authority` (h2).
     host: Arc<str>,
-    /// How long the TLS handshake took; `None` in cleartext.
-    tls_handshake: Option<Duration>,
+    /// The TLS handshake; `None` in cleartext.
+    tls_handshake: Option<TlsHandshake>,
 }
 
-impl Drop for HttpConn {
+#[derive(Debug)]
+enum Sender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// Aborts hyper's connection task when dropped.
+#[derive(Debug)]
+struct Driver(JoinHandle<()>);
+
+impl Drop for Driver {
     fn drop(&mut self) {
-        self.driver.abort();
+        self.0.abort();
     }
 }
 
 impl HttpConn {
-    /// Connects and performs the (trivial) HTTP/1 handshake. Returns the TCP connect time too.
+    /// Connects and performs the HTTP handshake: h2 when TLS negotiated it, else HTTP/1.1 (whose
+    /// handshake is trivial). Returns the TCP connect time too.
     pub(crate) async fn open(
         to: &Endpoint,
         counters: &Arc<WireCounters>,
@@ -554,18 +653,33 @@ impl HttpConn {
         let (stream, connect_time) = connect(to, counters).await?;
         let tls_handshake = stream.tls_handshake();
         let host = to.host.clone();
-        // hyper's read buffer starts at 8 KiB and grows only for large responses: bounded per subscriber.
-        let (send, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await?;
-        let driver = tokio::spawn(async move {
-            // Errors surface on the request or the body; the driver's own result adds nothing.
-            let _ = conn.await;
-        });
+        // Errors surface on the requests and bodies; the drivers' own results add nothing.
+        let (send, driver) = if stream.is_h2() {
+            let (send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+            (
+                Sender::Http2(send),
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                }),
+            )
+        } else {
+            // hyper's read buffer starts at 8 KiB and grows only for large responses: bounded per
+            // subscriber.
+            let (send, conn) = http1::Builder::new()
+                .handshake(TokioIo::new(stream))
+                .await?;
+            (
+                Sender::Http1(send),
+                // Upgrades (a WebSocket over HTTP/1.1) go through tungstenite on a bare connection.
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                }),
+            )
+        };
         Ok((
             Self {
                 send,
-                driver,
+                driver: Arc::new(Driver(driver)),
                 host,
                 tls_handshake,
             },
@@ -573,9 +687,66 @@ impl HttpConn {
         ))
     }
 
-    /// How long its TLS handshake took; `None` in cleartext.
-    pub(crate) fn tls_handshake(&self) -> Option<Duration> {
+    /// Another handle on the same h2 connection, while it is open; `None` for HTTP/1.1 (one
+    /// exchange at a time) or a closed connection.
+    pub(crate) fn share(&self) -> Option<Self> {
+        match &self.send {
+            Sender::Http2(send) if !send.is_closed() => Some(Self {
+                send: Sender::Http2(send.clone()),
+                driver: self.driver.clone(),
+                host: self.host.clone(),
+                tls_handshake: self.tls_handshake,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Its TLS handshake; `None` in cleartext.
+    pub(crate) fn tls_handshake(&self) -> Option<TlsHandshake> {
         self.tls_handshake
+    }
+
+    /// Whether this is an h2 connection.
+    fn is_h2(&self) -> bool {
+        matches!(self.send, Sender::Http2(_))
+    }
+
+    fn request(
+        &self,
+        method: hyper::Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> hyper::http::request::Builder {
+        let builder = match self.send {
+            Sender::Http1(_) => Request::builder()
+                .uri(path_and_query)
+                .header(hyper::header::HOST, &*self.host),
+            // h2 carries the scheme and authority as pseudo-headers, taken from an absolute URI.
+            Sender::Http2(_) => {
+                Request::builder().uri(format!("https://{}{path_and_query}", self.host))
+            }
+        };
+        headers
+            .iter()
+            .fold(builder.method(method), |b, (name, value)| {
+                b.header(*name, *value)
+            })
+    }
+
+    async fn send_request(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, ConnError> {
+        Ok(match &mut self.send {
+            Sender::Http1(send) => {
+                send.ready().await?;
+                send.send_request(request).await?
+            }
+            Sender::Http2(send) => {
+                send.ready().await?;
+                send.send_request(request).await?
+            }
+        })
     }
 
     /// Sends one request and waits for the response head.
@@ -586,18 +757,11 @@ impl HttpConn {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Response<Incoming>, ConnError> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header(hyper::header::HOST, &*self.host);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder
+        let request = self
+            .request(method, path_and_query, headers)
             .body(Full::new(body))
             .expect("request parts are valid");
-        self.send.ready().await?;
-        Ok(self.send.send_request(request).await?)
+        self.send_request(request).await
     }
 
     /// `GET` with no body.
@@ -608,6 +772,38 @@ impl HttpConn {
     ) -> Result<Response<Incoming>, ConnError> {
         self.send(hyper::Method::GET, path_and_query, headers, Bytes::new())
             .await
+    }
+
+    /// Opens a stream of this h2 connection for a WebSocket by extended CONNECT (RFC 8441). HTTP/1.1
+    /// upgrades a bare connection instead (tungstenite's handshake over a [`Wire`]), so an HTTP/1.1
+    /// connection is refused here.
+    pub(crate) async fn connect_websocket(
+        mut self,
+        path_and_query: &str,
+    ) -> Result<WsSocket, ConnError> {
+        if !self.is_h2() {
+            return Err(ConnError::Protocol {
+                path: path_and_query.to_owned(),
+                reason: "extended CONNECT needs an h2 connection".into(),
+            });
+        }
+        let mut request = self
+            .request(
+                hyper::Method::CONNECT,
+                path_and_query,
+                &[("sec-websocket-version", "13")],
+            )
+            .body(Full::new(Bytes::new()))
+            .expect("request parts are valid");
+        request
+            .extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        let response = expect_success(path_and_query, self.send_request(request).await?).await?;
+        let stream = TokioIo::new(hyper::upgrade::on(response).await?);
+        Ok(WsSocket::H2Stream {
+            stream,
+            _connection: self,
+        })
     }
 }
 

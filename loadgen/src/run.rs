@@ -171,7 +171,7 @@ fn warnings_for(r: &TransportResult) -> Vec<String> {
             r.lost,
             r.lost_announced,
             r.gaps,
-            r.lost - r.lost_announced,
+            r.lost_silently(),
             r.duplicates,
             r.out_of_order,
             r.unexpected
@@ -838,6 +838,7 @@ fn account(
         latency_from_server_us: Percentiles::of(&h.latency_from_server),
         connect_us: Percentiles::of(&h.connect),
         tls_handshake_us: (!h.tls_handshake.is_empty()).then(|| Percentiles::of(&h.tls_handshake)),
+        tls_resumed_handshakes: (!h.tls_handshake.is_empty()).then_some(counters.tls_resumed),
         first_byte_us: Percentiles::of(&h.first_byte),
         subscribed_us: Percentiles::of(&h.subscribed),
         reconnect_us: (!h.reconnect.is_empty()).then(|| Percentiles::of(&h.reconnect)),

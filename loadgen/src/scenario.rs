@@ -316,19 +316,115 @@ fn validate_faults(
 }
 
 /// `[client]`: how subscribers and the publisher connect to the server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientOptions {
-    /// HTTP/1.1 over TLS (a spawned server gets a certificate made for the run, which the clients
-    /// trust); cleartext when false.
+    /// TLS (a spawned server gets a certificate made for the run, which the clients trust); cleartext
+    /// when false.
     #[serde(default)]
     pub tls: bool,
+    /// The subscribers' HTTP version: `"1.1"`, or `"2"` (over TLS only, as browsers speak it; ALPN
+    /// offers `h2` alone, so a server without it fails the handshake instead of being measured on
+    /// HTTP/1.1). The publisher stays on HTTP/1.1: it stands for an application back end.
+    #[serde(default, skip_serializing_if = "HttpVersion::is_default")]
+    pub http: HttpVersion,
+    /// Subscribers multiplexed on one h2 connection, as a browser tab's EventSources share one (1 to
+    /// [`MAX_SUBSCRIBERS_PER_CONNECTION`]; more than 1 needs `http = "2"`).
+    #[serde(
+        default = "one_per_connection",
+        skip_serializing_if = "is_one_per_connection"
+    )]
+    pub subscribers_per_connection: u32,
+    /// Whether a reconnect resumes its TLS session from a ticket of an earlier handshake (abbreviated
+    /// handshake, no certificate), as browsers do; false makes every handshake a full one.
+    #[serde(default = "resume", skip_serializing_if = "is_resume")]
+    pub tls_resumption: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            tls: false,
+            http: HttpVersion::default(),
+            subscribers_per_connection: 1,
+            tls_resumption: true,
+        }
+    }
+}
+
+fn resume() -> bool {
+    true
+}
+
+fn is_resume(resume: &bool) -> bool {
+    *resume
+}
+
+/// Most subscribers on one h2 connection: the spawned server's default `--h2-max-streams` (a stream
+/// past the server's limit would wait, unsubscribed, for one to close).
+pub const MAX_SUBSCRIBERS_PER_CONNECTION: u32 = 256;
+
+fn one_per_connection() -> u32 {
+    1
+}
+
+fn is_one_per_connection(n: &u32) -> bool {
+    *n == 1
+}
+
+/// The HTTP version subscribers speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/1.1: a connection per subscriber.
+    #[default]
+    #[serde(rename = "1.1")]
+    Http1,
+    /// HTTP/2 over TLS: streams on shared connections; WebSocket by extended CONNECT (RFC 8441).
+    #[serde(rename = "2")]
+    Http2,
+}
+
+impl HttpVersion {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl ClientOptions {
-    /// Whether these are the defaults (cleartext), which results leave out.
+    /// Whether these are the defaults (cleartext HTTP/1.1), which results leave out.
     pub fn is_default(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Checks `[client]` (also after the command line's overrides): h2 only over TLS, several
+    /// subscribers per connection only on h2.
+    pub fn validated(self) -> Result<Self, ScenarioError> {
+        if self.http == HttpVersion::Http2 && !self.tls {
+            return Err(invalid(
+                "client.http",
+                "\"2\" needs tls = true (browsers speak h2 only over TLS, and so does the server)",
+            ));
+        }
+        let n = self.subscribers_per_connection;
+        if n == 0 || n > MAX_SUBSCRIBERS_PER_CONNECTION {
+            return Err(invalid(
+                "client.subscribers_per_connection",
+                format!("must be in 1..={MAX_SUBSCRIBERS_PER_CONNECTION}, got {n}"),
+            ));
+        }
+        if !self.tls_resumption && !self.tls {
+            return Err(invalid(
+                "client.tls_resumption",
+                "false needs tls = true (there is no TLS session to resume in cleartext)",
+            ));
+        }
+        if n > 1 && self.http != HttpVersion::Http2 {
+            return Err(invalid(
+                "client.subscribers_per_connection",
+                "more than 1 needs http = \"2\" (HTTP/1.1 holds one subscription per connection)",
+            ));
+        }
+        Ok(self)
     }
 }
 
@@ -743,7 +839,7 @@ impl Scenario {
                 write_interval_ms: raw.server.write_interval_ms,
             },
             network,
-            client: raw.client,
+            client: raw.client.validated()?,
             faults,
             thresholds: Thresholds::from_table(&raw.thresholds)?,
         })
@@ -973,6 +1069,65 @@ mod tests {
         );
         assert!(refused("[network]\nloss_pct = 120").contains("loss_pct"));
         assert!(refused("[network]\nlatency = 3").contains("unknown field"));
+    }
+
+    #[test]
+    fn the_client_section_asks_for_h2_only_over_tls_and_shares_connections_only_on_h2() {
+        let mut scenario = Scenario::parse(
+            &format!(
+                "{GOOD}\n[client]\ntls = true\nhttp = \"2\"\nsubscribers_per_connection = 8\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            scenario.client,
+            ClientOptions {
+                tls: true,
+                http: HttpVersion::Http2,
+                subscribers_per_connection: 8,
+                tls_resumption: true,
+            }
+        );
+        scenario.thresholds = Thresholds::default();
+        let json = serde_json::to_value(&scenario).unwrap();
+        assert_eq!(json["client"]["http"], "2");
+        assert_eq!(serde_json::from_value::<Scenario>(json).unwrap(), scenario);
+        let tls_only = serde_json::to_value(
+            Scenario::parse(&format!("{GOOD}\n[client]\ntls = true\n"), "t").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            tls_only["client"],
+            serde_json::json!({ "tls": true }),
+            "HTTP/1.1 with a connection each serializes as before the fields existed"
+        );
+
+        assert!(refused("[client]\nhttp = \"2\"").contains("needs tls = true"));
+        assert!(refused("[client]\ntls_resumption = false").contains("no TLS session to resume"));
+        let full = Scenario::parse(
+            &format!("{GOOD}\n[client]\ntls = true\ntls_resumption = false\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&full).unwrap()["client"],
+            serde_json::json!({ "tls": true, "tls_resumption": false })
+        );
+        assert!(refused("[client]\nhttp = \"3\"").contains("unknown variant"));
+        assert!(
+            refused("[client]\ntls = true\nsubscribers_per_connection = 4")
+                .contains("more than 1 needs http = \"2\"")
+        );
+        for n in [0, MAX_SUBSCRIBERS_PER_CONNECTION + 1] {
+            assert!(
+                refused(&format!(
+                    "[client]\ntls = true\nhttp = \"2\"\nsubscribers_per_connection = {n}"
+                ))
+                .contains("must be in 1..=256"),
+                "{n}"
+            );
+        }
     }
 
     const GOOD: &str = r#"

@@ -174,3 +174,79 @@ fn an_https_target_is_measured_trusting_its_ca_or_anything_when_insecure() {
     };
     assert!(refused.to_lowercase().contains("certificate"), "{refused}");
 }
+
+#[test]
+fn every_transport_delivers_exactly_over_h2_with_subscribers_sharing_connections() {
+    let spawn = || ServerSource::Spawn(support::server_bin());
+    let h1 = run_with(&format!("{SCENARIO}[client]\ntls = true\n"), spawn(), 1).expect("h1 run");
+    // Two workers of five subscribers each: a group of five never straddles them, so two connections.
+    let h2 = run_with(
+        &format!("{SCENARIO}[client]\ntls = true\nhttp = \"2\"\nsubscribers_per_connection = 5\n"),
+        spawn(),
+        2,
+    )
+    .expect("h2 run");
+    for t in Transport::ALL {
+        let one = h1.transports.iter().find(|r| r.transport == t).unwrap();
+        let two = h2.transports.iter().find(|r| r.transport == t).unwrap();
+        support::assert_exact(two);
+        assert_eq!(two.subscribers_connected, 10, "{t}");
+        assert_eq!(
+            (two.connect_us.count, two.tls_handshake_us.unwrap().count),
+            (2, 2),
+            "{t}: ten subscribers, five to an h2 connection, open two connections and two handshakes"
+        );
+        assert_eq!(
+            one.connect_us.count, 10,
+            "{t}: HTTP/1.1 opens one per subscriber"
+        );
+        let (h1_bytes, h2_bytes) = (
+            one.bytes_per_delivery.unwrap(),
+            two.bytes_per_delivery.unwrap(),
+        );
+        if matches!(t, Transport::Poll | Transport::LongPoll) {
+            // HPACK: a repeated request's headers shrink to a few table indices.
+            assert!(
+                h2_bytes < h1_bytes,
+                "{t}: {h2_bytes} B per delivery on h2, {h1_bytes} on HTTP/1.1 over TLS"
+            );
+        }
+    }
+}
+
+#[test]
+fn reconnects_resume_their_tls_sessions_unless_resumption_is_off() {
+    let churning = |resumption: bool| {
+        format!(
+            "{SCENARIO}transports = [\"sse\"]\n[churn]\nevery_s = 0.5\nshare = 0.5\n[client]\ntls = true\ntls_resumption = {resumption}\n"
+        )
+        .replacen("[poll]\ninterval_ms = 100\n", "", 1)
+    };
+    let spawn = || ServerSource::Spawn(support::server_bin());
+    for resumption in [true, false] {
+        let result = run_with(&churning(resumption), spawn(), 1).expect("churn run over TLS");
+        let sse = &result.transports[0];
+        support::assert_exact(sse);
+        let handshakes = sse.tls_handshake_us.unwrap().count;
+        let resumed = sse.tls_resumed_handshakes.expect("counted over TLS");
+        assert!(
+            sse.reconnects >= 10,
+            "churn reconnected {} times",
+            sse.reconnects
+        );
+        assert_eq!(
+            handshakes,
+            10 + sse.reconnects,
+            "a handshake per connection"
+        );
+        if resumption {
+            assert!(
+                resumed > 0 && resumed <= sse.reconnects,
+                "{resumed} of {handshakes} handshakes resumed, {} reconnects",
+                sse.reconnects
+            );
+        } else {
+            assert_eq!(resumed, 0, "resumption off: every handshake is full");
+        }
+    }
+}

@@ -1,5 +1,6 @@
 // Browser test of the server over TLS and HTTP/2: loads the demo page from a `--tls-self-signed --demo`
-// server in headless Debian Chromium and checks that the page came over h2 and that one page holds
+// server in headless Debian Chromium and checks that the page came over h2, that its connections panel
+// explains h2's streams instead of HTTP/1.1's pool of six, and that one page holds
 // more than six event streams at once — over HTTP/1.1 the seventh would wait for a free connection —
 // each receiving the event published after all are subscribed.
 //
@@ -32,6 +33,18 @@ try {
   const protocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
   if (protocol !== "h2") throw new Error(`the page came over ${protocol}, not h2`);
   log(`page loaded over ${protocol}`);
+  // The connections panel explains h2 instead of the HTTP/1.1 pool of six, and draws no free slot.
+  await page.waitForFunction(() => document.querySelectorAll("#slots .slot").length > 0, null, { timeout: 10000 });
+  const panel = await page.evaluate(() => ({
+    title: document.querySelector("#pool-title").textContent,
+    h2Shown: !document.querySelector("#pool-h2").hidden,
+    h1Shown: !document.querySelector("#pool-h1").hidden,
+    free: [...document.querySelectorAll("#slots .slot")].filter((s) => s.textContent === "free").length,
+  }));
+  if (!panel.title.includes("HTTP/2") || !panel.h2Shown || panel.h1Shown || panel.free !== 0) {
+    throw new Error(`the connections panel does not explain h2: ${JSON.stringify(panel)}`);
+  }
+  log(`connections panel: "${panel.title}", no pool of six`);
   const outcome = await page.evaluate(async (streams) => {
     const topic = `h2-${Date.now()}`;
     const within = (ms, what) => new Promise((_, reject) => setTimeout(() => reject(new Error(what)), ms));

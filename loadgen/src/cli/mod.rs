@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 use crate::network::placement::Emulated;
 use crate::network::{EmulatorChoice, NetworkSpec, Overrides};
 use crate::run::{RunOptions, ServerSource, default_out_dir, run};
-use crate::scenario::Scenario;
+use crate::scenario::{ClientOptions, HttpVersion, Scenario, ScenarioError};
 use crate::targets::deployment::TargetTrust;
 use crate::targets::server_proc::locate;
 use pushbench_report::gate::compare::{Format, Gate, Tolerances};
@@ -279,6 +279,18 @@ pub struct RunArgs {
     /// What applies an emulated network's conditions; result.json's `network.engine` says which ran.
     #[arg(long, value_enum, default_value_t = EmulatorChoice::Auto)]
     pub emulator: EmulatorChoice,
+    /// Run the clients over TLS, replacing the scenario's `[client] tls` (a spawned server gets a
+    /// certificate made for the run).
+    #[arg(long)]
+    pub tls: bool,
+    /// The subscribers' HTTP version, replacing `[client] http`: 1.1, or 2 (h2, which turns TLS on:
+    /// browsers speak h2 only over TLS) [default: the scenario's, else 1.1].
+    #[arg(long, value_name = "VERSION", value_parser = http_version)]
+    pub http: Option<HttpVersion>,
+    /// Subscribers multiplexed on one h2 connection, replacing `[client] subscribers_per_connection`
+    /// (needs --http 2 or the scenario's) [default: the scenario's, else 1].
+    #[arg(long, value_name = "N")]
+    pub subscribers_per_connection: Option<u32>,
     /// Also write the thresholds' outcomes as JUnit XML to this file: one test case per threshold and
     /// transport.
     #[arg(long, value_name = "FILE", conflicts_with = "peers")]
@@ -310,6 +322,30 @@ fn network_long_help() -> String {
          `loopback`, the default when the scenario has no `[network]`, needs nothing). Presets: {}.",
         crate::network::presets_help()
     )
+}
+
+fn http_version(text: &str) -> Result<HttpVersion, String> {
+    match text {
+        "1.1" => Ok(HttpVersion::Http1),
+        "2" => Ok(HttpVersion::Http2),
+        other => Err(format!("{other:?}: 1.1 or 2")),
+    }
+}
+
+impl RunArgs {
+    /// The scenario's `[client]` with this command line's overrides, checked again.
+    fn client(&self, scenario: ClientOptions) -> Result<ClientOptions, ScenarioError> {
+        let http = self.http.unwrap_or(scenario.http);
+        ClientOptions {
+            tls: scenario.tls || self.tls || http == HttpVersion::Http2,
+            http,
+            subscribers_per_connection: self
+                .subscribers_per_connection
+                .unwrap_or(scenario.subscribers_per_connection),
+            tls_resumption: scenario.tls_resumption,
+        }
+        .validated()
+    }
 }
 
 fn network_preset(name: &str) -> Result<NetworkSpec, String> {
@@ -425,6 +461,9 @@ fn run_command(args: RunArgs) -> Outcome {
     if let Some(network) = args.network.clone() {
         scenario.network = network;
     }
+    scenario.client = args
+        .client(scenario.client)
+        .map_err(|e| (EXIT_USAGE, e.into()))?;
     if let Some(only) = &args.transports {
         if let Some(missing) = only.iter().find(|t| !scenario.transports.contains(t)) {
             return Err((
@@ -703,4 +742,60 @@ fn print_summary(result: &RunResult, dir: &std::path::Path) {
         "\nwrote {0}/result.json, {0}/report.md, {0}/report.html",
         dir.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn client_of(flags: &[&str], scenario: ClientOptions) -> Result<ClientOptions, String> {
+        let line = ["pushbench", "run", "s.toml"].iter().chain(flags);
+        let Command::Run(args) = Cli::try_parse_from(line)
+            .map_err(|e| e.to_string())?
+            .command
+        else {
+            unreachable!("a run command line");
+        };
+        args.client(scenario).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_client_flags_override_the_scenario_and_are_checked_again() {
+        let h2 = client_of(
+            &["--http", "2", "--subscribers-per-connection", "6"],
+            ClientOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            h2,
+            ClientOptions {
+                tls: true,
+                http: HttpVersion::Http2,
+                subscribers_per_connection: 6,
+                tls_resumption: true,
+            },
+            "--http 2 turns TLS on"
+        );
+        assert_eq!(
+            client_of(&[], h2).unwrap(),
+            h2,
+            "without flags the scenario's [client] stands"
+        );
+        assert_eq!(
+            client_of(&["--tls"], ClientOptions::default())
+                .unwrap()
+                .http,
+            HttpVersion::Http1
+        );
+        let refused = client_of(
+            &["--subscribers-per-connection", "6"],
+            ClientOptions::default(),
+        )
+        .unwrap_err();
+        assert!(refused.contains("more than 1 needs http"), "{refused}");
+        let refused = client_of(&["--http", "3"], ClientOptions::default()).unwrap_err();
+        assert!(refused.contains("1.1 or 2"), "{refused}");
+    }
 }

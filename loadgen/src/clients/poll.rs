@@ -47,8 +47,8 @@ pub(crate) struct PollConn {
     http: HttpConn,
     /// When the connect started (for time-to-subscribed).
     started: Instant,
-    /// TCP connect time.
-    connect: Duration,
+    /// TCP connect time; `None` on an h2 connection already open.
+    connect: Option<Duration>,
     /// Whether this connection's timings were reported (on its first answer).
     reported: bool,
 }

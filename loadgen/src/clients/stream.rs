@@ -133,7 +133,7 @@ pub(crate) struct OpenStream {
     /// Keeps the connection's driver alive while the body is read.
     _conn: HttpConn,
     body: Incoming,
-    connect: Duration,
+    connect: Option<Duration>,
     first_byte: Duration,
     started: Instant,
 }

@@ -6,6 +6,7 @@
 //! its [`SubscriberLog`] back. goose checks its own stop signal only between transactions, so every wait
 //! here races the run's [`CancellationToken`].
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,9 +15,9 @@ use pushbench_common::wire::{Control, Message};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{ConnError, Endpoint, HttpConn, Wire, WireCounters, connect};
+use crate::conn::{ConnError, Endpoint, HttpConn, TlsHandshake, Wire, WireCounters, connect};
 use crate::measure::{Recorder, RunMeters, SubscriberLog};
-use crate::scenario::Scenario;
+use crate::scenario::{HttpVersion, Scenario};
 
 /// Pause after the first failure in a row before trying again; it doubles with every further failure,
 /// up to [`MAX_RETRY_PAUSE`], and each pause is drawn from its upper half, so that subscribers cut at
@@ -48,6 +49,35 @@ pub(crate) struct Shared {
     pub logs: Mutex<Vec<SubscriberLog>>,
     /// The peer's profile when the server is a peer (nchan, Pushpin): its clients replace ours.
     pub peer: Option<Arc<super::dialect::Profile>>,
+    /// The h2 connections the subscribers share (`[client] http = "2"`).
+    pub h2: SharedConnections,
+}
+
+/// The h2 connections of a run's subscribers, `[client] subscribers_per_connection` to each (groups of
+/// consecutive subscribers, as a browser tab's EventSources share its connection): the first of a group
+/// to need one opens it and the others open streams on it; a closed one (the server restarted, or the
+/// network cut it) is replaced by whichever of its group next needs it.
+#[derive(Debug, Default)]
+pub(crate) struct SharedConnections {
+    /// Per group, its connection. The slot's lock is held across opening, so that a group opens one
+    /// connection, not one per waiting subscriber; the map's only while a slot is found.
+    groups: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<Option<HttpConn>>>>>,
+}
+
+impl SharedConnections {
+    fn slot(&self, group: u64) -> Arc<tokio::sync::Mutex<Option<HttpConn>>> {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups.entry(group).or_default().clone()
+    }
+
+    /// Lets go of every connection once the subscribers have stopped, so that they close (and their
+    /// sockets' retransmissions are read) before the tally.
+    pub(crate) fn close_all(&self) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
 }
 
 /// One timed operation of a subscriber (a connect, a request, a subscription), for the request metrics
@@ -229,8 +259,18 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Opens an HTTP connection to the next node (see [`Shared::nodes`]), recording a failed connect or
-    /// counting the new connection and its TLS handshake; returns it with its TCP connect time.
-    pub(crate) async fn open_http(&mut self) -> Result<(HttpConn, Duration), ConnError> {
+    /// counting the new connection and its TLS handshake; returns it with its TCP connect time. On h2 it
+    /// is the subscriber's group's connection (see [`SharedConnections`]), and the connect time is
+    /// `None` when the connection was already open: the new subscription paid no connect.
+    pub(crate) async fn open_http(&mut self) -> Result<(HttpConn, Option<Duration>), ConnError> {
+        if self.shared.scenario.client.http == HttpVersion::Http2 {
+            return self.open_shared().await;
+        }
+        let opened = self.open_new_http().await;
+        opened.map(|(conn, took)| (conn, Some(took)))
+    }
+
+    async fn open_new_http(&mut self) -> Result<(HttpConn, Duration), ConnError> {
         let node = self.next_node();
         let opened = HttpConn::open(&node, &self.shared.wire).await;
         if let Ok((conn, _)) = &opened {
@@ -239,9 +279,23 @@ impl<'a> Subscriber<'a> {
         self.opened(opened)
     }
 
-    fn record_tls(&self, handshake: Option<Duration>) {
-        if let Some(took) = handshake {
-            self.shared.meters.record_tls_handshake(took);
+    async fn open_shared(&mut self) -> Result<(HttpConn, Option<Duration>), ConnError> {
+        let per_connection = u64::from(self.shared.scenario.client.subscribers_per_connection);
+        let slot = self.shared.h2.slot(self.index / per_connection);
+        let mut slot = slot.lock().await;
+        if let Some(conn) = slot.as_ref().and_then(HttpConn::share) {
+            self.connection_opened();
+            return Ok((conn, None));
+        }
+        let (conn, took) = self.open_new_http().await?;
+        *slot = conn.share();
+        Ok((conn, Some(took)))
+    }
+
+    fn record_tls(&mut self, handshake: Option<TlsHandshake>) {
+        if let Some(handshake) = handshake {
+            self.shared.meters.record_tls_handshake(handshake.took);
+            self.rec.log.counters.tls_resumed += u64::from(handshake.resumed);
         }
     }
 
@@ -264,8 +318,8 @@ impl<'a> Subscriber<'a> {
         outcome
     }
 
-    /// Counts a new TCP connection: every one after the subscriber's first is a reconnect (churn or error
-    /// recovery). The one place reconnects are counted.
+    /// Counts a new TCP connection (on h2, a new subscription stream): every one after the subscriber's
+    /// first is a reconnect (churn or error recovery). The one place reconnects are counted.
     fn connection_opened(&mut self) {
         if self.opened_any {
             self.rec.log.counters.reconnects += 1;
@@ -356,18 +410,21 @@ impl<'a> Subscriber<'a> {
             .await;
     }
 
-    /// Reports a new connection's timings to our histograms and to the sink.
+    /// Reports a new connection's timings to our histograms and to the sink; `connect` is `None` for a
+    /// subscription on an h2 connection already open.
     pub(crate) async fn report_connection(
         &mut self,
-        connect: Duration,
+        connect: Option<Duration>,
         first_byte: Duration,
         subscribed: Option<Duration>,
     ) {
         self.shared
             .meters
             .record_connection(connect, first_byte, subscribed);
-        self.report("CONNECT", "tcp connect", connect, Ok(None))
-            .await;
+        if let Some(connect) = connect {
+            self.report("CONNECT", "tcp connect", connect, Ok(None))
+                .await;
+        }
         if let Some(s) = subscribed {
             let name = format!("{} subscribed", self.shared.transport);
             self.report("SUBSCRIBE", &name, s, Ok(None)).await;

@@ -1,6 +1,7 @@
-//! WebSocket client (`GET /ws`, tokio-tungstenite over a counted TCP stream).
+//! WebSocket client (`GET /ws`, tokio-tungstenite over a counted TCP stream, or over one stream of an h2
+//! connection opened by extended CONNECT, RFC 8441).
 //!
-//! One upgrade per connection, then one text frame per message (`subscribed` first). The read buffer is
+//! One upgrade per connection (per stream on h2), then one text frame per message (`subscribed` first). The read buffer is
 //! kept small (4 KiB instead of tungstenite's 128 KiB) so that thousands of idle subscribers fit; pings are
 //! answered by tungstenite as frames are read. On churn the client sends a close frame and resumes on a
 //! new connection with `after=<cursor>`.
@@ -10,13 +11,14 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use tokio_tungstenite::WebSocketStream;
 
 use crate::clients::reconnect::{FirstSession, Session, until_stopped};
 use crate::clients::subscriber::{End, Subscriber};
-use crate::conn::{ConnError, Wire};
+use crate::conn::{ConnError, WsSocket};
+use crate::scenario::HttpVersion;
 
 /// Read buffer per connection.
 const READ_BUFFER: usize = 4096;
@@ -35,30 +37,33 @@ impl Session for WsSession {
     }
 }
 
-/// The client side of the upgrade, counted as one request: the socket and how long the upgrade took, or
-/// `None` when the run stopped first. A failed upgrade is recorded (and reported as `label`) here.
-pub(crate) async fn upgrade(
-    sub: &mut Subscriber<'_>,
-    url: String,
-    stream: Wire,
-    label: &str,
-) -> Result<Option<(WebSocketStream<Wire>, Duration)>, ConnError> {
-    let config = WebSocketConfig::default()
+/// The WebSocket's configuration: a small read buffer, writes sent at once.
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0);
+        .write_buffer_size(0)
+}
+
+/// Runs the opening handshake `handshake` (an HTTP/1.1 upgrade, or an h2 extended CONNECT), counted as
+/// one request: the socket and how long the handshake took, or `None` when the run stopped first. A
+/// failure is recorded (and reported as `label`) here.
+async fn handshake(
+    sub: &mut Subscriber<'_>,
+    handshake: impl Future<Output = Result<WebSocketStream<WsSocket>, ConnError>>,
+    label: &str,
+) -> Result<Option<(WebSocketStream<WsSocket>, Duration)>, ConnError> {
     sub.rec.log.counters.requests += 1;
     let sent = Instant::now();
-    let handshake = tokio::select! {
+    let outcome = tokio::select! {
         _ = sub.shared.stop.cancelled() => return Ok(None),
-        h = tokio_tungstenite::client_async_with_config(url, stream, Some(config)) => h,
+        h = handshake => h,
     };
-    let upgrade = sent.elapsed();
-    match handshake {
-        Ok((ws, _response)) => Ok(Some((ws, upgrade))),
+    let took = sent.elapsed();
+    match outcome {
+        Ok(ws) => Ok(Some((ws, took))),
         Err(e) => {
-            let e = ConnError::from(e);
             sub.rec.on_failed_connect(&e);
-            sub.report("GET", label, upgrade, Err(&e)).await;
+            sub.report("GET", label, took, Err(&e)).await;
             Err(e)
         }
     }
@@ -69,7 +74,12 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
     let Some(ws) = open(sub, &path, "/ws upgrade").await? else {
         return Ok(End::Stop);
     };
-    sub.report("GET", "/ws upgrade", ws.upgrade, Ok(Some(101)))
+    let status = if sub.shared.scenario.client.http == HttpVersion::Http2 {
+        200
+    } else {
+        101
+    };
+    sub.report("GET", "/ws upgrade", ws.upgrade, Ok(Some(status)))
         .await;
     ws.read(sub, |sub, message| sub.on_message(message), true)
         .await
@@ -77,37 +87,59 @@ async fn session(sub: &mut Subscriber<'_>) -> Result<End, ConnError> {
 
 /// An upgraded WebSocket being read, with the timings of how it was opened.
 pub(crate) struct OpenWs {
-    ws: WebSocketStream<Wire>,
-    connect: Duration,
+    ws: WebSocketStream<WsSocket>,
+    /// TCP connect time; `None` on an h2 connection already open.
+    connect: Option<Duration>,
     upgrade: Duration,
     started: Instant,
 }
 
-/// Connects to the subscriber's next node and upgrades `path` to a WebSocket; a failure is recorded
-/// (reported as `label`) and returned. `Ok(None)`: the run stopped meanwhile.
+/// Connects to the subscriber's next node and upgrades `path` to a WebSocket — over HTTP/1.1 by
+/// Upgrade on a connection of its own, over h2 by extended CONNECT on a stream of the subscriber's
+/// shared connection; a failure is recorded (reported as `label`) and returned. `Ok(None)`: the run
+/// stopped meanwhile.
 pub(crate) async fn open(
     sub: &mut Subscriber<'_>,
     path: &str,
     label: &str,
 ) -> Result<Option<OpenWs>, ConnError> {
     let started = Instant::now();
-    let (node, stream, connect) = sub.open_tcp().await?;
-    let url = format!("ws://{}{path}", node.host);
-    Ok(upgrade(sub, url, stream, label)
-        .await?
-        .map(|(ws, upgrade)| OpenWs {
-            ws,
-            connect,
-            upgrade,
-            started,
-        }))
+    let (opened, connect) = if sub.shared.scenario.client.http == HttpVersion::Http2 {
+        let (conn, connect) = sub.open_http().await?;
+        let stream = async {
+            let socket = conn.connect_websocket(path).await?;
+            Ok(WebSocketStream::from_raw_socket(socket, Role::Client, Some(config())).await)
+        };
+        (handshake(sub, stream, label).await?, connect)
+    } else {
+        let (node, stream, connect) = sub.open_tcp().await?;
+        let url = format!("ws://{}{path}", node.host);
+        let upgrade = async {
+            let socket = WsSocket::Connection(stream);
+            let (ws, _response) =
+                tokio_tungstenite::client_async_with_config(url, socket, Some(config())).await?;
+            Ok(ws)
+        };
+        (handshake(sub, upgrade, label).await?, Some(connect))
+    };
+    Ok(opened.map(|(ws, upgrade)| OpenWs {
+        ws,
+        connect,
+        upgrade,
+        started,
+    }))
 }
 
 impl OpenWs {
     /// Reports the connection's timings, with the time to subscribed counted until now.
-    pub(crate) async fn report(&self, sub: &mut Subscriber<'_>) {
-        sub.report_connection(self.connect, self.upgrade, Some(self.started.elapsed()))
-            .await;
+    pub(crate) fn report<'s, 'a>(
+        &self,
+        sub: &'s mut Subscriber<'a>,
+    ) -> impl Future<Output = ()> + use<'s, 'a> {
+        // The timings are copied out before the future: h2's upgraded stream is not `Sync`, so no
+        // reference to the socket may live across an await of a future that must be `Send`.
+        let (connect, upgrade, since) = (self.connect, self.upgrade, self.started.elapsed());
+        async move { sub.report_connection(connect, upgrade, Some(since)).await }
     }
 
     /// Reads messages until the run stops or churn is due, handing each text or binary message to

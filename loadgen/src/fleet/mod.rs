@@ -273,7 +273,10 @@ impl Local {
         let tls = spec
             .tls
             .as_ref()
-            .map(TlsTrust::client)
+            .map(|trust| {
+                let client = &spec.scenario.client;
+                trust.client(client.http, client.tls_resumption)
+            })
             .transpose()
             .map_err(RunError::Tls)?;
         let shared = Arc::new(Shared {
@@ -296,6 +299,7 @@ impl Local {
             stop: CancellationToken::new(),
             logs: Mutex::new(Vec::with_capacity((range.end - range.start) as usize)),
             peer: spec.dialect.map(|kind| Arc::new(kind.profile())),
+            h2: Default::default(),
         });
         let attack = goose_attack(&shared, range)?;
         Ok(Self {
@@ -344,7 +348,9 @@ impl Local {
         let published = PublishedLog::new(scenario.topic_count() as usize, acks.iter().copied());
         let logs = std::mem::take(&mut *self.shared.logs.lock().unwrap_or_else(|p| p.into_inner()));
         // A finished subscriber's connection may still close a moment later (hyper's aborted driver
-        // task owns it): its retransmissions are read as it closes.
+        // task owns it), and h2 connections are held for their groups until now: their
+        // retransmissions are read as they close.
+        self.shared.h2.close_all();
         let (retransmits, still_open) = self
             .shared
             .wire

@@ -144,6 +144,9 @@ pub(crate) struct SubscriberCounters {
     pub failed_connects: u64,
     /// Errors on an established connection (protocol errors, resets).
     pub errors: u64,
+    /// TLS handshakes that resumed an earlier session.
+    #[serde(default)]
+    pub tls_resumed: u64,
 }
 
 impl SubscriberCounters {
@@ -157,6 +160,7 @@ impl SubscriberCounters {
         self.reconnects += other.reconnects;
         self.failed_connects += other.failed_connects;
         self.errors += other.errors;
+        self.tls_resumed += other.tls_resumed;
     }
 }
 
@@ -301,13 +305,15 @@ impl RunMeters {
     /// Records the timings of one new connection.
     pub(crate) fn record_connection(
         &self,
-        connect: Duration,
+        connect: Option<Duration>,
         first_byte: Duration,
         subscribed: Option<Duration>,
     ) {
         let us = |d: Duration| (d.as_micros() as u64).clamp(1, MAX_US);
         let mut h = lock(&self.histograms);
-        h.connect.saturating_record(us(connect));
+        if let Some(connect) = connect {
+            h.connect.saturating_record(us(connect));
+        }
         h.first_byte.saturating_record(us(first_byte));
         if let Some(s) = subscribed {
             h.subscribed.saturating_record(us(s));

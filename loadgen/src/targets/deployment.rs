@@ -22,7 +22,7 @@ use crate::clients::dialect::{Offer, PeerKind};
 use crate::clients::publisher::{Published, Schedule};
 use crate::conn::{Endpoint, TlsClient, TlsTrust, WireCounters};
 use crate::error::RunError;
-use crate::scenario::Scenario;
+use crate::scenario::{HttpVersion, Scenario};
 use crate::targets::certificate::RunCertificate;
 use crate::targets::peer::{IdleSettings, RunningPeer};
 use crate::targets::server_proc::Server;
@@ -220,7 +220,7 @@ impl Deployment {
         };
         let tls = trust
             .as_ref()
-            .map(TlsTrust::client)
+            .map(|trust| trust.client(HttpVersion::Http1, true))
             .transpose()
             .map_err(RunError::Tls)?;
         let tls_args = certificate

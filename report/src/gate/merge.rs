@@ -303,6 +303,10 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
         latency_from_server_us: h.latency_from_server_us,
         connect_us: h.connect_us,
         tls_handshake_us: h.tls_handshake_us,
+        tls_resumed_handshakes: parts
+            .iter()
+            .filter_map(|(_, t)| t.tls_resumed_handshakes)
+            .reduce(|a, b| a + b),
         first_byte_us: h.first_byte_us,
         subscribed_us: h.subscribed_us,
         reconnect_us: h.reconnect_us,

@@ -170,9 +170,11 @@ fn write_measurement_tables<W: Write>(result: &RunResult, w: &mut W) -> io::Resu
             r.tls_handshake_us
                 .as_ref()
                 .map_or("– (cleartext)".into(), |t| format!(
-                    "{} / {}",
+                    "{} / {} ({} of {} resumed)",
                     ms(t.p50 as f64),
-                    ms(t.p99 as f64)
+                    ms(t.p99 as f64),
+                    r.tls_resumed_handshakes.unwrap_or(0),
+                    t.count
                 )),
             ms(r.first_byte_us.p50 as f64),
             ms(r.first_byte_us.p99 as f64),
@@ -360,7 +362,7 @@ pub fn faults(result: &RunResult) -> Option<Detail> {
                 }),
                 format!("{} / {}", r.delivered, r.expected),
                 r.lost_announced.to_string(),
-                (r.lost - r.lost_announced.min(r.lost)).to_string(),
+                r.lost_silently().to_string(),
                 r.duplicates.to_string(),
                 r.gaps.to_string(),
                 r.publish_failures.to_string(),

@@ -36,6 +36,9 @@ pub fn findings(result: &RunResult) -> Vec<String> {
         line.push_str(&wire_reasons(t));
         out.push(line);
     }
+    if let Some(line) = connections(result) {
+        out.push(line);
+    }
     if let Some(line) = best_of(
         t,
         "Packets",
@@ -328,6 +331,42 @@ fn wire_reasons(t: &[TransportResult]) -> String {
     }
 }
 
+/// What TLS and h2 change in the connection figures: subscriptions per connection, HPACK, resumed
+/// handshakes. `None` in cleartext.
+fn connections(result: &RunResult) -> Option<String> {
+    let client = result.scenario.get("client")?;
+    let h2 = client.get("http").and_then(|v| v.as_str()) == Some("2");
+    let per_connection = client
+        .get("subscribers_per_connection")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(1);
+    let mut parts = Vec::new();
+    for r in &result.transports {
+        let Some(handshakes) = &r.tls_handshake_us else {
+            continue;
+        };
+        let resumed = r.tls_resumed_handshakes.unwrap_or(0);
+        parts.push(format!(
+            "`{}` {} TLS connections for {} subscribers ({resumed} of {} handshakes resumed)",
+            r.transport, r.connect_us.count, r.subscribers_connected, handshakes.count
+        ));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let how = if h2 {
+        format!(
+            "Subscribers spoke h2, {per_connection} to a connection: each subscription is a stream (WebSocket an extended CONNECT stream), one handshake serves the connection's subscribers, and HPACK shrinks the headers that polling and long-polling repeat on every request to a few table indices (compare with the same scenario over `--tls` alone, HTTP/1.1)"
+        )
+    } else {
+        "Subscribers spoke HTTP/1.1 over TLS, a connection each: every connection pays a handshake, and a reconnect resumes its session when the client kept a ticket".to_owned()
+    };
+    Some(format!(
+        "**Connections**: {how}. {}; bytes are counted below TLS, so they are the ciphertext on the wire.",
+        parts.join(", ")
+    ))
+}
+
 fn best_of(
     t: &[TransportResult],
     title: &str,
@@ -367,7 +406,7 @@ fn best_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::result::{AskedNetwork, LinkCounts, NetworkResult, test_result};
+    use crate::result::{AskedNetwork, LinkCounts, NetworkResult, Percentiles, test_result};
 
     fn on_network(latencies_us: &[u64], rtt_ms: f64) -> RunResult {
         let mut r = test_result(latencies_us);
@@ -405,6 +444,33 @@ mod tests {
         }
         r.transports[0].retransmits = None;
         assert!(!findings(&r).iter().any(|f| f.contains("Retransmissions")));
+    }
+
+    #[test]
+    fn over_tls_the_reading_counts_connections_and_resumed_handshakes_and_names_h2() {
+        let mut r = test_result(&[1_000; 10]);
+        assert!(connections(&r).is_none(), "cleartext: nothing to say");
+        r.scenario["client"] =
+            serde_json::json!({ "tls": true, "http": "2", "subscribers_per_connection": 5 });
+        let t = &mut r.transports[0];
+        (t.subscribers_connected, t.connect_us.count) = (10, 2);
+        t.tls_handshake_us = Some(Percentiles {
+            count: 3,
+            ..Percentiles::default()
+        });
+        t.tls_resumed_handshakes = Some(1);
+        let line = connections(&r).unwrap();
+        assert!(line.contains("h2, 5 to a connection"), "{line}");
+        assert!(
+            line.contains("`ws` 2 TLS connections for 10 subscribers (1 of 3 handshakes resumed)"),
+            "{line}"
+        );
+        r.scenario["client"] = serde_json::json!({ "tls": true });
+        assert!(
+            connections(&r)
+                .unwrap()
+                .contains("HTTP/1.1 over TLS, a connection each")
+        );
     }
 
     #[test]

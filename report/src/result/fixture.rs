@@ -46,6 +46,7 @@ pub(crate) fn test_result(latencies_us: &[u64]) -> RunResult {
             latency_from_server_us: Percentiles::of(&h),
             connect_us: Percentiles::default(),
             tls_handshake_us: None,
+            tls_resumed_handshakes: None,
             first_byte_us: Percentiles::default(),
             subscribed_us: Percentiles::default(),
             reconnect_us: None,

@@ -151,7 +151,7 @@ impl Metric {
         let latency = |us: u64| (r.latency_us.count > 0).then_some(us as f64 / 1000.0);
         match self {
             Metric::Lost => Some(r.lost as f64),
-            Metric::LostSilently => Some(r.lost.saturating_sub(r.lost_announced) as f64),
+            Metric::LostSilently => Some(r.lost_silently() as f64),
             Metric::Duplicates => Some(r.duplicates as f64),
             Metric::OutOfOrder => Some(r.out_of_order as f64),
             Metric::RequestsPerDelivery => r.requests_per_delivery,

@@ -284,6 +284,10 @@ pub struct TransportResult {
     /// TLS handshake after the connect, µs; absent in cleartext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_handshake_us: Option<Percentiles>,
+    /// Of the TLS handshakes, those that resumed an earlier session (`[client] tls_resumption`); the
+    /// rest were full. Absent in cleartext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_resumed_handshakes: Option<u64>,
     /// Request → response head or WebSocket upgrade, µs.
     pub first_byte_us: Percentiles,
     /// Connect start → cursor known (`subscribed` or first poll answer), µs.
@@ -430,6 +434,14 @@ pub struct TransportResult {
     /// The scenario's thresholds for this transport, evaluated; empty when it has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<ThresholdOutcome>,
+}
+
+impl TransportResult {
+    /// Owed events lost without a gap notice naming them: what "never a silent skip" forbids. (A
+    /// merged or hand-edited result could claim more announced than lost; none is then silent.)
+    pub fn lost_silently(&self) -> u64 {
+        self.lost.saturating_sub(self.lost_announced)
+    }
 }
 
 /// One fault a run injected.

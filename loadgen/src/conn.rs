@@ -11,6 +11,11 @@
 //! the target speaks TLS: [`TlsClient`]), then first response byte (or WebSocket upgrade), then the
 //! transport's `subscribed` message. Under TLS the counter sits below rustls, so the bytes counted are
 //! the ciphertext on the wire, records and handshake included.
+//!
+//! Each socket's TCP retransmissions (`TCP_INFO`'s `tcpi_total_retrans`: the segments *this* end sent
+//! again — requests, handshakes, WebSocket frames; the server's resends of events are counted on its
+//! sockets, not here) are read as it closes and added to the same counters. A run reads them only once
+//! every socket of the role has closed ([`WireCounters::retransmits_once_closed`]), so none is missed.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +33,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::scenario::HttpVersion;
@@ -39,6 +45,12 @@ pub struct WireCounters {
     pub read: AtomicU64,
     /// Bytes written to sockets.
     pub written: AtomicU64,
+    /// TCP segments the closed sockets sent again (read from each as it closes).
+    retransmits: AtomicU64,
+    /// Sockets not yet closed: their retransmissions are not in `retransmits` yet.
+    open: AtomicU64,
+    /// Woken when the last open socket closes.
+    closed: Notify,
 }
 
 impl WireCounters {
@@ -49,23 +61,91 @@ impl WireCounters {
             self.written.load(Ordering::Relaxed),
         )
     }
+
+    /// TCP retransmissions of the closed sockets once every socket has closed, and how many were still
+    /// open when `patience` ran out first (their retransmissions are then missing).
+    pub(crate) async fn retransmits_once_closed(&self, patience: Duration) -> (u64, u64) {
+        let all_closed = async {
+            loop {
+                // Registered before the check, so that a close between the two still wakes it.
+                let woken = self.closed.notified();
+                if self.open.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                woken.await;
+            }
+        };
+        let _ = tokio::time::timeout(patience, all_closed).await;
+        (
+            self.retransmits.load(Ordering::Acquire),
+            self.open.load(Ordering::Acquire),
+        )
+    }
 }
 
-/// A stream that counts the bytes read from and written to it.
+// `TCP_INFO` up to `tcpi_total_retrans`, whose offset has not changed since Linux 2.6.2. Asking for
+// this prefix only, the kernel copies exactly these bytes whatever the size of its own struct (libc's
+// full `tcp_info` can be longer than an older kernel's, and nix then refuses the answer). nix's macro
+// holds the `getsockopt` call and its `unsafe`, as for nix's own options (its expansion names `libc`,
+// `getsockopt_impl` and itself unqualified).
+mod tcp_info {
+    use nix::{getsockopt_impl, libc, sockopt_impl};
+
+    sockopt_impl!(
+        /// `getsockopt(IPPROTO_TCP, TCP_INFO)`, its head.
+        TcpInfoHead,
+        GetOnly,
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        TcpInfoPrefix
+    );
+
+    /// The head of the kernel's `struct tcp_info`.
+    #[allow(unreachable_pub)] // the value of the `pub` option the macro declares must be as public
+    #[repr(C)]
+    #[derive(Debug, Clone, Copy)]
+    pub struct TcpInfoPrefix {
+        /// Eight one-byte fields (`tcpi_state` …), then 23 `u32` (`tcpi_rto` … `tcpi_rcv_space`).
+        pub before: [u32; 25],
+        /// `tcpi_total_retrans`: segments this socket retransmitted over its life.
+        pub total_retrans: u32,
+    }
+}
+use tcp_info::TcpInfoHead;
+
+/// Segments `socket` retransmitted so far; 0 when the kernel will not say (not a TCP socket).
+fn total_retrans(socket: &TcpStream) -> u64 {
+    nix::sys::socket::getsockopt(socket, TcpInfoHead).map_or(0, |i| u64::from(i.total_retrans))
+}
+
+/// A TCP stream that counts the bytes read from and written to it, and its retransmissions when it
+/// closes.
 #[derive(Debug)]
-pub(crate) struct Counted<S> {
-    inner: S,
+pub(crate) struct Counted {
+    inner: TcpStream,
     counters: Arc<WireCounters>,
 }
 
-impl<S> Counted<S> {
+impl Counted {
     /// Wraps `inner`; its traffic is added to `counters`.
-    pub(crate) fn new(inner: S, counters: Arc<WireCounters>) -> Self {
+    pub(crate) fn new(inner: TcpStream, counters: Arc<WireCounters>) -> Self {
+        counters.open.fetch_add(1, Ordering::AcqRel);
         Self { inner, counters }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let c = &self.counters;
+        c.retransmits
+            .fetch_add(total_retrans(&self.inner), Ordering::AcqRel);
+        if c.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            c.closed.notify_waiters();
+        }
+    }
+}
+
+impl AsyncRead for Counted {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -81,7 +161,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+impl AsyncWrite for Counted {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -256,12 +336,9 @@ impl std::fmt::Debug for TlsClient {
 #[derive(Debug)]
 pub(crate) enum Wire {
     /// Cleartext.
-    Plain(Counted<TcpStream>),
+    Plain(Counted),
     /// TLS, with its handshake.
-    Tls(
-        Box<tokio_rustls::client::TlsStream<Counted<TcpStream>>>,
-        TlsHandshake,
-    ),
+    Tls(Box<tokio_rustls::client::TlsStream<Counted>>, TlsHandshake),
 }
 
 /// A connection's TLS handshake.
@@ -705,5 +782,46 @@ pub(crate) async fn expect_success(
         Err(body_of(path, response)
             .await
             .expect_err("an error status always yields an error"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_ends_where_the_kernel_keeps_total_retrans() {
+        assert_eq!(
+            std::mem::offset_of!(tcp_info::TcpInfoPrefix, total_retrans),
+            std::mem::offset_of!(nix::libc::tcp_info, tcpi_total_retrans)
+        );
+    }
+
+    #[tokio::test]
+    async fn retransmissions_are_read_once_every_socket_has_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let info = nix::sys::socket::getsockopt(&tcp, TcpInfoHead);
+        assert_eq!(
+            info.map(|i| i.total_retrans),
+            Ok(0),
+            "nothing lost on loopback"
+        );
+        let counters = Arc::new(WireCounters::default());
+        let counted = Counted::new(tcp, counters.clone());
+        let patience = Duration::from_millis(20);
+        assert_eq!(counters.retransmits_once_closed(patience).await, (0, 1));
+        let waiting = tokio::spawn({
+            let counters = counters.clone();
+            async move {
+                counters
+                    .retransmits_once_closed(Duration::from_secs(60))
+                    .await
+            }
+        });
+        drop(counted);
+        assert_eq!(waiting.await.unwrap(), (0, 0), "woken by the close");
     }
 }

@@ -24,7 +24,8 @@
 //!              or TLS; HTTP/1 over them
 //!   scenario   scenario TOML, raw → validated              may import network's conditions
 //!   network    emulated network: presets, namespaces,      may import util
-//!              the TUN link, where each side stands
+//!              the TUN link or netem's, where each side
+//!              stands
 //!   machine · error · util                                 bottom: import nothing of the crate
 //!   (scenario imports the result crate's thresholds, network its network result)
 //! ```
@@ -55,7 +56,8 @@
 //! - `machine`: open files, ports and memory a run needs, checked before it starts; kernel memory of TCP
 //!   sockets, the third share of a connection's memory.
 //! - [`network`]: network conditions and their presets (`[network]`, `--network`), and the packet-level
-//!   emulator that applies them between two namespaces of the run's own: the run, its servers and the
+//!   emulator that applies them (`--emulator`: our TUN forwarder, or the kernel's netem where it has
+//!   one) between two namespaces of the run's own: the run, its servers and the
 //!   publisher on one side, the subscribers (worker processes) on the other.
 //! - `error`: why a run failed; [`util`]: processes, ports, temporary directories, the runtime, and
 //!   the watchdog that stops a run's children when it dies.

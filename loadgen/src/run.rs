@@ -877,6 +877,7 @@ fn account(
         loadgen_rss_per_subscriber_bytes: None,
         link: None,
         packets_per_delivery: None,
+        retransmits: Some(tally.retransmits),
         loadgen_fds: m.connected.loadgen_fds,
         loadgen_workers: options.workers.max(1) as u64,
         loadgen_lag_p99_us: cpu.lag_p99_us,

@@ -314,6 +314,7 @@ fn assert_every_transport_exact(result: &RunResult) {
             r.bytes_per_delivery.unwrap() > 64.0,
             "{t}: a delivery cannot cost less than its payload"
         );
+        assert!(r.retransmits.is_some(), "{t}: retransmissions not counted");
     }
 }
 

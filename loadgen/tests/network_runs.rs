@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use pushbench_common::Transport;
-use pushbench_report::result::{RunResult, TransportResult};
+use pushbench_report::result::{Engine, RunResult, TransportResult};
 
 fn out_dir(name: &str) -> PathBuf {
     let dir =
@@ -21,9 +21,9 @@ fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs `toml` through the `pushbench` binary, prefixed by `wrapper` (e.g. to drop privileges), and checks
-/// that the run removed its namespaces.
-fn pushbench_run(name: &str, toml: &str, wrapper: &[&str]) -> (Output, PathBuf) {
+/// Runs `toml` through the `pushbench` binary with `args`, prefixed by `wrapper` (e.g. to drop
+/// privileges), and checks that the run removed its namespaces.
+fn pushbench_run(name: &str, toml: &str, wrapper: &[&str], args: &[&str]) -> (Output, PathBuf) {
     let dir = out_dir(name);
     let scenario = dir.join("scenario.toml");
     std::fs::write(&scenario, toml).unwrap();
@@ -44,6 +44,7 @@ fn pushbench_run(name: &str, toml: &str, wrapper: &[&str]) -> (Output, PathBuf) 
         .arg(&dir)
         .arg("--server-bin")
         .arg(support::server_bin())
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -99,7 +100,7 @@ rtt_ms = 100
 
 #[test]
 fn a_run_at_100_ms_measures_its_round_trip_and_delivers_no_sooner_than_the_one_way_delay() {
-    let (output, dir) = pushbench_run("rtt", SPARSE, &[]);
+    let (output, dir) = pushbench_run("rtt", SPARSE, &[], &[]);
     let result = result_of(&output, &dir);
     let network = result
         .network
@@ -163,15 +164,26 @@ interval_ms = 100
 rtt_ms = 20
 loss_pct = 2
 "#;
-    let (output, dir) = pushbench_run("loss", toml, &[]);
+    let (output, dir) = pushbench_run("loss", toml, &[], &[]);
     let result = result_of(&output, &dir);
     for t in Transport::ALL {
         support::assert_exact(of(&result, t));
     }
-    let link = result.network.unwrap().link;
+    let link = result.network.as_ref().unwrap().link;
     assert!(
-        link.down_lost + link.up_lost > 0,
-        "the link dropped nothing: {link:?}"
+        link.up_lost > 0,
+        "the link dropped nothing upstream: {link:?}"
+    );
+    // Some 1,200 requests and handshakes went up (polls every 100 ms, a long-poll per event); at 2 %
+    // loss the link dropped some of them, and the subscribers' sockets sent those again.
+    let retransmits: Vec<u64> = result
+        .transports
+        .iter()
+        .map(|r| r.retransmits.expect("retransmissions counted"))
+        .collect();
+    assert!(
+        retransmits.iter().sum::<u64>() > 0,
+        "no retransmission counted under 2 % loss: {retransmits:?}, link {link:?}"
     );
 }
 
@@ -192,7 +204,7 @@ rtt_ms = 20
 [faults]
 flap = { every_s = 1.5, down_s = 0.5 }
 "#;
-    let (output, dir) = pushbench_run("flap", toml, &[]);
+    let (output, dir) = pushbench_run("flap", toml, &[], &[]);
     let result = result_of(&output, &dir);
     for t in [Transport::LongPoll, Transport::Sse, Transport::Ws] {
         let r = of(&result, t);
@@ -211,11 +223,51 @@ flap = { every_s = 1.5, down_s = 0.5 }
 fn without_the_privilege_a_network_is_refused_naming_what_is_missing() {
     // Root without any capability, as an unprivileged user would be.
     let no_caps = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"];
-    let (output, _) = pushbench_run("refused", SPARSE, &no_caps);
+    let (output, _) = pushbench_run("refused", SPARSE, &no_caps, &[]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("needs root (CAP_NET_ADMIN"), "{stderr}");
     assert!(stderr.contains("--network loopback"), "{stderr}");
+}
+
+#[test]
+fn netem_where_the_kernel_lacks_it_is_refused_naming_what_is_missing_and_auto_records_its_engine() {
+    let toml = r#"
+name = "net-engine"
+transports = ["sse"]
+subscribers = 2
+launch_rate = 100
+duration_s = 1
+drain_s = 1
+publish_rate = 4
+payload_bytes = 64
+[network]
+rtt_ms = 20
+"#;
+    let (netem, dir) = pushbench_run("netem", toml, &[], &["--emulator", "netem"]);
+    // This machine's kernel and CI's have no netem; on one that has it the netem engine must run.
+    let kernel_has_netem = netem.status.success();
+    if kernel_has_netem {
+        let engine = result_of(&netem, &dir).network.unwrap().engine;
+        assert_eq!(engine, Engine::Netem);
+    } else {
+        let stderr = String::from_utf8_lossy(&netem.stderr);
+        assert_eq!(netem.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("no netem qdisc"), "{stderr}");
+        assert!(stderr.contains("CONFIG_NET_SCH_NETEM"), "{stderr}");
+        assert!(stderr.contains("--emulator tun"), "{stderr}");
+    }
+    let (auto, dir) = pushbench_run("auto", toml, &[], &[]);
+    let result = result_of(&auto, &dir);
+    support::assert_exact(of(&result, Transport::Sse));
+    let network = result.network.unwrap();
+    let expected = if kernel_has_netem {
+        Engine::Netem
+    } else {
+        Engine::Tun
+    };
+    assert_eq!(network.engine, expected, "auto chose by the kernel");
+    assert!(network.link.packets() > 0, "{:?}", network.link);
 }
 
 #[test]
@@ -262,5 +314,59 @@ fn a_matrix_runs_each_network_in_its_own_process_and_writes_one_page() {
         std::fs::read_to_string(dir.join("matrix.html"))
             .unwrap()
             .contains("<polyline")
+    );
+}
+
+#[test]
+fn the_demo_serves_its_page_across_the_link_to_a_local_address_and_leaves_nothing_behind() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let _lock = support::one_run_at_a_time();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_pushbench"))
+        .args(["demo", "--network", "wifi", "--port", "0", "--server-bin"])
+        .arg(support::server_bin())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(demo.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    assert!(addr.starts_with("127.0.0.1:"), "{first}");
+
+    let started = std::time::Instant::now();
+    let mut browser = std::net::TcpStream::connect(addr).unwrap();
+    browser
+        .write_all(b"GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    browser.read_to_string(&mut page).unwrap();
+    let took = started.elapsed();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("one feed, five transports"), "{page}");
+    // The relay's connection across the link pays wifi's 20 ms round trip at least once.
+    assert!(took >= std::time::Duration::from_millis(20), "{took:?}");
+
+    let pid = demo.id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = demo.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        namespaces_of(pid),
+        Vec::<String>::new(),
+        "the demo left namespaces"
     );
 }

@@ -8,6 +8,7 @@
 //! scenario, workload or schema version) are [`EXIT_USAGE`].
 
 mod capacity;
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::network::placement::Emulated;
-use crate::network::{NetworkSpec, Overrides};
+use crate::network::{EmulatorChoice, NetworkSpec, Overrides};
 use crate::run::{RunOptions, ServerSource, default_out_dir, run};
 use crate::scenario::{ClientOptions, HttpVersion, Scenario, ScenarioError};
 use crate::targets::deployment::TargetTrust;
@@ -92,6 +93,10 @@ pub enum Command {
     /// and write OUT/matrix.md, .html and .json: rows networks, columns transports, the best cell of each
     /// row marked; each run's own results in OUT/<network>/.
     Matrix(MatrixArgs),
+    /// The teaching demo (`pushbench-server --demo`) behind an emulated network: the server in a
+    /// namespace of its own, and an address on 127.0.0.1 for a browser on this machine, whose every
+    /// connection crosses the link (needs root, as `run --network`).
+    Demo(demo::DemoArgs),
     /// Merge results of the same scenario exactly (counters summed, histograms added, percentiles
     /// recomputed).
     Merge {
@@ -125,6 +130,9 @@ pub struct MatrixArgs {
     /// Load-generator worker processes of every run (as `pushbench run --workers`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: u32,
+    /// What applies the networks' conditions in every run (as `pushbench run --emulator`).
+    #[arg(long, value_enum, default_value_t = EmulatorChoice::Auto)]
+    pub emulator: EmulatorChoice,
     /// Do not print the runs' live progress lines.
     #[arg(long, default_value_t = false)]
     pub no_progress: bool,
@@ -143,7 +151,15 @@ fn matrix_command(args: MatrixArgs) -> Outcome {
         Some((field, values)) => Rows::Vary { field, values },
         None => Rows::Networks(args.networks),
     };
-    let mut run_args = vec!["--workers".to_owned(), args.workers.to_string()];
+    let mut run_args = vec![
+        "--workers".to_owned(),
+        args.workers.to_string(),
+        "--emulator".to_owned(),
+        clap::ValueEnum::to_possible_value(&args.emulator)
+            .expect("every choice has a name")
+            .get_name()
+            .to_owned(),
+    ];
     if let Some(bin) = &args.server_bin {
         run_args.extend(["--server-bin".to_owned(), bin.display().to_string()]);
     }
@@ -260,6 +276,9 @@ pub struct RunArgs {
     /// the default when the scenario has no `[network]`, needs nothing).
     #[arg(long, value_name = "PRESET", value_parser = network_preset, long_help = network_long_help())]
     pub network: Option<NetworkSpec>,
+    /// What applies an emulated network's conditions; result.json's `network.engine` says which ran.
+    #[arg(long, value_enum, default_value_t = EmulatorChoice::Auto)]
+    pub emulator: EmulatorChoice,
     /// Run the clients over TLS, replacing the scenario's `[client] tls` (a spawned server gets a
     /// certificate made for the run).
     #[arg(long)]
@@ -363,6 +382,7 @@ pub fn main() -> ExitCode {
         }
         Command::Capacity(args) => capacity::command(args),
         Command::Matrix(args) => matrix_command(args),
+        Command::Demo(args) => demo::command(args),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -473,7 +493,7 @@ fn run_command(args: RunArgs) -> Outcome {
             &args,
             servers.contains(&crate::targets::peer::ServerName::Ours),
         )?;
-        let network = emulate(&scenario.network, args.workers as usize)?;
+        let network = emulate(&scenario.network, args.workers as usize, args.emulator)?;
         return crate::suites::peers::run_peers(
             scenario,
             servers,
@@ -499,7 +519,7 @@ fn run_command(args: RunArgs) -> Outcome {
     };
     check_limits(&scenario, &args, matches!(server, ServerSource::Spawn(_)))?;
     let out_dir = args.out.unwrap_or_else(|| default_out_dir(&scenario));
-    let network = emulate(&scenario.network, args.workers as usize)?;
+    let network = emulate(&scenario.network, args.workers as usize, args.emulator)?;
     let runtime = || -> anyhow::Result<RunResult> {
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -563,20 +583,25 @@ fn target_trust(args: &RunArgs) -> Result<Option<TargetTrust>, (u8, anyhow::Erro
 }
 
 /// Sets up the emulated network `spec` asks for (none on loopback) with a subscriber-side address per
-/// worker, and moves this thread to its server side: call it before building the runtime.
+/// worker on the engine `emulator` chooses, and moves this thread to its server side: call it before
+/// building the runtime.
 fn emulate(
     spec: &NetworkSpec,
     workers: usize,
+    emulator: EmulatorChoice,
 ) -> Result<Option<Arc<Emulated>>, (u8, anyhow::Error)> {
+    use crate::network::emulator::EmulatorError;
+    use crate::network::placement::PlacementError;
     if spec.is_loopback() {
         return Ok(None);
     }
-    let network = Emulated::start(spec, workers.max(1)).map_err(|e| {
+    let network = Emulated::start(spec, workers.max(1), emulator).map_err(|e| {
         let code = match &e {
-            crate::network::placement::PlacementError::Link(
-                crate::network::emulator::EmulatorError::Namespace(
-                    crate::network::namespace::NamespaceError::NotPermitted(_),
-                ),
+            PlacementError::Link(
+                EmulatorError::Namespace(crate::network::namespace::NamespaceError::NotPermitted(
+                    _,
+                ))
+                | EmulatorError::NoNetem(_),
             ) => EXIT_USAGE,
             _ => EXIT_RUNTIME,
         };
@@ -587,8 +612,11 @@ fn emulate(
     })?;
     let measured = network.result();
     eprintln!(
-        "pushbench: network {}: asked RTT {} ms, measured {:.1} ms",
-        spec.profile, measured.asked.rtt_ms, measured.measured_rtt_ms
+        "pushbench: network {} ({} engine): asked RTT {} ms, measured {:.1} ms",
+        spec.profile,
+        measured.engine.as_str(),
+        measured.asked.rtt_ms,
+        measured.measured_rtt_ms
     );
     Ok(Some(Arc::new(network)))
 }

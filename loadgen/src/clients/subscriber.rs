@@ -70,12 +70,13 @@ impl SharedConnections {
         groups.entry(group).or_default().clone()
     }
 
-    /// Closes every connection once the subscribers have stopped (their own handles are gone), so that
-    /// their sockets close with the run, not with its last reference.
+    /// Lets go of every connection once the subscribers have stopped, so that they close (and their
+    /// sockets' retransmissions are read) before the tally.
     pub(crate) fn close_all(&self) {
-        drop(std::mem::take(
-            &mut *self.groups.lock().unwrap_or_else(|p| p.into_inner()),
-        ));
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 

@@ -95,6 +95,8 @@ pub(crate) struct Tally {
     pub last_error: Option<String>,
     /// Bytes `(read, written)` at the subscribers' sockets.
     pub wire: (u64, u64),
+    /// TCP segments the subscribers' sockets retransmitted.
+    pub retransmits: u64,
     /// Latency and connection histograms.
     pub histograms: Histograms,
     /// goose's request metrics.
@@ -112,6 +114,7 @@ impl Tally {
         self.counters.add(&other.counters);
         self.last_error = other.last_error.or(self.last_error.take());
         self.wire = (self.wire.0 + other.wire.0, self.wire.1 + other.wire.1);
+        self.retransmits += other.retransmits;
         self.histograms.add(&other.histograms);
         self.goose = pushbench_report::gate::merge::merge_goose(
             [self.goose.as_slice(), other.goose.as_slice()].into_iter(),
@@ -250,6 +253,9 @@ impl Fleet {
     }
 }
 
+/// How long `finish` waits for the last subscriber socket to close once goose has returned.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Subscribers `range` of a run, held by goose in this process.
 #[derive(Debug)]
 pub(crate) struct Local {
@@ -338,13 +344,28 @@ impl Local {
             .goose
             .await
             .map_err(|e| RunError::Goose(format!("goose task: {e}")))??;
-        self.shared.h2.close_all();
         let scenario = &self.shared.scenario;
         let published = PublishedLog::new(scenario.topic_count() as usize, acks.iter().copied());
         let logs = std::mem::take(&mut *self.shared.logs.lock().unwrap_or_else(|p| p.into_inner()));
+        // A finished subscriber's connection may still close a moment later (hyper's aborted driver
+        // task owns it), and h2 connections are held for their groups until now: their
+        // retransmissions are read as they close.
+        self.shared.h2.close_all();
+        let (retransmits, still_open) = self
+            .shared
+            .wire
+            .retransmits_once_closed(CLOSE_PATIENCE)
+            .await;
+        if still_open > 0 {
+            eprintln!(
+                "pushbench: {still_open} subscriber sockets still open {CLOSE_PATIENCE:?} after the \
+                 subscribers stopped: their retransmissions are not counted"
+            );
+        }
         let mut tally = Tally {
             logs: logs.len() as u64,
             wire: self.shared.wire.totals(),
+            retransmits,
             goose: goose_rows(&metrics),
             ..Tally::default()
         };

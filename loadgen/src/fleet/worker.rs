@@ -121,6 +121,7 @@ pub(crate) struct WireTally {
     counters: SubscriberCounters,
     last_error: Option<String>,
     wire: (u64, u64),
+    retransmits: u64,
     /// latency, latency from server, connect, TLS handshake, first byte, subscribed, reconnect.
     histograms: [String; 7],
     goose: Vec<GooseRow>,
@@ -136,6 +137,7 @@ impl WireTally {
             counters: t.counters,
             last_error: t.last_error.clone(),
             wire: t.wire,
+            retransmits: t.retransmits,
             histograms: [
                 &h.latency,
                 &h.latency_from_server,
@@ -173,6 +175,7 @@ impl WireTally {
             counters: self.counters,
             last_error: self.last_error,
             wire: self.wire,
+            retransmits: self.retransmits,
             histograms: Histograms {
                 latency,
                 latency_from_server,
@@ -579,6 +582,7 @@ mod tests {
                 ..Completeness::default()
             },
             wire: (1000, 200),
+            retransmits: 9,
             lag_p99_us: 77,
             ..Tally::default()
         };
@@ -593,8 +597,8 @@ mod tests {
         let back = back.into_tally().unwrap();
         assert_eq!(back.completeness, tally.completeness);
         assert_eq!(
-            (back.logs, back.wire, back.lag_p99_us),
-            (3, (1000, 200), 77)
+            (back.logs, back.wire, back.retransmits, back.lag_p99_us),
+            (3, (1000, 200), 9, 77)
         );
         assert_eq!(back.histograms.latency, tally.histograms.latency);
         assert_eq!(back.histograms.connect, tally.histograms.connect);

@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use pushbench_report::result::LinkCounts;
 use rand::Rng;
 
 use super::Conditions;
@@ -27,6 +28,10 @@ use super::namespace::{Namespace, NamespaceError, ip};
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The first subscriber-side address; more follow (198.18.1.2, ...), each with its own ephemeral ports.
 pub const FIRST_SUBSCRIBER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// The server side's network, routed from the subscriber side.
+const SERVER_NET: &str = "198.18.0.0/24";
+/// The subscriber side's network, routed from the server side.
+const SUBSCRIBER_NET: &str = "198.18.1.0/24";
 /// Most subscriber-side addresses one link gives.
 pub const MAX_SUBSCRIBER_ADDRS: usize = 250;
 /// The TUN device's name in both namespaces.
@@ -55,6 +60,21 @@ pub enum EmulatorError {
     /// Too many subscriber addresses asked for.
     #[error("at most {MAX_SUBSCRIBER_ADDRS} subscriber addresses, asked for {0}")]
     TooManyAddresses(usize),
+    /// `--emulator netem` on a kernel without the netem qdisc.
+    #[error(
+        "--emulator netem: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is off and no sch_netem module is loaded); `tc qdisc add … netem` in the run's namespace said {0:?}. Use --emulator tun (or auto, which then chooses tun)"
+    )]
+    NoNetem(String),
+    /// `tc` failed otherwise.
+    #[error("`tc {args}` in {namespace}: {reason}")]
+    Tc {
+        /// Where.
+        namespace: String,
+        /// The arguments.
+        args: String,
+        /// What it printed, or why it could not run.
+        reason: String,
+    },
 }
 
 /// Packets through one direction of the link.
@@ -100,18 +120,14 @@ pub struct Link {
 impl Link {
     /// Creates the namespaces, their devices and addresses, and starts forwarding under `conditions`.
     pub fn start(conditions: Conditions, subscriber_addrs: usize) -> Result<Self, EmulatorError> {
-        if subscriber_addrs > MAX_SUBSCRIBER_ADDRS {
-            return Err(EmulatorError::TooManyAddresses(subscriber_addrs));
-        }
-        let server = Namespace::create("srv")?;
-        let subscribers = Namespace::create("sub")?;
+        let Sides {
+            server,
+            subscribers,
+            subscriber_addrs,
+        } = Sides::create(subscriber_addrs)?;
         let server_tun = tun_in(&server)?;
         let subscriber_tun = tun_in(&subscribers)?;
-        let subscriber_addrs: Vec<Ipv4Addr> = (0..subscriber_addrs.max(1) as u32)
-            .map(|i| Ipv4Addr::from(u32::from(FIRST_SUBSCRIBER_ADDR) + i))
-            .collect();
-        configure(&server, &[SERVER_ADDR], "198.18.1.0/24")?;
-        configure(&subscribers, &subscriber_addrs, "198.18.0.0/24")?;
+        address(&server, &subscribers, DEVICE, &subscriber_addrs)?;
 
         let stats = Arc::new(LinkStats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -154,6 +170,22 @@ impl Link {
             stop,
             threads,
         })
+    }
+
+    /// What both directions forwarded and dropped so far.
+    pub fn counts(&self) -> LinkCounts {
+        let (down, up) = (&self.stats.down, &self.stats.up);
+        let read = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        LinkCounts {
+            down_packets: read(&down.packets_out),
+            down_lost: read(&down.dropped_lost),
+            down_queue_drops: read(&down.dropped_queue),
+            up_packets: read(&up.packets_out),
+            up_lost: read(&up.dropped_lost),
+            up_queue_drops: read(&up.dropped_queue),
+            down_cut: read(&down.dropped_cut),
+            up_cut: read(&up.dropped_cut),
+        }
     }
 
     /// Cuts the link or mends it. A cut drops every packet as it is read, as a link gone down does;
@@ -202,9 +234,45 @@ fn tun_in(namespace: &Namespace) -> Result<tun::Device, EmulatorError> {
         .map_err(failed)
 }
 
-/// Gives the device `addrs`, brings it up and routes `peer_net` through it.
+/// The two namespaces of a link and the subscriber side's addresses, whichever engine joins them.
+pub(super) struct Sides {
+    pub(super) server: Namespace,
+    pub(super) subscribers: Namespace,
+    pub(super) subscriber_addrs: Vec<Ipv4Addr>,
+}
+
+impl Sides {
+    /// Both namespaces, and `subscriber_addrs` addresses (at least one) for the subscriber side.
+    pub(super) fn create(subscriber_addrs: usize) -> Result<Self, EmulatorError> {
+        if subscriber_addrs > MAX_SUBSCRIBER_ADDRS {
+            return Err(EmulatorError::TooManyAddresses(subscriber_addrs));
+        }
+        Ok(Self {
+            server: Namespace::create("srv")?,
+            subscribers: Namespace::create("sub")?,
+            subscriber_addrs: (0..subscriber_addrs.max(1) as u32)
+                .map(|i| Ipv4Addr::from(u32::from(FIRST_SUBSCRIBER_ADDR) + i))
+                .collect(),
+        })
+    }
+}
+
+/// Addresses and routes on `device`, the engine's end in each namespace: the server's address on its
+/// side, the subscribers' on theirs, each side's network routed through it.
+pub(super) fn address(
+    server: &Namespace,
+    subscribers: &Namespace,
+    device: &str,
+    subscriber_addrs: &[Ipv4Addr],
+) -> Result<(), NamespaceError> {
+    configure(server, device, &[SERVER_ADDR], SUBSCRIBER_NET)?;
+    configure(subscribers, device, subscriber_addrs, SERVER_NET)
+}
+
+/// Gives `device` `addrs`, brings it up and routes `peer_net` through it.
 fn configure(
     namespace: &Namespace,
+    device: &str,
     addrs: &[Ipv4Addr],
     peer_net: &str,
 ) -> Result<(), NamespaceError> {
@@ -217,11 +285,11 @@ fn configure(
             "add",
             &format!("{addr}/32"),
             "dev",
-            DEVICE,
+            device,
         ])?;
     }
-    ip(&["-n", ns, "link", "set", DEVICE, "up"])?;
-    ip(&["-n", ns, "route", "add", peer_net, "dev", DEVICE])
+    ip(&["-n", ns, "link", "set", device, "up"])?;
+    ip(&["-n", ns, "route", "add", peer_net, "dev", device])
 }
 
 /// When each packet of one direction arrives at the far end.

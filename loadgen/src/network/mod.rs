@@ -8,22 +8,38 @@
 //! this process that moves every IP packet from one device to the other after the conditions' delay,
 //! dropping and rate-limiting as asked ([`emulator`]). Written here rather than taken from the kernel
 //! because this machine's kernel (and CI's) has no `netem` qdisc; a TCP proxy would not do, since it
-//! terminates TCP and so would emulate neither connects nor losses.
+//! terminates TCP and so would emulate neither connects nor losses. Where the kernel has netem, a veth
+//! pair with a netem qdisc on each end can do the same ([`netem`]; never run here): `--emulator auto`,
+//! the default, takes it when the kernel has it.
 //!
 //! # Layout
 //! - this module: the conditions, their presets and their validation;
 //! - [`namespace`]: creating, entering and removing the namespaces;
 //! - [`emulator`]: the TUN devices and the per-packet forwarder;
+//! - [`netem`]: the kernel's engine, a veth pair shaped by netem, and how `auto` detects it;
 //! - [`placement`]: a command's emulated network: which side the run, the server and the subscribers
 //!   stand on, and the round trip measured.
 
 pub mod emulator;
 pub mod namespace;
+pub mod netem;
 pub mod placement;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// Which engine applies the conditions (`--emulator`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmulatorChoice {
+    /// netem when the kernel has it, else tun.
+    #[default]
+    Auto,
+    /// pushbench's forwarder between two TUN devices.
+    Tun,
+    /// the kernel's netem qdisc on both ends of a veth pair (refused on a kernel without it).
+    Netem,
+}
 
 /// Conditions of the path between the subscribers and the server, in the scenario's units when
 /// serialized (`rtt_ms`, `jitter_ms`, `loss_pct`, `down_kbit`, `up_kbit`).

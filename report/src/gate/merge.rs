@@ -346,6 +346,9 @@ fn merge_transport(parts: &[(&str, &TransportResult)]) -> Result<TransportResult
             .reduce(|a, b| Some(a?.plus(&b?)))
             .flatten(),
         packets_per_delivery: None,
+        retransmits: all()
+            .map(|t| t.retransmits)
+            .try_fold(0, |sum, r| r.map(|r| sum + r)),
         loadgen_fds: all().map(|t| t.loadgen_fds).max().unwrap_or(0),
         loadgen_workers: first.loadgen_workers,
         subscribers_live_at_first_publish: all().map(|t| t.subscribers_live_at_first_publish).sum(),
@@ -525,7 +528,9 @@ mod tests {
         let b: Vec<u64> = (1..=300).map(|i| 50_000 + i * 911).collect();
         let mut ra = test_result(&a);
         ra.transports[0].lost = 2;
-        let rb = test_result(&b);
+        ra.transports[0].retransmits = Some(7);
+        let mut rb = test_result(&b);
+        rb.transports[0].retransmits = Some(5);
         let union = test_result(&[a.clone(), b.clone()].concat());
 
         let merged = merge(&[("a".into(), ra), ("b".into(), rb)]).unwrap();
@@ -540,6 +545,7 @@ mod tests {
         );
         // Counters summed, ratios recomputed from the sums.
         assert_eq!((m.delivered, m.lost, m.requests), (1300, 2, 200));
+        assert_eq!(m.retransmits, Some(12));
         assert_eq!(m.requests_per_delivery, Some(200.0 / 1300.0));
         assert_eq!(m.bytes_per_delivery, Some(300.0));
         assert_eq!(m.server_rss_per_connection_bytes, Some(4096.0));
@@ -555,6 +561,8 @@ mod tests {
         let again = merge(&[("ab".into(), merged), ("b".into(), test_result(&b))]).unwrap();
         assert_eq!(again.runs, 3);
         assert_eq!(again.transports[0].latency_us.count, 1600);
+        // test_result's 0 added to the 12.
+        assert_eq!(again.transports[0].retransmits, Some(12));
         assert_eq!(
             again.transports[0].spread[Metric::Lost.name()].runs.len(),
             3

@@ -1,7 +1,8 @@
 //! `pushbench matrix`: one scenario run under several networks, rendered as the page an engineer takes to
 //! the meeting — rows are networks, columns transports, one table per figure (latency, bytes and packets
-//! per delivery, server memory per connection) with the best cell of each row marked, and in HTML a
-//! chart of median latency against the measured round trip per transport.
+//! per delivery, the subscribers' retransmissions, server memory per connection, and with an idle window the bytes and packets an idle
+//! subscriber costs per hour) with the best cell of each row marked, and in HTML a chart of median
+//! latency against the measured round trip per transport. A figure no run measured gets no table.
 //!
 //! Everything is computed from the runs' results alone; `matrix.json` holds the cells and where each
 //! run's own result is.
@@ -60,12 +61,38 @@ const FIGURES: &[Figure] = &[
         show: |v| format!("{v:.2}"),
     },
     Figure {
+        title: "Retransmissions",
+        about: "TCP segments the subscribers' sockets sent again over the run (requests, handshakes, frames; the server's resends are not counted)",
+        value: |t| t.retransmits.map(|n| n as f64),
+        show: |v| format!("{v:.0}"),
+    },
+    Figure {
         title: "Server memory per connection (KiB)",
         about: "server RSS growth over the launch / connected subscribers",
         value: |t| t.server_rss_per_connection_bytes.map(|b| b / 1024.0),
         show: |v| format!("{v:.1}"),
     },
+    Figure {
+        title: "Idle KiB per subscriber-hour",
+        about: "at the subscribers' sockets while every subscriber was connected and nothing was published (the scenario's `idle_s`): heartbeats, empty polls, long-poll renewals",
+        value: |t| t.idle_bytes_per_hour.map(|b| b / 1024.0),
+        show: |v| format!("{v:.1}"),
+    },
+    Figure {
+        title: "Idle packets per subscriber-hour",
+        about: "the same through the emulated link, both directions: what a phone's radio wakes for while nothing happens (– on loopback)",
+        value: |t| t.idle_packets_per_hour,
+        show: |v| format!("{v:.0}"),
+    },
 ];
+
+/// The figures some row measured: the others would be tables of dashes (no `idle_s`, all loopback).
+fn measured(rows: &[Row]) -> impl Iterator<Item = &'static Figure> + '_ {
+    FIGURES.iter().filter(|f| {
+        rows.iter()
+            .any(|r| r.result.transports.iter().any(|t| (f.value)(t).is_some()))
+    })
+}
 
 /// The cells of `matrix.json`.
 #[derive(Debug, Serialize)]
@@ -84,7 +111,13 @@ struct JsonCell {
     latency_p99_ms: Option<f64>,
     bytes_per_delivery: Option<f64>,
     packets_per_delivery: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retransmits: Option<u64>,
     server_rss_per_connection_kib: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_bytes_per_hour: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_packets_per_hour: Option<f64>,
     lost: u64,
     duplicates: u64,
 }
@@ -156,7 +189,12 @@ pub fn write_json(rows: &[Row], w: impl Write) -> io::Result<()> {
                     latency_p99_ms: (FIGURES[1].value)(t),
                     bytes_per_delivery: t.bytes_per_delivery,
                     packets_per_delivery: t.packets_per_delivery,
-                    server_rss_per_connection_kib: (FIGURES[4].value)(t),
+                    retransmits: t.retransmits,
+                    server_rss_per_connection_kib: t
+                        .server_rss_per_connection_bytes
+                        .map(|b| b / 1024.0),
+                    idle_bytes_per_hour: t.idle_bytes_per_hour,
+                    idle_packets_per_hour: t.idle_packets_per_hour,
                     lost: t.lost,
                     duplicates: t.duplicates,
                 })
@@ -187,7 +225,7 @@ pub fn write_md(scenario: &str, rows: &[Row], mut w: impl Write) -> io::Result<(
             row.dir
         )?;
     }
-    for figure in FIGURES {
+    for figure in measured(rows) {
         writeln!(w, "\n## {}\n\n{}.\n", figure.title, figure.about)?;
         write!(w, "| network |")?;
         for t in &columns {
@@ -251,7 +289,7 @@ pub fn write_html(scenario: &str, rows: &[Row], mut w: impl Write) -> io::Result
         page.push_str("<h2>Median latency against the round trip</h2>");
         page.push_str(&chart);
     }
-    for figure in FIGURES {
+    for figure in measured(rows) {
         let _ = write!(
             page,
             "<h2>{}</h2><p>{}.</p><table><tr><th>network</th>",
@@ -366,6 +404,7 @@ mod tests {
                 },
                 measured_rtt_ms: rtt,
                 link: LinkCounts::default(),
+                engine: Default::default(),
             })
         });
         Row {
@@ -392,6 +431,8 @@ mod tests {
             md.contains("| loopback | 1.0 | – |"),
             "a lone cell is not marked: {md}"
         );
+        let retransmits = &md[md.find("## Retransmissions").expect(&md)..];
+        assert!(retransmits.contains("| loopback | 0 | – |"), "{md}");
         assert!(
             md.contains("| 4g | 60.0 ms | [4g/report.md](4g/report.md) |"),
             "{md}"
@@ -405,7 +446,55 @@ mod tests {
         write_json(&rows, &mut json).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(json[1]["transports"][1]["latency_p50_ms"], 90.0);
+        assert_eq!(json[1]["transports"][1]["retransmits"], 0);
         assert_eq!(json[1]["measured_rtt_ms"], 60.0);
+    }
+
+    #[test]
+    fn idle_costs_get_their_tables_only_when_a_run_measured_them() {
+        let mut quiet = row("4g", Some(60.0), &[40_000]);
+        let mut poll = quiet.result.transports[0].clone();
+        poll.transport = Transport::Poll;
+        poll.idle_bytes_per_hour = Some(174.4 * 1024.0);
+        poll.idle_packets_per_hour = Some(2171.0);
+        let ws = &mut quiet.result.transports[0];
+        ws.idle_bytes_per_hour = Some(1.9 * 1024.0);
+        ws.idle_packets_per_hour = Some(754.0);
+        quiet.result.transports.push(poll);
+        let rows = [row("loopback", None, &[1_000]), quiet];
+        let mut md = Vec::new();
+        write_md("idle", &rows, &mut md).unwrap();
+        let md = String::from_utf8(md).unwrap();
+        let idle = &md[md.find("## Idle KiB per subscriber-hour").expect(&md)..];
+        assert!(idle.contains("| 4g | **1.9** | 174.4 |"), "{md}");
+        let packets = &md[md.find("## Idle packets per subscriber-hour").expect(&md)..];
+        assert!(packets.contains("| 4g | **754** | 2171 |"), "{md}");
+        assert!(packets.contains("| loopback | – | – |"), "{md}");
+
+        let mut html = Vec::new();
+        write_html("idle", &rows, &mut html).unwrap();
+        let html = String::from_utf8(html).unwrap();
+        assert!(
+            html.contains("<h2>Idle packets per subscriber-hour</h2>")
+                && html.contains("<td><b>754</b></td><td>2171</td>"),
+            "{html}"
+        );
+        let mut json = Vec::new();
+        write_json(&rows, &mut json).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(json[1]["transports"][1]["idle_packets_per_hour"], 2171.0);
+        assert!(
+            json[0]["transports"][0]
+                .get("idle_packets_per_hour")
+                .is_none()
+        );
+
+        // Without an idle window neither table is written.
+        let rows = [row("loopback", None, &[1_000])];
+        let mut md = Vec::new();
+        write_md("quick", &rows, &mut md).unwrap();
+        let md = String::from_utf8(md).unwrap();
+        assert!(!md.contains("Idle"), "{md}");
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub fn findings(result: &RunResult) -> Vec<String> {
     ) {
         out.push(line);
     }
+    if let Some(line) = retransmits(t) {
+        out.push(line);
+    }
     if let Some(line) = best_of(
         t,
         "Server memory",
@@ -139,6 +142,25 @@ fn delivery_time_us(t: &[TransportResult]) -> Option<f64> {
         .filter(|r| r.transport.is_streaming() && r.latency_us.count > 0)
         .map(|r| r.latency_us.mean)
         .reduce(f64::min)
+}
+
+/// What the subscribers' sockets sent twice; `None` for results from before it was measured.
+fn retransmits(t: &[TransportResult]) -> Option<String> {
+    let counted: Vec<(&TransportResult, u64)> = t
+        .iter()
+        .filter_map(|r| r.retransmits.map(|n| (r, n)))
+        .collect();
+    if counted.is_empty() {
+        return None;
+    }
+    let list = counted
+        .iter()
+        .map(|(r, n)| format!("`{}` {n}", r.transport))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "**Retransmissions** by the subscribers' sockets (TCP segments they sent again — requests, handshakes, frames — over the run; the server's resends of events are its own sockets' and not counted here): {list}."
+    ))
 }
 
 fn polling_model(t: &[TransportResult]) -> Option<String> {
@@ -399,8 +421,29 @@ mod tests {
             },
             measured_rtt_ms: rtt_ms,
             link: LinkCounts::default(),
+            engine: Default::default(),
         }));
         r
+    }
+
+    #[test]
+    fn both_reports_list_each_transports_retransmissions_when_they_were_counted() {
+        let mut r = test_result(&[1_000; 10]);
+        r.transports[0].retransmits = Some(17);
+        let mut md = Vec::new();
+        crate::render::md::write(&r, &mut md).unwrap();
+        let mut html = Vec::new();
+        crate::render::html::write(&r, &mut html).unwrap();
+        for page in [md, html] {
+            let page = String::from_utf8(page).unwrap();
+            assert!(page.contains("Retransmissions"), "{page}");
+            assert!(
+                page.contains("`ws` 17") || page.contains("<code>ws</code> 17"),
+                "{page}"
+            );
+        }
+        r.transports[0].retransmits = None;
+        assert!(!findings(&r).iter().any(|f| f.contains("Retransmissions")));
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub(crate) fn test_result(latencies_us: &[u64]) -> RunResult {
             loadgen_rss_per_subscriber_bytes: Some(20_000.0),
             link: None,
             packets_per_delivery: None,
+            retransmits: Some(0),
             loadgen_fds: 120,
             loadgen_workers: 1,
             subscribers_live_at_first_publish: Some(100),

@@ -75,6 +75,30 @@ pub struct NetworkResult {
     pub measured_rtt_ms: f64,
     /// Packets the emulator forwarded and dropped, over the whole run.
     pub link: LinkCounts,
+    /// Which engine emulated it (results from before the choice existed: the only one then, TUN).
+    #[serde(default)]
+    pub engine: Engine,
+}
+
+/// What applies the network's conditions to every packet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// pushbench's own forwarder between two TUN devices.
+    #[default]
+    Tun,
+    /// The kernel's `netem` qdisc on both ends of a veth pair.
+    Netem,
+}
+
+impl Engine {
+    /// `tun` or `netem`, as `--emulator` and `result.json` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tun => "tun",
+            Self::Netem => "netem",
+        }
+    }
 }
 
 /// Conditions asked for, in the scenario's units.
@@ -182,7 +206,7 @@ impl NetworkResult {
         let l = self.link;
         format!(
             "{}: asked {} ms RTT ± {} ms, {} % loss each way, down {}, up {}; measured RTT {:.1} ms; \
-             the emulated link forwarded {} packets down ({} lost, {} queue drops) and {} up ({} lost, {} queue drops)",
+             the emulated link ({} engine) forwarded {} packets down ({} lost, {} queue drops) and {} up ({} lost, {} queue drops)",
             self.profile,
             a.rtt_ms,
             a.jitter_ms,
@@ -190,6 +214,7 @@ impl NetworkResult {
             rate(a.down_kbit),
             rate(a.up_kbit),
             self.measured_rtt_ms,
+            self.engine.as_str(),
             l.down_packets,
             l.down_lost,
             l.down_queue_drops,
@@ -358,6 +383,12 @@ pub struct TransportResult {
     /// `link` packets, both directions, per delivery: what a phone's radio pays per event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packets_per_delivery: Option<f64>,
+    /// TCP segments the subscribers' sockets sent again (`TCP_INFO`'s `tcpi_total_retrans`, read as
+    /// each socket closed): their requests, handshakes and frames lost on the way. The server's
+    /// resends of events are not among them (they are its sockets' count). Absent in results from
+    /// before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retransmits: Option<u64>,
     /// Load generator open file descriptors with subscribers connected (summed over its processes).
     pub loadgen_fds: u64,
     /// Load generator processes holding subscribers: 1, or the `--workers` count.

@@ -241,10 +241,11 @@ pub struct RunArgs {
     /// Do not print the live progress line.
     #[arg(long, default_value_t = false)]
     pub no_progress: bool,
-    /// Load-generator processes holding the subscribers. 1: this process. N ≥ 2: N worker processes
-    /// (`pushbench worker`), each holding a contiguous share, raising its open-file limit to the hard
-    /// limit and binding its sockets to its own loopback source address 127.0.0.(2+i), which has its
-    /// own ephemeral ports. Needed past ~19,700 subscribers where a process may open 20,000 files.
+    /// Load-generator worker processes holding the subscribers (`pushbench worker`), started fresh for
+    /// every transport so that the load generator's memory per subscriber does not depend on the
+    /// transports before. Each holds a contiguous share, raises its open-file limit to the hard limit and
+    /// binds its sockets to its own loopback source address 127.0.0.(2+i), which has its own ephemeral
+    /// ports. More than one is needed past ~19,700 subscribers, where a process may open 20,000 files.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: u32,
     /// Server nodes sharing one feed through a Redis backplane started for the run (`redis-server`

@@ -195,7 +195,8 @@ const INTRO: &str = "Same scenario, same load generator, one fresh server per tr
 /// What the tables add when the floor reference is among the servers.
 const FLOOR_INTRO: &str = " CPU ÷ floor divides a server's CPU per delivery by the floor reference's \
      (pushbench-floor: each event written to each socket with one write, nothing else) on the same \
-     transport in this run: 1.00× is the kernel's cost alone, the rest is what the server's user space adds.";
+     transport in this run: 1.00× is the kernel's cost with next to no user space, the rest is what the \
+     server's user space adds.";
 
 /// The text above the tables.
 fn intro(rows: &[Row]) -> String {
@@ -534,7 +535,10 @@ mod tests {
         assert_eq!(rows[2].status, "not offered");
         let md = md(&rows);
         assert!(md.contains("| CPU ÷ floor |"), "{md}");
-        assert!(md.contains("1.00× is the kernel's cost alone"), "{md}");
+        assert!(
+            md.contains("1.00× is the kernel's cost with next to no user space"),
+            "{md}"
+        );
         let line = |server: &str, transport: &str| {
             md.lines()
                 .find(|l| l.starts_with(&format!("| {transport} | {server} |")))

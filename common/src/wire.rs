@@ -164,6 +164,31 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Appends one unmasked, final WebSocket text frame carrying `payload` (RFC 6455 §5.2): how a server
+/// sends a message, byte-identical to tungstenite's encoding.
+pub fn push_ws_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.push(0x81); // FIN, text
+    match payload.len() {
+        len @ 0..=125 => out.push(len as u8),
+        len @ 126..=65_535 => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+/// Appends an event as SSE sends it: `id: N` (the browser's `Last-Event-ID`), its JSON as `data`.
+pub fn push_sse_event(out: &mut Vec<u8>, id: u64, json: &[u8]) {
+    out.extend_from_slice(format!("id: {id}\ndata: ").as_bytes());
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\n\n");
+}
+
 /// Incremental parser of a `text/event-stream` body: feed it bytes as they arrive, in any split, and it
 /// yields the `data` of each complete event together with its `id` and `event` fields.
 ///

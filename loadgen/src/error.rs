@@ -6,6 +6,8 @@ use std::time::Duration;
 
 /// Name of the server binary.
 pub const SERVER_BIN: &str = "pushbench-server";
+/// Name of the floor reference's binary, built beside the server's ([`crate::targets::floor`]).
+pub const FLOOR_BIN: &str = "pushbench-floor";
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +44,9 @@ pub enum RunError {
 pub enum ServerError {
     /// No server binary was found.
     #[error(
-        "cannot find {SERVER_BIN}: looked at {0}; build it (`cargo build --release`) or pass --server-bin"
+        "cannot find {0}: looked at {1}; build it (`cargo build --release`) or pass --server-bin"
     )]
-    NotFound(String),
+    NotFound(&'static str, String),
     /// Spawning failed.
     #[error("cannot start {path}: {error}")]
     Spawn {

@@ -54,8 +54,9 @@ pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Print a live progress line on stderr.
     pub progress: bool,
-    /// Load-generator processes holding the subscribers: 1 = this one; more = worker processes
-    /// (`fleet::worker`).
+    /// Load-generator worker processes holding the subscribers (`fleet::worker`), started fresh for every
+    /// transport so that their memory per subscriber does not depend on the transports before; 0 = this
+    /// process (for tests that need the subscribers in-process; its memory per subscriber then does).
     pub workers: usize,
     /// Server nodes on a Redis bus (spawned servers only): 1 = a single server
     /// ([`crate::targets::deployment`]).

@@ -22,7 +22,6 @@ use crate::network::{EmulatorChoice, NetworkSpec, Overrides};
 use crate::run::{RunOptions, ServerSource, default_out_dir, run};
 use crate::scenario::{ClientOptions, HttpVersion, Scenario, ScenarioError};
 use crate::targets::deployment::TargetTrust;
-use crate::targets::server_proc::locate;
 use pushbench_report::gate::compare::{Format, Gate, Tolerances};
 use pushbench_report::gate::{compare, junit, merge, thresholds};
 use pushbench_report::render::{self as report, table::write_outcomes};
@@ -245,21 +244,24 @@ pub struct RunArgs {
     /// PID of the --target server, to sample its memory and CPU (same machine only).
     #[arg(long, requires = "target")]
     pub server_pid: Option<u32>,
-    /// Measure a peer push server instead of ours, started per transport from scenarios/peers/
-    /// (install with scripts/setup-peers).
-    #[arg(long, value_enum, conflicts_with_all = ["target", "peers"])]
-    pub peer: Option<crate::targets::peer::PeerKind>,
-    /// Run the same scenario against several servers (ours, nchan, pushpin; comma-separated) and write
-    /// them side by side in OUT/peers.md, each server's own results in OUT/<server>/.
+    /// Measure another server instead of ours, started per transport: nchan or pushpin from
+    /// scenarios/peers/ (install with scripts/setup-peers), or floor, the floor reference
+    /// (pushbench-floor, beside pushbench-server).
+    #[arg(long, value_name = "SERVER", value_parser = crate::targets::peer::ServerName::parse_other, conflicts_with_all = ["target", "peers"])]
+    pub peer: Option<crate::targets::peer::ServerName>,
+    /// Run the same scenario against several servers (ours, nchan, pushpin, floor; comma-separated) and
+    /// write them side by side in OUT/peers.md, each server's own results in OUT/<server>/; with floor,
+    /// each server's CPU per delivery as a ratio of the floor's.
     #[arg(long, value_delimiter = ',', value_parser = crate::targets::peer::ServerName::parse, conflicts_with = "target")]
     pub peers: Option<Vec<crate::targets::peer::ServerName>>,
     /// Do not print the live progress line.
     #[arg(long, default_value_t = false)]
     pub no_progress: bool,
-    /// Load-generator processes holding the subscribers. 1: this process. N ≥ 2: N worker processes
-    /// (`pushbench worker`), each holding a contiguous share, raising its open-file limit to the hard
-    /// limit and binding its sockets to its own loopback source address 127.0.0.(2+i), which has its
-    /// own ephemeral ports. Needed past ~19,700 subscribers where a process may open 20,000 files.
+    /// Load-generator worker processes holding the subscribers (`pushbench worker`), started fresh for
+    /// every transport so that the load generator's memory per subscriber does not depend on the
+    /// transports before. Each holds a contiguous share, raises its open-file limit to the hard limit and
+    /// binds its sockets to its own loopback source address 127.0.0.(2+i), which has its own ephemeral
+    /// ports. More than one is needed past ~19,700 subscribers, where a process may open 20,000 files.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: u32,
     /// Server nodes sharing one feed through a Redis backplane started for the run (`redis-server`
@@ -488,11 +490,13 @@ fn run_command(args: RunArgs) -> Outcome {
             .out
             .clone()
             .unwrap_or_else(|| default_out_dir(&scenario));
-        check_limits(
-            &scenario,
-            &args,
-            servers.contains(&crate::targets::peer::ServerName::Ours),
-        )?;
+        let spawns_a_server = servers.iter().any(|s| {
+            matches!(
+                s,
+                crate::targets::peer::ServerName::Ours | crate::targets::peer::ServerName::Floor
+            )
+        });
+        check_limits(&scenario, &args, spawns_a_server)?;
         let network = emulate(&scenario.network, args.workers as usize, args.emulator)?;
         return crate::suites::peers::run_peers(
             scenario,
@@ -512,12 +516,17 @@ fn run_command(args: RunArgs) -> Outcome {
             pid: args.server_pid,
             trust: target_trust(&args)?,
         },
-        None if args.peer.is_some() => ServerSource::Peer(args.peer.expect("checked")),
-        None => ServerSource::Spawn(
-            locate(args.server_bin.as_deref()).map_err(|e| (EXIT_RUNTIME, e.into()))?,
-        ),
+        None => ServerSource::of(
+            args.peer.unwrap_or(crate::targets::peer::ServerName::Ours),
+            args.server_bin.as_deref(),
+        )
+        .map_err(|e| (EXIT_RUNTIME, e.into()))?,
     };
-    check_limits(&scenario, &args, matches!(server, ServerSource::Spawn(_)))?;
+    check_limits(
+        &scenario,
+        &args,
+        matches!(server, ServerSource::Spawn(_) | ServerSource::Floor(_)),
+    )?;
     let out_dir = args.out.unwrap_or_else(|| default_out_dir(&scenario));
     let network = emulate(&scenario.network, args.workers as usize, args.emulator)?;
     let runtime = || -> anyhow::Result<RunResult> {

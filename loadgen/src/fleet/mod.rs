@@ -149,22 +149,26 @@ fn live_of(shared: &Shared) -> Live {
 /// All the subscribers of a transport run.
 #[derive(Debug)]
 pub(crate) enum Fleet {
-    /// In this process (`--workers 1`).
+    /// In this process (`RunOptions::workers` 0: the in-process tests).
     Local(Local),
     /// In worker processes.
     Workers(Workers),
 }
 
 impl Fleet {
-    /// Starts launching every subscriber of `spec`: here when `workers` ≤ 1 on loopback, else over that
-    /// many worker processes (at least one on an emulated network). Returns the fleet and the load generator's resources (this process and its workers)
-    /// sampled just before the launch: the baseline of its memory per subscriber.
+    /// Starts launching every subscriber of `spec` over `workers` fresh worker processes, or here when
+    /// `workers` is 0 on loopback (at least one worker on an emulated network). Fresh processes make the
+    /// load generator's memory per subscriber mean the same whatever ran before: a process that held
+    /// another transport's subscribers reuses the heap they freed, and its later transports read too
+    /// little (32 KB then 0.7 KB per subscriber were seen in one four-transport process). Returns the
+    /// fleet and the load generator's resources (this process and its workers) sampled just before the
+    /// launch: the baseline of its memory per subscriber.
     pub(crate) async fn start(
         spec: &FleetSpec,
         workers: usize,
         log_dir: &std::path::Path,
     ) -> Result<(Self, Option<ProcSample>), RunError> {
-        if workers <= 1 && spec.subscriber_side.is_none() {
+        if workers == 0 && spec.subscriber_side.is_none() {
             let before = sample_processes(&[std::process::id()]);
             let all = 0..spec.scenario.subscribers;
             return Ok((Self::Local(Local::start(spec, all, None)?), before));

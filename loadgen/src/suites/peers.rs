@@ -5,14 +5,15 @@
 //! `<out>/peers.html` the same table with bar charts per transport (one bar per server). The rate
 //! column is the rate **delivered at the scenario's load** (`delivered / window`), not a searched maximum:
 //! the header says so. Transports a peer does not offer are shown as "not offered", never as figures; in
-//! the charts, a saturated run is likewise shown as text, not as a bar.
+//! the charts, a saturated run is likewise shown as text, not as a bar. With the floor reference among
+//! the servers (`--peers ours,nchan,floor`), a column gives every server's CPU per delivery as a ratio of
+//! the floor's on the same transport in the same run: what its user space adds to the kernel's cost.
 
 use std::io::Write;
 
 use pushbench_common::Transport;
 use serde::Serialize;
 
-use crate::clients::dialect::Offer;
 use crate::targets::peer::ServerName;
 use pushbench_report::result::{RunResult, TransportResult};
 
@@ -43,6 +44,9 @@ pub struct Row {
     pub dup_ooo: Option<u64>,
     /// Whether the figures describe the load generator or the machine, not the server.
     pub saturated: bool,
+    /// Server CPU per delivery ÷ the floor reference's on this transport in this run, when both were
+    /// measured.
+    pub cpu_vs_floor: Option<f64>,
 }
 
 /// What one server of `--peers` produced.
@@ -72,15 +76,11 @@ pub fn rows(transports: &[Transport], servers: &[(ServerName, ServerRun)]) -> Ve
                 lost: None,
                 dup_ooo: None,
                 saturated: false,
+                cpu_vs_floor: None,
             };
-            if let ServerName::Peer(kind) = name {
-                match kind.profile().offer(t) {
-                    Offer::NotOffered => {
-                        rows.push(blank("not offered".into()));
-                        continue;
-                    }
-                    Offer::Offered(_) => {}
-                }
+            if !name.offers(t) {
+                rows.push(blank("not offered".into()));
+                continue;
             }
             let result = match outcome {
                 ServerRun::Failed(e) => {
@@ -95,7 +95,43 @@ pub fn rows(transports: &[Transport], servers: &[(ServerName, ServerRun)]) -> Ve
             }
         }
     }
+    for i in 0..rows.len() {
+        let floor_cpu = floor_row(&rows, rows[i].transport).and_then(|f| f.cpu_s_per_million);
+        rows[i].cpu_vs_floor = match (rows[i].cpu_s_per_million, floor_cpu) {
+            (Some(cpu), Some(floor)) if floor > 0.0 => Some(cpu / floor),
+            _ => None,
+        };
+    }
     rows
+}
+
+/// The floor reference's row of `transport`, when the floor was among the servers.
+fn floor_row(rows: &[Row], transport: Transport) -> Option<&Row> {
+    let floor = ServerName::Floor.as_str();
+    rows.iter()
+        .find(|r| r.transport == transport && r.server == floor)
+}
+
+/// The `CPU ÷ floor` cell of a measured row: the ratio (marked when either run was flagged saturated, as
+/// such a ratio describes the machine more than the servers), or why there is none.
+fn floor_cell(r: &Row, rows: &[Row]) -> String {
+    let Some(floor) = floor_row(rows, r.transport) else {
+        return "–".to_owned();
+    };
+    match r.cpu_vs_floor {
+        Some(ratio) if r.saturated || floor.saturated => format!("{ratio:.2}× (saturated)"),
+        Some(ratio) => format!("{ratio:.2}×"),
+        None if floor.status != "measured" => format!(
+            "floor: {}",
+            floor.status.split(':').next().unwrap_or(&floor.status)
+        ),
+        None => "–".to_owned(),
+    }
+}
+
+/// Whether the floor reference was among the servers (then the tables have a `CPU ÷ floor` column).
+fn with_floor(rows: &[Row]) -> bool {
+    rows.iter().any(|r| r.server == ServerName::Floor.as_str())
 }
 
 fn row_of(t: Transport, server: &'static str, r: &TransportResult) -> Row {
@@ -113,6 +149,7 @@ fn row_of(t: Transport, server: &'static str, r: &TransportResult) -> Row {
         lost: Some(r.lost),
         dup_ooo: Some(r.duplicates + r.out_of_order),
         saturated: r.loadgen_saturated,
+        cpu_vs_floor: None,
     }
 }
 
@@ -123,15 +160,18 @@ fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 /// Writes the table as Markdown.
 pub fn write_md(rows: &[Row], scenario: &str, mut out: impl Write) -> std::io::Result<()> {
     writeln!(out, "# {scenario}: servers side by side\n")?;
-    writeln!(out, "{INTRO}\n")?;
-    writeln!(out, "| {} |", HEADERS.join(" | "))?;
-    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(out, "{}\n", intro(rows))?;
+    let headers = headers(rows);
+    writeln!(out, "| {} |", headers.join(" | "))?;
+    writeln!(out, "|---|---|{}", "---:|".repeat(headers.len() - 2))?;
     for r in rows {
-        match cells(r) {
+        match cells(r, rows) {
             Cells::Status(status) => writeln!(
                 out,
-                "| {} | {} | {status} | | | | | | | |",
-                r.transport, r.server
+                "| {} | {} | {status} |{}",
+                r.transport,
+                r.server,
+                " |".repeat(headers.len() - 3)
             )?,
             Cells::Figures(cells) => writeln!(out, "| {} |", cells.join(" | "))?,
         }
@@ -152,6 +192,30 @@ const INTRO: &str = "Same scenario, same load generator, one fresh server per tr
      scenario's load, not a maximum.** Memory is the RSS growth of all the server's processes per connected \
      subscriber; CPU is all its processes' user + system time over publishing and drain.";
 
+/// What the tables add when the floor reference is among the servers.
+const FLOOR_INTRO: &str = " CPU ÷ floor divides a server's CPU per delivery by the floor reference's \
+     (pushbench-floor: each event written to each socket with one write, nothing else) on the same \
+     transport in this run: 1.00× is the kernel's cost with next to no user space, the rest is what the \
+     server's user space adds.";
+
+/// The text above the tables.
+fn intro(rows: &[Row]) -> String {
+    if with_floor(rows) {
+        format!("{INTRO}{FLOOR_INTRO}")
+    } else {
+        INTRO.to_owned()
+    }
+}
+
+/// The column headers: [`HEADERS`], and `CPU ÷ floor` when the floor was among the servers.
+fn headers(rows: &[Row]) -> Vec<&'static str> {
+    let mut headers = HEADERS.to_vec();
+    if with_floor(rows) {
+        headers.push("CPU ÷ floor");
+    }
+    headers
+}
+
 const HEADERS: [&str; 10] = [
     "transport",
     "server",
@@ -171,11 +235,11 @@ enum Cells {
     Figures(Vec<String>),
 }
 
-fn cells(r: &Row) -> Cells {
+fn cells(r: &Row, rows: &[Row]) -> Cells {
     if r.status != "measured" {
         return Cells::Status(r.status.clone());
     }
-    Cells::Figures(vec![
+    let mut cells = vec![
         r.transport.to_string(),
         r.server.to_owned(),
         opt(r.subscribers, |(c, n)| format!("{c}/{n}")),
@@ -188,7 +252,11 @@ fn cells(r: &Row) -> Cells {
         opt(r.p99_us, ms),
         opt(r.lost, |l| l.to_string()),
         opt(r.dup_ooo, |l| l.to_string()),
-    ])
+    ];
+    if with_floor(rows) {
+        cells.push(floor_cell(r, rows));
+    }
+    Cells::Figures(cells)
 }
 
 /// "sse on nchan, ..." for the saturated rows, if any.
@@ -206,6 +274,7 @@ fn colour(server: &str) -> usize {
     match server {
         "ours" => 3,
         "nchan" => 2,
+        "floor" => 4,
         _ => 1,
     }
 }
@@ -231,7 +300,7 @@ pub fn write_html(rows: &[Row], scenario: &str, mut out: impl Write) -> std::io:
     use std::fmt::Write as _;
     let mut page = String::new();
     let title = format!("{scenario}: servers side by side");
-    let intro = esc(INTRO)
+    let intro = esc(&intro(rows))
         .replacen("**", "<strong>", 1)
         .replacen("**", "</strong>", 1);
     let _ = write!(
@@ -240,18 +309,20 @@ pub fn write_html(rows: &[Row], scenario: &str, mut out: impl Write) -> std::io:
          <style>{STYLE}tr.saturated td{{background:#fee}}td.status{{text-align:left;color:#666}}</style></head><body><h1>{t}</h1><p>{intro}</p><table><tr>",
         t = esc(&title)
     );
-    for h in HEADERS {
+    let headers = headers(rows);
+    for h in &headers {
         let _ = write!(page, "<th>{}</th>", esc(h));
     }
     page.push_str("</tr>");
     for r in rows {
-        match cells(r) {
+        match cells(r, rows) {
             Cells::Status(status) => {
                 let _ = write!(
                     page,
-                    "<tr><td>{}</td><td>{}</td><td class=\"status\" colspan=\"8\">{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td class=\"status\" colspan=\"{}\">{}</td></tr>",
                     r.transport,
                     r.server,
+                    headers.len() - 2,
                     esc(&status)
                 );
             }
@@ -347,15 +418,12 @@ pub fn run_peers(
         let dir = out_dir.join(name.as_str());
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let server = match name {
-            ServerName::Ours => match crate::targets::server_proc::locate(server_bin) {
-                Ok(bin) => crate::run::ServerSource::Spawn(bin),
-                Err(e) => {
-                    outcomes.push((name, ServerRun::Failed(e.to_string())));
-                    continue;
-                }
-            },
-            ServerName::Peer(kind) => crate::run::ServerSource::Peer(kind),
+        let server = match crate::run::ServerSource::of(name, server_bin) {
+            Ok(server) => server,
+            Err(e) => {
+                outcomes.push((name, ServerRun::Failed(e.to_string())));
+                continue;
+            }
         };
         let options = crate::run::RunOptions {
             server,
@@ -429,6 +497,94 @@ mod tests {
         let md = String::from_utf8(md).unwrap();
         assert!(md.contains("| poll | pushpin | not offered |"), "{md}");
         assert!(md.contains("not a maximum"));
+    }
+
+    /// Ours measured poll and ws at 10 s per million deliveries; nchan ws at `nchan_cpu`; the floor ws at
+    /// 4 s per million (its poll: not offered).
+    fn with_floor(nchan_cpu: f64, floor_saturated: bool) -> Vec<Row> {
+        let ws = crate::test_result(&[1_000, 2_000, 40_000]);
+        let mut ours = ws.clone();
+        let mut poll = ours.transports[0].clone();
+        poll.transport = Transport::Poll;
+        ours.transports.insert(0, poll);
+        let mut nchan = ws.clone();
+        nchan.transports[0].server_cpu_ms_per_1k_deliveries = Some(nchan_cpu);
+        let mut floor = ws;
+        floor.transports[0].server_cpu_ms_per_1k_deliveries = Some(4.0);
+        floor.transports[0].loadgen_saturated = floor_saturated;
+        let servers = vec![
+            (ServerName::Ours, ServerRun::Ran(ours)),
+            (ServerName::Peer(PeerKind::Nchan), ServerRun::Ran(nchan)),
+            (ServerName::Floor, ServerRun::Ran(floor)),
+        ];
+        rows(&[Transport::Poll, Transport::Ws], &servers)
+    }
+
+    fn md(rows: &[Row]) -> String {
+        let mut md = Vec::new();
+        write_md(rows, "fanout", &mut md).unwrap();
+        String::from_utf8(md).unwrap()
+    }
+
+    #[test]
+    fn cpu_is_shown_as_a_ratio_of_the_floor_per_transport() {
+        let rows = with_floor(6.0, false);
+        let ratios: Vec<Option<f64>> = rows.iter().map(|r| r.cpu_vs_floor).collect();
+        // poll: ours measured but no floor figure; nchan ran no poll; the floor does not offer it.
+        assert_eq!(ratios, [None, None, None, Some(2.5), Some(1.5), Some(1.0)]);
+        assert_eq!(rows[2].status, "not offered");
+        let md = md(&rows);
+        assert!(md.contains("| CPU ÷ floor |"), "{md}");
+        assert!(
+            md.contains("1.00× is the kernel's cost with next to no user space"),
+            "{md}"
+        );
+        let line = |server: &str, transport: &str| {
+            md.lines()
+                .find(|l| l.starts_with(&format!("| {transport} | {server} |")))
+                .unwrap_or_else(|| panic!("no {transport} row of {server}: {md}"))
+                .to_owned()
+        };
+        assert!(line("ours", "ws").ends_with("| 2.50× |"), "{md}");
+        assert!(line("nchan", "ws").ends_with("| 1.50× |"), "{md}");
+        assert!(line("floor", "ws").ends_with("| 1.00× |"), "{md}");
+        assert!(
+            line("ours", "poll").ends_with("| floor: not offered |"),
+            "{md}"
+        );
+        // A status row spans every column, the ratio's too: 11 cells.
+        assert_eq!(line("floor", "poll").matches('|').count(), 12, "{md}");
+        assert_eq!(line("ours", "ws").matches('|').count(), 12, "{md}");
+        let mut html = Vec::new();
+        write_html(&rows, "fanout", &mut html).unwrap();
+        let html = String::from_utf8(html).unwrap();
+        assert!(html.contains("<th>CPU ÷ floor</th>"));
+        assert!(html.contains("<td>2.50×</td>") && html.contains("<td>floor: not offered</td>"));
+        assert!(html.contains(
+            "<td>poll</td><td>floor</td><td class=\"status\" colspan=\"9\">not offered</td>"
+        ));
+    }
+
+    #[test]
+    fn a_ratio_against_a_saturated_run_says_so() {
+        let md = md(&with_floor(6.0, true));
+        assert!(md.contains("| 2.50× (saturated) |"), "{md}");
+        assert!(md.contains("| 1.00× (saturated) |"), "{md}");
+    }
+
+    #[test]
+    fn without_the_floor_there_is_no_ratio_column() {
+        let md = md(&fixture_rows());
+        assert!(!md.contains("floor"), "{md}");
+        assert_eq!(
+            md.lines()
+                .find(|l| l.starts_with("| ws | ours |"))
+                .unwrap()
+                .matches('|')
+                .count(),
+            11,
+            "{md}"
+        );
     }
 
     /// Ours measured poll and ws; nchan ran ws only (its poll run is missing: not run); Pushpin ran ws

@@ -24,8 +24,8 @@ use crate::conn::{Endpoint, TlsClient, TlsTrust, WireCounters};
 use crate::error::RunError;
 use crate::scenario::{HttpVersion, Scenario};
 use crate::targets::certificate::RunCertificate;
-use crate::targets::peer::{IdleSettings, RunningPeer};
-use crate::targets::server_proc::Server;
+use crate::targets::peer::{IdleSettings, RunningPeer, ServerName};
+use crate::targets::server_proc::{Server, ServerError};
 use crate::util::{TempDir, free_port, guarded, stop_child, sum_samples, wait_listening};
 
 /// Where the server comes from.
@@ -44,6 +44,9 @@ pub enum ServerSource {
     },
     /// Start a peer (nchan, Pushpin) once per transport it offers (see [`crate::targets::peer`]).
     Peer(crate::targets::peer::PeerKind),
+    /// Spawn the floor reference, this binary, once per transport it offers (see
+    /// [`crate::targets::floor`]).
+    Floor(PathBuf),
 }
 
 /// How the clients trust an `https://` target.
@@ -92,15 +95,28 @@ fn target_trust(
 }
 
 impl ServerSource {
+    /// The source that runs `name` of `--peer` / `--peers`: ours and the floor spawned from their
+    /// binaries (the floor's beside the server's, see [`crate::targets::floor::locate`]).
+    pub fn of(name: ServerName, server_bin: Option<&Path>) -> Result<Self, ServerError> {
+        Ok(match name {
+            ServerName::Ours => Self::Spawn(crate::targets::server_proc::locate(server_bin)?),
+            ServerName::Peer(kind) => Self::Peer(kind),
+            ServerName::Floor => Self::Floor(crate::targets::floor::locate(server_bin)?),
+        })
+    }
+
     /// Why this source does not run `transport` (a peer's profile does not drive it), as the reports say
     /// it; `None` when it runs it.
     pub fn not_driven(&self, transport: Transport) -> Option<String> {
-        let ServerSource::Peer(kind) = self else {
-            return None;
-        };
-        match kind.profile().offer(transport) {
-            Offer::Offered(_) => None,
-            Offer::NotOffered => Some(format!("not offered by {kind}")),
+        match self {
+            ServerSource::Peer(kind) => match kind.profile().offer(transport) {
+                Offer::Offered(_) => None,
+                Offer::NotOffered => Some(format!("not offered by {kind}")),
+            },
+            ServerSource::Floor(_) if !crate::targets::floor::offers(transport) => {
+                Some("not offered by the floor".to_owned())
+            }
+            ServerSource::Spawn(_) | ServerSource::Target { .. } | ServerSource::Floor(_) => None,
         }
     }
 
@@ -115,6 +131,7 @@ impl ServerSource {
             ServerSource::Spawn(path) => format!("spawned {}", path.display()),
             ServerSource::Target { url, .. } => format!("target {url}"),
             ServerSource::Peer(kind) => format!("peer {kind}"),
+            ServerSource::Floor(path) => format!("floor reference {}", path.display()),
         }
     }
 }
@@ -200,7 +217,9 @@ impl Deployment {
         host: IpAddr,
     ) -> Result<Self, RunError> {
         let (certificate, trust) = match (source, scenario.client.tls) {
-            (ServerSource::Spawn(_), false) | (ServerSource::Peer(_), false) => (None, None),
+            (ServerSource::Spawn(_) | ServerSource::Peer(_) | ServerSource::Floor(_), false) => {
+                (None, None)
+            }
             (ServerSource::Spawn(_), true) => {
                 let certificate = RunCertificate::new()?;
                 let trust = TlsTrust::Certificates {
@@ -215,6 +234,11 @@ impl Deployment {
             (ServerSource::Peer(_), true) => {
                 return Err(RunError::Tls(
                     "[client] tls = true: TLS to the peers is not supported yet".into(),
+                ));
+            }
+            (ServerSource::Floor(_), true) => {
+                return Err(RunError::Tls(
+                    "[client] tls = true: the floor reference serves cleartext only".into(),
                 ));
             }
         };
@@ -297,6 +321,10 @@ impl Deployment {
                 Ok(single(Server::spawn(bin, host, &args, &log).await?))
             }
             ServerSource::Target { url, pid, .. } => Ok(single(Server::target(url, *pid).await?)),
+            ServerSource::Floor(bin) => {
+                let log = out_dir.join(format!("floor-{transport}.log"));
+                Ok(single(Server::spawn(bin, host, &[], &log).await?))
+            }
             ServerSource::Peer(kind) => Ok(single(Server::peer(
                 RunningPeer::start(*kind, transport, IdleSettings::of(scenario), out_dir, host)
                     .await?,

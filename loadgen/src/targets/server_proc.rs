@@ -24,8 +24,9 @@ use crate::conn::{Endpoint, HttpConn, TlsClient, WireCounters, body_of};
 use crate::util::{beside_this_executable, count_fds, guarded, stop_child};
 
 pub use crate::error::{SERVER_BIN, ServerError};
-/// What the server prints on stdout once it listens, before `http://` or `https://` and its address.
-const READY_PREFIX: &str = "pushbench-server listening on ";
+/// What the server (or the floor reference) prints on stdout once it listens, after its name and before
+/// `http://` or `https://` and its address.
+const READY_MARK: &str = " listening on ";
 /// How long the server may take to print its address.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -36,10 +37,13 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ServerError> {
         return if path.is_file() {
             Ok(path.to_owned())
         } else {
-            Err(ServerError::NotFound(path.display().to_string()))
+            Err(ServerError::NotFound(
+                SERVER_BIN,
+                path.display().to_string(),
+            ))
         };
     }
-    beside_this_executable(SERVER_BIN).map_err(ServerError::NotFound)
+    beside_this_executable(SERVER_BIN).map_err(|looked| ServerError::NotFound(SERVER_BIN, looked))
 }
 
 /// A server the load generator talks to.
@@ -108,21 +112,20 @@ impl Spawned {
             })?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
-        let ready =
-            tokio::time::timeout(READY_TIMEOUT, async {
-                while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
-                    if let Some(addr) = line.trim().strip_prefix(READY_PREFIX).and_then(|url| {
-                        url.strip_prefix("https://").or(url.strip_prefix("http://"))
-                    }) {
-                        return addr
-                            .trim_end_matches('/')
-                            .parse::<SocketAddr>()
-                            .map_err(|e| format!("bad address in {line:?}: {e}"));
-                    }
+        let ready = tokio::time::timeout(READY_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+                if let Some(addr) = line.trim().split_once(READY_MARK).and_then(|(_, url)| {
+                    url.strip_prefix("https://").or(url.strip_prefix("http://"))
+                }) {
+                    return addr
+                        .trim_end_matches('/')
+                        .parse::<SocketAddr>()
+                        .map_err(|e| format!("bad address in {line:?}: {e}"));
                 }
-                Err("it exited".to_owned())
-            })
-            .await;
+            }
+            Err("it exited".to_owned())
+        })
+        .await;
         let addr = match ready {
             Ok(Ok(addr)) => addr,
             Ok(Err(reason)) => {

@@ -40,6 +40,30 @@ pub(crate) fn server_bin() -> PathBuf {
     .clone()
 }
 
+/// The floor reference's binary (`pushbench-floor`, beside the server's), built on demand like
+/// [`server_bin`]; returns the server binary it was found beside.
+pub(crate) fn floor_beside_server() -> PathBuf {
+    let server = server_bin();
+    if pushbench::targets::floor::locate(Some(&server)).is_err() {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args([
+            "build",
+            "-p",
+            "pushbench-server",
+            "--bin",
+            "pushbench-floor",
+        ]);
+        if server.components().any(|c| c.as_os_str() == "release") {
+            cargo.arg("--release");
+        }
+        assert!(
+            cargo.status().expect("cargo runs").success(),
+            "building pushbench-floor failed"
+        );
+    }
+    server
+}
+
 /// Holds the lock of all runs until dropped: one run at a time, whichever test process runs it.
 pub(crate) fn one_run_at_a_time() -> File {
     let lock = File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-runs.lock")).unwrap();

@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
 use pushbench_common::Transport;
-use pushbench_common::wire::{Control, Gap, SSE_HEARTBEAT};
+use pushbench_common::wire::{Control, Gap, SSE_HEARTBEAT, push_sse_event};
 
 use super::http_stream::{Framing, respond};
 use super::{SubscribeQuery, parse_number};
@@ -80,9 +80,7 @@ impl Framing for EventStream {
         let frame = event.sse_frame.get_or_init(|| {
             let json = event.json();
             let mut frame = Vec::with_capacity(json.len() + 32);
-            frame.extend_from_slice(format!("id: {}\ndata: ", event.id).as_bytes());
-            frame.extend_from_slice(&json);
-            frame.extend_from_slice(b"\n\n");
+            push_sse_event(&mut frame, event.id, &json);
             frame.into()
         });
         out.extend_from_slice(frame);

@@ -19,7 +19,7 @@ use axum::response::Response;
 use axum::routing::get;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use hyper_util::rt::TokioIo;
-use pushbench_common::wire::{ClientMessage, Control};
+use pushbench_common::wire::{ClientMessage, Control, push_ws_text_frame};
 use pushbench_common::{Topic, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
@@ -268,11 +268,11 @@ impl Session {
                     if let Some(gap) = batch.gap {
                         self.state.metrics.gap(Transport::Ws, live);
                         let json = serde_json::to_vec(&Control::Gap(gap)).expect("control messages serialize");
-                        push_text_frame(&mut frames, &json);
+                        push_ws_text_frame(&mut frames, &json);
                     }
                     live = true;
                     for event in &batch.events {
-                        push_text_frame(&mut frames, event.json_slice());
+                        push_ws_text_frame(&mut frames, event.json_slice());
                     }
                     (frames, batch.events.len() as u64)
                 }) => {
@@ -399,23 +399,6 @@ impl Session {
     }
 }
 
-/// Appends one unmasked, final text frame carrying `payload` (RFC 6455 §5.2).
-fn push_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
-    out.push(0x81); // FIN, text
-    match payload.len() {
-        len @ 0..=125 => out.push(len as u8),
-        len @ 126..=65_535 => {
-            out.push(126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            out.push(127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(payload);
-}
-
 /// A WebSocket that can also take data frames already encoded, written as they are. Events are encoded
 /// once per batch into one buffer rather than handed over one message at a time.
 pub(super) trait RawFrames {
@@ -516,7 +499,7 @@ mod tests {
         for len in [0, 1, 125, 126, 65_535, 65_536, 70_000] {
             let payload = vec![b'x'; len];
             let mut ours = Vec::new();
-            push_text_frame(&mut ours, &payload);
+            push_ws_text_frame(&mut ours, &payload);
             let mut theirs = Vec::new();
             Frame::message(payload, OpCode::Data(Data::Text), true)
                 .format(&mut theirs)

@@ -46,25 +46,36 @@ pub use crate::clients::dialect::{
 };
 pub use crate::error::PeerError;
 
-/// One server of `--peers`: ours or a peer.
+/// One server of `--peers`: ours, a peer, or the floor reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServerName {
     /// `pushbench-server`.
     Ours,
     /// A peer.
     Peer(PeerKind),
+    /// `pushbench-floor`, the floor reference ([`crate::targets::floor`]).
+    Floor,
 }
 
 impl ServerName {
-    /// Parses `ours`, `nchan` or `pushpin`.
+    /// Parses `ours`, `nchan`, `pushpin` or `floor`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.trim() {
             "ours" => Ok(Self::Ours),
             "nchan" => Ok(Self::Peer(PeerKind::Nchan)),
             "pushpin" => Ok(Self::Peer(PeerKind::Pushpin)),
+            "floor" => Ok(Self::Floor),
             other => Err(format!(
-                "unknown server {other:?}: expected ours, nchan or pushpin"
+                "unknown server {other:?}: expected ours, nchan, pushpin or floor"
             )),
+        }
+    }
+
+    /// Parses a server other than ours (`--peer`).
+    pub fn parse_other(s: &str) -> Result<Self, String> {
+        match Self::parse(s)? {
+            Self::Ours => Err("ours is measured without --peer".to_owned()),
+            other => Ok(other),
         }
     }
 
@@ -73,6 +84,16 @@ impl ServerName {
         match self {
             Self::Ours => "ours",
             Self::Peer(p) => p.as_str(),
+            Self::Floor => "floor",
+        }
+    }
+
+    /// Whether this server offers `transport` (ours offers all).
+    pub fn offers(self, transport: Transport) -> bool {
+        match self {
+            Self::Ours => true,
+            Self::Peer(kind) => matches!(kind.profile().offer(transport), Offer::Offered(_)),
+            Self::Floor => crate::targets::floor::offers(transport),
         }
     }
 }
@@ -457,7 +478,14 @@ mod tests {
             ServerName::parse("pushpin"),
             Ok(ServerName::Peer(PeerKind::Pushpin))
         );
+        assert_eq!(ServerName::parse("floor"), Ok(ServerName::Floor));
         assert!(ServerName::parse("nginx").is_err());
+        assert_eq!(ServerName::parse_other("floor"), Ok(ServerName::Floor));
+        assert!(ServerName::parse_other("ours").is_err());
+        assert!(!ServerName::Floor.offers(Transport::Poll));
+        assert!(ServerName::Floor.offers(Transport::Ws));
+        assert!(!ServerName::Peer(PeerKind::Pushpin).offers(Transport::Poll));
+        assert!(ServerName::Ours.offers(Transport::Poll));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!    the subscriber's whole life); wait until all are subscribed, sample RSS and fds again;
 //! 3. publish `warmup_s + duration_s` worth of events on the open-loop schedule; only events intended
 //!    after the warm-up are timed, all are accounted for; `[faults]` restart or kill servers and cut the
-//!    link meanwhile, on the same clock ([`crate::targets::faults`]);
+//!    link meanwhile, on the same clock ([`crate::targets::faults`]); from the end of the warm-up the
+//!    servers' RSS and open files are sampled every few seconds, for a long run's drift;
 //! 4. keep reading for `drain_s`, then cancel the run's token: every subscriber ends itself, goose
 //!    returns, the server's `/stats` is read and the server is stopped.
 //!
@@ -38,8 +39,9 @@ use crate::scenario::Scenario;
 use crate::targets::deployment::Deployment;
 use crate::util::{fds_of, sample_processes, sum_samples};
 use pushbench_report::result::{
-    BusResult, FaultEvent, Growth, Model, NodeResult, RunResult, SCHEMA_VERSION,
-    SerializedHistograms, TransportResult, derive, derive_packets, encode_histogram,
+    BusResult, DRIFT_EVERY_S, DriftSample, FaultEvent, Growth, Model, NodeResult, RunResult,
+    SCHEMA_VERSION, SerializedHistograms, TransportResult, derive, derive_drift, derive_packets,
+    encode_histogram,
 };
 
 pub use crate::error::RunError;
@@ -462,7 +464,8 @@ struct Publishing {
     published: Published,
     /// What `[faults]` injected while publishing.
     faults: Vec<FaultEvent>,
-    after_warmup: ServerState,
+    /// The servers' state sampled from the end of the warm-up.
+    drift: Vec<DriftSample>,
     machine_start: Option<MachineCpu>,
     server_cpu_start: (Instant, Vec<Option<ProcSample>>),
     bus_cpu_start: Sample,
@@ -515,12 +518,16 @@ async fn publish(
         network,
         (start, scenario.warmup + scenario.duration),
     );
-    // The state after the warm-up, the baseline of a long run's drift (a soak).
-    let after_warmup = async {
-        tokio::time::sleep_until(start + scenario.warmup).await;
-        ServerState::of(servers)
+    // The servers' state from the end of the warm-up until the last event is published: a long run's
+    // drift (a soak); the drain adds the last sample.
+    let published_all = CancellationToken::new();
+    let publishing = async {
+        let published = publishing.await;
+        published_all.cancel();
+        published
     };
-    let (published, faults, after_warmup) = tokio::join!(publishing, faults, after_warmup);
+    let drift = sample_drift(servers, start + scenario.warmup, &published_all);
+    let (published, faults, drift) = tokio::join!(publishing, faults, drift);
     let faults = faults?;
     launched.fleet.drain().await?;
     Ok(Publishing {
@@ -528,7 +535,7 @@ async fn publish(
         publisher_wire,
         published,
         faults,
-        after_warmup,
+        drift,
         machine_start,
         server_cpu_start,
         bus_cpu_start,
@@ -543,8 +550,8 @@ struct Window {
     publisher_wire: Arc<WireCounters>,
     published: Published,
     faults: Vec<FaultEvent>,
-    /// The servers' memory and open files after the warm-up and at the end of the drain.
-    drift: [ServerState; 2],
+    /// The servers' memory and open files from the end of the warm-up to the end of the drain.
+    drift: Vec<DriftSample>,
     server_cpu: [(Instant, Vec<Option<ProcSample>>); 2],
     bus_cpu: [Sample; 2],
     self_cpu: [Sample; 2],
@@ -564,7 +571,8 @@ async fn drain(
     p: Publishing,
 ) -> Window {
     tokio::time::sleep(scenario.drain).await;
-    let end = ServerState::of(servers);
+    let mut drift = p.drift;
+    drift.push(drift_sample(servers, p.start + scenario.warmup));
     let server_cpu_end = (Instant::now(), servers.node_samples());
     let bus_cpu_end = Sample::of(servers.bus_sample());
     let machine_busy = p
@@ -583,7 +591,7 @@ async fn drain(
         publisher_wire: p.publisher_wire,
         published: p.published,
         faults: p.faults,
-        drift: [p.after_warmup, end],
+        drift,
         server_cpu: [p.server_cpu_start, server_cpu_end],
         bus_cpu: [p.bus_cpu_start, bus_cpu_end],
         self_cpu: [p.self_cpu_start, self_cpu_end],
@@ -593,19 +601,32 @@ async fn drain(
     }
 }
 
-/// The servers' RSS and open files at one moment, summed over the nodes (`None` when one cannot be
-/// read).
-struct ServerState {
-    rss: Option<u64>,
-    fds: Option<u64>,
+/// The servers' RSS and open files every [`DRIFT_EVERY_S`] from `from` (the end of the warm-up) until
+/// `done`; at least the first sample, even when `done` came before it.
+async fn sample_drift(
+    servers: &Deployment,
+    from: Instant,
+    done: &CancellationToken,
+) -> Vec<DriftSample> {
+    tokio::time::sleep_until(from).await;
+    let mut samples = Vec::new();
+    let mut every = tokio::time::interval(Duration::from_secs_f64(DRIFT_EVERY_S));
+    // A late tick is a late sample (its time is read), not a burst of them.
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => samples.push(drift_sample(servers, from)),
+            () = done.cancelled(), if !samples.is_empty() => return samples,
+        }
+    }
 }
 
-impl ServerState {
-    fn of(servers: &Deployment) -> Self {
-        Self {
-            rss: rss(servers.sample()),
-            fds: servers.nodes.iter().map(|n| n.fds()).sum(),
-        }
+/// The servers' RSS and open files now, summed over the nodes (`None` when one cannot be read).
+fn drift_sample(servers: &Deployment, from: Instant) -> DriftSample {
+    DriftSample {
+        at_s: Instant::now().saturating_duration_since(from).as_secs_f64(),
+        rss_bytes: rss(servers.sample()),
+        fds: servers.nodes.iter().map(|n| n.fds()).sum(),
     }
 }
 
@@ -860,10 +881,14 @@ fn account(
         server_rss_before_bytes: rss(sum_samples(&m.before.server)),
         server_rss_connected_bytes: rss(sum_samples(&m.connected.server)),
         server_rss_peak_bytes: m.server_rss_peak,
-        server_rss_after_warmup_bytes: m.window.drift[0].rss,
-        server_rss_end_bytes: m.window.drift[1].rss,
-        server_fds_after_warmup: m.window.drift[0].fds,
-        server_fds_end: m.window.drift[1].fds,
+        // Filled by `derive_drift`.
+        server_rss_after_warmup_bytes: None,
+        server_rss_end_bytes: None,
+        server_fds_after_warmup: None,
+        server_fds_end: None,
+        server_drift_samples: None,
+        server_rss_slope_percent: None,
+        server_fds_slope: None,
         idle_bytes_per_hour: m.idle.map(|i| i.bytes_per_hour),
         idle_packets_per_hour: m.idle.and_then(|i| i.packets_per_hour),
         server_rss_per_connection_bytes: None,
@@ -903,6 +928,7 @@ fn account(
         thresholds: Vec::new(),
     };
     derive(&mut result, growth);
+    derive_drift(&mut result, &m.window.drift);
     result
 }
 

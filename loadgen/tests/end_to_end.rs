@@ -329,6 +329,7 @@ fn quick_run_is_exact_matches_the_schema_and_follows_the_models() {
     let (result, dir) = run_scenario(QUICK);
     assert_every_transport_exact(&result);
     check_schema_and_reports(&result, &dir);
+    check_drift_is_sampled_through_the_window(&result);
     check_polling_latency_follows_half_the_interval(&result);
     check_requests_per_delivery_order_poll_longpoll_streaming(&result);
 }
@@ -371,6 +372,28 @@ fn check_schema_and_reports(result: &RunResult, dir: &Path) {
     for r in &result.transports {
         let h = pushbench_report::result::decode_histogram(&r.histograms.latency_us).unwrap();
         assert_eq!(h.len(), r.latency_us.count);
+    }
+}
+
+/// The drift's series holds at least the sample when the warm-up ended and the one at the end of the
+/// drain, and its trend is drawn through them.
+fn check_drift_is_sampled_through_the_window(result: &RunResult) {
+    for r in &result.transports {
+        let t = r.transport;
+        assert!(
+            r.server_drift_samples >= Some(2),
+            "{t}: {:?} samples",
+            r.server_drift_samples
+        );
+        assert!(
+            r.server_rss_after_warmup_bytes.is_some() && r.server_rss_end_bytes.is_some(),
+            "{t}: drift end points missing"
+        );
+        assert!(
+            r.server_rss_slope_percent.is_some_and(f64::is_finite),
+            "{t}"
+        );
+        assert!(r.server_fds_slope.is_some_and(f64::is_finite), "{t}");
     }
 }
 

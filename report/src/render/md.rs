@@ -457,8 +457,13 @@ pub fn drift(result: &RunResult) -> Option<Detail> {
                 mib(r.server_rss_after_warmup_bytes),
                 mib(r.server_rss_end_bytes),
                 growth.map_or("–".into(), |g| format!("{g:+.2} %")),
+                r.server_rss_slope_percent
+                    .map_or("–".into(), |g| format!("{g:+.2} %")),
+                count(r.server_drift_samples),
                 count(r.server_fds_after_warmup),
                 count(r.server_fds_end),
+                r.server_fds_slope
+                    .map_or("–".into(), |g| format!("{g:+.1}")),
             ]
         })
         .collect();
@@ -466,14 +471,19 @@ pub fn drift(result: &RunResult) -> Option<Detail> {
         "Drift",
         "The servers' RSS and open files when the warm-up ended and at the end of the drain, subscribers \
          connected both times: after the warm-up (the replay log full, buffers grown) a server that \
-         keeps nothing it should not stays flat.",
+         keeps nothing it should not stays flat. Growth compares the two end points; trend is the growth \
+         over the window by the least-squares line through every sample (every 5 s), which tells a slow \
+         leak from an allocator that breathes.",
         vec![
             "transport",
             "RSS after warm-up MiB",
             "RSS at end MiB",
             "growth",
+            "RSS trend",
+            "samples",
             "fds after warm-up",
             "fds at end",
+            "fds trend",
         ],
         rows,
     ))
@@ -517,10 +527,18 @@ mod tests {
         (r.server_rss_after_warmup_bytes, r.server_rss_end_bytes) =
             (Some(10 << 20), Some(10_100 << 10));
         (r.server_fds_after_warmup, r.server_fds_end) = (Some(1010), Some(1010));
+        (r.server_rss_slope_percent, r.server_drift_samples) = (Some(0.254), Some(361));
+        r.server_fds_slope = Some(-1.26);
         assert!(drift(&result).is_none(), "a 6 s run has no drift table");
         result.transports[0].window_s = 600.0;
-        let (_, _, _, rows) = drift(&result).expect("a long run");
-        assert_eq!(rows[0][3], "-1.37 %");
-        assert_eq!((rows[0][4].as_str(), rows[0][5].as_str()), ("1010", "1010"));
+        let (_, _, headers, rows) = drift(&result).expect("a long run");
+        let cell = |name: &str| rows[0][headers.iter().position(|h| *h == name).unwrap()].as_str();
+        assert_eq!(cell("growth"), "-1.37 %");
+        assert_eq!((cell("RSS trend"), cell("samples")), ("+0.25 %", "361"));
+        assert_eq!(
+            (cell("fds after warm-up"), cell("fds at end")),
+            ("1010", "1010")
+        );
+        assert_eq!(cell("fds trend"), "-1.3");
     }
 }

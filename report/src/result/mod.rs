@@ -11,7 +11,7 @@ mod histogram;
 mod metric;
 mod spread;
 
-pub use derive::{Growth, derive, derive_packets};
+pub use derive::{DRIFT_EVERY_S, DriftSample, Growth, derive, derive_drift, derive_packets};
 pub use histogram::{
     HistogramError, MAX_US, Percentiles, decode_histogram, encode_histogram, new_histogram,
 };
@@ -343,6 +343,17 @@ pub struct TransportResult {
     /// Server open files at the end of the drain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_fds_end: Option<u64>,
+    /// Samples of the servers' RSS through the measured window (every [`DRIFT_EVERY_S`], from the end of
+    /// the warm-up to the end of the drain) behind the two trends below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_drift_samples: Option<u64>,
+    /// Server RSS growth over the measured window by the least-squares line through every sample, % of
+    /// the RSS after the warm-up: the trend, which one noisy end point cannot move much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_rss_slope_percent: Option<f64>,
+    /// Server open files' growth over the measured window by the same least-squares line, files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_fds_slope: Option<f64>,
     /// Subscriber bytes at the socket per subscriber and hour while nothing was published (`idle_s`):
     /// heartbeats, empty polls, long-poll renewals.
     #[serde(default, skip_serializing_if = "Option::is_none")]

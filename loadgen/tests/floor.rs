@@ -12,26 +12,10 @@ use pushbench::suites::peers::run_peers;
 use pushbench::targets::peer::ServerName;
 use pushbench_common::Transport;
 
-const TINY: &str = r#"
-name = "floor-tiny"
-transports = ["poll", "longpoll", "stream", "sse", "ws"]
-subscribers = 20
-launch_rate = 1000
-warmup_s = 0.5
-duration_s = 2
-drain_s = 1
-publish_rate = 20
-payload_bytes = 64
-[fanout]
-mode = "broadcast"
-[poll]
-interval_ms = 20
-"#;
-
 #[test]
 fn the_floor_delivers_every_event_exactly_through_the_peers_suite() {
     let server_bin = support::floor_beside_server();
-    let scenario = Scenario::parse(TINY, "floor test scenario").unwrap();
+    let scenario = Scenario::parse(support::TINY_PEERS, "floor test scenario").unwrap();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("floor-{}", std::process::id()));
     let _lock = support::one_run_at_a_time();
     let rows = run_peers(

@@ -14,21 +14,7 @@ use pushbench::scenario::Scenario;
 use pushbench::targets::peer::{PeerKind, ServerName, nchan, pushpin};
 use pushbench_common::Transport;
 
-const TINY: &str = r#"
-name = "peers-tiny"
-transports = ["poll", "longpoll", "stream", "sse", "ws"]
-subscribers = 20
-launch_rate = 1000
-warmup_s = 0.5
-duration_s = 2
-drain_s = 1
-publish_rate = 20
-payload_bytes = 64
-[fanout]
-mode = "broadcast"
-[poll]
-interval_ms = 20
-"#;
+use support::TINY_PEERS as TINY;
 
 fn run_peer(kind: PeerKind) -> pushbench_report::result::RunResult {
     run_peer_with(kind, TINY)

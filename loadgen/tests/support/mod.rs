@@ -15,6 +15,23 @@ use pushbench::run::{RunOptions, run};
 use pushbench::scenario::Scenario;
 use pushbench_report::result::{RunResult, TransportResult};
 
+/// A tiny broadcast of all five transports, for measuring peers (nchan, Pushpin, the floor) exactly.
+pub(crate) const TINY_PEERS: &str = r#"
+name = "peers-tiny"
+transports = ["poll", "longpoll", "stream", "sse", "ws"]
+subscribers = 20
+launch_rate = 1000
+warmup_s = 0.5
+duration_s = 2
+drain_s = 1
+publish_rate = 20
+payload_bytes = 64
+[fanout]
+mode = "broadcast"
+[poll]
+interval_ms = 20
+"#;
+
 /// The server binary, built on demand with the same profile as this test when it is not there yet.
 pub(crate) fn server_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

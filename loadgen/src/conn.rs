@@ -2,10 +2,11 @@
 //!
 //! Wire cost must include what the transport really puts on the wire: HTTP headers, chunk framing, SSE
 //! field names, WebSocket frame headers, heartbeats. A pooled HTTP client (reqwest, goose's client)
-//! hides its sockets, so every subscriber here owns its connection: [`Counted`] wraps the `TcpStream`
-//! and adds what each read and write syscall moved to shared atomic [`WireCounters`] (one atomic add
-//! per syscall, not per event). [`HttpConn`] speaks HTTP/1.1 over such a stream with hyper; the
-//! WebSocket client wraps the same stream with tokio-tungstenite.
+//! hides its sockets, so every subscriber here owns its connection (on h2, its group of subscribers
+//! shares one): [`Counted`] wraps the `TcpStream` and adds what each read and write syscall moved to
+//! shared atomic [`WireCounters`] (one atomic add per syscall, not per event). [`HttpConn`] speaks
+//! HTTP/1.1 over such a stream with hyper, or h2 when TLS negotiated it; the WebSocket client wraps the
+//! same stream with tokio-tungstenite, or on h2 one stream opened by extended CONNECT ([`WsSocket`]).
 //!
 //! Owning the connection also lets us time the steps separately: TCP connect, the TLS handshake (when
 //! the target speaks TLS: [`TlsClient`]), then first response byte (or WebSocket upgrade), then the

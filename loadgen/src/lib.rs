@@ -21,7 +21,7 @@
 //!              reconnect loop, the one open-loop publisher
 //!   measure    recorders, accounting, the lag probe        may import conn and below
 //!   conn       connections counted at the socket, clear    may import machine and below
-//!              or TLS; HTTP/1 over them
+//!              or TLS; HTTP/1.1 or h2 over them
 //!   scenario   scenario TOML, raw → validated              may import network's conditions
 //!   network    emulated network: presets, namespaces,      may import util
 //!              the TUN link or netem's, where each side
@@ -53,7 +53,8 @@
 //!   one reconnect loop they all run (a per-transport session each); the one open-loop publisher, which
 //!   takes the target's encoder.
 //! - `measure`: recorders, histograms, completeness accounting, the scheduling-lag probe.
-//! - `conn`: connections counted at the socket, cleartext or TLS; HTTP/1 over them.
+//! - `conn`: connections counted at the socket, cleartext or TLS; HTTP/1.1 or h2 over them (h2
+//!   connections shared by groups of subscribers, WebSocket over h2 by extended CONNECT).
 //! - `machine`: open files, ports and memory a run needs, checked before it starts; kernel memory of TCP
 //!   sockets, the third share of a connection's memory.
 //! - [`network`]: network conditions and their presets (`[network]`, `--network`), and the packet-level

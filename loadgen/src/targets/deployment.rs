@@ -6,7 +6,8 @@
 //! `--appendonly no`), then the nodes, each with the scenario's server options. Subscribers spread over
 //! the nodes round robin and move to the next node on every reconnect (`clients::subscriber::Shared::nodes`);
 //! the publisher's connections spread over them too. Memory and CPU are summed over the nodes for the
-//! headline figures and kept per node ([`NodeResult`]); Redis is sampled on its own ([`BusResult`]).
+//! headline figures and kept per node ([`pushbench_report::result::NodeResult`]); Redis is sampled on its own
+//! ([`pushbench_report::result::BusResult`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

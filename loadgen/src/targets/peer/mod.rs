@@ -20,8 +20,8 @@
 //! # Layout
 //! - [`nchan`]: the nchan profile and nginx process.
 //! - [`pushpin`]: the Pushpin profile, its processes and the GRIP backend.
-//! - [`client`]: subscriber clients for the peers' framings.
-//! - [`report`]: the side-by-side report of `--peers ours,nchan,pushpin`.
+//! - the subscriber clients for the peers' framings are `clients::peer` and `clients::dialect`; the
+//!   side-by-side report of `--peers ours,nchan,pushpin` is [`crate::suites::peers`].
 
 pub mod nchan;
 pub mod pushpin;

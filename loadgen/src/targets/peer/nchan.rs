@@ -29,7 +29,7 @@
 //! a cursor behind buffered ones (with 1 worker, or without timeouts, none are lost). nchan's own loss,
 //! measured in `scenarios/peers/README.md` ("Known limits").
 //!
-//! The client ([`super::client`]) keeps the cursor of the last `200`, asks again at once after a `200`
+//! The client (`clients::peer`) keeps the cursor of the last `200`, asks again at once after a `200`
 //! (more may be waiting), and waits for its next tick after a `304`.
 
 use std::net::SocketAddr;

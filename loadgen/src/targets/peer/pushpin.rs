@@ -2,7 +2,7 @@
 //! backend that lives inside the load generator.
 //!
 //! Pushpin is a proxy: a subscribe request goes to a backend, whose answer holds the connection open
-//! and names channels with GRIP headers. Our backend ([`backend`]) is a small hyper handler on a loopback
+//! and names channels with GRIP headers. Our backend (`backend`) is a small hyper handler on a loopback
 //! port of the load generator, not another program:
 //!
 //! | transport | request | backend answer | published format |

@@ -1,7 +1,9 @@
 //! Accepting connections and shutting down cleanly.
 //!
-//! Each TCP connection is served by hyper's HTTP/1 connection driver (HTTP/1.1 is what every transport
-//! here is about; upgrades are enabled for WebSocket). Shutdown happens in this order:
+//! Each connection speaking HTTP/1.1, cleartext or TLS, is first read by the direct path, which serves
+//! subscriptions itself; everything else, and every h2 connection (TLS with ALPN `h2`), is served by
+//! hyper (upgrades enabled for WebSocket, extended CONNECT for WebSocket over h2). Shutdown happens in
+//! this order:
 //!
 //! 1. the shutdown future completes (SIGINT/SIGTERM in the binary, anything in tests);
 //! 2. the listener is dropped: no new connections;
@@ -183,20 +185,34 @@ async fn connection(
 ) {
     let timeout = state.config.request_timeout;
     match tls {
-        // Cleartext: subscriptions are served directly, everything else by hyper.
-        None => match transport::accept_direct(&state, tcp, timeout).await {
-            Ok(transport::Accepted::Http(io)) => {
-                Box::pin(serve_http(&state, &http, io, router, peer)).await;
-            }
-            Ok(transport::Accepted::Done) => {}
-            Err(e) => debug!(%peer, error = %e, "reading the request head failed"),
-        },
-        // TLS: hyper serves HTTP/1.1 or h2, as ALPN chose.
+        // Awaited here rather than in a shared helper: the direct path's future is what an idle
+        // cleartext subscriber's task holds, and a helper's arguments would sit beside it.
+        None => {
+            let accepted = transport::accept_direct(&state, tcp, timeout).await;
+            after_direct(&state, &http, router, accepted, peer).await;
+        }
         Some(tls) => Box::pin(serve_tls(&state, &http, router, &tls, tcp, peer)).await,
     }
 }
 
-/// A TLS connection: the handshake, then hyper.
+/// Hands a connection the direct path did not serve to the end to hyper.
+async fn after_direct<S: transport::Socket>(
+    state: &AppState,
+    http: &auto::Builder<TokioExecutor>,
+    router: axum::Router,
+    accepted: io::Result<transport::Accepted<S>>,
+    peer: std::net::SocketAddr,
+) {
+    match accepted {
+        Ok(transport::Accepted::Http(io)) => {
+            Box::pin(serve_http(state, http, io, router, peer)).await;
+        }
+        Ok(transport::Accepted::Done) => {}
+        Err(e) => debug!(%peer, error = %e, "reading the request head failed"),
+    }
+}
+
+/// A TLS connection: the handshake, then the direct path for HTTP/1.1 and hyper for h2, as ALPN chose.
 async fn serve_tls(
     state: &AppState,
     http: &auto::Builder<TokioExecutor>,
@@ -211,7 +227,13 @@ async fn serve_tls(
         return transport::refuse(state, tcp, error).await;
     }
     match tokio::time::timeout(timeout, tls.acceptor.accept(tcp)).await {
-        Ok(Ok(io)) => serve_http(state, http, io, router, peer).await,
+        Ok(Ok(io)) if io.get_ref().1.alpn_protocol() == Some(b"h2") => {
+            Box::pin(serve_http(state, http, io, router, peer)).await;
+        }
+        Ok(Ok(io)) => {
+            let accepted = transport::accept_direct(state, io, timeout).await;
+            after_direct(state, http, router, accepted, peer).await;
+        }
         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => debug!(%peer, "TLS handshake timed out"),
     }

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use pushbench_common::Topic;
 
-pub(crate) use direct::{Accepted, MAX_HEAD_BYTES, accept as accept_direct, refuse};
+pub(crate) use direct::{Accepted, MAX_HEAD_BYTES, Socket, accept as accept_direct, refuse};
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -425,6 +425,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> RawFrames for WebSocketStream<S> 
                 n => *written += n,
             }
         }
+        // Over TLS, rustls keeps what the socket would not take until it is flushed.
+        self.get_mut().flush().await?;
         Ok(())
     }
 }

@@ -1,10 +1,11 @@
-//! A stream or SSE subscription is served directly when it is a connection's first request, and by hyper
-//! when it follows another request on a kept-alive connection. Both must send the same bytes.
+//! A stream or SSE subscription is served directly when it is a connection's first request (cleartext or
+//! HTTP/1.1 over TLS), and by hyper when it follows another request on a kept-alive connection. Both must
+//! send the same bytes.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::client::{PATIENCE, TestServer, contains, read_until};
+use crate::client::{Http, PATIENCE, TestCert, TestServer, contains, read_until};
 
 /// The body of a chunked response (whatever the chunk boundaries), once its head has been read.
 fn dechunk(response: &[u8]) -> Vec<u8> {
@@ -198,7 +199,7 @@ async fn long_polls_follow_each_other_on_one_connection_then_other_requests_stil
 
 /// Reads `socket` until `needle` arrives, looking only at what is new (plus the needle's length before
 /// it), so megabytes of backlog cost one pass. Returns everything read.
-async fn read_to(socket: &mut TcpStream, needle: &str) -> Vec<u8> {
+async fn read_to(socket: &mut (impl AsyncRead + Unpin), needle: &str) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut searched: usize = 0;
     tokio::time::timeout(PATIENCE, async {
@@ -220,36 +221,71 @@ async fn read_to(socket: &mut TcpStream, needle: &str) -> Vec<u8> {
     bytes
 }
 
+/// A client connection, cleartext or TLS.
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+/// The flags of a server whose writes block past the write timeout many times over while readers stall.
+const STALLING: [&str; 6] = [
+    "--write-timeout-ms",
+    "20",
+    "--replay-events",
+    "20",
+    "--max-batch-events",
+    "5",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_stream_or_sse_reader_gets_a_gap_notice_and_continues_on_both_paths() {
-    // Writes block past the write timeout many times over while the readers stall.
-    let server = TestServer::start(&[
-        "--write-timeout-ms",
-        "20",
-        "--replay-events",
-        "20",
-        "--max-batch-events",
-        "5",
-    ])
-    .await;
+    let server = TestServer::start(&STALLING).await;
+    stalled_readers_get_gap_notices(&server, None).await;
+}
+
+/// The same over HTTP/1.1 + TLS, which takes the direct path too: what rustls holds back when the socket
+/// is full must still reach the reader once it reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_over_tls_gets_a_gap_notice_and_continues_on_both_paths() {
+    let cert = TestCert::new();
+    let server = TestServer::start_tls(&STALLING, &cert, Http::One).await;
+    let connector = crate::tls::connector(&cert, b"http/1.1");
+    stalled_readers_get_gap_notices(&server, Some(&connector)).await;
+}
+
+/// Stream and SSE readers with small receive buffers, one on each path, stop reading while 6.4 MiB is
+/// published to each; when they read again, each gets a gap notice and then the last event.
+async fn stalled_readers_get_gap_notices(
+    server: &TestServer,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) {
     let payload = "x".repeat(16 * 1024);
     for path in ["/stream?topic=stall", "/sse?topic=stall"] {
         let mut readers = Vec::new();
         for reuse in [false, true] {
             let socket = tokio::net::TcpSocket::new_v4().unwrap();
             socket.set_recv_buffer_size(4096).unwrap();
-            let mut tcp = socket.connect(server.addr).await.unwrap();
+            let tcp = socket.connect(server.addr).await.unwrap();
+            let mut connection: Box<dyn Connection> = match tls {
+                None => Box::new(tcp),
+                Some(connector) => Box::new(
+                    connector
+                        .connect("localhost".try_into().unwrap(), tcp)
+                        .await
+                        .unwrap(),
+                ),
+            };
             if reuse {
-                tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+                connection
+                    .write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
                     .await
                     .unwrap();
-                read_to(&mut tcp, "ok\n").await;
+                read_to(&mut connection, "ok\n").await;
             }
-            tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes())
+            connection
+                .write_all(format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes())
                 .await
                 .unwrap();
-            read_to(&mut tcp, "subscribed").await;
-            readers.push((reuse, tcp));
+            read_to(&mut connection, "subscribed").await;
+            readers.push((reuse, connection));
         }
         // 6.4 MiB per reader, more than the kernel buffers between us hold.
         for _ in 0..400 {
@@ -258,8 +294,8 @@ async fn a_stalled_stream_or_sse_reader_gets_a_gap_notice_and_continues_on_both_
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let last = format!("the last event of {path}");
         server.publish("stall", &last).await;
-        for (reuse, tcp) in &mut readers {
-            let bytes = read_to(tcp, &last).await;
+        for (reuse, connection) in &mut readers {
+            let bytes = read_to(connection, &last).await;
             let path_name = if *reuse { "hyper" } else { "direct" };
             assert!(
                 contains(&bytes, r#""type":"gap""#),

@@ -171,7 +171,7 @@ impl AsyncWrite for H2Stream {
 }
 
 /// A TLS client that trusts `cert` and offers `alpn` (none when empty).
-fn connector(cert: &TestCert, alpn: &[u8]) -> tokio_rustls::TlsConnector {
+pub(crate) fn connector(cert: &TestCert, alpn: &[u8]) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls_pki_types::CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).unwrap())

@@ -305,6 +305,36 @@ fn pushpin_sends_idle_subscribers_keepalives_at_our_interval() {
     }
 }
 
+/// The same for Socket.IO, whose keep-alive is Engine.IO's ping (`2`, answered `3`), sent every
+/// `pingInterval` (the script's, set to our heartbeat interval): on WebSocket a 3-byte frame per ping
+/// (measured in bytes as for nchan), on long-polling the end of the held GET, an answer without events.
+#[test]
+fn socketio_pings_idle_subscribers_at_our_interval() {
+    if !socketio::installed() {
+        eprintln!("SKIPPED: node with socket.io is not installed (run scripts/setup-peers)");
+        return;
+    }
+    for (pinged, quiet) in idle_runs(PeerKind::SocketIo, r#"["longpoll", "ws"]"#) {
+        let t = pinged.transport;
+        if t == Transport::LongPoll {
+            assert!(
+                pinged.empty_polls >= quiet.empty_polls + 10 * 2,
+                "{t}: {} answers without events with 1 s pings, {} without",
+                pinged.empty_polls,
+                quiet.empty_polls
+            );
+        } else {
+            let extra = pinged.bytes_received.saturating_sub(quiet.bytes_received);
+            assert!(
+                extra >= 10 * 2 * 3,
+                "{t}: {} bytes received with 1 s pings, {} without: {extra} extra",
+                pinged.bytes_received,
+                quiet.bytes_received
+            );
+        }
+    }
+}
+
 /// One HTTP/1.1 exchange on a fresh connection (`Connection: close`): status, headers, body.
 fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
     use std::io::{Read, Write};

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
+use pushbench_common::Transport;
 use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -62,18 +63,12 @@ pub fn profile() -> Profile {
         kind: PeerKind::SocketIo,
         offers: vec![
             // Its long-polling is the only HTTP transport; nothing answers a plain poll at once.
-            (pushbench_common::Transport::Poll, Offer::NotOffered),
-            (
-                pushbench_common::Transport::LongPoll,
-                route(Framing::EngineIoPolling),
-            ),
+            (Transport::Poll, Offer::NotOffered),
+            (Transport::LongPoll, route(Framing::EngineIoPolling)),
             // No streamed HTTP body and no EventSource transport in Engine.IO v4.
-            (pushbench_common::Transport::Stream, Offer::NotOffered),
-            (pushbench_common::Transport::Sse, Offer::NotOffered),
-            (
-                pushbench_common::Transport::Ws,
-                route(Framing::EngineIoWebSocket),
-            ),
+            (Transport::Stream, Offer::NotOffered),
+            (Transport::Sse, Offer::NotOffered),
+            (Transport::Ws, route(Framing::EngineIoWebSocket)),
         ],
     }
 }
@@ -757,7 +752,6 @@ mod tests {
 
     #[test]
     fn profile_offers_longpoll_and_ws_only() {
-        use pushbench_common::Transport;
         let p = profile();
         for t in [Transport::Poll, Transport::Stream, Transport::Sse] {
             assert_eq!(p.offer(t), &Offer::NotOffered, "{t}");

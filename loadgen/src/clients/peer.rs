@@ -1,5 +1,5 @@
 //! Subscriber clients for the peers' framings: SSE, line streams, WebSocket, nchan's long-poll and
-//! interval poll.
+//! interval poll; Socket.IO's two transports are `clients::socketio`, driven from the same session.
 //!
 //! Each event's data is `"<intended_ns> <seq> xxx…"` ([`super::dialect::peer_event_data`]): the client hands the
 //! recorder an event whose id is `seq` and whose timestamp is the intended send time, so latency, loss,

@@ -46,8 +46,8 @@
 //!   (`fleet::worker`, `--workers N`), tallied exactly; the only module that names goose (the clients
 //!   report their timings through a request sink that the fleet implements over goose's user).
 //! - [`targets`]: spawning and sampling our server, a cluster of nodes on a Redis bus (`--cluster N`),
-//!   nchan and Pushpin measured with the same load, the floor reference (`pushbench-floor`, the kernel's
-//!   cost per delivery with next to nothing of user space), and the faults a run injects (`[faults]`:
+//!   nchan, Pushpin and Socket.IO measured with the same load, the floor reference (`pushbench-floor`,
+//!   the kernel's cost per delivery with next to nothing of user space), and the faults a run injects (`[faults]`:
 //!   restarts, a killed node, a flapping link).
 //! - `clients`: the life of one subscriber, shared by the transport clients and the peers' dialects; the
 //!   one reconnect loop they all run (a per-transport session each); the one open-loop publisher, which

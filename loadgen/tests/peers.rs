@@ -1,5 +1,6 @@
-//! The peers measured for real: nchan (nginx + nchan) and Pushpin started from `scenarios/peers/` on
-//! loopback, a tiny broadcast over every transport their profiles drive, with exact, zero-loss delivery.
+//! The peers measured for real: nchan (nginx + nchan), Pushpin and Socket.IO started from
+//! `scenarios/peers/` on loopback, a tiny broadcast over every transport their profiles drive, with exact,
+//! zero-loss delivery; Socket.IO's connection-state recovery under churn and on the wire.
 //!
 //! Skipped (with a message saying how to install them) only when the peer is not installed; CI installs
 //! both with `scripts/setup-peers`. Runs share the end-to-end lock file so that timings are not disturbed.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use pushbench::run::{RunOptions, ServerSource, run};
 use pushbench::scenario::Scenario;
-use pushbench::targets::peer::{PeerKind, ServerName, nchan, pushpin};
+use pushbench::targets::peer::{PeerKind, ServerName, nchan, pushpin, socketio};
 use pushbench_common::Transport;
 
 use support::TINY_PEERS as TINY;
@@ -304,6 +305,36 @@ fn pushpin_sends_idle_subscribers_keepalives_at_our_interval() {
     }
 }
 
+/// The same for Socket.IO, whose keep-alive is Engine.IO's ping (`2`, answered `3`), sent every
+/// `pingInterval` (the script's, set to our heartbeat interval): on WebSocket a 3-byte frame per ping
+/// (measured in bytes as for nchan), on long-polling the end of the held GET, an answer without events.
+#[test]
+fn socketio_pings_idle_subscribers_at_our_interval() {
+    if !socketio::installed() {
+        eprintln!("SKIPPED: node with socket.io is not installed (run scripts/setup-peers)");
+        return;
+    }
+    for (pinged, quiet) in idle_runs(PeerKind::SocketIo, r#"["longpoll", "ws"]"#) {
+        let t = pinged.transport;
+        if t == Transport::LongPoll {
+            assert!(
+                pinged.empty_polls >= quiet.empty_polls + 10 * 2,
+                "{t}: {} answers without events with 1 s pings, {} without",
+                pinged.empty_polls,
+                quiet.empty_polls
+            );
+        } else {
+            let extra = pinged.bytes_received.saturating_sub(quiet.bytes_received);
+            assert!(
+                extra >= 10 * 2 * 3,
+                "{t}: {} bytes received with 1 s pings, {} without: {extra} extra",
+                pinged.bytes_received,
+                quiet.bytes_received
+            );
+        }
+    }
+}
+
 /// One HTTP/1.1 exchange on a fresh connection (`Connection: close`): status, headers, body.
 fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
@@ -387,4 +418,169 @@ fn pushpin_longpoll_recovers_an_event_that_raced_the_hold() {
         took < std::time::Duration::from_secs(10),
         "the long-poll waited {took:?}: Pushpin held it past the gap instead of asking the backend again"
     );
+}
+
+#[test]
+fn socketio_delivers_every_event_exactly_on_its_transports() {
+    if !socketio::installed() {
+        eprintln!("SKIPPED: node with socket.io is not installed (run scripts/setup-peers)");
+        return;
+    }
+    let result = run_peer(PeerKind::SocketIo);
+    assert_exact(
+        &result,
+        PeerKind::SocketIo,
+        &[Transport::LongPoll, Transport::Ws],
+    );
+    assert_eq!(result.server, "peer socketio");
+    for t in &result.transports {
+        // No reconnect, so nothing to recover and nothing refused.
+        assert_eq!((t.reconnects, t.gaps, t.errors), (0, 0, 0), "{t:?}");
+    }
+}
+
+/// Churn: every subscriber drops its connection about once a second (long-polling: the connection of
+/// its held GET is cut; WebSocket: closed) and reconnects at once with its session's `pid` and last
+/// offset. Socket.IO recovers most sessions with the events published meanwhile: never an event twice or
+/// out of order, and an event lost only where Socket.IO answered a reconnect with a fresh session (counted
+/// in `gaps`): a drop before the subscriber's first event (no offset to resume from), or, on
+/// long-polling, a cut that fell between two GETs, which the server notices only by its ping timeout (its
+/// old session is still open when the new one asks to recover it). How many is a matter of timing, so it
+/// is reported (scenarios/peers/README.md), not asserted.
+#[test]
+fn socketio_recovers_sessions_under_churn() {
+    if !socketio::installed() {
+        eprintln!("SKIPPED: node with socket.io is not installed (run scripts/setup-peers)");
+        return;
+    }
+    let toml = TINY
+        .replace(
+            r#"transports = ["poll", "longpoll", "stream", "sse", "ws"]"#,
+            r#"transports = ["longpoll", "ws"]"#,
+        )
+        .replace("duration_s = 2", "duration_s = 4")
+        + "[churn]\nevery_s = 1\nshare = 1.0\n";
+    let result = run_peer_with(PeerKind::SocketIo, &toml);
+    for t in &result.transports {
+        let what = format!("{}: {t:?}", t.transport);
+        assert_eq!(t.subscribers_connected, 20, "{what}");
+        assert_eq!(t.expected, 20 * t.published, "{what}");
+        assert_eq!(t.delivered + t.lost, t.expected, "{what}");
+        assert_eq!(
+            (t.duplicates, t.out_of_order, t.unexpected, t.errors),
+            (0, 0, 0, 0),
+            "{what}"
+        );
+        assert!(t.reconnects >= 20, "every subscriber reconnected: {what}");
+        assert!(
+            t.gaps * 2 < t.reconnects,
+            "most reconnects were recovered: {what}"
+        );
+        assert!(
+            t.lost == 0 || t.gaps > 0,
+            "only a reconnect Socket.IO did not recover loses events: {what}"
+        );
+    }
+}
+
+/// Socket.IO's recovery on the wire, by hand: a long-polling client receives one event, its held GET's
+/// connection is cut, two more events are published, and a new session whose connect packet carries the
+/// old `pid` and the first event's offset gets both missed events before its connect answer, with the
+/// same `pid` (recovered); a connect with an offset the server never issued gets a new `pid` and none.
+#[test]
+fn socketio_replays_missed_events_to_a_recovered_session() {
+    if !socketio::installed() {
+        eprintln!("SKIPPED: node with socket.io is not installed (run scripts/setup-peers)");
+        return;
+    }
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("peers-sio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _lock = support::one_run_at_a_time();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let peer = rt
+        .block_on(pushbench::targets::peer::RunningPeer::start(
+            PeerKind::SocketIo,
+            Transport::LongPoll,
+            pushbench::targets::peer::IdleSettings {
+                keepalive: std::time::Duration::from_secs(60),
+                longpoll_hold: std::time::Duration::from_secs(30),
+            },
+            &dir,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        ))
+        .unwrap();
+    let addr = peer.addr;
+    let get = |path: &str| {
+        http(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let post = |path: &str, body: &str| {
+        http(
+            addr,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let field = |text: &str, name: &str| -> String {
+        let at = text.find(&format!("\"{name}\":\"")).unwrap() + name.len() + 4;
+        text[at..at + text[at..].find('"').unwrap()].to_owned()
+    };
+    // A session: its polling path, and the packets it received up to the server's connect packet
+    // (missed events come first, possibly in answers of their own).
+    let session = |auth: &str| -> (String, Vec<String>) {
+        let (status, _, open) = get("/socket.io/?EIO=4&transport=polling");
+        assert_eq!(status, 200, "{open}");
+        let sid = field(&open, "sid");
+        let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+        assert_eq!(post(&path, &format!("40{auth}")).2, "ok");
+        let mut packets: Vec<String> = Vec::new();
+        while !packets.last().is_some_and(|p| p.starts_with("40")) {
+            let (status, _, answer) = get(&path);
+            assert_eq!(status, 200, "{answer}");
+            packets.extend(answer.split('\u{1e}').map(str::to_owned));
+        }
+        (path, packets)
+    };
+    let (path, connected) = session(r#"{"topics":["t"]}"#);
+    assert!(connected[0].starts_with("40{"), "{connected:?}");
+    let pid = field(&connected[0], "pid");
+    assert_eq!(post("/publish?topic=t", "1 1 x").0, 200);
+    let (_, _, first) = get(&path);
+    assert!(first.starts_with(r#"42["event","1 1 x",""#), "{first}");
+    let offset = first.rsplit('"').nth(1).unwrap().to_owned();
+    // The held GET's connection is cut: the server closes the session and keeps it for recovery.
+    {
+        use std::io::Write;
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        write!(tcp, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        tcp.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    // The session is gone once the old sid is refused.
+    while get(&path).0 == 200 {}
+    assert_eq!(post("/publish?topic=t", "2 2 x").0, 200);
+    assert_eq!(post("/publish?topic=t", "3 3 x").0, 200);
+    let (_, recovered) = session(&format!(
+        r#"{{"topics":["t"],"pid":"{pid}","offset":"{offset}"}}"#
+    ));
+    let unknown = session(&format!(
+        r#"{{"topics":["t"],"pid":"{pid}","offset":"never-issued"}}"#
+    ));
+    rt.block_on(peer.stop(std::time::Duration::from_secs(2)));
+    assert_eq!(recovered.len(), 3, "{recovered:?}");
+    assert!(
+        recovered[0].starts_with(r#"42["event","2 2 x","#),
+        "{recovered:?}"
+    );
+    assert!(
+        recovered[1].starts_with(r#"42["event","3 3 x","#),
+        "{recovered:?}"
+    );
+    assert_eq!(field(&recovered[2], "pid"), pid, "recovered: the same pid");
+    assert_eq!(unknown.1.len(), 1, "nothing replayed: {:?}", unknown.1);
+    assert_ne!(field(&unknown.1[0], "pid"), pid, "a fresh session");
 }

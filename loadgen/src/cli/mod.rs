@@ -244,12 +244,13 @@ pub struct RunArgs {
     /// PID of the --target server, to sample its memory and CPU (same machine only).
     #[arg(long, requires = "target")]
     pub server_pid: Option<u32>,
-    /// Measure another server instead of ours, started per transport: nchan or pushpin from
+    /// Measure another server instead of ours, started per transport: nchan, pushpin or socketio from
     /// scenarios/peers/ (install with scripts/setup-peers), or floor, the floor reference
     /// (pushbench-floor, beside pushbench-server).
     #[arg(long, value_name = "SERVER", value_parser = crate::targets::peer::ServerName::parse_other, conflicts_with_all = ["target", "peers"])]
     pub peer: Option<crate::targets::peer::ServerName>,
-    /// Run the same scenario against several servers (ours, nchan, pushpin, floor; comma-separated) and
+    /// Run the same scenario against several servers (ours, nchan, pushpin, socketio, floor;
+    /// comma-separated) and
     /// write them side by side in OUT/peers.md, each server's own results in OUT/<server>/; with floor,
     /// each server's CPU per delivery as a ratio of the floor's.
     #[arg(long, value_delimiter = ',', value_parser = crate::targets::peer::ServerName::parse, conflicts_with = "target")]

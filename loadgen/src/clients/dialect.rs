@@ -1,4 +1,4 @@
-//! The dialects of the peers (nchan, Pushpin): per transport, where to subscribe, with which headers, how
+//! The dialects of the peers (nchan, Pushpin, Socket.IO): per transport, where to subscribe, with which headers, how
 //! events are framed and how the cursor travels; and the payload that carries our sequence number through
 //! them. What the clients need to talk to a peer, without knowing how the peer is started.
 
@@ -14,6 +14,10 @@ pub enum PeerKind {
     Nchan,
     /// Pushpin (with condure and zurl).
     Pushpin,
+    /// Socket.IO 4 on Node (`clients::socketio`).
+    #[value(name = "socketio")]
+    #[serde(rename = "socketio")]
+    SocketIo,
 }
 
 impl PeerKind {
@@ -22,6 +26,7 @@ impl PeerKind {
         match self {
             Self::Nchan => "nchan",
             Self::Pushpin => "pushpin",
+            Self::SocketIo => "socketio",
         }
     }
 
@@ -30,6 +35,7 @@ impl PeerKind {
         match self {
             Self::Nchan => nchan_profile(),
             Self::Pushpin => pushpin_profile(),
+            Self::SocketIo => super::socketio::profile(),
         }
     }
 }
@@ -59,6 +65,10 @@ pub enum Framing {
     /// line; the cursor (a log id of the backend) in the `Pushbench-Cursor` answer header, sent back as
     /// `&after=<id>`. An answer without events (the hold timed out) is an empty poll.
     GripLongPoll,
+    /// Socket.IO over Engine.IO long-polling (`clients::socketio`).
+    EngineIoPolling,
+    /// Socket.IO over an Engine.IO WebSocket opened directly (`clients::socketio`).
+    EngineIoWebSocket,
 }
 
 /// How to subscribe to one transport of a peer.
@@ -108,7 +118,8 @@ impl Profile {
     }
 
     /// Path and query that subscribe to `topics` on `route`: nchan multiplexes channels as
-    /// `?id=a,b`; our Pushpin backend reads `?topic=a&topic=b`.
+    /// `?id=a,b`; our Pushpin backend reads `?topic=a&topic=b`; Socket.IO opens a session, and the
+    /// topics go in its connect packet.
     pub fn subscribe_path(&self, route: &Route, topics: &[String]) -> String {
         match self.kind {
             PeerKind::Nchan => format!("{}?id={}", route.path, topics.join(",")),
@@ -116,6 +127,7 @@ impl Profile {
                 let query: Vec<String> = topics.iter().map(|t| format!("topic={t}")).collect();
                 format!("{}?{}", route.path, query.join("&"))
             }
+            PeerKind::SocketIo => super::socketio::handshake_path(route),
         }
     }
 }

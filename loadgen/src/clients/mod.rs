@@ -1,5 +1,6 @@
 //! The clients: one subscriber's life ([`subscriber`]) over each transport of our server ([`poll`],
-//! [`longpoll`], [`stream`], [`sse`], [`ws`]) or in a peer's dialect ([`dialect`], [`peer`]), the one
+//! [`longpoll`], [`stream`], [`sse`], [`ws`]) or in a peer's dialect ([`dialect`], [`peer`],
+//! [`socketio`]), the one
 //! reconnect loop they share ([`reconnect`]), and the open-loop [`publisher`].
 //!
 //! May import: `measure`, `conn`, `scenario`, `machine`, `util` (and the result crate); never a target,
@@ -11,6 +12,7 @@ pub(crate) mod peer;
 pub(crate) mod poll;
 pub(crate) mod publisher;
 pub(crate) mod reconnect;
+pub(crate) mod socketio;
 pub(crate) mod sse;
 pub(crate) mod stream;
 pub(crate) mod subscriber;

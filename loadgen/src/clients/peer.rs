@@ -1,5 +1,5 @@
 //! Subscriber clients for the peers' framings: SSE, line streams, WebSocket, nchan's long-poll and
-//! interval poll.
+//! interval poll; Socket.IO's two transports are `clients::socketio`, driven from the same session.
 //!
 //! Each event's data is `"<intended_ns> <seq> xxx…"` ([`super::dialect::peer_event_data`]): the client hands the
 //! recorder an event whose id is `seq` and whose timestamp is the intended send time, so latency, loss,
@@ -39,6 +39,7 @@ pub(crate) async fn run(sub: &mut Subscriber<'_>, route: &Route) {
         route,
         path,
         cursor: PollCursor::default(),
+        recovery: super::socketio::Recovery::new(topics),
     };
     until_stopped(sub, &mut session, FirstSession::UnlessStopped).await;
 }
@@ -51,6 +52,8 @@ struct PeerSession<'r> {
     /// nchan's poll cursor outlives a connection: a reconnect (after a client-side timeout, an error or
     /// churn) resumes after the last message received instead of at the newest one.
     cursor: PollCursor,
+    /// Socket.IO's session to recover on a reconnect (its `pid` and the last event's offset).
+    recovery: super::socketio::Recovery,
 }
 
 impl Session for PeerSession<'_> {
@@ -61,6 +64,12 @@ impl Session for PeerSession<'_> {
             Framing::WebSocket => ws_session(sub, path).await,
             Framing::LongPoll | Framing::IntervalPoll | Framing::GripLongPoll => {
                 poll_loop(sub, route, path, &mut self.cursor).await
+            }
+            Framing::EngineIoPolling => {
+                super::socketio::polling_session(sub, path, &mut self.recovery).await
+            }
+            Framing::EngineIoWebSocket => {
+                super::socketio::ws_session(sub, path, &mut self.recovery).await
             }
         }
     }

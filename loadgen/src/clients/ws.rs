@@ -140,6 +140,12 @@ pub(crate) async fn open(
 }
 
 impl OpenWs {
+    /// The WebSocket itself, for a peer protocol that writes as well as reads (Socket.IO's connect
+    /// packet and pongs).
+    pub(crate) fn socket(&mut self) -> &mut WebSocketStream<WsSocket> {
+        &mut self.ws
+    }
+
     /// Reports the connection's timings, with the time to subscribed counted until now.
     pub(crate) fn report<'s, 'a>(
         &self,

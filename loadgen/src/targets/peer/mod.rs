@@ -1,11 +1,13 @@
-//! Established push servers measured with the same load: target profiles for nchan and Pushpin.
+//! Established push servers measured with the same load: target profiles for nchan, Pushpin and
+//! Socket.IO.
 //!
 //! A [`Profile`] maps each transport a peer offers to its subscribe URL, the headers that ask for it and the
 //! framing of its events ([`Route`], [`Framing`]); [`Offer`] says honestly when a peer does not offer a
 //! transport, or offers it but this profile does not drive it. A [`RunningPeer`] is one instance started
 //! from the configs kept in `scenarios/peers/` (compiled in), bound to loopback, with its runtime files in
 //! a temporary directory; every process it consists of (nginx master and workers; Pushpin's runner,
-//! condure, proxy, handler, and the zurl we start beside it) is sampled for memory and CPU, and every one
+//! condure, proxy, handler, and the zurl we start beside it; Socket.IO's node) is sampled for memory and
+//! CPU, and every one
 //! is stopped by PID at the end of a run, also on error (`Drop`).
 //!
 //! Completeness without the peers' help: they give no `id`/`ts` of ours, so the publisher writes a
@@ -15,16 +17,19 @@
 //! publish, subscribers record the `seq` they parse, and the usual accounting makes lost, duplicated and
 //! out-of-order exact. Every peer subscription starts before the first publish (the channel is empty), so
 //! each subscriber is owed every event on its topics (cursor 0). Peers cannot resume from our cursor: a
-//! dropped connection shows up as loss, honestly.
+//! dropped connection shows up as loss, honestly, unless the peer recovers it by its own means
+//! (Socket.IO's connection-state recovery).
 //!
 //! # Layout
 //! - [`nchan`]: the nchan profile and nginx process.
 //! - [`pushpin`]: the Pushpin profile, its processes and the GRIP backend.
+//! - [`socketio`]: the Socket.IO profile and its Node process.
 //! - the subscriber clients for the peers' framings are `clients::peer` and `clients::dialect`; the
 //!   side-by-side report of `--peers ours,nchan,pushpin` is [`crate::suites::peers`].
 
 pub mod nchan;
 pub mod pushpin;
+pub mod socketio;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -58,15 +63,16 @@ pub enum ServerName {
 }
 
 impl ServerName {
-    /// Parses `ours`, `nchan`, `pushpin` or `floor`.
+    /// Parses `ours`, `nchan`, `pushpin`, `socketio` or `floor`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.trim() {
             "ours" => Ok(Self::Ours),
             "nchan" => Ok(Self::Peer(PeerKind::Nchan)),
             "pushpin" => Ok(Self::Peer(PeerKind::Pushpin)),
+            "socketio" => Ok(Self::Peer(PeerKind::SocketIo)),
             "floor" => Ok(Self::Floor),
             other => Err(format!(
-                "unknown server {other:?}: expected ours, nchan, pushpin or floor"
+                "unknown server {other:?}: expected ours, nchan, pushpin, socketio or floor"
             )),
         }
     }
@@ -144,7 +150,7 @@ pub struct RunningPeer {
     pub addr: SocketAddr,
     /// Where the publisher sends events.
     pub publish_addr: SocketAddr,
-    /// The processes we started (nginx master; Pushpin's runner and zurl), killed on drop.
+    /// The processes we started (nginx master; Pushpin's runner and zurl; node), killed on drop.
     children: Vec<Child>,
     /// Every PID seen in the process trees, so that stragglers can be killed by PID at the end.
     seen: std::sync::Mutex<Vec<u32>>,
@@ -169,6 +175,7 @@ impl RunningPeer {
         match kind {
             PeerKind::Nchan => nchan::start(log_dir, transport, idle, host).await,
             PeerKind::Pushpin => pushpin::start(log_dir, transport, idle, host).await,
+            PeerKind::SocketIo => socketio::start(log_dir, transport, idle, host).await,
         }
     }
 
@@ -296,6 +303,8 @@ impl Drop for RunningPeer {
                 "pushpin-handl",
                 "pushpin-handler",
                 "zurl",
+                "node",
+                "nodejs",
             ]
             .contains(&comm.trim())
             {
@@ -340,7 +349,8 @@ pub async fn publish(
 }
 
 /// How a peer takes events: nchan's `/pub?id=<channel>` with the data as text; Pushpin's `/publish/`
-/// with a JSON item per transport (for a long-poll, written to our GRIP backend's log first).
+/// with a JSON item per transport (for a long-poll, written to our GRIP backend's log first); the
+/// Socket.IO script's `/publish?topic=<room>` with the data as text.
 struct PeerEncoder {
     kind: PeerKind,
     transport: Transport,
@@ -375,6 +385,11 @@ impl Encoder for PeerEncoder {
                     body: Bytes::from(body),
                 }
             }
+            PeerKind::SocketIo => PublishRequest {
+                path: format!("/publish?topic={}", schedule.topics[topic as usize]).into(),
+                content_type: "text/plain",
+                body: Bytes::from(data),
+            },
         }
     }
 
@@ -478,6 +493,12 @@ mod tests {
             ServerName::parse("pushpin"),
             Ok(ServerName::Peer(PeerKind::Pushpin))
         );
+        assert_eq!(
+            ServerName::parse("socketio"),
+            Ok(ServerName::Peer(PeerKind::SocketIo))
+        );
+        assert!(!ServerName::Peer(PeerKind::SocketIo).offers(Transport::Sse));
+        assert!(ServerName::Peer(PeerKind::SocketIo).offers(Transport::LongPoll));
         assert_eq!(ServerName::parse("floor"), Ok(ServerName::Floor));
         assert!(ServerName::parse("nginx").is_err());
         assert_eq!(ServerName::parse_other("floor"), Ok(ServerName::Floor));

@@ -1,6 +1,6 @@
 //! TLS for every endpoint: rustls with ALPN `h2` and `http/1.1`, from PEM files or a self-signed
 //! certificate made at start (rcgen). Which protocol a client negotiated decides how its connection is
-//! served (see `server`); cleartext connections keep the direct path.
+//! served (see `server`): HTTP/1.1 takes the direct path as cleartext does, h2 goes to hyper.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

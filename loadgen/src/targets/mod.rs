@@ -1,5 +1,6 @@
 //! The servers a run measures: ours spawned or attached ([`server_proc`]), a cluster of ours on a Redis
-//! bus ([`deployment`]), the peers nchan and Pushpin ([`peer`]) and the floor reference ([`floor`]), with
+//! bus ([`deployment`]), the peers nchan and Pushpin ([`peer`]), a server a target profile describes
+//! ([`profiled`]) and the floor reference ([`floor`]), with
 //! their processes, readiness and samples; the certificate a run makes for the servers it spawns over TLS ([`certificate`]); and the
 //! faults a run injects into them and into the emulated link while it publishes ([`faults`]).
 //!
@@ -16,4 +17,5 @@ pub mod deployment;
 pub mod faults;
 pub mod floor;
 pub mod peer;
+pub mod profiled;
 pub mod server_proc;

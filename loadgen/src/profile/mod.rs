@@ -17,8 +17,8 @@
 //! arrived.
 //!
 //! `scenarios/peers/nchan.profile.toml` (compiled in: [`Profile::nchan`]) is the worked example; README
-//! "Measure your own server" explains every field. May import nothing of the crate but `util`-free std,
-//! serde and the common crate: `scenario`, `clients` and `targets` all read it.
+//! "Measure your own server" explains every field. Imports nothing of the crate (only std, serde, toml,
+//! hyper's header types and the common crate): `scenario`, `clients` and `targets` all read it.
 
 mod message;
 mod template;

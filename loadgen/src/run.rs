@@ -670,10 +670,7 @@ async fn collect(
     published: &Published,
 ) -> Result<Collected, RunError> {
     let tally = fleet.finish(&published.acks).await?;
-    let mut server_stats = Vec::new();
-    for node in &servers.nodes {
-        server_stats.push(node.stats().await);
-    }
+    let server_stats = servers.stats().await;
     Ok(Collected {
         tally,
         server_stats,

@@ -255,6 +255,8 @@ fn a_profile_that_does_not_fit_the_server_fails_the_run_saying_where() {
         format!("profile pushbench-server at http://{}", server.addr)
     );
     assert_exact(&right.transports[0], "ours attached");
+    // A profiled server's /stats, if any, is not read as ours.
+    assert!(right.transports[0].server_stats.is_none());
     rt.block_on(server.stop(std::time::Duration::from_secs(5)));
 }
 

@@ -466,6 +466,19 @@ impl Deployment {
         }
     }
 
+    /// Each node's `/stats`; none for a server a target profile describes, whose `/stats`, if it has
+    /// one, is not ours and must not be read as ours.
+    pub async fn stats(&self) -> Vec<Option<serde_json::Value>> {
+        let mut stats = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            stats.push(match self.profile {
+                Some(_) => None,
+                None => node.stats().await,
+            });
+        }
+        stats
+    }
+
     /// Each node's sample.
     pub fn node_samples(&self) -> Vec<Option<ProcSample>> {
         self.nodes.iter().map(Server::sample).collect()

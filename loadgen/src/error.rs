@@ -33,6 +33,9 @@ pub enum RunError {
     /// TLS could not be set up, or was asked of a server it cannot be set up for.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The target profile does not describe what the server sent (`clients::profiled`).
+    #[error("the target profile does not fit the server: {0}")]
+    ProfileMismatch(String),
     /// `[faults]` asked for something this run cannot do (a node to kill without a cluster, a link to
     /// cut on loopback).
     #[error("[faults]: {0}")]
@@ -80,6 +83,9 @@ pub enum PeerError {
         /// Why.
         error: std::io::Error,
     },
+    /// A target profile's server could not be prepared (a file placeholder left unfilled).
+    #[error("target profile: {0}")]
+    Profile(String),
     /// It did not start listening in time.
     #[error("{0} did not start listening within {1:?} (see {2})")]
     NotReady(String, Duration, String),

@@ -22,7 +22,9 @@
 //!   measure    recorders, accounting, the lag probe        may import conn and below
 //!   conn       connections counted at the socket, clear    may import machine and below
 //!              or TLS; HTTP/1.1 or h2 over them
-//!   scenario   scenario TOML, raw → validated              may import network's conditions
+//!   scenario   scenario TOML, raw → validated              may import network's conditions, profile
+//!   profile    target profiles: TOML, raw → validated;     imports nothing of the crate
+//!              what a message and a poll answer hold
 //!   network    emulated network: presets, namespaces,      may import util
 //!              the TUN link or netem's, where each side
 //!              stands
@@ -32,11 +34,15 @@
 //! The result side (`result.json` and its schema, the reports, thresholds, compare, merge) is the crate
 //! `pushbench_report`, below all of these and needing nothing of them.
 //!
-//! Public are the modules `main.rs` and the tests use (`cli`, `run`, `scenario`, `suites`, `targets`,
-//! `network`, `util`); `fleet`, `clients`, `measure`, `conn`, `machine` and `error` are private, their few outside items re-exported where they are used (`run::RunError`,
+//! Public are the modules `main.rs` and the tests use (`cli`, `run`, `scenario`, `profile`, `suites`,
+//! `targets`, `network`, `util`); `fleet`, `clients`, `measure`, `conn`, `machine` and `error` are private, their few outside items re-exported where they are used (`run::RunError`,
 //! `targets::peer::PeerKind`, …).
 //!
 //! - [`scenario`]: scenario TOML, raw → validated.
+//! - [`profile`]: target profiles, a server described in TOML (`--target-profile`, `[target]`): per
+//!   transport how to subscribe, where the cursor and the payload are, how to publish, how to start it
+//!   or where it runs; raw → validated, and the pure reading of messages and poll answers that names the
+//!   field a message does not fit. Its clients are `clients::profiled`, its server `targets::profiled`.
 //! - [`cli`]: commands and exit codes; `main.rs` only calls [`cli::main`].
 //! - [`suites`]: `pushbench capacity`, the search for the most subscribers (or events/s) a transport
 //!   sustains under a p99 limit ([`suites::capacity`]), `--peers` side by side ([`suites::peers`]), and
@@ -72,6 +78,7 @@ mod fleet;
 mod machine;
 mod measure;
 pub mod network;
+pub mod profile;
 pub mod run;
 pub mod scenario;
 pub mod suites;

@@ -346,6 +346,7 @@ async fn launch(
         transport,
         nodes: servers.addrs(),
         dialect: servers.dialect(),
+        profiled: servers.profiled_route(transport),
         tls: servers.tls_trust(),
         subscriber_side: options.network.as_ref().map(|n| n.subscriber_side()),
     };
@@ -371,8 +372,16 @@ async fn launch(
     let launch_deadline = Instant::now()
         + Duration::from_secs_f64(n as f64 / scenario.launch_rate)
         + Duration::from_secs(30);
-    while fleet.subscribed() < n && Instant::now() < launch_deadline && !fleet.ended() {
+    while fleet.subscribed() < n
+        && Instant::now() < launch_deadline
+        && !fleet.ended()
+        && fleet.mismatch().is_none()
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(mismatch) = fleet.mismatch() {
+        progress.abort();
+        return Err(RunError::ProfileMismatch(mismatch));
     }
     if fleet.ended() {
         // A part of the fleet ended before every subscriber was launched: it failed; say why.
@@ -527,7 +536,24 @@ async fn publish(
         published
     };
     let drift = sample_drift(servers, start + scenario.warmup, &published_all);
-    let (published, faults, drift) = tokio::join!(publishing, faults, drift);
+    // A target profile that does not fit the server ends the run at once: nothing after it is worth
+    // measuring.
+    let fleet = &launched.fleet;
+    let mismatch = async {
+        loop {
+            if let Some(mismatch) = fleet.mismatch() {
+                return mismatch;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (published, faults, drift) = tokio::select! {
+        all = async { tokio::join!(publishing, faults, drift) } => all,
+        mismatch = mismatch => {
+            launched.progress.abort();
+            return Err(RunError::ProfileMismatch(mismatch));
+        }
+    };
     let faults = faults?;
     launched.fleet.drain().await?;
     Ok(Publishing {
@@ -644,10 +670,7 @@ async fn collect(
     published: &Published,
 ) -> Result<Collected, RunError> {
     let tally = fleet.finish(&published.acks).await?;
-    let mut server_stats = Vec::new();
-    for node in &servers.nodes {
-        server_stats.push(node.stats().await);
-    }
+    let server_stats = servers.stats().await;
     Ok(Collected {
         tally,
         server_stats,

@@ -15,6 +15,8 @@
 //! - `[fanout]` says which topics exist and who subscribes to what (see [`Fanout`]).
 //! - `[churn]`, when present, makes every subscriber drop its connection and resume from its cursor
 //!   (while events are published; churn stops for the drain, so the last events meet connected subscribers).
+//! - `[target]`, when present, is the server to measure, described as a target profile
+//!   ([`crate::profile`]), unless the command line names another.
 //! - `[faults]`, when present, restarts the server (a deploy; node after node in a cluster), kills a node,
 //!   or cuts the emulated link periodically while events are published (see [`Faults`]).
 
@@ -25,6 +27,7 @@ use pushbench_common::{Topic, Transport};
 use serde::{Deserialize, Serialize};
 
 use crate::network::{NetworkSpec, Overrides};
+use crate::profile::{Files, Profile, ProfileError};
 use pushbench_report::gate::thresholds::{ThresholdError, Thresholds};
 
 /// A scenario exactly as written in the TOML file; only syntax and types are checked here.
@@ -86,6 +89,9 @@ pub struct RawScenario {
     /// Pass/fail thresholds, checked by [`Thresholds::from_table`].
     #[serde(default)]
     pub thresholds: toml::Table,
+    /// The server to measure, described as a target profile ([`crate::profile`]); ours when absent.
+    #[serde(default)]
+    pub target: Option<toml::Table>,
 }
 
 fn default_drain_s() -> f64 {
@@ -624,6 +630,10 @@ pub struct Scenario {
     /// Pass/fail conditions `pushbench run` checks (not part of the workload).
     #[serde(skip_serializing_if = "Thresholds::is_empty", skip_deserializing)]
     pub thresholds: Thresholds,
+    /// `[target]`: the server this scenario measures unless the command line names one (not part of the
+    /// workload: results name the server in their own field).
+    #[serde(skip)]
+    pub target: Option<std::sync::Arc<Profile>>,
 }
 
 /// Smallest payload: the intended send time (19 digits) and a space are embedded in every event.
@@ -657,6 +667,9 @@ pub enum ScenarioError {
     /// A threshold was refused.
     #[error(transparent)]
     Threshold(#[from] ThresholdError),
+    /// `[target]` was refused.
+    #[error(transparent)]
+    Target(#[from] ProfileError),
     /// A field had a value outside its allowed range.
     #[error("scenario field `{field}`: {reason}")]
     Invalid {
@@ -693,19 +706,34 @@ impl Scenario {
             path: shown.clone(),
             error,
         })?;
-        Self::parse(&text, &shown)
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Self::parse_in(&text, &shown, dir)
     }
 
-    /// Parses and validates scenario TOML; `origin` names it in errors.
+    /// Parses and validates scenario TOML; `origin` names it in errors; files `[target]` names are read
+    /// from the current directory.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ScenarioError> {
-        let raw: RawScenario = toml::from_str(text).map_err(|e| ScenarioError::Syntax {
+        Self::parse_in(text, origin, Path::new("."))
+    }
+
+    fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<Self, ScenarioError> {
+        let mut raw: RawScenario = toml::from_str(text).map_err(|e| ScenarioError::Syntax {
             path: origin.to_owned(),
             message: e.to_string(),
         })?;
-        Self::validate(raw)
+        let target = raw
+            .target
+            .take()
+            .map(|table| Profile::from_table(table, &format!("{origin} [target]"), Files::Dir(dir)))
+            .transpose()?;
+        Ok(Self {
+            target: target.map(std::sync::Arc::new),
+            ..Self::validate(raw)?
+        })
     }
 
-    /// Second stage: range and consistency checks.
+    /// Second stage: range and consistency checks (`[target]` is read by [`Scenario::parse`], where the
+    /// files it names can be found).
     pub fn validate(raw: RawScenario) -> Result<Self, ScenarioError> {
         let name = raw.name.trim().to_owned();
         let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
@@ -842,6 +870,7 @@ impl Scenario {
             client: raw.client.validated()?,
             faults,
             thresholds: Thresholds::from_table(&raw.thresholds)?,
+            target: None,
         })
     }
 

@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 use crate::network::placement::Emulated;
 use crate::network::{EmulatorChoice, NetworkSpec, Overrides};
+use crate::profile::{Profile, ServerSpec};
 use crate::run::{RunOptions, ServerSource, default_out_dir, run};
 use crate::scenario::{ClientOptions, HttpVersion, Scenario, ScenarioError};
 use crate::targets::deployment::TargetTrust;
@@ -53,12 +54,15 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario against every transport it names and write result.json, report.md, report.html.
     Run(RunArgs),
-    /// Validate scenario files without running them; with --result, evaluate one scenario's thresholds
-    /// against an existing result (exit 3 when one fails).
+    /// Validate scenario files (and target profiles) without running them; with --result, evaluate one
+    /// scenario's thresholds against an existing result (exit 3 when one fails).
     Check {
         /// Scenario files.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "profiles")]
         scenarios: Vec<PathBuf>,
+        /// Target profile files to validate (repeatable).
+        #[arg(long = "profile", value_name = "FILE", conflicts_with = "result")]
+        profiles: Vec<PathBuf>,
         /// A result.json of the (single) scenario given, to evaluate its thresholds against.
         #[arg(long)]
         result: Option<PathBuf>,
@@ -244,6 +248,11 @@ pub struct RunArgs {
     /// PID of the --target server, to sample its memory and CPU (same machine only).
     #[arg(long, requires = "target")]
     pub server_pid: Option<u32>,
+    /// Measure a server described by this target profile (TOML: how to subscribe, how its events are
+    /// framed, how to publish, how to start it or where it runs; README "Measure your own server")
+    /// instead of ours [default: the scenario's [target], else ours].
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "peer", "peers", "server_bin"])]
+    pub target_profile: Option<PathBuf>,
     /// Measure another server instead of ours, started per transport: nchan, pushpin or socketio from
     /// scenarios/peers/ (install with scripts/setup-peers), or floor, the floor reference
     /// (pushbench-floor, beside pushbench-server).
@@ -361,11 +370,13 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Check {
             scenarios,
+            profiles,
             result: None,
-        } => check(&scenarios),
+        } => check(&scenarios, &profiles),
         Command::Check {
             scenarios,
             result: Some(result),
+            ..
         } => check_result(&scenarios, &result),
         Command::Run(args) => run_command(args),
         Command::Report {
@@ -398,7 +409,7 @@ pub fn main() -> ExitCode {
 
 type Outcome = Result<(), (u8, anyhow::Error)>;
 
-fn check(paths: &[PathBuf]) -> Outcome {
+fn check(paths: &[PathBuf], profiles: &[PathBuf]) -> Outcome {
     for path in paths {
         let scenario = Scenario::load(path).map_err(|e| (EXIT_USAGE, e.into()))?;
         println!(
@@ -408,8 +419,33 @@ fn check(paths: &[PathBuf]) -> Outcome {
             scenario.transports.len(),
             scenario.events_to_publish()
         );
+        if let Some(target) = &scenario.target {
+            println!("  [target]: {}", describe_profile(target));
+        }
+    }
+    for path in profiles {
+        let profile = Profile::load(path).map_err(|e| (EXIT_USAGE, e.into()))?;
+        println!("{}: ok ({})", path.display(), describe_profile(&profile));
     }
     Ok(())
+}
+
+/// What `check` says of a valid profile: its name, transports and server.
+fn describe_profile(profile: &Profile) -> String {
+    let transports: Vec<&str> = profile
+        .routes
+        .iter()
+        .map(|r| r.transport.as_str())
+        .collect();
+    let server = match &profile.server {
+        ServerSpec::Start(_) => "started per transport".to_owned(),
+        ServerSpec::Attach(url) => format!("attached at {url}"),
+    };
+    format!(
+        "profile {}, transports {}, {server}",
+        profile.name,
+        transports.join(", ")
+    )
 }
 
 fn check_result(scenarios: &[PathBuf], path: &std::path::Path) -> Outcome {
@@ -511,13 +547,30 @@ fn run_command(args: RunArgs) -> Outcome {
         .map(|_| ())
         .map_err(|e| (EXIT_RUNTIME, e));
     }
-    let server = match args.target.clone() {
-        Some(url) => ServerSource::Target {
+    let profile = match &args.target_profile {
+        Some(path) => Some(Arc::new(
+            Profile::load(path).map_err(|e| (EXIT_USAGE, e.into()))?,
+        )),
+        // The scenario's [target] unless the command line names a server.
+        None if args.target.is_none() && args.peer.is_none() => scenario.target.clone(),
+        None => None,
+    };
+    let server = match (args.target.clone(), profile) {
+        (_, Some(_)) if args.cluster > 1 => {
+            return Err((
+                EXIT_USAGE,
+                anyhow::anyhow!(
+                    "--cluster starts our server's nodes; a target profile's server is one"
+                ),
+            ));
+        }
+        (_, Some(profile)) => ServerSource::Profile(profile),
+        (Some(url), None) => ServerSource::Target {
             url,
             pid: args.server_pid,
             trust: target_trust(&args)?,
         },
-        None => ServerSource::of(
+        (None, None) => ServerSource::of(
             args.peer.unwrap_or(crate::targets::peer::ServerName::Ours),
             args.server_bin.as_deref(),
         )

@@ -88,7 +88,7 @@ pub(crate) struct PublishRequest<'e> {
     /// The request path.
     pub path: Cow<'e, str>,
     /// Its `content-type`.
-    pub content_type: &'static str,
+    pub content_type: &'e str,
     /// Its body.
     pub body: Bytes,
 }
@@ -102,6 +102,14 @@ pub(crate) trait Encoder: Send + Sync + 'static {
     /// Whether every event needs a fresh connection (the target closes it after each answer).
     fn fresh_connection_per_event(&self) -> bool {
         false
+    }
+    /// The request method (a target profile may publish with PUT or PATCH).
+    fn method(&self) -> hyper::Method {
+        hyper::Method::POST
+    }
+    /// Headers sent with every publish besides `content-type` (a target profile's `publish.headers`).
+    fn headers(&self) -> &[(String, String)] {
+        &[]
     }
 }
 
@@ -182,7 +190,21 @@ pub(crate) async fn publish_with(
             worker(w, workers, to, &schedule, &wire, &sent).await
         }));
     }
+    // A run that ends early (a target profile that does not fit, a signal) drops this future: its
+    // workers must stop publishing with it, not into the next run.
+    let _stop_with_this = AbortOnDrop(tasks.iter().map(|t| t.abort_handle()).collect());
     Published::gather(tasks, schedule.count as usize).await
+}
+
+/// Aborts the publisher's workers when dropped (a no-op for those that finished).
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 impl Published {
@@ -274,12 +296,13 @@ async fn worker(
             conn = None;
         }
         let path = &request.path;
-        let outcome = post(
+        let outcome = send(
             &mut conn,
             &nodes[node],
             wire,
-            path,
+            (encoder.method(), path),
             request.content_type,
+            encoder.headers(),
             request.body,
         )
         .await
@@ -292,29 +315,25 @@ async fn worker(
     out
 }
 
-/// POSTs `body` to `path` on `conn` (opened to `node` first when there is none) and returns the answer's
-/// body; a successful status is required and the exchange may take at most 10 s.
-pub(crate) async fn post(
+/// Sends `body` to `path` with `method` on `conn` (opened to `node` first when there is none) and
+/// returns the answer's body; a successful status is required and the exchange may take at most 10 s.
+async fn send(
     conn: &mut Option<HttpConn>,
     node: &Endpoint,
     wire: &Arc<WireCounters>,
-    path: &str,
+    (method, path): (hyper::Method, &str),
     content_type: &str,
+    headers: &[(String, String)],
     body: Bytes,
 ) -> Result<Bytes, ConnError> {
     if conn.is_none() {
         *conn = Some(HttpConn::open(node, wire).await?.0);
     }
     let c = conn.as_mut().expect("opened above");
+    let mut all = vec![("content-type", content_type)];
+    all.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let exchange = async {
-        let response = c
-            .send(
-                hyper::Method::POST,
-                path,
-                &[("content-type", content_type)],
-                body,
-            )
-            .await?;
+        let response = c.send(method, path, &all, body).await?;
         body_of(path, response).await
     };
     tokio::time::timeout(Duration::from_secs(10), exchange)

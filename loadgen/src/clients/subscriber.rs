@@ -49,6 +49,12 @@ pub(crate) struct Shared {
     pub logs: Mutex<Vec<SubscriberLog>>,
     /// The peer's profile when the server is a peer (nchan, Pushpin): its clients replace ours.
     pub peer: Option<Arc<super::dialect::Profile>>,
+    /// The route of the transport when the server is described by a target profile: its clients
+    /// (`clients::profiled`) replace ours.
+    pub profiled: Option<Arc<crate::profile::Route>>,
+    /// Why the profile does not describe what the server sent, at the first message that showed it: set
+    /// once, and the run fails with it (`clients::profiled`).
+    pub mismatch: std::sync::OnceLock<String>,
     /// The h2 connections the subscribers share (`[client] http = "2"`).
     pub h2: SharedConnections,
 }

@@ -75,6 +75,9 @@ pub(crate) struct FleetSpec {
     pub nodes: Vec<SocketAddr>,
     /// The dialect the clients speak: `None` for our own protocol, else the peer's.
     pub dialect: Option<PeerKind>,
+    /// The route the clients take when a target profile describes the server (see
+    /// [`crate::profile::Route`]).
+    pub profiled: Option<Arc<crate::profile::Route>>,
     /// Whom the clients trust over TLS; `None`: cleartext.
     pub tls: Option<TlsTrust>,
     /// The emulated network's subscriber side, where the subscribers must stand (always in worker
@@ -218,6 +221,15 @@ impl Fleet {
         }
     }
 
+    /// Why the target profile does not fit the server, once a subscriber found out
+    /// (`clients::profiled`): the run ends with it.
+    pub(crate) fn mismatch(&self) -> Option<String> {
+        match self {
+            Self::Local(l) => l.mismatch(),
+            Self::Workers(w) => w.mismatch(),
+        }
+    }
+
     /// Whether a part ended before `finish` (goose gave up, a worker exited).
     pub(crate) fn ended(&self) -> bool {
         match self {
@@ -303,6 +315,8 @@ impl Local {
             stop: CancellationToken::new(),
             logs: Mutex::new(Vec::with_capacity((range.end - range.start) as usize)),
             peer: spec.dialect.map(|kind| Arc::new(kind.profile())),
+            profiled: spec.profiled.clone(),
+            mismatch: Default::default(),
             h2: Default::default(),
         });
         let attack = goose_attack(&shared, range)?;
@@ -320,6 +334,11 @@ impl Local {
     /// Its live counts.
     pub(crate) fn live(&self) -> Live {
         live_of(&self.shared)
+    }
+
+    /// The profile mismatch a subscriber recorded.
+    pub(crate) fn mismatch(&self) -> Option<String> {
+        self.shared.mismatch.get().cloned()
     }
 
     /// Whether goose has returned (before `finish`, that means it failed).
@@ -348,6 +367,10 @@ impl Local {
             .goose
             .await
             .map_err(|e| RunError::Goose(format!("goose task: {e}")))??;
+        // A profile that does not describe the server measured nothing worth a result.
+        if let Some(mismatch) = self.shared.mismatch.get() {
+            return Err(RunError::ProfileMismatch(mismatch.clone()));
+        }
         let scenario = &self.shared.scenario;
         let published = PublishedLog::new(scenario.topic_count() as usize, acks.iter().copied());
         let logs = std::mem::take(&mut *self.shared.logs.lock().unwrap_or_else(|p| p.into_inner()));

@@ -64,6 +64,9 @@ pub(crate) struct WorkerSpec {
     pub nodes: Vec<SocketAddr>,
     /// The dialect the clients speak (see [`FleetSpec::dialect`]).
     pub dialect: Option<PeerKind>,
+    /// The target profile's route (see [`FleetSpec::profiled`]).
+    #[serde(default)]
+    pub profiled: Option<crate::profile::Route>,
     /// Whom to trust over TLS (see [`FleetSpec::tls`]).
     pub tls: Option<TlsTrust>,
     /// First subscriber index held (inclusive).
@@ -106,6 +109,9 @@ pub(crate) enum Report {
         /// Subscriber bytes read and written so far.
         #[serde(default)]
         bytes: u64,
+        /// Why the target profile does not fit the server, once a subscriber found out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mismatch: Option<String>,
     },
     /// The final tally.
     Done(Box<WireTally>),
@@ -211,6 +217,8 @@ struct WorkerLive {
     delivered: AtomicU64,
     bytes: AtomicU64,
     ended: AtomicBool,
+    /// The profile mismatch the worker reported (`Shared::mismatch`); set once.
+    mismatch: std::sync::OnceLock<String>,
 }
 
 impl WorkerLive {
@@ -263,6 +271,7 @@ impl Workers {
                 transport: spec.transport,
                 nodes: spec.nodes.clone(),
                 dialect: spec.dialect,
+                profiled: spec.profiled.as_deref().cloned(),
                 tls: spec.tls.clone(),
                 first: range.start,
                 end: range.end,
@@ -293,6 +302,13 @@ impl Workers {
     /// Subscribed, summed over the workers.
     pub(crate) fn subscribed(&self) -> u64 {
         WorkerLive::sum(self.procs.iter().map(|p| &*p.live)).subscribed
+    }
+
+    /// The first profile mismatch a worker reported.
+    pub(crate) fn mismatch(&self) -> Option<String> {
+        self.procs
+            .iter()
+            .find_map(|p| p.live.mismatch.get().cloned())
     }
 
     /// Whether a worker has stopped talking (it failed or exited).
@@ -441,7 +457,11 @@ async fn read_reports(
                         subscribed,
                         delivered,
                         bytes,
+                        mismatch,
                     }) => {
+                        if let Some(mismatch) = mismatch {
+                            let _ = live.mismatch.set(mismatch);
+                        }
                         live.subscribed.store(subscribed, Ordering::Relaxed);
                         live.delivered.store(delivered, Ordering::Relaxed);
                         live.bytes.store(bytes, Ordering::Relaxed);
@@ -495,6 +515,7 @@ async fn serve() -> anyhow::Result<()> {
         transport: spec.transport,
         nodes: spec.nodes,
         dialect: spec.dialect,
+        profiled: spec.profiled.map(Arc::new),
         tls: spec.tls,
         // This process was started inside the subscriber side already.
         subscriber_side: None,
@@ -531,6 +552,7 @@ async fn serve() -> anyhow::Result<()> {
                     subscribed: now.subscribed,
                     delivered: now.delivered,
                     bytes: now.bytes,
+                    mismatch: local.mismatch(),
                 })?;
             }
         }

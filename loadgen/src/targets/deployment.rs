@@ -20,12 +20,14 @@ use pushbench_common::{ProcSample, Transport};
 use tokio::process::{Child, Command};
 
 use crate::clients::dialect::{Offer, PeerKind};
-use crate::clients::publisher::{Published, Schedule};
+use crate::clients::publisher::{Published, Schedule, publish_with};
 use crate::conn::{Endpoint, TlsClient, TlsTrust, WireCounters};
 use crate::error::RunError;
+use crate::profile::{Profile, Route, ServerSpec};
 use crate::scenario::{HttpVersion, Scenario};
 use crate::targets::certificate::RunCertificate;
 use crate::targets::peer::{IdleSettings, RunningPeer, ServerName};
+use crate::targets::profiled::ProfileEncoder;
 use crate::targets::server_proc::{Server, ServerError};
 use crate::util::{TempDir, free_port, guarded, stop_child, sum_samples, wait_listening};
 
@@ -48,6 +50,9 @@ pub enum ServerSource {
     /// Spawn the floor reference, this binary, once per transport it offers (see
     /// [`crate::targets::floor`]).
     Floor(PathBuf),
+    /// A server a target profile describes: started per transport, or attached at its URL (see
+    /// [`crate::targets::profiled`]).
+    Profile(Arc<Profile>),
 }
 
 /// How the clients trust an `https://` target.
@@ -117,7 +122,13 @@ impl ServerSource {
             ServerSource::Floor(_) if !crate::targets::floor::offers(transport) => {
                 Some("not offered by the floor".to_owned())
             }
-            ServerSource::Spawn(_) | ServerSource::Target { .. } | ServerSource::Floor(_) => None,
+            ServerSource::Profile(profile) if profile.route(transport).is_none() => {
+                Some(format!("not offered by profile {}", profile.name))
+            }
+            ServerSource::Spawn(_)
+            | ServerSource::Target { .. }
+            | ServerSource::Floor(_)
+            | ServerSource::Profile(_) => None,
         }
     }
 
@@ -133,6 +144,10 @@ impl ServerSource {
             ServerSource::Target { url, .. } => format!("target {url}"),
             ServerSource::Peer(kind) => format!("peer {kind}"),
             ServerSource::Floor(path) => format!("floor reference {}", path.display()),
+            ServerSource::Profile(profile) => match &profile.server {
+                ServerSpec::Start(_) => format!("profile {}", profile.name),
+                ServerSpec::Attach(url) => format!("profile {} at {url}", profile.name),
+            },
         }
     }
 }
@@ -204,6 +219,8 @@ pub struct Deployment {
     trust: Option<TlsTrust>,
     /// TLS to reach the nodes with, made from `trust`.
     tls: Option<TlsClient>,
+    /// The target profile that describes the server, when one does.
+    profile: Option<Arc<Profile>>,
 }
 
 impl Deployment {
@@ -242,6 +259,12 @@ impl Deployment {
                     "[client] tls = true: the floor reference serves cleartext only".into(),
                 ));
             }
+            (ServerSource::Profile(_), false) => (None, None),
+            (ServerSource::Profile(_), true) => {
+                return Err(RunError::Tls(
+                    "[client] tls = true: TLS to a profiled server is not supported yet".into(),
+                ));
+            }
         };
         let tls = trust
             .as_ref()
@@ -263,6 +286,9 @@ impl Deployment {
         deployment.certificate = certificate;
         deployment.trust = trust;
         deployment.tls = tls;
+        if let ServerSource::Profile(profile) = source {
+            deployment.profile = Some(profile.clone());
+        }
         Ok(deployment)
     }
 
@@ -281,6 +307,7 @@ impl Deployment {
             certificate: None,
             trust: None,
             tls: None,
+            profile: None,
         };
         match source {
             ServerSource::Spawn(bin) if cluster > 1 => {
@@ -300,6 +327,7 @@ impl Deployment {
                                 certificate: None,
                                 trust: None,
                                 tls: None,
+                                profile: None,
                             }
                             .stop()
                             .await;
@@ -313,6 +341,7 @@ impl Deployment {
                     certificate: None,
                     trust: None,
                     tls: None,
+                    profile: None,
                 })
             }
             ServerSource::Spawn(bin) => {
@@ -326,6 +355,20 @@ impl Deployment {
                 let log = out_dir.join(format!("floor-{transport}.log"));
                 Ok(single(Server::spawn(bin, host, &[], &log).await?))
             }
+            ServerSource::Profile(profile) => Ok(single(match &profile.server {
+                ServerSpec::Attach(url) => Server::target(url, None).await?,
+                ServerSpec::Start(spec) => Server::profiled(
+                    crate::targets::profiled::start(
+                        &profile.name,
+                        spec,
+                        transport,
+                        IdleSettings::of(scenario),
+                        out_dir,
+                        host,
+                    )
+                    .await?,
+                ),
+            })),
             ServerSource::Peer(kind) => Ok(single(Server::peer(
                 RunningPeer::start(*kind, transport, IdleSettings::of(scenario), out_dir, host)
                     .await?,
@@ -361,7 +404,14 @@ impl Deployment {
     /// Whether delivered events carry the server's own accept timestamp (a peer gives none, so there is no
     /// latency "from the server" to report).
     pub fn stamps_events(&self) -> bool {
-        self.running_peer().is_none()
+        self.running_peer().is_none() && self.profile.is_none()
+    }
+
+    /// The route the clients take for `transport` when a target profile describes the server.
+    pub(crate) fn profiled_route(&self, transport: Transport) -> Option<Arc<Route>> {
+        (self.profile.as_ref())
+            .and_then(|p| p.route(transport))
+            .map(|r| Arc::new(r.clone()))
     }
 
     /// Waits, where the target needs it, until it counts every subscription live (a peer cannot hand a
@@ -373,6 +423,16 @@ impl Deployment {
         expected_per_topic: &[(String, u64)],
         settle: Duration,
     ) -> Option<String> {
+        if let (Some(profile), Some(node)) = (&self.profile, self.nodes.first()) {
+            return crate::targets::profiled::wait_subscribed(
+                profile,
+                node.addr,
+                transport,
+                expected_per_topic,
+                settle,
+            )
+            .await;
+        }
         let peer = self.running_peer()?;
         crate::targets::peer::wait_subscribed(peer, transport, expected_per_topic, settle).await
     }
@@ -386,6 +446,11 @@ impl Deployment {
         wire: Arc<WireCounters>,
         sent: Arc<AtomicU64>,
     ) -> Published {
+        if let Some(profile) = &self.profile {
+            let encoder = Arc::new(ProfileEncoder::new(profile, &schedule));
+            let nodes: Vec<Endpoint> = self.addrs().into_iter().map(Endpoint::new).collect();
+            return publish_with(&nodes, encoder, schedule, wire, sent).await;
+        }
         match self.running_peer() {
             Some(peer) => {
                 crate::targets::peer::publish(peer, transport, schedule, wire, sent).await
@@ -399,6 +464,19 @@ impl Deployment {
                 crate::clients::publisher::publish(&nodes, schedule, wire, sent).await
             }
         }
+    }
+
+    /// Each node's `/stats`; none for a server a target profile describes, whose `/stats`, if it has
+    /// one, is not ours and must not be read as ours.
+    pub async fn stats(&self) -> Vec<Option<serde_json::Value>> {
+        let mut stats = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            stats.push(match self.profile {
+                Some(_) => None,
+                None => node.stats().await,
+            });
+        }
+        stats
     }
 
     /// Each node's sample.

@@ -1,6 +1,7 @@
 //! The servers a run measures: ours spawned or attached ([`server_proc`]), a cluster of ours on a Redis
-//! bus ([`deployment`]), the peers nchan, Pushpin and Socket.IO ([`peer`]) and the floor reference
-//! ([`floor`]), with their processes, readiness and samples; the certificate a run makes for the servers it spawns over TLS ([`certificate`]); and the
+//! bus ([`deployment`]), the peers nchan, Pushpin and Socket.IO ([`peer`]), a server a target profile
+//! describes ([`profiled`]) and the floor reference ([`floor`]), with their processes, readiness and
+//! samples; the certificate a run makes for the servers it spawns over TLS ([`certificate`]); and the
 //! faults a run injects into them and into the emulated link while it publishes ([`faults`]).
 //!
 //! The seam: [`deployment::ServerSource`] names a target (which transports it drives, how a result names
@@ -16,4 +17,5 @@ pub mod deployment;
 pub mod faults;
 pub mod floor;
 pub mod peer;
+pub mod profiled;
 pub mod server_proc;

@@ -66,6 +66,8 @@ enum Process {
     Attached(Option<u32>),
     /// A peer (nchan, Pushpin) we started: sampled and stopped as a whole process tree.
     Peer(crate::targets::peer::RunningPeer),
+    /// A server started from a target profile: sampled and stopped as a whole process tree.
+    Profiled(crate::targets::profiled::Started),
 }
 
 /// A spawned server and what it takes to start it again. Faults restart or kill it while the rest of
@@ -230,7 +232,7 @@ impl Server {
         match &self.process {
             Process::Spawned(spawned) => spawned.pid(),
             Process::Attached(pid) => *pid,
-            Process::Peer(_) => None,
+            Process::Peer(_) | Process::Profiled(_) => None,
         }
     }
 
@@ -276,11 +278,20 @@ impl Server {
         }
     }
 
+    /// A server started from a target profile: sampled as its process tree.
+    pub fn profiled(started: crate::targets::profiled::Started) -> Self {
+        Self {
+            addr: started.addr,
+            process: Process::Profiled(started),
+            tls: None,
+        }
+    }
+
     /// The running peer, when the server is one.
     pub fn running_peer(&self) -> Option<&crate::targets::peer::RunningPeer> {
         match &self.process {
             Process::Peer(peer) => Some(peer),
-            Process::Spawned(_) | Process::Attached(_) => None,
+            Process::Spawned(_) | Process::Attached(_) | Process::Profiled(_) => None,
         }
     }
 
@@ -289,6 +300,7 @@ impl Server {
     pub fn sample(&self) -> Option<ProcSample> {
         match &self.process {
             Process::Peer(peer) => peer.sample(),
+            Process::Profiled(started) => started.sample(),
             Process::Attached(pid) => pid.and_then(|pid| ProcSample::of_pid(pid).ok()),
             Process::Spawned(spawned) => {
                 let earlier = *spawned
@@ -312,15 +324,16 @@ impl Server {
 
     /// Open file descriptors of the server process.
     pub fn fds(&self) -> Option<u64> {
-        if let Some(peer) = self.running_peer() {
-            return peer.fds();
+        match &self.process {
+            Process::Peer(peer) => peer.fds(),
+            Process::Profiled(started) => started.fds(),
+            Process::Spawned(_) | Process::Attached(_) => self.pid().and_then(count_fds),
         }
-        self.pid().and_then(count_fds)
     }
 
     /// The server's `/stats` JSON (None if it cannot be read).
     pub async fn stats(&self) -> Option<serde_json::Value> {
-        if self.running_peer().is_some() {
+        if matches!(self.process, Process::Peer(_) | Process::Profiled(_)) {
             return None;
         }
         let counters = Arc::new(WireCounters::default());
@@ -338,6 +351,7 @@ impl Server {
     pub async fn stop(self, grace: Duration) {
         match self.process {
             Process::Peer(peer) => peer.stop(grace).await,
+            Process::Profiled(started) => started.stop(grace).await,
             Process::Spawned(spawned) => {
                 if let Some(child) = spawned.child.into_inner() {
                     stop_child(child, grace).await;

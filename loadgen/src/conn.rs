@@ -219,7 +219,8 @@ pub(crate) enum TlsTrust {
 
 impl TlsTrust {
     /// The client configuration this trust makes; ALPN offers `http` alone (`h2` or `http/1.1`), so
-    /// that a server without it fails the handshake rather than being measured on another version.
+    /// that a server without it fails the handshake rather than being measured on another version (and
+    /// [`connect`] fails an h2 connection whose server chose no protocol).
     /// With `resumption`, the sessions' tickets are kept (rustls's in-memory cache) and reconnects
     /// resume; without, every handshake is a full one.
     pub(crate) fn client(&self, http: HttpVersion, resumption: bool) -> Result<TlsClient, String> {
@@ -264,6 +265,7 @@ impl TlsTrust {
         Ok(TlsClient {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
             name,
+            h2: http == HttpVersion::Http2,
         })
     }
 }
@@ -323,6 +325,9 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 pub(crate) struct TlsClient {
     connector: tokio_rustls::TlsConnector,
     name: rustls::pki_types::ServerName<'static>,
+    /// Whether h2 was asked for: a server that ignores ALPN (Pushpin's condure) completes the handshake
+    /// without choosing a protocol, and must not then be measured on HTTP/1.1.
+    h2: bool,
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -564,6 +569,14 @@ pub(crate) async fn connect(
         took: handshake.elapsed(),
         resumed: stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
     };
+    if tls.h2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(ConnError::Tls {
+            addr,
+            error: io::Error::other(
+                "the server did not choose h2 by ALPN (it speaks HTTP/1.1 only?)",
+            ),
+        });
+    }
     Ok((Wire::Tls(Box::new(stream), handshake), took))
 }
 

@@ -254,16 +254,14 @@ impl Deployment {
             .map(|trust| trust.client(HttpVersion::Http1, true))
             .transpose()
             .map_err(RunError::Tls)?;
-        let tls_args = certificate
-            .as_ref()
-            .map(RunCertificate::server_args)
-            .unwrap_or_default();
-        let peer_tls = certificate.as_ref().map(|certificate| PeerTls {
-            certificate,
-            http: scenario.client.http,
-        });
         let mut deployment = Self::start_servers(
-            source, scenario, transport, cluster, out_dir, host, &tls_args, peer_tls,
+            source,
+            scenario,
+            transport,
+            cluster,
+            out_dir,
+            host,
+            certificate.as_ref(),
         )
         .await?;
         deployment.nodes = std::mem::take(&mut deployment.nodes)
@@ -283,9 +281,15 @@ impl Deployment {
         cluster: usize,
         out_dir: &Path,
         host: IpAddr,
-        tls_args: &[String],
-        peer_tls: Option<PeerTls<'_>>,
+        certificate: Option<&RunCertificate>,
     ) -> Result<Self, RunError> {
+        let tls_args = certificate
+            .map(RunCertificate::server_args)
+            .unwrap_or_default();
+        let peer_tls = certificate.map(|certificate| PeerTls {
+            certificate,
+            http: scenario.client.http,
+        });
         let single = |server| Self {
             nodes: vec![server],
             bus: None,
@@ -298,7 +302,7 @@ impl Deployment {
                 let bus = Redis::start(&out_dir.join(format!("redis-{transport}.log"))).await?;
                 let mut args = scenario.server.args();
                 args.extend(["--bus".into(), format!("redis://{}", bus.addr)]);
-                args.extend_from_slice(tls_args);
+                args.extend_from_slice(&tls_args);
                 let mut nodes = Vec::with_capacity(cluster);
                 for i in 0..cluster {
                     let log = out_dir.join(format!("server-{transport}-node{i}.log"));
@@ -328,7 +332,7 @@ impl Deployment {
             }
             ServerSource::Spawn(bin) => {
                 let mut args = scenario.server.args();
-                args.extend_from_slice(tls_args);
+                args.extend_from_slice(&tls_args);
                 let log = out_dir.join(format!("server-{transport}.log"));
                 Ok(single(Server::spawn(bin, host, &args, &log).await?))
             }

@@ -219,7 +219,8 @@ pub(crate) enum TlsTrust {
 
 impl TlsTrust {
     /// The client configuration this trust makes; ALPN offers `http` alone (`h2` or `http/1.1`), so
-    /// that a server without it fails the handshake rather than being measured on another version.
+    /// that a server without it fails the handshake rather than being measured on another version (and
+    /// [`connect`] fails an h2 connection whose server chose no protocol).
     /// With `resumption`, the sessions' tickets are kept (rustls's in-memory cache) and reconnects
     /// resume; without, every handshake is a full one.
     pub(crate) fn client(&self, http: HttpVersion, resumption: bool) -> Result<TlsClient, String> {
@@ -264,6 +265,7 @@ impl TlsTrust {
         Ok(TlsClient {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
             name,
+            h2: http == HttpVersion::Http2,
         })
     }
 }
@@ -323,6 +325,9 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 pub(crate) struct TlsClient {
     connector: tokio_rustls::TlsConnector,
     name: rustls::pki_types::ServerName<'static>,
+    /// Whether h2 was asked for: a server that ignores ALPN (Pushpin's condure) completes the handshake
+    /// without choosing a protocol, and must not then be measured on HTTP/1.1.
+    h2: bool,
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -564,6 +569,14 @@ pub(crate) async fn connect(
         took: handshake.elapsed(),
         resumed: stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
     };
+    if tls.h2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(ConnError::Tls {
+            addr,
+            error: io::Error::other(
+                "the server did not choose h2 by ALPN (it speaks HTTP/1.1 only?)",
+            ),
+        });
+    }
     Ok((Wire::Tls(Box::new(stream), handshake), took))
 }
 
@@ -824,5 +837,44 @@ mod tests {
         });
         drop(counted);
         assert_eq!(waiting.await.unwrap(), (0, 0), "woken by the close");
+    }
+
+    /// A server that picks no ALPN protocol (as Pushpin's condure) is refused to an h2 client, which
+    /// would otherwise speak HTTP/1.1 to it unawares; an HTTP/1.1 client connects.
+    #[tokio::test]
+    async fn h2_is_never_spoken_as_http1_to_a_server_without_alpn() {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![made.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let _ = tokio::io::AsyncReadExt::read(&mut tls, &mut [0; 64]).await;
+                    }
+                });
+            }
+        });
+        let trust = TlsTrust::Certificates {
+            pem: made.cert.pem(),
+            name: "localhost".into(),
+        };
+        let counters = Arc::new(WireCounters::default());
+        let to = |http| Endpoint::new(addr).with_tls(Some(&trust.client(http, true).unwrap()));
+        let refused = connect(&to(HttpVersion::Http2), &counters).await;
+        assert!(
+            matches!(&refused, Err(ConnError::Tls { error, .. }) if error.to_string().contains("did not choose h2")),
+            "{refused:?}"
+        );
+        let (wire, _) = connect(&to(HttpVersion::Http1), &counters).await.unwrap();
+        assert!(wire.tls_handshake().is_some() && !wire.is_h2());
     }
 }

@@ -89,4 +89,7 @@ pub enum PeerError {
     /// It did not start listening in time.
     #[error("{0} did not start listening within {1:?} (see {2})")]
     NotReady(String, Duration, String),
+    /// It cannot serve the transport over the connections asked for (h2): the peer, the transport, why.
+    #[error("{1} is not offered by {0} over h2: {2}")]
+    NotOffered(&'static str, pushbench_common::Transport, &'static str),
 }

@@ -109,7 +109,8 @@ async fn run_all(scenario: Arc<Scenario>, options: &RunOptions) -> Result<RunRes
     let mut warnings = Vec::new();
     for &transport in &scenario.transports {
         // A peer runs only the transports its profile drives; the side-by-side report names the others.
-        if options.server.not_driven(transport).is_some() {
+        if let Some(why) = options.server.not_driven(transport, &scenario.client) {
+            eprintln!("pushbench: {transport}: {why}");
             continue;
         }
         let result = run_transport(&scenario, transport, options).await?;

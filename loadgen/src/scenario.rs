@@ -325,8 +325,8 @@ fn validate_faults(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientOptions {
-    /// TLS (a spawned server gets a certificate made for the run, which the clients trust); cleartext
-    /// when false.
+    /// TLS (a spawned server or a peer gets a certificate made for the run, which the clients trust);
+    /// cleartext when false.
     #[serde(default)]
     pub tls: bool,
     /// The subscribers' HTTP version: `"1.1"`, or `"2"` (over TLS only, as browsers speak it; ALPN

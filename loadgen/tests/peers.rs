@@ -381,6 +381,7 @@ fn pushpin_longpoll_recovers_an_event_that_raced_the_hold() {
             },
             &dir,
             std::net::Ipv4Addr::LOCALHOST.into(),
+            None,
         ))
         .unwrap();
     let log = peer
@@ -508,6 +509,7 @@ fn socketio_replays_missed_events_to_a_recovered_session() {
             },
             &dir,
             std::net::Ipv4Addr::LOCALHOST.into(),
+            None,
         ))
         .unwrap();
     let addr = peer.addr;
@@ -583,4 +585,143 @@ fn socketio_replays_missed_events_to_a_recovered_session() {
     assert_eq!(field(&recovered[2], "pid"), pid, "recovered: the same pid");
     assert_eq!(unknown.1.len(), 1, "nothing replayed: {:?}", unknown.1);
     assert_ne!(field(&unknown.1[0], "pid"), pid, "a fresh session");
+}
+
+/// [`TINY`] over TLS: HTTP/1.1, or h2 with five subscribers per connection.
+fn tiny_over(http: &str) -> String {
+    match http {
+        "2" => {
+            format!("{TINY}[client]\ntls = true\nhttp = \"2\"\nsubscribers_per_connection = 5\n")
+        }
+        _ => format!("{TINY}[client]\ntls = true\n"),
+    }
+}
+
+/// Every transport of `result` ran over TLS: one handshake at least per connection, and on h2 fewer
+/// connections than subscribers (five share one).
+fn assert_over_tls(result: &pushbench_report::result::RunResult, h2: bool) {
+    for t in &result.transports {
+        let handshakes = t
+            .tls_handshake_us
+            .unwrap_or_else(|| panic!("{}: no TLS handshake timed", t.transport));
+        assert!(handshakes.count >= 1, "{}", t.transport);
+        if h2 {
+            assert!(
+                handshakes.count < t.subscribers_connected,
+                "{}: {} handshakes for {} subscribers on h2",
+                t.transport,
+                handshakes.count,
+                t.subscribers_connected
+            );
+        } else {
+            assert!(
+                handshakes.count >= t.subscribers_connected,
+                "{}: {} handshakes for {} subscribers",
+                t.transport,
+                handshakes.count,
+                t.subscribers_connected
+            );
+        }
+    }
+}
+
+/// nginx + nchan over TLS with the run's certificate: every transport exactly over HTTP/1.1; over h2
+/// (`listen … ssl http2`) the interval poll, long-poll, raw stream and SSE exactly, and the WebSocket
+/// not offered (nginx has no RFC 8441), said so rather than run on another connection.
+#[test]
+fn nchan_over_tls_delivers_exactly_on_http1_and_h2_and_says_ws_is_not_offered_on_h2() {
+    if !nchan::installed() {
+        eprintln!("SKIPPED: nginx with the nchan module is not installed (scripts/setup-peers)");
+        return;
+    }
+    let all = [
+        Transport::Poll,
+        Transport::LongPoll,
+        Transport::Stream,
+        Transport::Sse,
+        Transport::Ws,
+    ];
+    let h1 = run_peer_with(PeerKind::Nchan, &tiny_over("1.1"));
+    assert_exact(&h1, PeerKind::Nchan, &all);
+    assert_over_tls(&h1, false);
+
+    let toml = tiny_over("2");
+    let h2 = run_peer_with(PeerKind::Nchan, &toml);
+    assert_exact(&h2, PeerKind::Nchan, &all[..4]);
+    assert_over_tls(&h2, true);
+    let client = Scenario::parse(&toml, "t").unwrap().client;
+    let why = ServerSource::Peer(PeerKind::Nchan)
+        .not_driven(Transport::Ws, &client)
+        .expect("ws over h2 is not offered by nchan");
+    assert!(
+        why.starts_with("not offered by nchan over h2: nginx 1.22 has no WebSocket over HTTP/2"),
+        "{why}"
+    );
+    // Starting it anyway is refused, not served on HTTP/1.1.
+    let certificate = pushbench::targets::certificate::RunCertificate::new().unwrap();
+    let refused = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(pushbench::targets::peer::RunningPeer::start(
+            PeerKind::Nchan,
+            Transport::Ws,
+            pushbench::targets::peer::IdleSettings {
+                keepalive: std::time::Duration::from_secs(15),
+                longpoll_hold: std::time::Duration::from_secs(30),
+            },
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            Some(pushbench::targets::peer::PeerTls {
+                certificate: &certificate,
+                http: pushbench::scenario::HttpVersion::Http2,
+            }),
+        ))
+        .expect_err("nchan's WebSocket over h2");
+    assert!(
+        refused
+            .to_string()
+            .starts_with("ws is not offered by nchan over h2"),
+        "{refused}"
+    );
+}
+
+/// Pushpin over TLS HTTP/1.1 (condure with the run's certificate): every transport it offers exactly.
+/// Over h2 it runs nothing and says why (condure speaks HTTP/1 only).
+#[test]
+fn pushpin_over_tls_delivers_exactly_and_offers_nothing_on_h2() {
+    if !pushpin::installed() {
+        eprintln!(
+            "SKIPPED: pushpin (with condure and zurl) is not installed (scripts/setup-peers)"
+        );
+        return;
+    }
+    // Five events a second (50 in 10 s), not twenty: at 20/s over TLS the run's last event raced a
+    // long-poll's hold in 2 of 3 runs (3 and 9 of 20 long-pollers never got it). Pushpin notices such a
+    // gap only when a later event follows (scenarios/peers/README.md, "Known limits"), and the held
+    // request was not answered before the run stopped, 2.9 s later, even with a 1 s `[longpoll]
+    // timeout_ms`. 200 ms apart, every long-poll is held again long before the next publish.
+    let toml = tiny_over("1.1")
+        .replace("publish_rate = 20", "publish_rate = 5")
+        .replace("duration_s = 2", "duration_s = 9.5");
+    let result = run_peer_with(PeerKind::Pushpin, &toml);
+    assert_exact(
+        &result,
+        PeerKind::Pushpin,
+        &[
+            Transport::LongPoll,
+            Transport::Stream,
+            Transport::Sse,
+            Transport::Ws,
+        ],
+    );
+    assert_over_tls(&result, false);
+
+    let h2 = run_peer_with(PeerKind::Pushpin, &tiny_over("2"));
+    assert!(h2.transports.is_empty(), "{:?}", h2.transports);
+    let client = Scenario::parse(&tiny_over("2"), "t").unwrap().client;
+    for t in [Transport::LongPoll, Transport::Sse, Transport::Ws] {
+        let why = ServerSource::Peer(PeerKind::Pushpin)
+            .not_driven(t, &client)
+            .unwrap_or_else(|| panic!("{t} over h2 is not offered by Pushpin"));
+        assert!(why.contains("condure 1.9 speaks HTTP/1"), "{why}");
+    }
 }

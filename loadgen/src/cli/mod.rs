@@ -291,8 +291,8 @@ pub struct RunArgs {
     /// What applies an emulated network's conditions; result.json's `network.engine` says which ran.
     #[arg(long, value_enum, default_value_t = EmulatorChoice::Auto)]
     pub emulator: EmulatorChoice,
-    /// Run the clients over TLS, replacing the scenario's `[client] tls` (a spawned server gets a
-    /// certificate made for the run).
+    /// Run the clients over TLS, replacing the scenario's `[client] tls` (a spawned server, nchan or
+    /// Pushpin gets a certificate made for the run; what a peer cannot serve over h2 is not offered).
     #[arg(long)]
     pub tls: bool,
     /// The subscribers' HTTP version, replacing `[client] http`: 1.1, or 2 (h2, which turns TLS on:

@@ -58,8 +58,12 @@ pub enum ServerRun {
     Failed(String),
 }
 
-/// Builds the rows for `transports` over every server's outcome.
-pub fn rows(transports: &[Transport], servers: &[(ServerName, ServerRun)]) -> Vec<Row> {
+/// Builds the rows for `transports` over every server's outcome, its clients connecting as `client` says.
+pub fn rows(
+    transports: &[Transport],
+    servers: &[(ServerName, ServerRun)],
+    client: &crate::scenario::ClientOptions,
+) -> Vec<Row> {
     let mut rows = Vec::new();
     for &t in transports {
         for (name, outcome) in servers {
@@ -78,8 +82,8 @@ pub fn rows(transports: &[Transport], servers: &[(ServerName, ServerRun)]) -> Ve
                 saturated: false,
                 cpu_vs_floor: None,
             };
-            if !name.offers(t) {
-                rows.push(blank("not offered".into()));
+            if let Some(why) = name.not_offered(t, client) {
+                rows.push(blank(why));
                 continue;
             }
             let result = match outcome {
@@ -450,7 +454,7 @@ pub fn run_peers(
         };
         outcomes.push((name, outcome));
     }
-    let rows = rows(&scenario.transports, &outcomes);
+    let rows = rows(&scenario.transports, &outcomes, &scenario.client);
     let md = out_dir.join("peers.md");
     let file =
         std::fs::File::create(&md).with_context(|| format!("cannot write {}", md.display()))?;
@@ -475,6 +479,7 @@ pub fn run_peers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::{ClientOptions, HttpVersion};
     use crate::targets::peer::PeerKind;
 
     #[test]
@@ -486,7 +491,11 @@ mod tests {
                 ServerRun::Failed("x".into()),
             ),
         ];
-        let rows = rows(&[Transport::Poll, Transport::LongPoll], &servers);
+        let rows = rows(
+            &[Transport::Poll, Transport::LongPoll],
+            &servers,
+            &ClientOptions::default(),
+        );
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0].status, "failed: boom");
         assert_eq!(rows[1].status, "not offered");
@@ -497,6 +506,51 @@ mod tests {
         let md = String::from_utf8(md).unwrap();
         assert!(md.contains("| poll | pushpin | not offered |"), "{md}");
         assert!(md.contains("not a maximum"));
+    }
+
+    #[test]
+    fn over_h2_the_peers_say_what_they_do_not_offer_and_why() {
+        let servers = vec![
+            (ServerName::Ours, ServerRun::Failed("boom".into())),
+            (
+                ServerName::Peer(PeerKind::Nchan),
+                ServerRun::Failed("x".into()),
+            ),
+            (
+                ServerName::Peer(PeerKind::Pushpin),
+                ServerRun::Failed("y".into()),
+            ),
+        ];
+        let h2 = ClientOptions {
+            tls: true,
+            http: HttpVersion::Http2,
+            subscribers_per_connection: 10,
+            tls_resumption: true,
+        };
+        let rows = rows(&[Transport::Sse, Transport::Ws], &servers, &h2);
+        let status: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(&status[..2], ["failed: boom", "failed: x"]);
+        assert!(
+            status[2].starts_with("not offered over h2: Pushpin's condure 1.9 speaks HTTP/1"),
+            "{}",
+            status[2]
+        );
+        assert_eq!(status[3], "failed: boom");
+        assert!(
+            status[4].starts_with("not offered over h2: nginx 1.22 has no WebSocket over HTTP/2"),
+            "{}",
+            status[4]
+        );
+        assert_eq!(status[5], status[2]);
+        // The charts give the short form, the table the reason.
+        assert_eq!(bar(&rows[4], None), Err("not offered over h2".to_owned()));
+        let mut md = Vec::new();
+        write_md(&rows, "quick", &mut md).unwrap();
+        let md = String::from_utf8(md).unwrap();
+        assert!(
+            md.contains("| ws | nchan | not offered over h2: nginx 1.22 has no WebSocket"),
+            "{md}"
+        );
     }
 
     /// Ours measured poll and ws at 10 s per million deliveries; nchan ws at `nchan_cpu`; the floor ws at
@@ -517,7 +571,11 @@ mod tests {
             (ServerName::Peer(PeerKind::Nchan), ServerRun::Ran(nchan)),
             (ServerName::Floor, ServerRun::Ran(floor)),
         ];
-        rows(&[Transport::Poll, Transport::Ws], &servers)
+        rows(
+            &[Transport::Poll, Transport::Ws],
+            &servers,
+            &ClientOptions::default(),
+        )
     }
 
     fn md(rows: &[Row]) -> String {
@@ -602,7 +660,11 @@ mod tests {
             (ServerName::Peer(PeerKind::Nchan), ServerRun::Ran(ws)),
             (ServerName::Peer(PeerKind::Pushpin), ServerRun::Ran(pushpin)),
         ];
-        rows(&[Transport::Poll, Transport::Ws], &servers)
+        rows(
+            &[Transport::Poll, Transport::Ws],
+            &servers,
+            &ClientOptions::default(),
+        )
     }
 
     /// The `<svg>…</svg>` elements of `html` inside `<section id="{id}">`.

@@ -1,7 +1,8 @@
 //! The certificate a run makes for the servers it spawns with `[client] tls = true`: self-signed (rcgen),
 //! for `localhost` and the addresses a spawned server listens on (loopback, and the server side of an
-//! emulated network), written as PEM files the server reads (`--tls-cert`, `--tls-key`). The clients
-//! trust exactly this certificate, in this process and in the workers (its PEM crosses the pipe).
+//! emulated network), written as PEM files the server reads (`--tls-cert`, `--tls-key`), and which a
+//! peer serves too (nginx reads them; Pushpin's condure gets copies in its certificates directory). The
+//! clients trust exactly this certificate, in this process and in the workers (its PEM crosses the pipe).
 
 use crate::error::RunError;
 use crate::util::TempDir;
@@ -34,14 +35,23 @@ impl RunCertificate {
         Ok(Self { cert_pem, dir })
     }
 
+    /// The certificate's PEM file.
+    pub fn cert_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// Its private key's PEM file.
+    pub fn key_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("key.pem")
+    }
+
     /// `pushbench-server` arguments that serve it.
     pub fn server_args(&self) -> Vec<String> {
-        let path = |file: &str| self.dir.path().join(file).display().to_string();
         vec![
             "--tls-cert".into(),
-            path("cert.pem"),
+            self.cert_file().display().to_string(),
             "--tls-key".into(),
-            path("key.pem"),
+            self.key_file().display().to_string(),
         ]
     }
 }

@@ -24,9 +24,9 @@ use crate::clients::publisher::{Published, Schedule, publish_with};
 use crate::conn::{Endpoint, TlsClient, TlsTrust, WireCounters};
 use crate::error::RunError;
 use crate::profile::{Profile, Route, ServerSpec};
-use crate::scenario::{HttpVersion, Scenario};
+use crate::scenario::{ClientOptions, HttpVersion, Scenario};
 use crate::targets::certificate::RunCertificate;
-use crate::targets::peer::{IdleSettings, RunningPeer, ServerName};
+use crate::targets::peer::{IdleSettings, PeerTls, RunningPeer, ServerName};
 use crate::targets::profiled::ProfileEncoder;
 use crate::targets::server_proc::{Server, ServerError};
 use crate::util::{TempDir, free_port, guarded, stop_child, sum_samples, wait_listening};
@@ -111,12 +111,22 @@ impl ServerSource {
         })
     }
 
-    /// Why this source does not run `transport` (a peer's profile does not drive it), as the reports say
-    /// it; `None` when it runs it.
-    pub fn not_driven(&self, transport: Transport) -> Option<String> {
+    /// Why this source does not run `transport` for clients connecting as `client` says (a peer's profile
+    /// does not drive it, or the peer cannot serve it over h2), as the reports say it; `None` when it
+    /// runs it.
+    pub fn not_driven(&self, transport: Transport, client: &ClientOptions) -> Option<String> {
         match self {
             ServerSource::Peer(kind) => match kind.profile().offer(transport) {
-                Offer::Offered(_) => None,
+                Offer::Offered(_) => {
+                    crate::targets::peer::not_offered_over(*kind, transport, client.tls, client.http).map(
+                        |why| {
+                            format!(
+                                "not offered by {kind} over {}: {why}",
+                                crate::targets::peer::connection_name(client)
+                            )
+                        },
+                    )
+                }
                 Offer::NotOffered => Some(format!("not offered by {kind}")),
             },
             ServerSource::Floor(_) if !crate::targets::floor::offers(transport) => {
@@ -238,7 +248,8 @@ impl Deployment {
             (ServerSource::Spawn(_) | ServerSource::Peer(_) | ServerSource::Floor(_), false) => {
                 (None, None)
             }
-            (ServerSource::Spawn(_), true) => {
+            // A peer serves the same certificate as our server would, and the clients trust it alike.
+            (ServerSource::Spawn(_) | ServerSource::Peer(_), true) => {
                 let certificate = RunCertificate::new()?;
                 let trust = TlsTrust::Certificates {
                     pem: certificate.cert_pem.clone(),
@@ -248,11 +259,6 @@ impl Deployment {
             }
             (ServerSource::Target { url, trust, .. }, tls) => {
                 (None, target_trust(url, trust.as_ref(), tls)?)
-            }
-            (ServerSource::Peer(_), true) => {
-                return Err(RunError::Tls(
-                    "[client] tls = true: TLS to the peers is not supported yet".into(),
-                ));
             }
             (ServerSource::Floor(_), true) => {
                 return Err(RunError::Tls(
@@ -271,12 +277,14 @@ impl Deployment {
             .map(|trust| trust.client(HttpVersion::Http1, true))
             .transpose()
             .map_err(RunError::Tls)?;
-        let tls_args = certificate
-            .as_ref()
-            .map(RunCertificate::server_args)
-            .unwrap_or_default();
         let mut deployment = Self::start_servers(
-            source, scenario, transport, cluster, out_dir, host, &tls_args,
+            source,
+            scenario,
+            transport,
+            cluster,
+            out_dir,
+            host,
+            certificate.as_ref(),
         )
         .await?;
         deployment.nodes = std::mem::take(&mut deployment.nodes)
@@ -299,8 +307,15 @@ impl Deployment {
         cluster: usize,
         out_dir: &Path,
         host: IpAddr,
-        tls_args: &[String],
+        certificate: Option<&RunCertificate>,
     ) -> Result<Self, RunError> {
+        let tls_args = certificate
+            .map(RunCertificate::server_args)
+            .unwrap_or_default();
+        let peer_tls = certificate.map(|certificate| PeerTls {
+            certificate,
+            http: scenario.client.http,
+        });
         let single = |server| Self {
             nodes: vec![server],
             bus: None,
@@ -314,7 +329,7 @@ impl Deployment {
                 let bus = Redis::start(&out_dir.join(format!("redis-{transport}.log"))).await?;
                 let mut args = scenario.server.args();
                 args.extend(["--bus".into(), format!("redis://{}", bus.addr)]);
-                args.extend_from_slice(tls_args);
+                args.extend_from_slice(&tls_args);
                 let mut nodes = Vec::with_capacity(cluster);
                 for i in 0..cluster {
                     let log = out_dir.join(format!("server-{transport}-node{i}.log"));
@@ -346,7 +361,7 @@ impl Deployment {
             }
             ServerSource::Spawn(bin) => {
                 let mut args = scenario.server.args();
-                args.extend_from_slice(tls_args);
+                args.extend_from_slice(&tls_args);
                 let log = out_dir.join(format!("server-{transport}.log"));
                 Ok(single(Server::spawn(bin, host, &args, &log).await?))
             }
@@ -370,8 +385,15 @@ impl Deployment {
                 ),
             })),
             ServerSource::Peer(kind) => Ok(single(Server::peer(
-                RunningPeer::start(*kind, transport, IdleSettings::of(scenario), out_dir, host)
-                    .await?,
+                RunningPeer::start(
+                    *kind,
+                    transport,
+                    IdleSettings::of(scenario),
+                    out_dir,
+                    host,
+                    peer_tls,
+                )
+                .await?,
             ))),
         }
     }
@@ -434,7 +456,14 @@ impl Deployment {
             .await;
         }
         let peer = self.running_peer()?;
-        crate::targets::peer::wait_subscribed(peer, transport, expected_per_topic, settle).await
+        crate::targets::peer::wait_subscribed(
+            peer,
+            self.tls.as_ref(),
+            transport,
+            expected_per_topic,
+            settle,
+        )
+        .await
     }
 
     /// Publishes `schedule` open loop with this target's encoder: to our nodes (spread over them), or to
@@ -453,7 +482,15 @@ impl Deployment {
         }
         match self.running_peer() {
             Some(peer) => {
-                crate::targets::peer::publish(peer, transport, schedule, wire, sent).await
+                crate::targets::peer::publish(
+                    peer,
+                    self.tls.as_ref(),
+                    transport,
+                    schedule,
+                    wire,
+                    sent,
+                )
+                .await
             }
             None => {
                 let nodes: Vec<Endpoint> = self

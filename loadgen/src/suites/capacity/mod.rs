@@ -575,7 +575,7 @@ pub async fn run(spec: &Spec, options: &RunOptions) -> Result<Capacity, Capacity
     // between two steps.
     let mut signals = Signals::watch();
     for &transport in &spec.scenario.transports {
-        if let Some(why) = options.server.not_driven(transport) {
+        if let Some(why) = options.server.not_driven(transport, &spec.scenario.client) {
             eprintln!("pushbench: capacity {transport}: {why}");
             transports.push(TransportCapacity {
                 transport,

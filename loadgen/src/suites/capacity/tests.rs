@@ -327,8 +327,9 @@ fn a_tight_log_axis_spans_just_the_values() {
 #[test]
 fn a_peer_transport_its_profile_does_not_drive_is_not_searched() {
     use crate::run::ServerSource;
+    use crate::scenario::{ClientOptions, HttpVersion};
     use crate::targets::peer::PeerKind;
-    let not_driven = |server: &ServerSource, t| server.not_driven(t);
+    let not_driven = |server: &ServerSource, t| server.not_driven(t, &ClientOptions::default());
     let pushpin = ServerSource::Peer(PeerKind::Pushpin);
     assert_eq!(
         not_driven(&pushpin, Transport::Poll).as_deref(),
@@ -341,4 +342,30 @@ fn a_peer_transport_its_profile_does_not_drive_is_not_searched() {
     assert_eq!(not_driven(&pushpin, Transport::Sse), None);
     let ours = ServerSource::Spawn("pushbench-server".into());
     assert_eq!(not_driven(&ours, Transport::Poll), None);
+    // Over h2: nchan's WebSocket and all of Pushpin are not offered, with the reason; over TLS HTTP/1.1
+    // everything the profiles drive is.
+    let h2 = ClientOptions {
+        tls: true,
+        http: HttpVersion::Http2,
+        ..ClientOptions::default()
+    };
+    let tls = ClientOptions {
+        tls: true,
+        ..ClientOptions::default()
+    };
+    let nchan = ServerSource::Peer(PeerKind::Nchan);
+    let ws = nchan.not_driven(Transport::Ws, &h2).unwrap();
+    assert!(
+        ws.starts_with("not offered by nchan over h2: nginx 1.22 has no WebSocket over HTTP/2"),
+        "{ws}"
+    );
+    assert_eq!(nchan.not_driven(Transport::Sse, &h2), None);
+    assert_eq!(nchan.not_driven(Transport::Ws, &tls), None);
+    let sse = pushpin.not_driven(Transport::Sse, &h2).unwrap();
+    assert!(
+        sse.starts_with("not offered by pushpin over h2: Pushpin's condure 1.9 speaks HTTP/1"),
+        "{sse}"
+    );
+    assert_eq!(pushpin.not_driven(Transport::Ws, &tls), None);
+    assert_eq!(ours.not_driven(Transport::Ws, &h2), None);
 }

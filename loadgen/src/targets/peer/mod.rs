@@ -10,6 +10,12 @@
 //! CPU, and every one
 //! is stopped by PID at the end of a run, also on error (`Drop`).
 //!
+//! Over TLS (`[client] tls = true`, `run --tls`, `--http 2`) a peer serves the certificate the run made
+//! for it ([`PeerTls`]), which the clients trust as they trust our server's, on HTTP/1.1 or h2 as the
+//! scenario asks; the subscribers connect as they do to our server (`[client] subscribers_per_connection`
+//! on h2, `tls_resumption`). What a peer cannot serve over such connections is not offered, with the
+//! reason ([`not_offered_over`]): a run never falls back to cleartext or to HTTP/1.1.
+//!
 //! Completeness without the peers' help: they give no `id`/`ts` of ours, so the publisher writes a
 //! **sequence number** into each event's data after the intended send time: `"<intended_ns> <seq> xxx…"`
 //! ([`peer_event_data`]). `seq` is the schedule index plus one, unique and increasing across topics, and
@@ -43,7 +49,9 @@ use tokio::process::Child;
 use tokio::time::Instant;
 
 use crate::clients::publisher::{Encoder, PublishRequest, Published, Schedule, publish_with};
-use crate::conn::{ConnError, Endpoint, HttpConn, WireCounters, body_of};
+use crate::conn::{ConnError, Endpoint, HttpConn, TlsClient, WireCounters, body_of};
+use crate::scenario::{ClientOptions, HttpVersion};
+use crate::targets::certificate::RunCertificate;
 use crate::util::{TempDir, descendants};
 
 pub use crate::clients::dialect::{
@@ -102,6 +110,56 @@ impl ServerName {
             Self::Floor => crate::targets::floor::offers(transport),
         }
     }
+
+    /// Why this server does not serve `transport` to clients connecting as `client` says, as a report's
+    /// status: `not offered` (never, [`Self::offers`]), or `not offered over h2: <why>`
+    /// ([`not_offered_over`]); `None` when it serves it.
+    pub fn not_offered(self, transport: Transport, client: &ClientOptions) -> Option<String> {
+        if !self.offers(transport) {
+            return Some("not offered".to_owned());
+        }
+        match self {
+            Self::Peer(kind) => not_offered_over(kind, transport, client.tls, client.http)
+                .map(|why| format!("not offered over {}: {why}", connection_name(client))),
+            Self::Ours | Self::Floor => None,
+        }
+    }
+}
+
+/// Why `kind` does not serve `transport` to subscribers speaking `http` (h2 comes only over TLS), though
+/// its profile drives it on HTTP/1.1; `None` when it does.
+pub fn not_offered_over(
+    kind: PeerKind,
+    transport: Transport,
+    tls: bool,
+    http: HttpVersion,
+) -> Option<&'static str> {
+    match kind {
+        PeerKind::Nchan => nchan::not_offered_over(transport, http),
+        PeerKind::Pushpin => pushpin::not_offered_over(http),
+        PeerKind::SocketIo => tls.then_some(
+            "not driven over TLS: the Node script pushbench starts (scenarios/peers/socketio) serves cleartext HTTP only",
+        ),
+    }
+}
+
+/// How the clients connect, in a few words: `h2`, `TLS HTTP/1.1` or `HTTP/1.1`.
+pub fn connection_name(client: &ClientOptions) -> &'static str {
+    match (client.tls, client.http) {
+        (_, HttpVersion::Http2) => "h2",
+        (true, HttpVersion::Http1) => "TLS HTTP/1.1",
+        (false, HttpVersion::Http1) => "HTTP/1.1",
+    }
+}
+
+/// What a peer serves TLS with: the run's certificate (which the clients trust), and the HTTP version
+/// the subscribers speak over it.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerTls<'a> {
+    /// The run's certificate and key files.
+    pub certificate: &'a RunCertificate,
+    /// HTTP/1.1, or h2 (negotiated by ALPN).
+    pub http: HttpVersion,
 }
 
 /// Fills `{{KEY}}` placeholders.
@@ -163,18 +221,26 @@ pub struct RunningPeer {
 }
 
 impl RunningPeer {
-    /// Starts `kind` listening for subscribers on `host`, with its logs in `log_dir`, treating idle
-    /// subscribers as our server would (`idle`).
+    /// Starts `kind` listening for subscribers on `host`, over TLS when `tls` says so, with its logs in
+    /// `log_dir`, treating idle subscribers as our server would (`idle`).
     pub async fn start(
         kind: PeerKind,
         transport: Transport,
         idle: IdleSettings,
         log_dir: &Path,
         host: std::net::IpAddr,
+        tls: Option<PeerTls<'_>>,
     ) -> Result<Self, PeerError> {
+        // Never started on a connection it cannot serve, to be measured on another one.
+        if let Some(tls) = tls
+            && let Some(why) = not_offered_over(kind, transport, true, tls.http)
+        {
+            return Err(PeerError::NotOffered(kind.as_str(), transport, why));
+        }
         match kind {
-            PeerKind::Nchan => nchan::start(log_dir, transport, idle, host).await,
-            PeerKind::Pushpin => pushpin::start(log_dir, transport, idle, host).await,
+            PeerKind::Nchan => nchan::start(log_dir, transport, idle, host, tls).await,
+            PeerKind::Pushpin => pushpin::start(log_dir, transport, idle, host, tls).await,
+            // Never given TLS: it is not offered over TLS (`not_offered_over`).
             PeerKind::SocketIo => socketio::start(log_dir, transport, idle, host).await,
         }
     }
@@ -279,6 +345,18 @@ impl RunningPeer {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Where the publisher connects: over the subscribers' TLS (`tls`) when it publishes on their
+    /// listener (nchan), in cleartext to a publish API of its own (Pushpin's handler, an application's
+    /// back-end port beside the server).
+    fn publish_endpoint(&self, tls: Option<&TlsClient>) -> Endpoint {
+        let endpoint = Endpoint::new(self.publish_addr);
+        if self.publish_addr == self.addr {
+            endpoint.with_tls(tls)
+        } else {
+            endpoint
+        }
+    }
 }
 
 impl Drop for RunningPeer {
@@ -331,9 +409,11 @@ fn log_file(path: &Path) -> Result<std::fs::File, PeerError> {
 
 /// Publishes the schedule to a peer, open loop, with `PeerEncoder` (the publisher's own loop): event
 /// `i` carries sequence number `i + 1` in its data, and `(i + 1, topic)` is recorded when the peer
-/// accepts it.
-pub async fn publish(
+/// accepts it. `tls`: the run's TLS over HTTP/1.1, for a peer that takes publishes on its subscribers'
+/// listener.
+pub(crate) async fn publish(
     peer: &RunningPeer,
+    tls: Option<&TlsClient>,
     transport: Transport,
     schedule: Arc<Schedule>,
     wire: Arc<WireCounters>,
@@ -344,7 +424,7 @@ pub async fn publish(
         transport,
         log: peer.log.clone(),
     });
-    let node = [Endpoint::new(peer.publish_addr)];
+    let node = [peer.publish_endpoint(tls)];
     publish_with(&node, encoder, schedule, wire, sent).await
 }
 
@@ -408,9 +488,11 @@ impl Encoder for PeerEncoder {
 /// (nchan's channel info counts subscribers); elsewhere waits `settle`. Returns a note when the count
 /// was not reached within 3 s: with several workers and many channels nchan's channel info was seen
 /// counting only part of the subscribers (about half, with 2 workers and 100 channels) while every one
-/// of them then received every event, so the note goes to stderr, not into the result.
-pub async fn wait_subscribed(
+/// of them then received every event, so the note goes to stderr, not into the result. `tls`: the run's
+/// TLS over HTTP/1.1, when the peer serves TLS.
+pub(crate) async fn wait_subscribed(
     peer: &RunningPeer,
+    tls: Option<&TlsClient>,
     transport: Transport,
     expected_per_topic: &[(String, u64)],
     settle: Duration,
@@ -423,7 +505,7 @@ pub async fn wait_subscribed(
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     let wire = Arc::new(WireCounters::default());
-    let node = Endpoint::new(peer.addr);
+    let node = Endpoint::new(peer.addr).with_tls(tls);
     let mut last = String::new();
     loop {
         let mut all = true;
@@ -464,6 +546,20 @@ pub async fn wait_subscribed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socketio_is_measured_in_the_clear_only() {
+        for transport in [Transport::LongPoll, Transport::Ws] {
+            assert_eq!(
+                not_offered_over(PeerKind::SocketIo, transport, false, HttpVersion::Http1),
+                None
+            );
+            for http in [HttpVersion::Http1, HttpVersion::Http2] {
+                let why = not_offered_over(PeerKind::SocketIo, transport, true, http).unwrap();
+                assert!(why.contains("cleartext HTTP only"), "{why}");
+            }
+        }
+    }
 
     #[test]
     fn payload_carries_time_and_sequence_at_exact_size() {

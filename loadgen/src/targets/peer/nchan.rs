@@ -31,6 +31,13 @@
 //!
 //! The client (`clients::peer`) keeps the cursor of the last `200`, asks again at once after a `200`
 //! (more may be waiting), and waits for its next tick after a `304`.
+//!
+//! Over TLS (`[client] tls = true`) nginx serves the run's certificate on the same listener, HTTP/1.1
+//! or, for `[client] http = "2"`, h2 (`listen … ssl http2`, nginx 1.22's syntax). On h2 the interval
+//! poll, long-poll, raw stream and SSE work as on HTTP/1.1 (`loadgen/tests/peers.rs` runs them); the
+//! WebSocket is not offered: nginx 1.22.1 has no WebSocket over h2 (RFC 8441's extended CONNECT):
+//! its SETTINGS frame carries three parameters, never `SETTINGS_ENABLE_CONNECT_PROTOCOL`, and it
+//! refuses a `:protocol` pseudo-header as unknown (`src/http/v2/ngx_http_v2.c`; nginx trac ticket 1992).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -39,9 +46,10 @@ use std::time::Duration;
 
 use pushbench_common::Transport;
 
+use crate::scenario::{HttpVersion, MAX_SUBSCRIBERS_PER_CONNECTION};
 use crate::util::{TempDir, free_port, guarded, wait_listening};
 
-use super::{IdleSettings, PeerError, PeerKind, RunningPeer, fill, log_file, whole_secs};
+use super::{IdleSettings, PeerError, PeerKind, PeerTls, RunningPeer, fill, log_file, whole_secs};
 
 /// The nginx config, kept in `scenarios/peers/`.
 pub const CONFIG: &str = include_str!("../../../../scenarios/peers/nchan.conf");
@@ -66,13 +74,24 @@ pub fn which(bin: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Starts nginx + nchan with our server's keep-alive interval and long-poll hold (`idle`); its stderr and
-/// error log go to `log_dir/server-<transport>-nchan*.log`.
+/// Why nchan does not serve `transport` to subscribers speaking `http` (its profile drives it on
+/// HTTP/1.1), `None` when it does.
+pub fn not_offered_over(transport: Transport, http: HttpVersion) -> Option<&'static str> {
+    (transport == Transport::Ws && http == HttpVersion::Http2).then_some(
+        "nginx 1.22 has no WebSocket over HTTP/2 (RFC 8441 extended CONNECT: its SETTINGS never \
+         enable it and it refuses the :protocol pseudo-header, src/http/v2/ngx_http_v2.c; nginx trac \
+         ticket 1992)",
+    )
+}
+
+/// Starts nginx + nchan with our server's keep-alive interval and long-poll hold (`idle`), over TLS when
+/// `tls` says so; its stderr and error log go to `log_dir/server-<transport>-nchan*.log`.
 pub(super) async fn start(
     log_dir: &Path,
     transport: Transport,
     idle: IdleSettings,
     host: std::net::IpAddr,
+    tls: Option<PeerTls<'_>>,
 ) -> Result<RunningPeer, PeerError> {
     if !Path::new(MODULE).is_file() {
         return Err(PeerError::NotInstalled(format!("nchan ({MODULE})")));
@@ -86,7 +105,7 @@ pub(super) async fn start(
     let port = free_port().map_err(io("a free port"))?;
     let error_log = log_dir.join(format!("server-{transport}-nchan-error.log"));
     let addr = SocketAddr::new(host, port);
-    let config = config(dir.path(), addr, idle).replace(
+    let config = config(dir.path(), addr, idle, tls).replace(
         &format!("error_log {}/error.log", dir.path().display()),
         &format!("error_log {}", error_log.display()),
     );
@@ -124,15 +143,26 @@ pub(super) async fn start(
     Ok(peer)
 }
 
-/// `nchan.conf` filled in for a prefix directory, the address it listens on, and our server's idle
-/// settings.
-pub fn config(prefix: &Path, listen: SocketAddr, idle: IdleSettings) -> String {
+/// `nchan.conf` filled in for a prefix directory, the address it listens on, our server's idle settings,
+/// and TLS when the run asks for it.
+pub fn config(
+    prefix: &Path,
+    listen: SocketAddr,
+    idle: IdleSettings,
+    tls: Option<PeerTls<'_>>,
+) -> String {
+    let (listen_tls, tls_block) = match tls {
+        None => ("", String::new()),
+        Some(tls) => tls_server_block(tls),
+    };
     fill(
         CONFIG,
         &[
             ("PREFIX", prefix.display().to_string()),
             ("HOST", listen.ip().to_string()),
             ("PORT", listen.port().to_string()),
+            ("LISTEN_TLS", listen_tls.to_owned()),
+            ("TLS", tls_block),
             ("WORKERS", WORKERS.to_string()),
             ("KEEPALIVE_S", whole_secs(idle.keepalive).to_string()),
             (
@@ -141,6 +171,35 @@ pub fn config(prefix: &Path, listen: SocketAddr, idle: IdleSettings) -> String {
             ),
         ],
     )
+}
+
+/// The `listen` parameters and the `server` block's directives (indented, one per line) that serve the
+/// run's certificate.
+fn tls_server_block(tls: PeerTls<'_>) -> (&'static str, String) {
+    let mut lines = vec![
+        "# The run's certificate, which the clients trust. Session tickets are nginx's default: a"
+            .to_owned(),
+        "# reconnect resumes them unless the scenario turns [client] tls_resumption off."
+            .to_owned(),
+        format!("ssl_certificate {};", tls.certificate.cert_file().display()),
+        format!(
+            "ssl_certificate_key {};",
+            tls.certificate.key_file().display()
+        ),
+    ];
+    let listen = match tls.http {
+        HttpVersion::Http1 => " ssl",
+        HttpVersion::Http2 => {
+            lines.extend([
+                "# As many streams per connection as our server takes (its --h2-max-streams default):".to_owned(),
+                "# past nginx's default of 128, subscribers would wait unsubscribed.".to_owned(),
+                format!("http2_max_concurrent_streams {MAX_SUBSCRIBERS_PER_CONNECTION};"),
+            ]);
+            " ssl http2"
+        }
+    };
+    let block: Vec<String> = lines.iter().map(|l| format!("        {l}")).collect();
+    (listen, block.join("\n"))
 }
 
 #[cfg(test)]
@@ -188,6 +247,7 @@ mod tests {
             Path::new("/tmp/x"),
             SocketAddr::from(([127, 0, 0, 1], 8080)),
             idle,
+            None,
         );
         for line in conf.lines() {
             let directive = line.split('#').next().unwrap_or_default();
@@ -210,6 +270,68 @@ mod tests {
             longpoll.contains("nchan_subscriber_timeout 3s;"),
             "{longpoll}"
         );
+    }
+
+    #[test]
+    fn filled_config_serves_the_runs_certificate_on_http1_or_h2() {
+        let idle = IdleSettings {
+            keepalive: Duration::from_secs(15),
+            longpoll_hold: Duration::from_secs(30),
+        };
+        let listen = SocketAddr::from(([127, 0, 0, 1], 8443));
+        let certificate = crate::targets::certificate::RunCertificate::new().unwrap();
+        let conf = |http| {
+            let tls = PeerTls {
+                certificate: &certificate,
+                http,
+            };
+            config(Path::new("/tmp/x"), listen, idle, Some(tls))
+        };
+        // The directives, without the comments (which name `ssl http2` too).
+        let directives = |conf: &str| -> String {
+            conf.lines()
+                .map(|l| l.split('#').next().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let cert = format!("ssl_certificate {};", certificate.cert_file().display());
+        let key = format!("ssl_certificate_key {};", certificate.key_file().display());
+        let h1 = conf(HttpVersion::Http1);
+        assert!(
+            h1.contains("listen 127.0.0.1:8443 ssl backlog=4096;"),
+            "{h1}"
+        );
+        assert!(h1.contains(&cert) && h1.contains(&key), "{h1}");
+        assert!(!directives(&h1).contains("http2"), "{h1}");
+        let h2 = conf(HttpVersion::Http2);
+        assert!(
+            h2.contains("listen 127.0.0.1:8443 ssl http2 backlog=4096;"),
+            "{h2}"
+        );
+        assert!(h2.contains(&cert) && h2.contains(&key), "{h2}");
+        assert!(h2.contains("http2_max_concurrent_streams 256;"), "{h2}");
+        // The certificate belongs to the server block, before its first location.
+        assert_eq!(h2.matches(&cert).count(), 1, "{h2}");
+        assert!(h2.find(&cert) < h2.find("location = /pub "), "{h2}");
+        // Cleartext: nothing of TLS.
+        let clear = config(Path::new("/tmp/x"), listen, idle, None);
+        assert!(
+            clear.contains("listen 127.0.0.1:8443 backlog=4096;"),
+            "{clear}"
+        );
+        assert!(!directives(&clear).contains("ssl"), "{clear}");
+    }
+
+    #[test]
+    fn only_the_websocket_is_not_offered_over_h2() {
+        for t in Transport::ALL {
+            assert_eq!(not_offered_over(t, HttpVersion::Http1), None, "{t}");
+            assert_eq!(
+                not_offered_over(t, HttpVersion::Http2).is_some(),
+                t == Transport::Ws,
+                "{t}"
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,12 @@
 //! SSE after that long without a write (`Grip-Keep-Alive`, in Pushpin's default idle mode, as ours), on
 //! WebSockets a ping frame every interval (as nchan; ours pings only after an idle interval).
 
+//! Over TLS (`[client] tls = true`) Pushpin listens with `https_ports` instead of `http_port`, and its
+//! runner has condure serve the run's certificate, copied into the certificates directory beside the
+//! config (`runner/certs/default_<port>.crt` and `.key`). HTTP/1.1 only: h2 is not offered, as condure
+//! 1.9 speaks HTTP/1 and WebSocket alone (its README: HTTP/2 is a future plan) and negotiates no ALPN.
+//! The publish API stays cleartext on loopback: it is the application back end's port, not the clients'.
+//!
 //! Publish: `POST /publish/` on the handler's HTTP port with `{"items":[{"channel":T,"formats":{..}}]}`.
 //! Processes: `pushpin --config` (its runner starts condure, pushpin-proxy and pushpin-handler) and
 //! `zurl`, which we start ourselves (the stock services line does not), all with sockets in a temporary
@@ -46,10 +52,12 @@ use pushbench_common::Transport;
 use pushbench_common::wire::{SSE_HEARTBEAT, STREAM_HEARTBEAT};
 
 use crate::clients::dialect::{CURSOR_HEADER, Cursor, format_cursor, parse_cursor};
+use crate::scenario::HttpVersion;
 use crate::util::{TempDir, free_port, guarded, wait_listening};
 
 use super::{
-    IdleSettings, PeerError, PeerKind, RunningPeer, fill, log_file, nchan::which, whole_secs,
+    IdleSettings, PeerError, PeerKind, PeerTls, RunningPeer, fill, log_file, nchan::which,
+    whole_secs,
 };
 
 /// Pushpin's config, kept in `scenarios/peers/`.
@@ -171,13 +179,48 @@ impl MessageLog {
     }
 }
 
+/// Why Pushpin does not serve its transports to subscribers speaking `http`, `None` when it does.
+pub fn not_offered_over(http: HttpVersion) -> Option<&'static str> {
+    (http == HttpVersion::Http2).then_some(
+        "Pushpin's condure 1.9 speaks HTTP/1 and WebSocket only (its README lists HTTP/2 under \
+         future plans) and negotiates no ALPN",
+    )
+}
+
+/// The runner's listen line (`{{LISTEN}}` of `pushpin.conf`): `http_port`, or `https_ports` over TLS.
+pub fn listen_line(host: std::net::IpAddr, port: u16, tls: bool) -> String {
+    let key = if tls { "https_ports" } else { "http_port" };
+    format!("{key}={}", SocketAddr::new(host, port))
+}
+
+/// Copies the run's certificate and key to where Pushpin's runner points condure for a TLS listener on
+/// `port`: `runner/certs/default_<port>.crt` and `.key` beside the config in `config_dir`.
+fn install_certificate(
+    config_dir: &Path,
+    port: u16,
+    tls: PeerTls<'_>,
+) -> Result<(), std::io::Error> {
+    let certs = config_dir.join("runner").join("certs");
+    std::fs::create_dir_all(&certs)?;
+    std::fs::copy(
+        tls.certificate.cert_file(),
+        certs.join(format!("default_{port}.crt")),
+    )?;
+    std::fs::copy(
+        tls.certificate.key_file(),
+        certs.join(format!("default_{port}.key")),
+    )?;
+    Ok(())
+}
+
 /// Starts the GRIP backend (asking for our server's keep-alive interval and long-poll hold, `idle`), zurl
-/// and Pushpin; logs go to `log_dir/server-<transport>-pushpin*.log`.
+/// and Pushpin, over TLS HTTP/1.1 when `tls` says so; logs go to `log_dir/server-<transport>-pushpin*.log`.
 pub(super) async fn start(
     log_dir: &Path,
     transport: Transport,
     idle: IdleSettings,
     host: std::net::IpAddr,
+    tls: Option<PeerTls<'_>>,
 ) -> Result<RunningPeer, PeerError> {
     let pushpin = which("pushpin").ok_or_else(|| PeerError::NotInstalled("pushpin".into()))?;
     let zurl = which("zurl").ok_or_else(|| PeerError::NotInstalled("zurl".into()))?;
@@ -203,8 +246,12 @@ pub(super) async fn start(
         free_port().map_err(io("a free port"))?,
         free_port().map_err(io("a free port"))?,
     );
+    if let Some(tls) = tls {
+        install_certificate(dir.path(), http_port, tls).map_err(io("the TLS certificate"))?;
+    }
     let values = [
         ("RUNDIR", dir.path().display().to_string()),
+        ("LISTEN", listen_line(host, http_port, tls.is_some())),
         ("HOST", host.to_string()),
         ("HTTP_PORT", http_port.to_string()),
         ("PUBLISH_PORT", publish_port.to_string()),
@@ -497,6 +544,40 @@ mod tests {
             p.subscribe_path(p.route(Transport::Sse).unwrap(), &["a".into(), "b".into()]),
             "/sse?topic=a&topic=b"
         );
+    }
+
+    #[test]
+    fn over_tls_condure_gets_the_runs_certificate_and_no_h2() {
+        let host = std::net::IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(listen_line(host, 7999, false), "http_port=127.0.0.1:7999");
+        assert_eq!(listen_line(host, 7999, true), "https_ports=127.0.0.1:7999");
+        // The template has the one listen line, filled in.
+        let conf = fill(CONFIG, &[("LISTEN", listen_line(host, 7999, true))]);
+        let listens: Vec<&str> = conf
+            .lines()
+            .filter(|l| l.starts_with("http_port=") || l.starts_with("https_ports="))
+            .collect();
+        assert_eq!(listens, ["https_ports=127.0.0.1:7999"]);
+        // Where Pushpin 1.36's runner points condure: <config dir>/runner/certs/default_<port>.crt/.key.
+        let certificate = crate::targets::certificate::RunCertificate::new().unwrap();
+        let dir = TempDir::new("pushpin-test").unwrap();
+        let tls = PeerTls {
+            certificate: &certificate,
+            http: HttpVersion::Http1,
+        };
+        install_certificate(dir.path(), 7999, tls).unwrap();
+        let certs = dir.path().join("runner/certs");
+        assert_eq!(
+            std::fs::read_to_string(certs.join("default_7999.crt")).unwrap(),
+            certificate.cert_pem
+        );
+        assert!(
+            std::fs::read_to_string(certs.join("default_7999.key"))
+                .unwrap()
+                .contains("PRIVATE KEY")
+        );
+        assert_eq!(not_offered_over(HttpVersion::Http1), None);
+        assert!(not_offered_over(HttpVersion::Http2).is_some());
     }
 
     #[test]

@@ -68,10 +68,10 @@ fn assert_exact(result: &pushbench_report::result::RunResult, kind: PeerKind, wa
 
 #[test]
 fn nchan_delivers_every_event_exactly_on_its_transports() {
-    if !nchan::installed() {
-        eprintln!(
-            "SKIPPED: nginx with the nchan module is not installed (run scripts/setup-peers to install it)"
-        );
+    if support::peer_missing(
+        nchan::installed(),
+        "nginx with the nchan module is not installed (run scripts/setup-peers to install it)",
+    ) {
         return;
     }
     let result = run_peer(PeerKind::Nchan);
@@ -102,10 +102,10 @@ fn nchan_delivers_every_event_exactly_on_its_transports() {
 
 #[test]
 fn pushpin_delivers_every_event_exactly_on_its_transports() {
-    if !pushpin::installed() {
-        eprintln!(
-            "SKIPPED: pushpin (with condure and zurl) is not installed (run scripts/setup-peers to install it)"
-        );
+    if support::peer_missing(
+        pushpin::installed(),
+        "pushpin (with condure and zurl) is not installed (run scripts/setup-peers to install it)",
+    ) {
         return;
     }
     let result = run_peer(PeerKind::Pushpin);
@@ -137,8 +137,10 @@ fn pushpin_delivers_every_event_exactly_on_its_transports() {
 /// keeps one connection, so a run of more than 1,000 events must not lose one to that close.
 #[test]
 fn nchan_takes_more_than_a_thousand_publishes_on_one_connection() {
-    if !nchan::installed() {
-        eprintln!("SKIPPED: nginx with the nchan module is not installed (scripts/setup-peers)");
+    if support::peer_missing(
+        nchan::installed(),
+        "nginx with the nchan module is not installed (scripts/setup-peers)",
+    ) {
         return;
     }
     let toml = TINY
@@ -157,8 +159,10 @@ fn nchan_takes_more_than_a_thousand_publishes_on_one_connection() {
 
 #[test]
 fn no_peer_process_outlives_its_run() {
-    if !nchan::installed() {
-        eprintln!("SKIPPED: nginx with the nchan module is not installed (scripts/setup-peers)");
+    if support::peer_missing(
+        nchan::installed(),
+        "nginx with the nchan module is not installed (scripts/setup-peers)",
+    ) {
         return;
     }
     let scenario = Scenario::parse(
@@ -247,8 +251,10 @@ fn idle_runs(
 /// them without an error or a counted event.
 #[test]
 fn nchan_sends_idle_sse_and_websocket_subscribers_keepalives_at_our_interval() {
-    if !nchan::installed() {
-        eprintln!("SKIPPED: nginx with the nchan module is not installed (scripts/setup-peers)");
+    if support::peer_missing(
+        nchan::installed(),
+        "nginx with the nchan module is not installed (scripts/setup-peers)",
+    ) {
         return;
     }
     // Not the stream: nchan's http-raw-stream has no keep-alive.
@@ -274,10 +280,10 @@ fn nchan_sends_idle_sse_and_websocket_subscribers_keepalives_at_our_interval() {
 /// ping frames on WebSocket (measured in bytes as for nchan).
 #[test]
 fn pushpin_sends_idle_subscribers_keepalives_at_our_interval() {
-    if !pushpin::installed() {
-        eprintln!(
-            "SKIPPED: pushpin (with condure and zurl) is not installed (scripts/setup-peers)"
-        );
+    if support::peer_missing(
+        pushpin::installed(),
+        "pushpin (with condure and zurl) is not installed (scripts/setup-peers)",
+    ) {
         return;
     }
     for (pinged, quiet) in idle_runs(PeerKind::Pushpin, r#"["stream", "sse", "ws"]"#) {
@@ -310,8 +316,10 @@ fn pushpin_sends_idle_subscribers_keepalives_at_our_interval() {
 /// (measured in bytes as for nchan), on long-polling the end of the held GET, an answer without events.
 #[test]
 fn socketio_pings_idle_subscribers_at_our_interval() {
-    if !socketio::installed() {
-        eprintln!("SKIPPED: node with socket.io is not installed (run scripts/setup-peers)");
+    if support::peer_missing(
+        socketio::installed(),
+        "node with socket.io is not installed (run scripts/setup-peers)",
+    ) {
         return;
     }
     for (pinged, quiet) in idle_runs(PeerKind::SocketIo, r#"["longpoll", "ws"]"#) {
@@ -360,10 +368,10 @@ fn http(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
 /// holding the request for the whole 20 s hold.
 #[test]
 fn pushpin_longpoll_recovers_an_event_that_raced_the_hold() {
-    if !pushpin::installed() {
-        eprintln!(
-            "SKIPPED: pushpin (with condure and zurl) is not installed (scripts/setup-peers)"
-        );
+    if support::peer_missing(
+        pushpin::installed(),
+        "pushpin (with condure and zurl) is not installed (scripts/setup-peers)",
+    ) {
         return;
     }
     let dir =
@@ -423,8 +431,10 @@ fn pushpin_longpoll_recovers_an_event_that_raced_the_hold() {
 
 #[test]
 fn socketio_delivers_every_event_exactly_on_its_transports() {
-    if !socketio::installed() {
-        eprintln!("SKIPPED: node with socket.io is not installed (run scripts/setup-peers)");
+    if support::peer_missing(
+        socketio::installed(),
+        "node with socket.io is not installed (run scripts/setup-peers)",
+    ) {
         return;
     }
     let result = run_peer(PeerKind::SocketIo);
@@ -450,8 +460,10 @@ fn socketio_delivers_every_event_exactly_on_its_transports() {
 /// is reported (scenarios/peers/README.md), not asserted.
 #[test]
 fn socketio_recovers_sessions_under_churn() {
-    if !socketio::installed() {
-        eprintln!("SKIPPED: node with socket.io is not installed (run scripts/setup-peers)");
+    if support::peer_missing(
+        socketio::installed(),
+        "node with socket.io is not installed (run scripts/setup-peers)",
+    ) {
         return;
     }
     let toml = TINY
@@ -490,8 +502,10 @@ fn socketio_recovers_sessions_under_churn() {
 /// same `pid` (recovered); a connect with an offset the server never issued gets a new `pid` and none.
 #[test]
 fn socketio_replays_missed_events_to_a_recovered_session() {
-    if !socketio::installed() {
-        eprintln!("SKIPPED: node with socket.io is not installed (run scripts/setup-peers)");
+    if support::peer_missing(
+        socketio::installed(),
+        "node with socket.io is not installed (run scripts/setup-peers)",
+    ) {
         return;
     }
     let dir =
@@ -630,8 +644,10 @@ fn assert_over_tls(result: &pushbench_report::result::RunResult, h2: bool) {
 /// not offered (nginx has no RFC 8441), said so rather than run on another connection.
 #[test]
 fn nchan_over_tls_delivers_exactly_on_http1_and_h2_and_says_ws_is_not_offered_on_h2() {
-    if !nchan::installed() {
-        eprintln!("SKIPPED: nginx with the nchan module is not installed (scripts/setup-peers)");
+    if support::peer_missing(
+        nchan::installed(),
+        "nginx with the nchan module is not installed (scripts/setup-peers)",
+    ) {
         return;
     }
     let all = [
@@ -688,10 +704,10 @@ fn nchan_over_tls_delivers_exactly_on_http1_and_h2_and_says_ws_is_not_offered_on
 /// Over h2 it runs nothing and says why (condure speaks HTTP/1 only).
 #[test]
 fn pushpin_over_tls_delivers_exactly_and_offers_nothing_on_h2() {
-    if !pushpin::installed() {
-        eprintln!(
-            "SKIPPED: pushpin (with condure and zurl) is not installed (scripts/setup-peers)"
-        );
+    if support::peer_missing(
+        pushpin::installed(),
+        "pushpin (with condure and zurl) is not installed (scripts/setup-peers)",
+    ) {
         return;
     }
     // Five events a second (50 in 10 s), not twenty: at 20/s over TLS the run's last event raced a

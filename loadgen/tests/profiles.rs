@@ -101,10 +101,10 @@ fn deterministic(t: &TransportResult) -> Vec<(&'static str, u64)> {
 
 #[test]
 fn nchan_through_its_file_gives_the_figures_of_its_rust_profile() {
-    if !nchan::installed() {
-        eprintln!(
-            "SKIPPED: nginx with the nchan module is not installed (run scripts/setup-peers to install it)"
-        );
+    if support::peer_missing(
+        nchan::installed(),
+        "nginx with the nchan module is not installed (run scripts/setup-peers to install it)",
+    ) {
         return;
     }
     // The file on disk is the one compiled in.

@@ -117,16 +117,18 @@ impl ServerSource {
     pub fn not_driven(&self, transport: Transport, client: &ClientOptions) -> Option<String> {
         match self {
             ServerSource::Peer(kind) => match kind.profile().offer(transport) {
-                Offer::Offered(_) => {
-                    crate::targets::peer::not_offered_over(*kind, transport, client.tls, client.http).map(
-                        |why| {
-                            format!(
-                                "not offered by {kind} over {}: {why}",
-                                crate::targets::peer::connection_name(client)
-                            )
-                        },
+                Offer::Offered(_) => crate::targets::peer::not_offered_over(
+                    *kind,
+                    transport,
+                    client.tls,
+                    client.http,
+                )
+                .map(|why| {
+                    format!(
+                        "not offered by {kind} over {}: {why}",
+                        crate::targets::peer::connection_name(client)
                     )
-                }
+                }),
                 Offer::NotOffered => Some(format!("not offered by {kind}")),
             },
             ServerSource::Floor(_) if !crate::targets::floor::offers(transport) => {

@@ -117,3 +117,18 @@ pub(crate) fn run_here(scenario: Scenario, options: &RunOptions) -> Result<RunRe
         .block_on(run(std::sync::Arc::new(scenario), options))
         .map_err(|e| e.to_string())
 }
+
+/// Whether a test must skip because a peer is not installed: it says so on stderr. Where the peers are
+/// required (`PUSHBENCH_REQUIRE_PEERS=1`, as the README's test command sets after `scripts/setup-peers`),
+/// a missing peer fails the test instead, so a broken install cannot pass as a skip.
+pub(crate) fn peer_missing(installed: bool, what: &str) -> bool {
+    if installed {
+        return false;
+    }
+    assert!(
+        std::env::var_os("PUSHBENCH_REQUIRE_PEERS").is_none(),
+        "PUSHBENCH_REQUIRE_PEERS is set but {what}"
+    );
+    eprintln!("SKIPPED: {what}");
+    true
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use pushbench::scenario::Scenario;
 use pushbench::suites::peers::run_peers;
-use pushbench::targets::peer::ServerName;
+use pushbench::targets::deployment::ServerName;
 use pushbench_common::Transport;
 
 #[test]

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use pushbench::run::{RunOptions, ServerSource, run};
 use pushbench::scenario::Scenario;
-use pushbench::targets::peer::{PeerKind, ServerName, nchan, pushpin, socketio};
+use pushbench::targets::deployment::ServerName;
+use pushbench::targets::peer::{PeerKind, nchan, pushpin, socketio};
 use pushbench_common::Transport;
 
 use support::TINY_PEERS as TINY;

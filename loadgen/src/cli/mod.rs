@@ -256,14 +256,14 @@ pub struct RunArgs {
     /// Measure another server instead of ours, started per transport: nchan, pushpin or socketio from
     /// scenarios/peers/ (install with scripts/setup-peers), or floor, the floor reference
     /// (pushbench-floor, beside pushbench-server).
-    #[arg(long, value_name = "SERVER", value_parser = crate::targets::peer::ServerName::parse_other, conflicts_with_all = ["target", "peers"])]
-    pub peer: Option<crate::targets::peer::ServerName>,
+    #[arg(long, value_name = "SERVER", value_parser = crate::targets::deployment::ServerName::parse_other, conflicts_with_all = ["target", "peers"])]
+    pub peer: Option<crate::targets::deployment::ServerName>,
     /// Run the same scenario against several servers (ours, nchan, pushpin, socketio, floor;
     /// comma-separated) and
     /// write them side by side in OUT/peers.md, each server's own results in OUT/<server>/; with floor,
     /// each server's CPU per delivery as a ratio of the floor's.
-    #[arg(long, value_delimiter = ',', value_parser = crate::targets::peer::ServerName::parse, conflicts_with = "target")]
-    pub peers: Option<Vec<crate::targets::peer::ServerName>>,
+    #[arg(long, value_delimiter = ',', value_parser = crate::targets::deployment::ServerName::parse, conflicts_with = "target")]
+    pub peers: Option<Vec<crate::targets::deployment::ServerName>>,
     /// Do not print the live progress line.
     #[arg(long, default_value_t = false)]
     pub no_progress: bool,
@@ -530,7 +530,8 @@ fn run_command(args: RunArgs) -> Outcome {
         let spawns_a_server = servers.iter().any(|s| {
             matches!(
                 s,
-                crate::targets::peer::ServerName::Ours | crate::targets::peer::ServerName::Floor
+                crate::targets::deployment::ServerName::Ours
+                    | crate::targets::deployment::ServerName::Floor
             )
         });
         check_limits(&scenario, &args, spawns_a_server)?;
@@ -571,7 +572,8 @@ fn run_command(args: RunArgs) -> Outcome {
             trust: target_trust(&args)?,
         },
         (None, None) => ServerSource::of(
-            args.peer.unwrap_or(crate::targets::peer::ServerName::Ours),
+            args.peer
+                .unwrap_or(crate::targets::deployment::ServerName::Ours),
             args.server_bin.as_deref(),
         )
         .map_err(|e| (EXIT_RUNTIME, e.into()))?,

@@ -35,7 +35,7 @@ impl PeerKind {
         match self {
             Self::Nchan => nchan_profile(),
             Self::Pushpin => pushpin_profile(),
-            Self::SocketIo => super::socketio::profile(),
+            Self::SocketIo => socketio_profile(),
         }
     }
 }
@@ -127,7 +127,7 @@ impl Profile {
                 let query: Vec<String> = topics.iter().map(|t| format!("topic={t}")).collect();
                 format!("{}?{}", route.path, query.join("&"))
             }
-            PeerKind::SocketIo => super::socketio::handshake_path(route),
+            PeerKind::SocketIo => socketio_handshake_path(route),
         }
     }
 }
@@ -147,6 +147,40 @@ pub fn parse_peer_event(data: &[u8]) -> Option<(u64, u64)> {
     let ns = fields.next()?.parse().ok()?;
     let seq = fields.next()?.parse().ok()?;
     Some((ns, seq))
+}
+
+/// Where Socket.IO serves both transports.
+pub(crate) const SOCKETIO_PATH: &str = "/socket.io/";
+/// Socket.IO's profile: long-polling and WebSocket; the other three transports it does not have.
+pub fn socketio_profile() -> Profile {
+    let route = |framing| {
+        Offer::Offered(Route {
+            path: SOCKETIO_PATH,
+            headers: &[],
+            framing,
+        })
+    };
+    Profile {
+        kind: PeerKind::SocketIo,
+        offers: vec![
+            // Its long-polling is the only HTTP transport; nothing answers a plain poll at once.
+            (Transport::Poll, Offer::NotOffered),
+            (Transport::LongPoll, route(Framing::EngineIoPolling)),
+            // No streamed HTTP body and no EventSource transport in Engine.IO v4.
+            (Transport::Stream, Offer::NotOffered),
+            (Transport::Sse, Offer::NotOffered),
+            (Transport::Ws, route(Framing::EngineIoWebSocket)),
+        ],
+    }
+}
+
+/// The URL that opens a session on `route` (the topics go in the connect packet, not the URL).
+pub(crate) fn socketio_handshake_path(route: &Route) -> String {
+    let transport = match route.framing {
+        Framing::EngineIoWebSocket => "websocket",
+        _ => "polling",
+    };
+    format!("{}?EIO=4&transport={transport}", route.path)
 }
 
 /// nchan's profile.

@@ -13,10 +13,10 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use pushbench_common::wire::{Control, Event, SseParser};
+use pushbench_common::wire::SseParser;
 use tokio::time::Instant;
 
-use super::dialect::{Framing, Route, parse_peer_event};
+use super::dialect::{Framing, Route};
 use crate::clients::reconnect::{FirstSession, Session, until_stopped};
 use crate::clients::stream::{open_stream, split_lines};
 use crate::clients::subscriber::{End, Subscriber};
@@ -73,33 +73,6 @@ impl Session for PeerSession<'_> {
             }
         }
     }
-}
-
-/// Records one event's data; our wire's heartbeat line (the keep-alive Pushpin's streams send, as
-/// asked by our GRIP backend) is counted as a heartbeat; any other payload that is not ours is a protocol
-/// error.
-pub(crate) fn on_payload(sub: &mut Subscriber<'_>, data: &[u8]) -> Result<(), ConnError> {
-    // Events start with a digit: only a '{' line can be a heartbeat, so events are not parsed as JSON.
-    if data.first() == Some(&b'{')
-        && serde_json::from_slice::<Control>(data).is_ok_and(|c| c == Control::Heartbeat)
-    {
-        sub.rec.log.counters.heartbeats += 1;
-        return Ok(());
-    }
-    let Some((intended, seq)) = parse_peer_event(data) else {
-        return Err(sub.protocol_error(format!(
-            "not a pushbench event: {:?}",
-            String::from_utf8_lossy(&data[..data.len().min(80)])
-        )));
-    };
-    let event = Event {
-        id: seq,
-        topic: Cow::Borrowed(""),
-        ts: intended,
-        data: Cow::Borrowed(std::str::from_utf8(data).unwrap_or_default()),
-    };
-    sub.rec.on_event(&event, &sub.shared.meters);
-    Ok(())
 }
 
 /// Incremental decoder of a streamed body into event payloads, for the stream framings.
@@ -164,7 +137,7 @@ async fn stream_session(
         .read(
             sub,
             |sub, data| {
-                decoder.feed(data, |payload| on_payload(sub, payload))?;
+                decoder.feed(data, |payload| sub.on_peer_payload(payload))?;
                 Ok(false)
             },
             false,
@@ -182,7 +155,7 @@ async fn ws_session(sub: &mut Subscriber<'_>, path: &str) -> Result<End, ConnErr
     ws.read(
         sub,
         |sub, payload| {
-            on_payload(sub, payload)?;
+            sub.on_peer_payload(payload)?;
             Ok(false)
         },
         false,
@@ -343,11 +316,11 @@ async fn poll_loop(
                 sub.report("GET", route.path, took, Ok(Some(200))).await;
                 if interval {
                     // One message per answer, the body as published.
-                    on_payload(sub, &body)?;
+                    sub.on_peer_payload(&body)?;
                 } else {
                     let mut lines = StreamDecoder::new(Framing::Lines);
-                    lines.feed(&body, |payload| on_payload(sub, payload))?;
-                    lines.feed(b"\n", |payload| on_payload(sub, payload))?;
+                    lines.feed(&body, |payload| sub.on_peer_payload(payload))?;
+                    lines.feed(b"\n", |payload| sub.on_peer_payload(payload))?;
                 }
                 wait = false;
             }
@@ -378,6 +351,7 @@ async fn poll_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clients::dialect::parse_peer_event;
 
     fn decode_all(framing: Framing, stream: &[u8], split: usize) -> Vec<(u64, u64)> {
         let mut decoder = StreamDecoder::new(framing);

@@ -24,7 +24,7 @@
 //!   not closed yet, the offset is unknown, or no event was received before the drop) it answers with a
 //!   new `pid`, and what was published in between is gone.
 //!
-//! What pushbench records: events as for the other peers (`clients::peer::on_payload`); a reconnect the
+//! What pushbench records: events as for the other peers (`Subscriber::on_peer_payload`); a reconnect the
 //! server did not recover counts in `gaps` (Socket.IO said the missed events are gone; they also show as
 //! lost when there were any), so `reconnects - gaps` is how many it recovered. The subscriber's topics
 //! travel in the connect packet's auth (`{"topics":[..]}`): the peer's script joins one room per topic.
@@ -33,54 +33,18 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
-use pushbench_common::Transport;
 use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use super::dialect::{Framing, Offer, PeerKind, Profile, Route};
-use crate::clients::peer::on_payload;
+use super::dialect::SOCKETIO_PATH;
 use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::{ConnError, HttpConn};
 
-/// Where Socket.IO serves both transports.
-const PATH: &str = "/socket.io/";
 /// The name the peer's script emits events under.
 const EVENT: &str = "event";
 /// Limit on an exchange that is answered at once (the handshake, a POST).
 const ANSWER_LIMIT: Duration = Duration::from_secs(10);
-
-/// Socket.IO's profile: long-polling and WebSocket; the other three transports it does not have.
-pub fn profile() -> Profile {
-    let route = |framing| {
-        Offer::Offered(Route {
-            path: PATH,
-            headers: &[],
-            framing,
-        })
-    };
-    Profile {
-        kind: PeerKind::SocketIo,
-        offers: vec![
-            // Its long-polling is the only HTTP transport; nothing answers a plain poll at once.
-            (Transport::Poll, Offer::NotOffered),
-            (Transport::LongPoll, route(Framing::EngineIoPolling)),
-            // No streamed HTTP body and no EventSource transport in Engine.IO v4.
-            (Transport::Stream, Offer::NotOffered),
-            (Transport::Sse, Offer::NotOffered),
-            (Transport::Ws, route(Framing::EngineIoWebSocket)),
-        ],
-    }
-}
-
-/// The URL that opens a session on `route` (the topics go in the connect packet, not the URL).
-pub(crate) fn handshake_path(route: &Route) -> String {
-    let transport = match route.framing {
-        Framing::EngineIoWebSocket => "websocket",
-        _ => "polling",
-    };
-    format!("{}?EIO=4&transport={transport}", route.path)
-}
 
 /// Why a Socket.IO exchange could not be understood, or what the server refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,7 +90,7 @@ pub(crate) enum SocketIoError {
 impl From<SocketIoError> for ConnError {
     fn from(e: SocketIoError) -> Self {
         ConnError::Protocol {
-            path: PATH.to_owned(),
+            path: SOCKETIO_PATH.to_owned(),
             reason: e.to_string(),
         }
     }
@@ -389,7 +353,7 @@ fn on_packet(
                 if offset.is_some() {
                     recovery.offset = offset;
                 }
-                on_payload(sub, data.as_bytes())?;
+                sub.on_peer_payload(data.as_bytes())?;
                 Ok(Reply::None)
             }
         },
@@ -752,7 +716,9 @@ mod tests {
 
     #[test]
     fn profile_offers_longpoll_and_ws_only() {
-        let p = profile();
+        use crate::clients::dialect::{Offer, socketio_handshake_path as handshake_path};
+        use pushbench_common::Transport;
+        let p = crate::clients::dialect::socketio_profile();
         for t in [Transport::Poll, Transport::Stream, Transport::Sse] {
             assert_eq!(p.offer(t), &Offer::NotOffered, "{t}");
         }

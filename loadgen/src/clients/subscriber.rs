@@ -6,15 +6,17 @@
 //! its [`SubscriberLog`] back. goose checks its own stop signal only between transactions, so every wait
 //! here races the run's [`CancellationToken`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pushbench_common::Transport;
-use pushbench_common::wire::{Control, Message};
+use pushbench_common::wire::{Control, Event, Message};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::dialect::parse_peer_event;
 use crate::conn::{ConnError, Endpoint, HttpConn, TlsHandshake, Wire, WireCounters, connect};
 use crate::measure::{Recorder, RunMeters, SubscriberLog};
 use crate::scenario::{HttpVersion, Scenario};
@@ -390,6 +392,33 @@ impl<'a> Subscriber<'a> {
             path: format!("/{}", self.shared.transport),
             reason,
         }
+    }
+
+    /// Records one event's data from a peer (nchan, Pushpin, Socket.IO); our wire's heartbeat line (the
+    /// keep-alive Pushpin's streams send, as asked by our GRIP backend) is counted as a heartbeat; any
+    /// other payload that is not ours is a protocol error.
+    pub(crate) fn on_peer_payload(&mut self, data: &[u8]) -> Result<(), ConnError> {
+        // Events start with a digit: only a '{' line can be a heartbeat, so events are not parsed as JSON.
+        if data.first() == Some(&b'{')
+            && serde_json::from_slice::<Control>(data).is_ok_and(|c| c == Control::Heartbeat)
+        {
+            self.rec.log.counters.heartbeats += 1;
+            return Ok(());
+        }
+        let Some((intended, seq)) = parse_peer_event(data) else {
+            return Err(self.protocol_error(format!(
+                "not a pushbench event: {:?}",
+                String::from_utf8_lossy(&data[..data.len().min(80)])
+            )));
+        };
+        let event = Event {
+            id: seq,
+            topic: Cow::Borrowed(""),
+            ts: intended,
+            data: Cow::Borrowed(std::str::from_utf8(data).unwrap_or_default()),
+        };
+        self.rec.on_event(&event, &self.shared.meters);
+        Ok(())
     }
 
     /// Reports one timed operation to the sink.

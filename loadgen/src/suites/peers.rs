@@ -14,7 +14,7 @@ use std::io::Write;
 use pushbench_common::Transport;
 use serde::Serialize;
 
-use crate::targets::peer::ServerName;
+use crate::targets::deployment::ServerName;
 use pushbench_report::result::{RunResult, TransportResult};
 
 /// One row of the side-by-side table.

@@ -59,73 +59,6 @@ pub use crate::clients::dialect::{
 };
 pub use crate::error::PeerError;
 
-/// One server of `--peers`: ours, a peer, or the floor reference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ServerName {
-    /// `pushbench-server`.
-    Ours,
-    /// A peer.
-    Peer(PeerKind),
-    /// `pushbench-floor`, the floor reference ([`crate::targets::floor`]).
-    Floor,
-}
-
-impl ServerName {
-    /// Parses `ours`, `nchan`, `pushpin`, `socketio` or `floor`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "ours" => Ok(Self::Ours),
-            "nchan" => Ok(Self::Peer(PeerKind::Nchan)),
-            "pushpin" => Ok(Self::Peer(PeerKind::Pushpin)),
-            "socketio" => Ok(Self::Peer(PeerKind::SocketIo)),
-            "floor" => Ok(Self::Floor),
-            other => Err(format!(
-                "unknown server {other:?}: expected ours, nchan, pushpin, socketio or floor"
-            )),
-        }
-    }
-
-    /// Parses a server other than ours (`--peer`).
-    pub fn parse_other(s: &str) -> Result<Self, String> {
-        match Self::parse(s)? {
-            Self::Ours => Err("ours is measured without --peer".to_owned()),
-            other => Ok(other),
-        }
-    }
-
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ours => "ours",
-            Self::Peer(p) => p.as_str(),
-            Self::Floor => "floor",
-        }
-    }
-
-    /// Whether this server offers `transport` (ours offers all).
-    pub fn offers(self, transport: Transport) -> bool {
-        match self {
-            Self::Ours => true,
-            Self::Peer(kind) => matches!(kind.profile().offer(transport), Offer::Offered(_)),
-            Self::Floor => crate::targets::floor::offers(transport),
-        }
-    }
-
-    /// Why this server does not serve `transport` to clients connecting as `client` says, as a report's
-    /// status: `not offered` (never, [`Self::offers`]), or `not offered over h2: <why>`
-    /// ([`not_offered_over`]); `None` when it serves it.
-    pub fn not_offered(self, transport: Transport, client: &ClientOptions) -> Option<String> {
-        if !self.offers(transport) {
-            return Some("not offered".to_owned());
-        }
-        match self {
-            Self::Peer(kind) => not_offered_over(kind, transport, client.tls, client.http)
-                .map(|why| format!("not offered over {}: {why}", connection_name(client))),
-            Self::Ours | Self::Floor => None,
-        }
-    }
-}
-
 /// Why `kind` does not serve `transport` to subscribers speaking `http` (h2 comes only over TLS), though
 /// its profile drives it on HTTP/1.1; `None` when it does.
 pub fn not_offered_over(
@@ -576,33 +509,6 @@ mod tests {
         );
         assert_eq!(parse_peer_event(b"garbage"), None);
         assert_eq!(parse_peer_event(b"12 x yyy"), None);
-    }
-
-    #[test]
-    fn server_names_parse() {
-        assert_eq!(ServerName::parse("ours"), Ok(ServerName::Ours));
-        assert_eq!(
-            ServerName::parse("nchan"),
-            Ok(ServerName::Peer(PeerKind::Nchan))
-        );
-        assert_eq!(
-            ServerName::parse("pushpin"),
-            Ok(ServerName::Peer(PeerKind::Pushpin))
-        );
-        assert_eq!(
-            ServerName::parse("socketio"),
-            Ok(ServerName::Peer(PeerKind::SocketIo))
-        );
-        assert!(!ServerName::Peer(PeerKind::SocketIo).offers(Transport::Sse));
-        assert!(ServerName::Peer(PeerKind::SocketIo).offers(Transport::LongPoll));
-        assert_eq!(ServerName::parse("floor"), Ok(ServerName::Floor));
-        assert!(ServerName::parse("nginx").is_err());
-        assert_eq!(ServerName::parse_other("floor"), Ok(ServerName::Floor));
-        assert!(ServerName::parse_other("ours").is_err());
-        assert!(!ServerName::Floor.offers(Transport::Poll));
-        assert!(ServerName::Floor.offers(Transport::Ws));
-        assert!(!ServerName::Peer(PeerKind::Pushpin).offers(Transport::Poll));
-        assert!(ServerName::Ours.offers(Transport::Poll));
     }
 
     #[test]

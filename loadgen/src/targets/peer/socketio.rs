@@ -38,7 +38,7 @@ pub const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/peers/s
 /// far longer than a churn reconnect takes.
 pub const MAX_DISCONNECTION: Duration = Duration::from_secs(120);
 
-pub use crate::clients::socketio::profile;
+pub use crate::clients::dialect::socketio_profile as profile;
 
 /// Node, as Debian names it (`node`, or `nodejs` on older releases).
 fn node() -> Option<PathBuf> {

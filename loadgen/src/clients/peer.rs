@@ -251,14 +251,7 @@ async fn poll_loop(
     } else {
         sub.shared.scenario.longpoll_timeout + Duration::from_secs(10)
     };
-    // Interval polls tick like ours (crate::clients::poll): phases spread over the subscribers.
-    let mut ticker = interval.then(|| {
-        let every = sub.shared.scenario.poll_interval;
-        let phase = every.mul_f64((sub.index as f64 * 0.618_033_988_749_895).fract());
-        let mut t = tokio::time::interval_at(Instant::now() + phase, every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
+    let mut ticker = interval.then(|| crate::clients::poll::ticker(sub));
     let mut wait = true;
     loop {
         if let Some(ticker) = ticker.as_mut().filter(|_| wait) {

@@ -17,12 +17,20 @@ use crate::clients::stream::path_name;
 use crate::clients::subscriber::{End, Subscriber};
 use crate::conn::{ConnError, HttpConn, body_of};
 
-/// Runs an interval-polling subscriber until the run stops.
-pub(crate) async fn run(sub: &mut Subscriber<'_>) {
+/// The scenario's poll interval as a ticker, its first tick at a phase of its own: the golden ratio
+/// spreads the subscribers' phases evenly over the interval, so their polls do not arrive together.
+/// Every interval poller ticks so: ours, the peers' and a profiled server's.
+pub(crate) fn ticker(sub: &Subscriber<'_>) -> tokio::time::Interval {
     let interval = sub.shared.scenario.poll_interval;
     let phase = interval.mul_f64((sub.index as f64 * 0.618_033_988_749_895).fract());
     let mut ticker = tokio::time::interval_at(Instant::now() + phase, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker
+}
+
+/// Runs an interval-polling subscriber until the run stops.
+pub(crate) async fn run(sub: &mut Subscriber<'_>) {
+    let mut ticker = ticker(sub);
     let mut conn = None;
     loop {
         tokio::select! {
